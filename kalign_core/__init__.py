@@ -1,0 +1,32 @@
+"""kalign_core: the slow-vs-regular kernel alignment experiment, with no user interface."""
+
+from .alignment import (
+    AlignmentUndefined,
+    center_kernel,
+    centered_alignment,
+    debiased_alignment,
+    feature_alignment,
+)
+from .config import ExperimentConfig
+from .data import DataUnavailable, DigitData, load_digits
+from .devices import available_devices, resolve_device
+from .model import MLP
+from .training import EpochRecord, ExperimentResult, run_experiment
+
+__all__ = [
+    "AlignmentUndefined",
+    "DataUnavailable",
+    "DigitData",
+    "EpochRecord",
+    "ExperimentConfig",
+    "ExperimentResult",
+    "MLP",
+    "available_devices",
+    "center_kernel",
+    "centered_alignment",
+    "debiased_alignment",
+    "feature_alignment",
+    "load_digits",
+    "resolve_device",
+    "run_experiment",
+]

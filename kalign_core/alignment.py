@@ -1,0 +1,168 @@
+"""Centered kernel alignment (Cortes, Mohri & Rostamizadeh 2012) and its debiased variant.
+
+Everything accumulates in float64. Kernels are centered in O(m²) without forming H = I - 11ᵀ/m,
+and `feature_alignment` never forms an m×m matrix when m exceeds the feature count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+# Rows per chunk when a float32 Gram matrix is accumulated in float64.
+_GRAM_CHUNK_ROWS = 4096
+
+
+class AlignmentUndefined(ValueError):
+    """Alignment is 0/0: a centered kernel has zero norm. `reason` says which and why."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _as_float64(x) -> torch.Tensor:
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    if not isinstance(x, torch.Tensor):
+        x = torch.as_tensor(x)
+    return x.detach().to(torch.float64)
+
+
+def _check_square(k: torch.Tensor, name: str) -> None:
+    if k.ndim != 2 or k.shape[0] != k.shape[1]:
+        raise ValueError(f"{name} must be a square m×m matrix (got shape {tuple(k.shape)})")
+
+
+def center_kernel(k) -> torch.Tensor:
+    """Kc = HKH in O(m²): K - row means - column means + grand mean (float64)."""
+    k = _as_float64(k)
+    _check_square(k, "kernel")
+    row_means = k.mean(dim=1, keepdim=True)
+    col_means = k.mean(dim=0, keepdim=True)
+    return k - row_means - col_means + k.mean()
+
+
+def _ratio(inner: torch.Tensor, norm_a: torch.Tensor, norm_b: torch.Tensor, names) -> float:
+    for norm, name in zip((norm_a, norm_b), names):
+        if not torch.isfinite(norm):
+            raise AlignmentUndefined(f"the {name} has non-finite entries")
+        if norm == 0:
+            raise AlignmentUndefined(
+                f"the centered {name} is zero (all points look the same to it), so alignment is 0/0"
+            )
+    return float(inner / (norm_a * norm_b))
+
+
+def centered_alignment(k, l) -> float:
+    """ρ(K, L) = ⟨Kc, Lc⟩_F / (‖Kc‖_F ‖Lc‖_F) for two m×m kernel matrices."""
+    kc, lc = center_kernel(k), center_kernel(l)
+    if kc.shape != lc.shape:
+        raise ValueError(f"kernels differ in size: {tuple(kc.shape)} vs {tuple(lc.shape)}")
+    return _ratio((kc * lc).sum(), kc.norm(), lc.norm(), ("first kernel", "second kernel"))
+
+
+def one_hot(labels, n_classes: int | None = None) -> torch.Tensor:
+    """Class indices (m,) -> one-hot float64 (m, k); the target kernel is YYᵀ."""
+    labels = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels)
+    labels = labels.long().cpu()
+    k = int(labels.max()) + 1 if n_classes is None else n_classes
+    return torch.nn.functional.one_hot(labels, k).to(torch.float64)
+
+
+def _as_target_matrix(y, m: int) -> torch.Tensor:
+    y = y if isinstance(y, torch.Tensor) else torch.as_tensor(np.asarray(y))
+    if y.ndim == 1:
+        if y.dtype.is_floating_point and not torch.equal(y, y.round()):
+            return _as_float64(y)[:, None]  # real-valued targets: K_y = yyᵀ
+        y = one_hot(y)
+    y = _as_float64(y)
+    if y.ndim != 2 or y.shape[0] != m:
+        raise ValueError(f"targets must have {m} rows to match the features (got {tuple(y.shape)})")
+    return y
+
+
+def _gram_norm(xc: torch.Tensor) -> torch.Tensor:
+    """‖XcᵀXc‖_F = ‖XcXcᵀ‖_F, via whichever Gram is smaller, summed in float64."""
+    m, d = xc.shape
+    if m <= d:
+        x64 = xc.to(torch.float64)
+        return (x64 @ x64.T).norm()
+    gram = torch.zeros(d, d, dtype=torch.float64, device=xc.device)
+    for start in range(0, m, _GRAM_CHUNK_ROWS):
+        chunk = xc[start : start + _GRAM_CHUNK_ROWS]
+        gram += (chunk.T @ chunk).to(torch.float64)
+    return gram.norm()
+
+
+def feature_alignment(phi, y) -> float:
+    """ρ(ΦΦᵀ, YYᵀ) = ‖ΦcᵀYc‖²_F / (‖ΦcᵀΦc‖_F ‖YcᵀYc‖_F), linear CKA, without an m×m kernel.
+
+    `phi` is m×d features (torch or numpy, any float dtype; kept in its dtype for the large
+    product, centered first with float64 means). `y` is class indices (m,), or an m×k target matrix.
+    """
+    phi = phi if isinstance(phi, torch.Tensor) else torch.from_numpy(np.asarray(phi))
+    phi = phi.detach()
+    if phi.ndim != 2:
+        raise ValueError(f"features must be an m×d matrix (got shape {tuple(phi.shape)})")
+    if not phi.dtype.is_floating_point:
+        phi = phi.to(torch.float64)
+    m = phi.shape[0]
+    target = _as_target_matrix(y, m).to(phi.device)
+    phi_c = phi - _chunked_mean(phi).to(phi.dtype)
+    y_c = target - target.mean(dim=0)
+    cross = _chunked_cross(phi_c, y_c)
+    return _ratio(
+        (cross**2).sum(), _gram_norm(phi_c), (y_c.T @ y_c).norm(), ("feature kernel", "target kernel")
+    )
+
+
+def _chunked_mean(x: torch.Tensor) -> torch.Tensor:
+    total = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
+    for start in range(0, x.shape[0], _GRAM_CHUNK_ROWS):
+        total += x[start : start + _GRAM_CHUNK_ROWS].to(torch.float64).sum(dim=0)
+    return total / x.shape[0]
+
+
+def _chunked_cross(x_c: torch.Tensor, y_c: torch.Tensor) -> torch.Tensor:
+    """x_cᵀ y_c (d×k) in float64, converting x_c a chunk at a time to bound memory."""
+    cross = torch.zeros(x_c.shape[1], y_c.shape[1], dtype=torch.float64, device=x_c.device)
+    for start in range(0, x_c.shape[0], _GRAM_CHUNK_ROWS):
+        stop = start + _GRAM_CHUNK_ROWS
+        cross += x_c[start:stop].to(torch.float64).T @ y_c[start:stop]
+    return cross
+
+
+def _unbiased_hsic(k: torch.Tensor, l: torch.Tensor) -> torch.Tensor:
+    """HSIC₁ of Song et al. (2012) with zeroed diagonals (not K - diag(K))."""
+    n = k.shape[0]
+    k = k.clone().fill_diagonal_(0)
+    l = l.clone().fill_diagonal_(0)
+    k_ones, l_ones = k.sum(dim=1), l.sum(dim=1)
+    trace = (k * l).sum()  # tr(K̃L̃) for symmetric L̃
+    middle = k_ones.sum() * l_ones.sum() / ((n - 1) * (n - 2))
+    last = 2.0 / (n - 2) * (k_ones @ l_ones)
+    return (trace + middle - last) / (n * (n - 3))
+
+
+def debiased_alignment(k, l) -> float:
+    """Debiased CKA: unbiased HSIC in numerator and denominator (Song et al. 2012). Can be < 0."""
+    k, l = _as_float64(k), _as_float64(l)
+    _check_square(k, "first kernel")
+    _check_square(l, "second kernel")
+    if k.shape != l.shape:
+        raise ValueError(f"kernels differ in size: {tuple(k.shape)} vs {tuple(l.shape)}")
+    if k.shape[0] < 4:
+        raise ValueError(f"debiased alignment needs at least 4 points (got {k.shape[0]})")
+    hsic_kk, hsic_ll = _unbiased_hsic(k, k), _unbiased_hsic(l, l)
+    for value, name in ((hsic_kk, "first kernel"), (hsic_ll, "second kernel")):
+        if value <= 0:
+            raise AlignmentUndefined(f"the unbiased HSIC of the {name} with itself is {float(value):.3g} ≤ 0")
+    return float(_unbiased_hsic(k, l) / (hsic_kk.sqrt() * hsic_ll.sqrt()))
+
+
+def centered_feature_kernel(phi) -> np.ndarray:
+    """Kc = Φc Φcᵀ (equal to H ΦΦᵀ H) as float32 for display; for small probe sets only."""
+    phi64 = _as_float64(phi)
+    phi_c = phi64 - phi64.mean(dim=0)
+    return (phi_c @ phi_c.T).cpu().numpy().astype(np.float32)

@@ -1,0 +1,176 @@
+"""Digits for the experiment: full MNIST through torchvision, or the real 5,000-digit sample shipped
+in the package for offline machines. Returns plain arrays; training moves them to its device."""
+
+from __future__ import annotations
+
+import functools
+import os
+import pathlib
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import _check_digits
+
+SAMPLE_PATH = pathlib.Path(__file__).parent / "data" / "mnist_sample.npz"
+SAMPLE_TEST_PER_CLASS = 100
+DOWNLOAD_TIMEOUT_S = 5.0
+# After a failed download, "auto" does not try the network again for this long.
+DOWNLOAD_RETRY_AFTER_S = 600.0
+
+_download_lock = threading.Lock()
+_last_failed_download = -float("inf")
+
+
+@dataclass(frozen=True)
+class DigitData:
+    """Images as N×784 float32 in [0, 1]; labels as class indices 0..k-1 in the order of `digits`."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    digits: tuple[int, ...]
+    source: str = "custom"
+
+    def __post_init__(self) -> None:
+        k = len(self.digits)
+        for x, y, split in ((self.train_x, self.train_y, "train"), (self.test_x, self.test_y, "test")):
+            if x.ndim != 2 or x.shape[0] != y.shape[0]:
+                raise ValueError(
+                    f"{split}_x must be N×features with one label per row "
+                    f"(got {x.shape} and {y.shape})"
+                )
+            if y.size and (y.min() < 0 or y.max() >= k):
+                raise ValueError(f"{split}_y must hold class indices 0..{k - 1} for {k} digits")
+        if self.train_x.shape[1] != self.test_x.shape[1]:
+            raise ValueError("train_x and test_x must have the same number of features")
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.digits)
+
+
+class DataUnavailable(RuntimeError):
+    """MNIST could not be found on disk nor downloaded."""
+
+
+def default_data_dir() -> pathlib.Path:
+    env = os.environ.get("KALIGN_DATA_DIR")
+    if env:
+        return pathlib.Path(env)
+    cache = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
+    return pathlib.Path(cache) / "kalign"
+
+
+def load_digits(digits=(8, 9), source: str = "auto", root=None) -> DigitData:
+    """The chosen digits, relabelled 0..k-1 in the order given.
+
+    source: "mnist" (torchvision's 70,000 digits, downloaded into `root` or KALIGN_DATA_DIR when
+    absent), "sample" (the bundled 5,000), or "auto" (MNIST when on disk or downloadable, else the
+    sample). The result's `source` says which was used.
+    """
+    digits = _check_digits(digits)
+    if source not in ("auto", "mnist", "sample"):
+        raise ValueError(f"source must be 'auto', 'mnist' or 'sample' (got {source!r})")
+    root = pathlib.Path(root) if root is not None else default_data_dir()
+    if source == "sample":
+        return _select(_sample_arrays(), digits, "sample")
+    try:
+        return _select(_mnist_arrays(str(root), allow_download=True), digits, "mnist")
+    except DataUnavailable:
+        if source == "mnist":
+            raise
+        return _select(_sample_arrays(), digits, "sample")
+
+
+def _select(arrays, digits: tuple[int, ...], source: str) -> DigitData:
+    train_x, train_y, test_x, test_y = arrays
+    lookup = np.full(10, -1)
+    lookup[list(digits)] = np.arange(len(digits))
+
+    def subset(x, y):
+        keep = lookup[y] >= 0
+        return (x[keep].astype(np.float32) / 255.0), lookup[y[keep]].astype(np.int64)
+
+    return DigitData(*subset(train_x, train_y), *subset(test_x, test_y), digits=digits, source=source)
+
+
+@functools.lru_cache(maxsize=1)
+def _sample_arrays():
+    """The bundled sample, split per digit into 400 train / 100 test by a fixed permutation."""
+    with np.load(SAMPLE_PATH, allow_pickle=False) as f:
+        images, labels = f["images"], f["labels"].astype(np.int64)
+    rng = np.random.default_rng(0)
+    test = np.zeros(len(labels), dtype=bool)
+    for digit in range(10):
+        members = np.flatnonzero(labels == digit)
+        test[rng.permutation(members)[:SAMPLE_TEST_PER_CLASS]] = True
+    return images[~test], labels[~test], images[test], labels[test]
+
+
+@functools.lru_cache(maxsize=2)
+def _mnist_arrays(root: str, allow_download: bool):
+    """MNIST as uint8 arrays; downloads into a temporary folder renamed into place on success."""
+    global _last_failed_download
+    try:
+        return _read_mnist(root)
+    except DataUnavailable:
+        if not allow_download:
+            raise
+    with _download_lock:
+        try:
+            return _read_mnist(root)  # another thread may have just downloaded it
+        except DataUnavailable:
+            pass
+        if time.monotonic() - _last_failed_download < DOWNLOAD_RETRY_AFTER_S:
+            raise DataUnavailable("MNIST is not on disk and a recent download failed")
+        try:
+            _download_mnist(pathlib.Path(root))
+        except Exception as error:
+            _last_failed_download = time.monotonic()
+            raise DataUnavailable(f"could not download MNIST into {root}: {error}") from error
+    return _read_mnist(root)
+
+
+def _read_mnist(root: str):
+    from torchvision.datasets import MNIST
+
+    try:
+        train = MNIST(root, train=True, download=False)
+        test = MNIST(root, train=False, download=False)
+    except Exception as error:  # missing, partial or corrupt files
+        raise DataUnavailable(f"MNIST is not readable in {root}: {error}") from error
+    arrays = (
+        train.data.reshape(len(train.data), -1).numpy(),
+        train.targets.numpy(),
+        test.data.reshape(len(test.data), -1).numpy(),
+        test.targets.numpy(),
+    )
+    if arrays[0].shape != (60000, 784) or arrays[2].shape != (10000, 784):
+        raise DataUnavailable(f"MNIST in {root} has unexpected shapes; delete it to download again")
+    return arrays
+
+
+def _download_mnist(root: pathlib.Path) -> None:
+    from torchvision.datasets import MNIST
+
+    root.mkdir(parents=True, exist_ok=True)
+    staging = pathlib.Path(tempfile.mkdtemp(prefix=".mnist-download-", dir=root))
+    previous_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        MNIST(str(staging), train=True, download=True)
+        MNIST(str(staging), train=False, download=True)
+        target = root / "MNIST"
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging / "MNIST", target)
+    finally:
+        socket.setdefaulttimeout(previous_timeout)
+        shutil.rmtree(staging, ignore_errors=True)

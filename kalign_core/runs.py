@@ -1,0 +1,212 @@
+"""Runs on disk and as downloads: JSON for config and histories, `.npz` for kernels, `torch.save`d
+state dicts for weights. Nothing is unpickled: `allow_pickle=False`, `weights_only=True`.
+
+A saved run is a folder written in full beside its final place and renamed into it, so a crash
+leaves the old version or the new one, never half of each.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import pathlib
+import shutil
+import tempfile
+
+import numpy as np
+import torch
+
+from .config import ExperimentConfig
+from .model import MLP
+from .training import MODEL_NAMES, EpochRecord, ExperimentResult
+
+FORMAT = "kalign-run"
+VERSION = 1
+RUN_JSON, KERNELS_NPZ, WEIGHTS_PT = "run.json", "kernels.npz", "weights.pt"
+_RECORD_FIELDS = list(EpochRecord.__dataclass_fields__)
+
+
+class RunFileError(ValueError):
+    """A run file or folder that is not a valid kalign run; the message says what is wrong."""
+
+
+def result_to_json(result: ExperimentResult) -> str:
+    """Config, histories and status as JSON (NaN and inf are written as null)."""
+    return json.dumps(
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "config": result.config.to_dict(),
+            "source": result.source,
+            "device": result.device,
+            "stopped": result.stopped,
+            "seconds": result.seconds,
+            "diverged_at": result.diverged_at,
+            "history": {
+                name: [_finite_record(record) for record in result.history[name]] for name in MODEL_NAMES
+            },
+        },
+        indent=1,
+    )
+
+
+def _finite_record(record: EpochRecord) -> dict:
+    return {
+        key: (None if isinstance(value, float) and not math.isfinite(value) else value)
+        for key, value in record.__dict__.items()
+    }
+
+
+def result_from_json(text: str | bytes) -> ExperimentResult:
+    """Rebuild a result (without kernels or models) from `result_to_json`'s output."""
+    try:
+        doc = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RunFileError(f"run file is not valid JSON: {error}") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise RunFileError(f"not a kalign run: expected a JSON object with \"format\": \"{FORMAT}\"")
+    if doc.get("version") != VERSION:
+        raise RunFileError(f"unsupported run version {doc.get('version')!r} (this kalign reads {VERSION})")
+    try:
+        config = ExperimentConfig.from_dict(doc["config"])
+        history = {name: [_record_from_dict(r) for r in doc["history"][name]] for name in MODEL_NAMES}
+        diverged = {name: _optional_int(doc["diverged_at"][name], "diverged_at") for name in MODEL_NAMES}
+        result = ExperimentResult(
+            config=config,
+            source=str(doc["source"]),
+            device=str(doc["device"]),
+            history=history,
+            kernels={name: [] for name in MODEL_NAMES},
+            target_kernel=np.zeros((0, 0), np.float32),
+            probe_labels=np.zeros(0, np.int64),
+            diverged_at=diverged,
+            stopped=bool(doc["stopped"]),
+            seconds=float(doc["seconds"]),
+        )
+    except KeyError as missing:
+        raise RunFileError(f"run file lacks the field {missing}") from None
+    except (TypeError, ValueError) as error:
+        raise RunFileError(f"run file has a wrong value: {error}") from None
+    if any(len(h) == 0 for h in history.values()):
+        raise RunFileError("run file has an empty history")
+    return result
+
+
+def _optional_int(value, name: str) -> int | None:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise ValueError(f"{name} must be an epoch number or null (got {value!r})")
+
+
+def _record_from_dict(d) -> EpochRecord:
+    if not isinstance(d, dict) or set(d) != set(_RECORD_FIELDS):
+        raise ValueError(f"each history entry needs exactly the fields {', '.join(_RECORD_FIELDS)}")
+    record = EpochRecord(**d)
+    numbers = [record.train_error, record.test_error, record.loss, record.seconds]
+    if not isinstance(record.epoch, int) or not all(v is None or isinstance(v, (int, float)) for v in numbers):
+        raise ValueError("history entries need a whole epoch and numeric errors, loss and seconds")
+    if record.alignment is not None and not isinstance(record.alignment, (int, float)):
+        raise ValueError("alignment must be a number or null")
+    return record
+
+
+def history_csv(result: ExperimentResult) -> str:
+    """One row per model and epoch."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["model", *_RECORD_FIELDS])
+    for name in MODEL_NAMES:
+        for record in result.history[name]:
+            writer.writerow([name, *(getattr(record, f) for f in _RECORD_FIELDS)])
+    return out.getvalue()
+
+
+def kernels_to_npz(result: ExperimentResult) -> bytes:
+    """Target kernel, probe labels and each model's kernels stacked over epochs (E+1, m, m)."""
+    m = len(result.probe_labels)
+    arrays = {"target": result.target_kernel, "probe_labels": result.probe_labels}
+    for name in MODEL_NAMES:
+        stack = result.kernels[name]
+        arrays[name] = np.stack(stack) if stack else np.zeros((0, m, m), np.float32)
+    out = io.BytesIO()
+    np.savez_compressed(out, **arrays)
+    return out.getvalue()
+
+
+def attach_kernels(result: ExperimentResult, npz) -> None:
+    """Fill `result`'s kernels from `kernels_to_npz` output (bytes or a path), checking shapes."""
+    source = io.BytesIO(npz) if isinstance(npz, (bytes, bytearray)) else npz
+    try:
+        with np.load(source, allow_pickle=False) as f:
+            arrays = {key: f[key] for key in ("target", "probe_labels", *MODEL_NAMES)}
+    except KeyError as missing:
+        raise RunFileError(f"kernel file lacks the array {missing}") from None
+    except (ValueError, OSError, EOFError) as error:
+        raise RunFileError(f"kernel file is not a readable .npz: {error}") from None
+    labels, target = arrays["probe_labels"], arrays["target"]
+    m = len(labels)
+    if labels.ndim != 1 or target.shape != (m, m):
+        raise RunFileError(f"kernel file: target must be {m}×{m} to match {m} probe labels (got {target.shape})")
+    for name in MODEL_NAMES:
+        want = (len(result.history[name]), m, m)
+        if arrays[name].shape != want:
+            raise RunFileError(f"kernel file: {name} kernels must have shape {want} (got {arrays[name].shape})")
+    result.target_kernel = target.astype(np.float32)
+    result.probe_labels = labels.astype(np.int64)
+    result.kernels = {name: list(arrays[name].astype(np.float32)) for name in MODEL_NAMES}
+
+
+def save_run(result: ExperimentResult, folder) -> pathlib.Path:
+    """Write the run into `folder` atomically (replacing an earlier version); returns the folder."""
+    folder = pathlib.Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{folder.name}.saving-", dir=folder.parent))
+    try:
+        (staging / RUN_JSON).write_text(result_to_json(result))
+        (staging / KERNELS_NPZ).write_bytes(kernels_to_npz(result))
+        if result.models:
+            weights = {
+                name: {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                for name, model in result.models.items()
+            }
+            torch.save(weights, staging / WEIGHTS_PT)
+        for path in staging.iterdir():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+        retired = folder.with_name(f".{folder.name}.old")
+        if folder.exists():
+            shutil.rmtree(retired, ignore_errors=True)
+            os.replace(folder, retired)
+        os.replace(staging, folder)
+        shutil.rmtree(retired, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def load_run(folder) -> ExperimentResult:
+    """Read a run written by `save_run`; models are rebuilt when weights were saved."""
+    folder = pathlib.Path(folder)
+    retired = folder.with_name(f".{folder.name}.old")
+    if not folder.exists() and retired.exists():
+        os.replace(retired, folder)  # a save crashed between its two renames: keep the old version
+    if not (folder / RUN_JSON).is_file():
+        raise RunFileError(f"{folder} is not a saved kalign run (no {RUN_JSON})")
+    result = result_from_json((folder / RUN_JSON).read_bytes())
+    attach_kernels(result, folder / KERNELS_NPZ)
+    if (folder / WEIGHTS_PT).is_file():
+        try:
+            weights = torch.load(folder / WEIGHTS_PT, map_location="cpu", weights_only=True)
+            result.models = {name: _model_from_state(weights[name], result) for name in MODEL_NAMES}
+        except Exception as error:
+            raise RunFileError(f"weights in {folder} are unreadable: {error}") from None
+    return result
+
+
+def _model_from_state(state: dict, result: ExperimentResult) -> MLP:
+    model = MLP(result.config.width, len(result.config.digits), state["features.0.weight"].shape[1])
+    model.load_state_dict(state)
+    return model.eval()
