@@ -1,0 +1,127 @@
+"""Command line: `python -m kalign_core train ...` prints a per-epoch table and writes the run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from .config import ExperimentConfig
+from .runs import save_run
+from .training import MODEL_NAMES, ExperimentResult, run_experiment
+
+_DEFAULTS = ExperimentConfig()
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """The experiment's settings as options, defaults taken from ExperimentConfig."""
+    d = _DEFAULTS
+    parser.add_argument("--digits", type=int, nargs="+", default=list(d.digits),
+                        help="2 to 10 distinct digits 0-9 to classify (default: %(default)s)")
+    parser.add_argument("--width", type=int, default=d.width, help="hidden units (default: %(default)s)")
+    parser.add_argument("--slow-lr", type=float, default=d.slow_lr,
+                        help="learning rate of the slow model's hidden layer; 0 = random features "
+                             "(default: %(default)s)")
+    parser.add_argument("--regular-lr", type=float, default=d.regular_lr,
+                        help="learning rate of the regular model's hidden layer and of both readouts "
+                             "(default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size, help="(default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=d.epochs, help="(default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=d.seed,
+                        help="seeds the shared initial weights, probe set and batch order (default: %(default)s)")
+    parser.add_argument("--device", default=d.device,
+                        help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps (default: %(default)s)")
+    parser.add_argument("--probe-size", type=int, default=d.probe_size,
+                        help="held-out digits on which alignment and kernels are measured (default: %(default)s)")
+    parser.add_argument("--source", choices=["auto", "mnist", "sample"], default=d.source,
+                        help="mnist = full MNIST (downloaded once), sample = bundled 5,000 digits, "
+                             "auto = mnist when available else sample (default: %(default)s)")
+
+
+def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
+    return ExperimentConfig(
+        digits=tuple(args.digits), width=args.width, slow_lr=args.slow_lr, regular_lr=args.regular_lr,
+        batch_size=args.batch_size, epochs=args.epochs, seed=args.seed, device=args.device,
+        probe_size=args.probe_size, source=args.source,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m kalign_core",
+        description="Kernel alignment of a slow and a regular one-hidden-layer MLP on MNIST digits.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="train both models and print errors and alignment per epoch")
+    add_config_options(train)
+    train.add_argument("--out", help="folder to save the run in (config, histories, kernels, weights)")
+    train.set_defaults(handler=_train)
+    return parser
+
+
+def _format_cell(value, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
+
+
+class _EpochTable:
+    """Prints a header, then one row per epoch, and a progress bar on stderr while training."""
+
+    def __init__(self, config: ExperimentConfig, out=sys.stdout, err=sys.stderr):
+        self.config, self.out, self.err = config, out, err
+        self.printed = 0
+        print(f"{'epoch':>5} │ {'slow test%':>10} {'slow ρ':>7} │ {'reg. test%':>10} {'reg. ρ':>7} │ "
+              f"{'seconds':>7}", file=out)
+
+    def __call__(self, result: ExperimentResult) -> None:
+        slow, regular = (result.history[name] for name in MODEL_NAMES)
+        self._clear_bar()
+        for epoch in range(self.printed, result.epochs_done + 1):
+            cells = []
+            for history in (slow, regular):
+                record = history[epoch] if epoch < len(history) else None
+                cells.append(f"{_format_cell(record and record.test_error, '10.2f')} "
+                             f"{_format_cell(record and record.alignment, '7.4f')}")
+            seconds = max(h[-1].seconds for h in (slow, regular))
+            print(f"{epoch:>5} │ {cells[0]} │ {cells[1]} │ {seconds:7.1f}", file=self.out, flush=True)
+        self.printed = result.epochs_done + 1
+        self._draw_bar(result)
+
+    def _clear_bar(self) -> None:
+        if self.err.isatty():
+            print("\r\x1b[K", end="", file=self.err, flush=True)
+
+    def _draw_bar(self, result: ExperimentResult) -> None:
+        """Only on a terminal: in a log file the table says it all."""
+        done, total = result.epochs_done, self.config.epochs
+        if not self.err.isatty() or done >= total:
+            return
+        elapsed = max(h[-1].seconds for h in result.history.values())
+        per_epoch = (elapsed - result.history["slow"][0].seconds) / done if done else None
+        left = f", about {per_epoch * (total - done):.0f} s left" if per_epoch else ""
+        bar = "█" * round(24 * done / total)
+        print(f"\r[{bar:<24}] epoch {done}/{total}{left}", end="", file=self.err, flush=True)
+
+
+def _train(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    started = time.perf_counter()
+    result = run_experiment(config, on_epoch=_EpochTable(config))
+    print(f"data: {result.source}, device: {result.device}, {time.perf_counter() - started:.1f} s")
+    for name, epoch in result.diverged_at.items():
+        if epoch is not None:
+            print(f"the {name} model diverged at epoch {epoch} (its loss exploded); try a smaller learning rate")
+    if args.out:
+        print(f"saved to {save_run(result, args.out)}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except ValueError as error:
+        parser.error(str(error))  # exits 2 with the message
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
