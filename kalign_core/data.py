@@ -4,6 +4,8 @@ in the package for offline machines. Returns plain arrays; training moves them t
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import os
 import pathlib
 import shutil
@@ -19,6 +21,13 @@ from .config import _check_digits
 
 SAMPLE_PATH = pathlib.Path(__file__).parent / "data" / "mnist_sample.npz"
 SAMPLE_TEST_PER_CLASS = 100
+MNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+CHECKSUMS = "kalign-sha256.json"
 DOWNLOAD_TIMEOUT_S = 5.0
 # After a failed download, "auto" does not try the network again for this long.
 DOWNLOAD_RETRY_AFTER_S = 600.0
@@ -37,6 +46,8 @@ class DigitData:
     test_y: np.ndarray
     digits: tuple[int, ...]
     source: str = "custom"
+    # Why "auto" fell back to the sample, for the user; empty otherwise.
+    note: str = ""
 
     def __post_init__(self) -> None:
         k = len(self.digits)
@@ -83,13 +94,13 @@ def load_digits(digits=(8, 9), source: str = "auto", root=None) -> DigitData:
         return _select(_sample_arrays(), digits, "sample")
     try:
         return _select(_mnist_arrays(str(root), allow_download=True), digits, "mnist")
-    except DataUnavailable:
+    except DataUnavailable as unavailable:
         if source == "mnist":
             raise
-        return _select(_sample_arrays(), digits, "sample")
+        return _select(_sample_arrays(), digits, "sample", note=str(unavailable))
 
 
-def _select(arrays, digits: tuple[int, ...], source: str) -> DigitData:
+def _select(arrays, digits: tuple[int, ...], source: str, note: str = "") -> DigitData:
     train_x, train_y, test_x, test_y = arrays
     lookup = np.full(10, -1)
     lookup[list(digits)] = np.arange(len(digits))
@@ -98,7 +109,9 @@ def _select(arrays, digits: tuple[int, ...], source: str) -> DigitData:
         keep = lookup[y] >= 0
         return (x[keep].astype(np.float32) / 255.0), lookup[y[keep]].astype(np.int64)
 
-    return DigitData(*subset(train_x, train_y), *subset(test_x, test_y), digits=digits, source=source)
+    return DigitData(
+        *subset(train_x, train_y), *subset(test_x, test_y), digits=digits, source=source, note=note
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -120,27 +133,30 @@ def _mnist_arrays(root: str, allow_download: bool):
     global _last_failed_download
     try:
         return _read_mnist(root)
-    except DataUnavailable:
+    except DataUnavailable as missing:
         if not allow_download:
             raise
+        on_disk = str(missing)
     with _download_lock:
         try:
             return _read_mnist(root)  # another thread may have just downloaded it
         except DataUnavailable:
             pass
         if time.monotonic() - _last_failed_download < DOWNLOAD_RETRY_AFTER_S:
-            raise DataUnavailable("MNIST is not on disk and a recent download failed")
+            raise DataUnavailable(f"{on_disk}, and a download failed a few minutes ago")
         try:
             _download_mnist(pathlib.Path(root))
         except Exception as error:
             _last_failed_download = time.monotonic()
-            raise DataUnavailable(f"could not download MNIST into {root}: {error}") from error
+            last_line = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+            raise DataUnavailable(f"{on_disk}, and downloading it failed ({last_line})") from error
     return _read_mnist(root)
 
 
 def _read_mnist(root: str):
     from torchvision.datasets import MNIST
 
+    _verify_checksums(pathlib.Path(root))
     try:
         train = MNIST(root, train=True, download=False)
         test = MNIST(root, train=False, download=False)
@@ -152,9 +168,40 @@ def _read_mnist(root: str):
         test.data.reshape(len(test.data), -1).numpy(),
         test.targets.numpy(),
     )
-    if arrays[0].shape != (60000, 784) or arrays[2].shape != (10000, 784):
-        raise DataUnavailable(f"MNIST in {root} has unexpected shapes; delete it to download again")
+    if arrays[0].shape[1:] != (784,) or arrays[2].shape[1:] != (784,):
+        raise DataUnavailable(f"MNIST in {root} does not hold 28×28 images; delete it to download again")
     return arrays
+
+
+def _file_sha256(path: pathlib.Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_checksums(raw: pathlib.Path) -> None:
+    """Record the extracted files' hashes at download time (torchvision checks only the archives)."""
+    sums = {path.name: _file_sha256(path) for path in sorted(raw.glob("*-ubyte"))}
+    (raw / CHECKSUMS).write_text(json.dumps(sums, indent=1))
+
+
+def _verify_checksums(root: pathlib.Path) -> None:
+    """A missing, partial or corrupt cache is DataUnavailable, with the reason."""
+    raw = root / "MNIST" / "raw"
+    if not raw.is_dir():
+        raise DataUnavailable(f"MNIST is not on disk in {root}")
+    try:
+        expected = json.loads((raw / CHECKSUMS).read_text())
+    except (OSError, ValueError):
+        raise DataUnavailable(f"MNIST in {raw} has no valid {CHECKSUMS}: partial or not downloaded by kalign") from None
+    missing = [name for name in MNIST_FILES if name not in expected or not (raw / name).is_file()]
+    if missing:
+        raise DataUnavailable(f"MNIST in {raw} is partial: {', '.join(missing)} missing")
+    corrupt = [name for name in MNIST_FILES if _file_sha256(raw / name) != expected[name]]
+    if corrupt:
+        raise DataUnavailable(f"MNIST in {raw} is corrupt: checksum mismatch in {', '.join(corrupt)}")
 
 
 def _download_mnist(root: pathlib.Path) -> None:
@@ -167,6 +214,7 @@ def _download_mnist(root: pathlib.Path) -> None:
     try:
         MNIST(str(staging), train=True, download=True)
         MNIST(str(staging), train=False, download=True)
+        _write_checksums(staging / "MNIST" / "raw")
         target = root / "MNIST"
         if target.exists():
             shutil.rmtree(target)

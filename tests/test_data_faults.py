@@ -1,0 +1,59 @@
+"""A missing, partial or corrupt MNIST cache is detected by checksum, and "auto" falls back to the
+bundled sample with the reason, instead of failing. No network: downloads fail fast here."""
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+
+from kalign_core import data
+from kalign_core.data import MNIST_FILES, DataUnavailable, load_digits
+
+
+def _write_idx(path, array: np.ndarray) -> None:
+    """MNIST's idx format: magic (0, 0, dtype 0x08, ndim), big-endian sizes, then uint8 data."""
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture
+def fake_mnist(tmp_path, monkeypatch):
+    """A tiny, well-formed MNIST cache (as a completed kalign download would leave it)."""
+    data._mnist_arrays.cache_clear()
+    monkeypatch.setattr(data, "_last_failed_download", float("inf"))  # never touch the network
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 60), ("t10k", 20)):
+        _write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
+    data._write_checksums(raw)
+    yield tmp_path
+    data._mnist_arrays.cache_clear()
+
+
+def test_verified_cache_is_read_as_mnist(fake_mnist):
+    digits = load_digits((3, 4), source="mnist", root=fake_mnist)
+    assert digits.source == "mnist" and digits.note == ""
+    assert digits.train_x.shape == (12, 784) and set(digits.train_y) == {0, 1}
+    assert 0.0 <= digits.train_x.min() and digits.train_x.max() <= 1.0
+
+
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        (lambda raw: (raw / MNIST_FILES[0]).write_bytes(b"\0" * 100), "corrupt"),
+        (lambda raw: (raw / MNIST_FILES[2]).unlink(), "partial"),
+        (lambda raw: (raw / data.CHECKSUMS).unlink(), "partial or not downloaded by kalign"),
+        (lambda raw: (raw / data.CHECKSUMS).write_text("{not json"), "no valid"),
+    ],
+    ids=["corrupt-file", "missing-file", "no-checksums", "garbled-checksums"],
+)
+def test_damaged_cache_is_reported_and_auto_falls_back(fake_mnist, damage, reason):
+    damage(fake_mnist / "MNIST" / "raw")
+    with pytest.raises(DataUnavailable, match=reason):
+        load_digits((3, 4), source="mnist", root=fake_mnist)
+    fallback = load_digits((3, 4), source="auto", root=fake_mnist)
+    assert fallback.source == "sample"
+    assert reason in fallback.note
