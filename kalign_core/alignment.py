@@ -11,6 +11,9 @@ import torch
 
 # Rows per chunk when a float32 Gram matrix is accumulated in float64.
 _GRAM_CHUNK_ROWS = 4096
+# A centered matrix this small next to the uncentered one is rounding error in the subtracted means
+# (e.g. constant features), not signal: it counts as zero, so alignment is undefined, not noise.
+_NEGLIGIBLE = 1e-12
 
 
 class AlignmentUndefined(ValueError):
@@ -43,6 +46,12 @@ def center_kernel(k) -> torch.Tensor:
     return k - row_means - col_means + k.mean()
 
 
+def _zero_if_negligible(centered: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+    if centered.numel() and centered.abs().max() <= _NEGLIGIBLE * original.abs().max():
+        return torch.zeros_like(centered)
+    return centered
+
+
 def _ratio(inner: torch.Tensor, norm_a: torch.Tensor, norm_b: torch.Tensor, names) -> float:
     for norm, name in zip((norm_a, norm_b), names):
         if not torch.isfinite(norm):
@@ -56,9 +65,11 @@ def _ratio(inner: torch.Tensor, norm_a: torch.Tensor, norm_b: torch.Tensor, name
 
 def centered_alignment(k, l) -> float:
     """ρ(K, L) = ⟨Kc, Lc⟩_F / (‖Kc‖_F ‖Lc‖_F) for two m×m kernel matrices."""
+    k, l = _as_float64(k), _as_float64(l)
     kc, lc = center_kernel(k), center_kernel(l)
     if kc.shape != lc.shape:
         raise ValueError(f"kernels differ in size: {tuple(kc.shape)} vs {tuple(lc.shape)}")
+    kc, lc = _zero_if_negligible(kc, k), _zero_if_negligible(lc, l)
     return _ratio((kc * lc).sum(), kc.norm(), lc.norm(), ("first kernel", "second kernel"))
 
 
@@ -75,7 +86,7 @@ def _as_target_matrix(y, m: int) -> torch.Tensor:
     if y.ndim == 1:
         if y.dtype.is_floating_point and not torch.equal(y, y.round()):
             return _as_float64(y)[:, None]  # real-valued targets: K_y = yyᵀ
-        y = one_hot(y)
+        y = one_hot(torch.unique(y, return_inverse=True)[1])  # any label values: ±1, raw digits
     y = _as_float64(y)
     if y.ndim != 2 or y.shape[0] != m:
         raise ValueError(f"targets must have {m} rows to match the features (got {tuple(y.shape)})")
@@ -109,8 +120,8 @@ def feature_alignment(phi, y) -> float:
         phi = phi.to(torch.float64)
     m = phi.shape[0]
     target = _as_target_matrix(y, m).to(phi.device)
-    phi_c = phi - _chunked_mean(phi).to(phi.dtype)
-    y_c = target - target.mean(dim=0)
+    phi_c = _zero_if_negligible(phi - _chunked_mean(phi).to(phi.dtype), phi)
+    y_c = _zero_if_negligible(target - target.mean(dim=0), target)
     cross = _chunked_cross(phi_c, y_c)
     return _ratio(
         (cross**2).sum(), _gram_norm(phi_c), (y_c.T @ y_c).norm(), ("feature kernel", "target kernel")
@@ -155,9 +166,11 @@ def debiased_alignment(k, l) -> float:
     if k.shape[0] < 4:
         raise ValueError(f"debiased alignment needs at least 4 points (got {k.shape[0]})")
     hsic_kk, hsic_ll = _unbiased_hsic(k, k), _unbiased_hsic(l, l)
-    for value, name in ((hsic_kk, "first kernel"), (hsic_ll, "second kernel")):
-        if value <= 0:
-            raise AlignmentUndefined(f"the unbiased HSIC of the {name} with itself is {float(value):.3g} ≤ 0")
+    for value, kernel, name in ((hsic_kk, k, "first kernel"), (hsic_ll, l, "second kernel")):
+        if value <= _NEGLIGIBLE * (kernel * kernel).mean():
+            raise AlignmentUndefined(
+                f"the unbiased HSIC of the {name} with itself is {float(value):.3g}, not above 0"
+            )
     return float(_unbiased_hsic(k, l) / (hsic_kk.sqrt() * hsic_ll.sqrt()))
 
 
