@@ -1,4 +1,5 @@
-"""Command line: `python -m kalign_core train ...` prints a per-epoch table and writes the run."""
+"""Command line: `python -m kalign_core train ...` prints a per-epoch table and writes the run;
+`python -m kalign_core sweep ...` runs a sweep with one line per trial and writes its folder."""
 
 from __future__ import annotations
 
@@ -8,27 +9,42 @@ import time
 
 from .config import ExperimentConfig
 from .runs import save_run
+from .sweep import (BACKENDS, SweepProgress, SweepSpec, calibrate, default_workers, estimate_seconds,
+                    mean_spread, round_lr, run_sweep)
 from .training import MODEL_NAMES, ExperimentResult, run_experiment
 
 _DEFAULTS = ExperimentConfig()
 
 
-def add_config_options(parser: argparse.ArgumentParser) -> None:
-    """The experiment's settings as options, defaults taken from ExperimentConfig."""
+def add_config_options(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
+    """The experiment's settings as options, defaults taken from ExperimentConfig. For a sweep,
+    digits, width, slow lr and seed become axes: --digits (pairs among them), --widths, --ratios, --seeds."""
     d = _DEFAULTS
-    parser.add_argument("--digits", type=int, nargs="+", default=list(d.digits),
-                        help="2 to 10 distinct digits 0-9 to classify (default: %(default)s)")
-    parser.add_argument("--width", type=int, default=d.width, help="hidden units (default: %(default)s)")
-    parser.add_argument("--slow-lr", type=float, default=d.slow_lr,
-                        help="learning rate of the slow model's hidden layer; 0 = random features "
-                             "(default: %(default)s)")
+    if sweep:
+        parser.add_argument("--digits", type=int, nargs="+", default=list(range(10)),
+                            help="run every pair among these digits (default: all 10, i.e. all 45 pairs)")
+        parser.add_argument("--widths", type=int, nargs="+", default=[d.width],
+                            help="hidden units, one trial each (default: %(default)s)")
+        parser.add_argument("--ratios", type=float, nargs="+", default=[round_lr(d.slow_lr / d.regular_lr)],
+                            help="slow lr / regular lr, 0 to 1, one trial each; 0 = random features "
+                                 "(default: %(default)s)")
+        parser.add_argument("--seeds", type=int, nargs="+", default=[d.seed],
+                            help="seeds, one trial each (default: %(default)s)")
+    else:
+        parser.add_argument("--digits", type=int, nargs="+", default=list(d.digits),
+                            help="2 to 10 distinct digits 0-9 to classify (default: %(default)s)")
+        parser.add_argument("--width", type=int, default=d.width, help="hidden units (default: %(default)s)")
+        parser.add_argument("--slow-lr", type=float, default=d.slow_lr,
+                            help="learning rate of the slow model's hidden layer; 0 = random features "
+                                 "(default: %(default)s)")
     parser.add_argument("--regular-lr", type=float, default=d.regular_lr,
                         help="learning rate of the regular model's hidden layer and of both readouts "
                              "(default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=d.batch_size, help="(default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=d.epochs, help="(default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=d.seed,
-                        help="seeds the shared initial weights, probe set and batch order (default: %(default)s)")
+    if not sweep:
+        parser.add_argument("--seed", type=int, default=d.seed,
+                            help="seeds the shared initial weights, probe set and batch order (default: %(default)s)")
     parser.add_argument("--device", default=d.device,
                         help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps (default: %(default)s)")
     parser.add_argument("--probe-size", type=int, default=d.probe_size,
@@ -46,6 +62,14 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     )
 
 
+def spec_from_args(args: argparse.Namespace) -> SweepSpec:
+    base = ExperimentConfig(
+        regular_lr=args.regular_lr, batch_size=args.batch_size, epochs=args.epochs, device=args.device,
+        probe_size=args.probe_size, source=args.source,
+    )
+    return SweepSpec(base, tuple(args.digits), tuple(args.widths), tuple(args.ratios), tuple(args.seeds))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m kalign_core",
@@ -56,6 +80,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_options(train)
     train.add_argument("--out", help="folder to save the run in (config, histories, kernels, weights)")
     train.set_defaults(handler=_train)
+    sweep = commands.add_parser(
+        "sweep", help="train every digit pair × width × lr ratio × seed; rerunning resumes",
+        description="Runs every trial not yet in --out, saving each run in its own subfolder and one "
+                    "row per trial in OUT/summary.csv.")
+    add_config_options(sweep, sweep=True)
+    sweep.add_argument("--out", required=True, help="sweep folder; rerunning with the same folder resumes")
+    sweep.add_argument("--backend", choices=BACKENDS, default="local",
+                       help="local: this machine (a process pool when --workers > 1); "
+                            "ray: a Ray cluster (default: %(default)s)")
+    sweep.add_argument("--address", help="Ray cluster to join, e.g. ray://head:10001 or auto "
+                                         "(default: start a local Ray instance with --workers CPUs)")
+    sweep.add_argument("--workers", type=int,
+                       help="trials at a time (default: one per --threads-per-trial cores, 1 on a GPU)")
+    sweep.add_argument("--threads-per-trial", type=int, default=1,
+                       help="torch threads of each trial; results depend on it, so keep it fixed "
+                            "within a sweep (default: %(default)s)")
+    sweep.set_defaults(handler=_sweep)
     return parser
 
 
@@ -112,6 +153,53 @@ def _train(args: argparse.Namespace) -> int:
             print(f"the {name} model diverged at epoch {epoch} (its loss exploded); try a smaller learning rate")
     if args.out:
         print(f"saved to {save_run(result, args.out)}")
+    return 0
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
+
+
+class _TrialLog:
+    """One line per finished trial on stdout, and a progress bar on stderr when it is a terminal."""
+
+    def __init__(self, out=None, err=None):
+        self.out, self.err = out or sys.stdout, err or sys.stderr
+
+    def __call__(self, progress: SweepProgress) -> None:
+        s = progress.last
+        if self.err.isatty():
+            print("\r\x1b[K", end="", file=self.err, flush=True)
+        gain = "—" if s.alignment_gain is None else f"{s.alignment_gain:+.4f}"
+        print(f"[{progress.done:>{len(str(progress.total))}}/{progress.total}] {s.trial_id:<24} gain {gain:>8}  "
+              f"test% {s.test_error_slow:5.1f} / {s.test_error_regular:5.1f}  {s.seconds:6.1f} s",
+              file=self.out, flush=True)
+        if self.err.isatty() and progress.done < progress.total:
+            bar = "█" * round(24 * progress.done / progress.total)
+            print(f"\r[{bar:<24}] {progress.done}/{progress.total}, about {_duration(progress.seconds_left)} left",
+                  end="", file=self.err, flush=True)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    spec = spec_from_args(args)
+    workers = args.workers or default_workers(spec, args.threads_per_trial)
+    total = len(spec.trials())
+    cost = calibrate(spec, args.threads_per_trial)
+    pending, seconds = estimate_seconds(spec, workers, args.threads_per_trial, args.out, cost)
+    print(f"{total} trials ({len(spec.pairs)} pairs × {len(spec.widths)} widths × {len(spec.ratios)} ratios × "
+          f"{len(spec.seeds)} seeds), {total - pending} already in {args.out}")
+    if pending:
+        where = f"Ray at {args.address}" if args.address else f"{workers} {args.backend} worker(s)"
+        print(f"running {pending} on {where}; estimated {_duration(seconds)} of training on this machine")
+    outcome = run_sweep(spec, args.out, args.backend, workers, args.threads_per_trial, args.address,
+                        on_progress=_TrialLog(), cost=cost)
+    print(f"{len(outcome.ran)} trials run in {_duration(outcome.seconds)}; summary: {args.out}/summary.csv")
+    ranked = sorted(mean_spread(outcome.summaries, "pair").items(), key=lambda item: item[1][0])
+    if len(ranked) > 1:
+        (low, (low_gain, _, _)), (high, (high_gain, _, _)) = ranked[0], ranked[-1]
+        print(f"largest mean alignment gain: {high[0]} vs {high[1]} ({high_gain:+.4f}); "
+              f"smallest: {low[0]} vs {low[1]} ({low_gain:+.4f})")
     return 0
 
 

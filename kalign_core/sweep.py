@@ -1,0 +1,443 @@
+"""Sweeps: one base config and axes (digit pairs, widths, slow/regular lr ratios, seeds) expanded into
+trials, each a `run_experiment` saved as a run in its own subfolder, with a one-row summary per trial.
+
+The sweep folder is the state: a trial whose subfolder exists has finished (save_run renames it into
+place only when complete), so rerunning a sweep skips it. `summary.csv` is rebuilt from the trial
+folders after every trial.
+
+Every backend runs each trial with the same number of torch threads (`threads_per_trial`, default 1):
+torch's CPU matrix products give slightly different floats with different thread counts, and fixing
+the count makes the results identical trial by trial whichever backend ran them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import io
+import itertools
+import json
+import logging
+import math
+import os
+import pathlib
+import tempfile
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, replace
+from multiprocessing import get_context
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from .config import ExperimentConfig, _check_digits, _check_int
+from .data import load_digits
+from .devices import resolve_device
+from .runs import RUN_JSON, result_from_json, save_run
+from .training import ExperimentResult, run_experiment
+
+BACKENDS = ("local", "ray")
+SUMMARY_CSV, SWEEP_JSON = "summary.csv", "sweep.json"
+MAX_WORKERS = 1024
+MAX_THREADS = 256
+# Widths the cost model times a one-epoch trial at; costs in between and beyond are linear in width.
+CALIBRATION_WIDTHS = (64, 512)
+
+
+def round_lr(value: float) -> float:
+    """ratio × lr to 12 significant digits, so that 0.1 × 0.01 is 0.001 and not 0.0010000000000000002."""
+    return float(f"{value:.12g}")
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """`base` gives every setting the axes do not: the axes replace its digits (by each pair among
+    `digits`), width, slow_lr (= ratio × base.regular_lr) and seed. Empty axes take the base's value."""
+
+    base: ExperimentConfig = ExperimentConfig()
+    digits: tuple[int, ...] = tuple(range(10))
+    widths: tuple[int, ...] = ()
+    ratios: tuple[float, ...] = ()
+    seeds: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        base = self.base
+        object.__setattr__(self, "digits", _check_digits(self.digits))
+        axes = {
+            "widths": tuple(self.widths) or (base.width,),
+            "ratios": tuple(self.ratios) or (round_lr(base.slow_lr / base.regular_lr),),
+            "seeds": tuple(self.seeds) or (base.seed,),
+        }
+        for name, values in axes.items():
+            repeated = sorted({v for v in values if values.count(v) > 1})
+            if repeated:
+                raise ValueError(f"{name} repeats {', '.join(map(str, repeated))}")
+        for ratio in axes["ratios"]:
+            if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 <= ratio <= 1:
+                raise ValueError(f"ratios must be numbers from 0 to 1, slow_lr / regular_lr (got {ratio!r})")
+        axes["ratios"] = tuple(float(r) for r in axes["ratios"])
+        for name, values in axes.items():
+            object.__setattr__(self, name, values)
+        self.trials()  # every trial's config is validated now, not halfway through the sweep
+
+    @property
+    def pairs(self) -> list[tuple[int, int]]:
+        return list(itertools.combinations(sorted(self.digits), 2))
+
+    def trials(self) -> list["Trial"]:
+        return [
+            Trial(pair, width, ratio, seed, replace(self.base, digits=pair, width=width, seed=seed,
+                                                     slow_lr=round_lr(ratio * self.base.regular_lr)))
+            for pair, width, ratio, seed in itertools.product(self.pairs, self.widths, self.ratios, self.seeds)
+        ]
+
+    def to_dict(self) -> dict:
+        return {"base": self.base.to_dict(), "digits": list(self.digits), "widths": list(self.widths),
+                "ratios": list(self.ratios), "seeds": list(self.seeds)}
+
+
+@dataclass(frozen=True)
+class Trial:
+    pair: tuple[int, int]
+    width: int
+    ratio: float
+    seed: int
+    config: ExperimentConfig
+
+    @property
+    def id(self) -> str:
+        """Stable folder name, e.g. 8v9-w256-r0.1-s0 (repr keeps every digit of the ratio)."""
+        return f"{self.pair[0]}v{self.pair[1]}-w{self.width}-r{self.ratio!r}-s{self.seed}"
+
+
+@dataclass(frozen=True)
+class TrialSummary:
+    """One trial in one row. alignment_gain = (final − initial alignment of the regular model)
+    − (final − initial of the slow one): how much more feature learning moved the kernel towards
+    the target. Both models start from the same weights, so the initial values agree.
+    None = undefined (alignment 0/0, or a diverged model); diverged_* = epoch of divergence."""
+
+    trial_id: str
+    digit_a: int
+    digit_b: int
+    width: int
+    lr_ratio: float
+    seed: int
+    slow_lr: float
+    regular_lr: float
+    epochs: int
+    source: str
+    initial_alignment_slow: float | None
+    final_alignment_slow: float | None
+    initial_alignment_regular: float | None
+    final_alignment_regular: float | None
+    alignment_gain: float | None
+    test_error_slow: float
+    test_error_regular: float
+    diverged_slow: int | None
+    diverged_regular: int | None
+    seconds: float
+
+    @property
+    def pair(self) -> tuple[int, int]:
+        return self.digit_a, self.digit_b
+
+
+SUMMARY_FIELDS = [f.name for f in dataclasses.fields(TrialSummary)]
+
+
+def summarize(trial: Trial, result: ExperimentResult) -> TrialSummary:
+    slow, regular = result.history["slow"], result.history["regular"]
+    ends = [slow[0].alignment, slow[-1].alignment, regular[0].alignment, regular[-1].alignment]
+    gain = None if None in ends else (ends[3] - ends[2]) - (ends[1] - ends[0])
+    return TrialSummary(
+        trial.id, *trial.pair, trial.width, trial.ratio, trial.seed,
+        result.config.slow_lr, result.config.regular_lr, result.config.epochs, result.source,
+        *ends, gain, slow[-1].test_error, regular[-1].test_error,
+        result.diverged_at["slow"], result.diverged_at["regular"], result.seconds,
+    )
+
+
+def summary_csv(summaries: list[TrialSummary]) -> str:
+    """One row per trial; undefined values are empty cells."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(SUMMARY_FIELDS)
+    for s in summaries:
+        writer.writerow(["" if v is None else v for v in dataclasses.astuple(s)])
+    return out.getvalue()
+
+
+def read_summary_csv(text: str) -> list[TrialSummary]:
+    """Back from `summary_csv` (floats round-trip exactly: csv writes their repr)."""
+    types = {f.name: f.type for f in dataclasses.fields(TrialSummary)}
+    rows = list(csv.DictReader(io.StringIO(text)))
+    if rows and set(rows[0]) != set(SUMMARY_FIELDS):
+        raise ValueError(f"a sweep summary needs exactly the columns {', '.join(SUMMARY_FIELDS)}")
+
+    def parse(name, cell):
+        kind = types[name]
+        if cell == "" and "None" in kind:
+            return None
+        if kind.startswith("int"):
+            return int(cell)
+        return float(cell) if kind.startswith("float") else cell
+
+    return [TrialSummary(**{k: parse(k, v) for k, v in row.items()}) for row in rows]
+
+
+# -- aggregation for the figures -------------------------------------------------------------------
+
+def mean_spread(summaries: list[TrialSummary], key: str, metric: str = "alignment_gain") -> dict:
+    """metric grouped by `key` (e.g. "width"): {value: (mean, standard deviation, n)}, defined values only."""
+    groups: dict = {}
+    for s in summaries:
+        value = getattr(s, metric)
+        if value is not None:
+            groups.setdefault(getattr(s, key), []).append(value)
+    return {k: (float(np.mean(v)), float(np.std(v)), len(v)) for k, v in sorted(groups.items())}
+
+
+def pair_matrix(summaries: list[TrialSummary], metric: str = "alignment_gain") -> np.ndarray:
+    """10×10 symmetric matrix of `metric` averaged per digit pair over the other axes; NaN where absent."""
+    matrix = np.full((10, 10), np.nan)
+    for (a, b), (mean, _, _) in mean_spread(summaries, "pair", metric).items():
+        matrix[a, b] = matrix[b, a] = mean
+    return matrix
+
+
+# -- the sweep folder ------------------------------------------------------------------------------
+
+def finished_trials(spec: SweepSpec, folder) -> dict[str, TrialSummary]:
+    """Summaries of the spec's trials already saved in `folder`; a saved trial with other settings
+    is an error (the folder belongs to another sweep)."""
+    folder = pathlib.Path(folder)
+    done = {}
+    for trial in spec.trials():
+        path = folder / trial.id / RUN_JSON
+        if not path.is_file():
+            continue
+        result = result_from_json(path.read_bytes())
+        if result.config != trial.config:
+            theirs, ours = result.config.to_dict(), trial.config.to_dict()
+            differ = ", ".join(f"{k}={theirs[k]!r} there, {ours[k]!r} here" for k in ours if theirs[k] != ours[k])
+            raise ValueError(f"{folder / trial.id} holds a run with other settings ({differ}); "
+                             "choose another sweep folder")
+        if not result.stopped:
+            done[trial.id] = summarize(trial, result)
+    return done
+
+
+def _write_atomically(path: pathlib.Path, text: str) -> None:
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
+        f.write(text)
+    os.replace(f.name, path)
+
+
+# -- cost model ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CostModel:
+    """Seconds of one trial on this machine: setup (data, initial evaluation, saving) plus epochs,
+    each linear in width, timed at CALIBRATION_WIDTHS with the sweep's threads per trial."""
+
+    setup: tuple[float, float]  # seconds = setup[0] + setup[1] × width
+    epoch: tuple[float, float]
+
+    def trial_seconds(self, trial: Trial) -> float:
+        (s0, s1), (e0, e1) = self.setup, self.epoch
+        return max(0.0, s0 + s1 * trial.width) + trial.config.epochs * max(1e-4, e0 + e1 * trial.width)
+
+
+def calibrate(spec: SweepSpec, threads_per_trial: int = 1) -> CostModel:
+    """Time a one-epoch trial of the first pair at two widths (a fraction of a second on the sample)."""
+    pair = spec.pairs[0]
+    data = load_digits(pair, spec.base.source)
+    points = []
+    with torch_threads(threads_per_trial), tempfile.TemporaryDirectory() as scratch:
+        for width in CALIBRATION_WIDTHS:
+            config = replace(spec.base, digits=pair, width=width, epochs=1)
+            started = time.perf_counter()
+            result = run_experiment(config, data)
+            save_run(result, pathlib.Path(scratch) / str(width))
+            first, second = (h.seconds for h in result.history["slow"][:2])
+            epoch = second - first
+            points.append((time.perf_counter() - started - epoch, epoch))
+    (s_small, e_small), (s_large, e_large) = points
+    span = CALIBRATION_WIDTHS[1] - CALIBRATION_WIDTHS[0]
+    slopes = ((s_large - s_small) / span, (e_large - e_small) / span)
+    w = CALIBRATION_WIDTHS[0]
+    return CostModel((s_small - slopes[0] * w, slopes[0]), (e_small - slopes[1] * w, slopes[1]))
+
+
+def estimate_seconds(spec: SweepSpec, workers: int = 1, threads_per_trial: int = 1, folder=None,
+                     cost: CostModel | None = None) -> tuple[int, float]:
+    """(trials still to run, about how many seconds they take on `workers` workers here)."""
+    cost = cost or calibrate(spec, threads_per_trial)
+    done = finished_trials(spec, folder) if folder is not None else {}
+    pending = [t for t in spec.trials() if t.id not in done]
+    total = sum(cost.trial_seconds(t) for t in pending)
+    return len(pending), total / max(1, min(workers, len(pending)))
+
+
+# -- running ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SweepProgress:
+    done: int  # trials finished, including those found on disk
+    total: int
+    skipped: int  # found finished on disk when the sweep started
+    elapsed: float
+    seconds_left: float | None
+    last: TrialSummary | None  # the trial that just finished
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    summaries: list[TrialSummary]  # finished trials in the spec's order
+    ran: list[str]  # ids of the trials run this time
+    skipped: int
+    stopped: bool
+    seconds: float
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def default_workers(spec: SweepSpec, threads_per_trial: int = 1) -> int:
+    """One worker per `threads_per_trial` cores on CPU; one on an accelerator (they share it)."""
+    if resolve_device(spec.base.device).type != "cpu":
+        return 1
+    return max(1, (os.cpu_count() or 1) // threads_per_trial)
+
+
+def run_sweep(
+    spec: SweepSpec,
+    folder,
+    backend: str = "local",
+    workers: int = 1,
+    threads_per_trial: int = 1,
+    address: str | None = None,
+    on_progress: Callable[[SweepProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    cost: CostModel | None = None,
+) -> SweepOutcome:
+    """Run the trials not yet in `folder`, saving each as `folder/<trial id>` and rewriting
+    `folder/summary.csv` after each one.
+
+    backend "local": workers=1 runs in this process (should_stop can end a trial midway, which is then
+    not saved); workers>1 runs a process pool. backend "ray": tasks on the cluster at `address`, or on
+    a local Ray instance with workers × threads_per_trial CPUs (an already initialised Ray is used as
+    is). `cost` (default: calibrated now) paces the time left. With a pool or Ray, should_stop and a raising on_progress cancel the queued trials and wait
+    for the running ones, whose results are dropped unsaved.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)} (got {backend!r})")
+    _check_int("workers", workers, 1, MAX_WORKERS)
+    _check_int("threads_per_trial", threads_per_trial, 1, MAX_THREADS)
+    should_stop = should_stop or (lambda: False)
+    started = time.perf_counter()
+    folder = pathlib.Path(folder)
+    trials = spec.trials()
+    done = finished_trials(spec, folder)
+    skipped = len(done)
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_atomically(folder / SWEEP_JSON, json.dumps(spec.to_dict(), indent=1))
+    _write_summary(folder, trials, done)
+    # Heaviest first, so that a pool does not end waiting on one wide trial.
+    pending = sorted((t for t in trials if t.id not in done), key=lambda t: -t.width * t.config.epochs)
+    if pending and cost is None:
+        cost = calibrate(spec, threads_per_trial)
+    left = {t.id: cost.trial_seconds(t) for t in pending}
+    finished_cost, ran, stopped = 0.0, [], False
+
+    if backend == "ray":
+        results = _ray_results(pending, workers, threads_per_trial, address)
+    elif workers > 1:
+        results = _pool_results(pending, workers, threads_per_trial)
+    else:
+        results = _sequential_results(pending, threads_per_trial, should_stop)
+    with contextlib.closing(results):
+        for trial, result in results:
+            if result.stopped:
+                stopped = True
+                break
+            save_run(result, folder / trial.id)
+            done[trial.id] = summarize(trial, result)
+            ran.append(trial.id)
+            _write_summary(folder, trials, done)
+            finished_cost += left.pop(trial.id)
+            elapsed = time.perf_counter() - started
+            # Time left scales the cost model by how fast the trials really went.
+            seconds_left = sum(left.values()) * elapsed / finished_cost if left else 0.0
+            if on_progress:
+                on_progress(SweepProgress(len(done), len(trials), skipped, elapsed, seconds_left, done[trial.id]))
+            if left and should_stop():
+                stopped = True
+                break
+    summaries = [done[t.id] for t in trials if t.id in done]
+    return SweepOutcome(summaries, ran, skipped, stopped, time.perf_counter() - started)
+
+
+def _write_summary(folder: pathlib.Path, trials: list[Trial], done: dict) -> None:
+    _write_atomically(folder / SUMMARY_CSV, summary_csv([done[t.id] for t in trials if t.id in done]))
+
+
+def run_trial(config: ExperimentConfig, threads: int) -> ExperimentResult:
+    """One trial with a fixed thread count: what every backend runs (a top-level function, so that
+    process pools and Ray can ship it by name)."""
+    with torch_threads(threads):
+        return run_experiment(config)
+
+
+def _sequential_results(pending, threads, should_stop) -> Iterator[tuple[Trial, ExperimentResult]]:
+    with torch_threads(threads):
+        for trial in pending:
+            yield trial, run_experiment(trial.config, should_stop=should_stop)
+
+
+def _pool_results(pending, workers, threads) -> Iterator[tuple[Trial, ExperimentResult]]:
+    # spawn, not fork: forking a process that runs threads (Streamlit, torch) can deadlock.
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(pending)) or 1, mp_context=get_context("spawn"))
+    try:
+        futures = {pool.submit(run_trial, t.config, threads): t for t in pending}
+        while futures:
+            finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+            for future in finished:
+                yield futures.pop(future), future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ray_results(pending, workers, threads, address) -> Iterator[tuple[Trial, ExperimentResult]]:
+    try:
+        import ray
+    except ImportError:
+        raise ValueError("backend 'ray' needs Ray: pip install ray") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        # The package travels with the job, so cluster nodes need torch and numpy but not kalign.
+        ray.init(address=address, num_cpus=None if address else workers * threads,
+                 runtime_env={"py_modules": [str(pathlib.Path(__file__).parent)]},
+                 include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    task = ray.remote(num_cpus=threads, max_retries=0)(run_trial)
+    refs = {}
+    try:
+        refs = {task.remote(t.config, threads): t for t in pending}
+        while refs:
+            ready, _ = ray.wait(list(refs), num_returns=1)
+            yield refs.pop(ready[0]), ray.get(ready[0])
+    finally:
+        for ref in refs:
+            ray.cancel(ref)
+        if started_here:
+            ray.shutdown()

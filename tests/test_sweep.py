@@ -1,0 +1,205 @@
+"""The sweep engine: expansion into trials, summaries, resumption, and identical results from every
+backend (sequential, process pool, Ray)."""
+
+import dataclasses
+import itertools
+import os
+
+import numpy as np
+import pytest
+
+from kalign_core import ExperimentConfig
+from kalign_core.cli import main
+from kalign_core.runs import load_run
+from kalign_core.sweep import (
+    SUMMARY_CSV,
+    SweepSpec,
+    estimate_seconds,
+    mean_spread,
+    pair_matrix,
+    read_summary_csv,
+    run_sweep,
+    summary_csv,
+)
+
+BASE = ExperimentConfig(epochs=1, batch_size=100, probe_size=40, source="sample", device="cpu")
+# 3 pairs × 2 widths × 2 seeds = 12 trials of a fraction of a second each.
+SPEC = SweepSpec(BASE, digits=(3, 5, 8), widths=(16, 32), seeds=(0, 1))
+
+
+def without_seconds(summaries):
+    """Everything but the wall time, which no two runs share."""
+    return [dataclasses.replace(s, seconds=0.0) for s in summaries]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The sweep run sequentially in this process: what every other way of running it must match."""
+    return run_sweep(SPEC, tmp_path_factory.mktemp("reference")).summaries
+
+
+def test_axes_expand_into_every_combination_with_stable_ids():
+    spec = SweepSpec(BASE, digits=(9, 1, 7), widths=(16, 32), ratios=(0.1, 0.0), seeds=(0, 1))
+    trials = spec.trials()
+    assert spec.pairs == [(1, 7), (1, 9), (7, 9)]
+    assert len(trials) == 3 * 2 * 2 * 2
+    assert len({t.id for t in trials}) == len(trials)
+    first = trials[0]
+    assert first.id == "1v7-w16-r0.1-s0"
+    assert first.config == dataclasses.replace(BASE, digits=(1, 7), width=16, slow_lr=0.001, seed=0)
+    assert {t.config.slow_lr for t in trials} == {0.001, 0.0}
+    assert {(t.pair, t.width, t.ratio, t.seed) for t in trials} == {
+        (p, w, r, s) for p in spec.pairs for w in (16, 32) for r in (0.1, 0.0) for s in (0, 1)
+    }
+
+
+def test_defaults_are_all_45_pairs_at_the_base_settings():
+    spec = SweepSpec(ExperimentConfig(width=64, slow_lr=0.002, regular_lr=0.02, seed=3))
+    assert len(spec.pairs) == 45 and len(spec.trials()) == 45
+    assert (spec.widths, spec.ratios, spec.seeds) == ((64,), (0.1,), (3,))
+    assert all(t.config.slow_lr == 0.002 for t in spec.trials())
+
+
+@pytest.mark.parametrize(
+    "axes, field",
+    [
+        ({"ratios": (1.5,)}, "ratios"),
+        ({"ratios": (-0.1,)}, "ratios"),
+        ({"widths": (16, 16)}, "widths repeats 16"),
+        ({"widths": (0,)}, "width"),
+        ({"seeds": (-1,)}, "seed"),
+        ({"digits": (3,)}, "digits"),
+        ({"digits": (3, 3, 4)}, "digits"),
+    ],
+)
+def test_bad_axes_are_refused_naming_the_field(axes, field):
+    with pytest.raises(ValueError, match=field):
+        SweepSpec(BASE, **axes)
+
+
+def test_summary_of_a_trial(reference):
+    trial = SPEC.trials()[0]
+    summary = reference[0]
+    assert summary.trial_id == trial.id and (summary.digit_a, summary.digit_b) == trial.pair
+    assert summary.initial_alignment_slow == summary.initial_alignment_regular  # same initial weights
+    expected = (summary.final_alignment_regular - summary.initial_alignment_regular) - (
+        summary.final_alignment_slow - summary.initial_alignment_slow
+    )
+    assert summary.alignment_gain == expected
+    assert summary.diverged_slow is None and summary.diverged_regular is None
+
+
+def test_summary_matches_the_saved_run_and_random_features_keep_their_alignment(tmp_path):
+    spec = SweepSpec(BASE, digits=(0, 6), widths=(16,), ratios=(0.0,))
+    outcome = run_sweep(spec, tmp_path)
+    (summary,) = outcome.summaries
+    run = load_run(tmp_path / summary.trial_id)
+    assert summary.final_alignment_slow == summary.initial_alignment_slow  # slow hidden lr is exactly 0
+    assert summary.final_alignment_regular == run.history["regular"][-1].alignment
+    assert summary.test_error_regular == run.history["regular"][-1].test_error
+    assert summary.alignment_gain == summary.final_alignment_regular - summary.initial_alignment_regular
+    assert read_summary_csv((tmp_path / SUMMARY_CSV).read_text()) == outcome.summaries
+
+
+def test_summary_csv_round_trips_undefined_values(reference):
+    undefined = dataclasses.replace(reference[0], alignment_gain=None, final_alignment_slow=None, diverged_slow=3)
+    rows = [undefined, *reference[1:]]
+    assert read_summary_csv(summary_csv(rows)) == rows
+
+
+def test_interrupted_sweep_resumes_with_only_the_missing_trials(tmp_path, reference):
+    class Interrupted(Exception):
+        pass
+
+    finished_first = []
+
+    def crash_after_five(progress):
+        finished_first.append(progress.last.trial_id)
+        if progress.done == 5:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        run_sweep(SPEC, tmp_path, on_progress=crash_after_five)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == sorted(finished_first)
+    assert len(read_summary_csv((tmp_path / SUMMARY_CSV).read_text())) == 5
+
+    n_left, seconds = estimate_seconds(SPEC, folder=tmp_path)
+    assert n_left == len(SPEC.trials()) - 5 and seconds > 0
+
+    # A stop requested in the middle of a trial leaves that trial unsaved.
+    checks = itertools.count()
+    stopped = run_sweep(SPEC, tmp_path, should_stop=lambda: next(checks) >= 2)
+    assert stopped.stopped and stopped.ran == []
+
+    seen = []
+    outcome = run_sweep(SPEC, tmp_path, on_progress=lambda p: seen.append((p.done, p.total, p.skipped)))
+    all_ids = [t.id for t in SPEC.trials()]
+    assert sorted(outcome.ran) == sorted(set(all_ids) - set(finished_first))
+    assert outcome.skipped == 5 and not outcome.stopped
+    assert seen == [(5 + i, 12, 5) for i in range(1, 8)]
+    assert without_seconds(outcome.summaries) == without_seconds(reference)
+    assert [s.trial_id for s in outcome.summaries] == all_ids
+    assert read_summary_csv((tmp_path / SUMMARY_CSV).read_text()) == outcome.summaries
+    assert run_sweep(SPEC, tmp_path).ran == []
+
+
+def test_a_folder_of_another_sweep_is_refused(tmp_path):
+    spec = SweepSpec(BASE, digits=(0, 6), widths=(16,))
+    run_sweep(spec, tmp_path)
+    longer = SweepSpec(dataclasses.replace(BASE, epochs=2), digits=(0, 6), widths=(16,))
+    with pytest.raises(ValueError, match="epochs=1 there, 2 here"):
+        run_sweep(longer, tmp_path)
+
+
+def test_process_pool_gives_the_sequential_results(tmp_path, reference):
+    outcome = run_sweep(SPEC, tmp_path, workers=2)
+    assert without_seconds(outcome.summaries) == without_seconds(reference)
+
+
+def test_ray_gives_the_sequential_results(tmp_path, reference):
+    if os.environ.get("CI") == "true":
+        import ray  # CI installs ray: this test must run there
+    else:
+        ray = pytest.importorskip("ray", reason="ray is not installed (pip install ray)")
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        outcome = run_sweep(SPEC, tmp_path, backend="ray", workers=2)
+    finally:
+        ray.shutdown()
+    assert without_seconds(outcome.summaries) == without_seconds(reference)
+
+
+def test_pair_matrix_and_mean_spread(reference):
+    gains = {}
+    for s in reference:
+        gains.setdefault(s.pair, []).append(s.alignment_gain)
+    matrix = pair_matrix(reference)
+    np.testing.assert_array_equal(matrix, matrix.T)
+    for (a, b), values in gains.items():
+        assert matrix[a, b] == pytest.approx(np.mean(values))
+    assert np.isnan(matrix[0, 1]) and np.isnan(matrix[3, 3])
+    by_width = mean_spread(reference, "width", "test_error_regular")
+    assert list(by_width) == [16, 32]
+    values = [s.test_error_regular for s in reference if s.width == 16]
+    assert by_width[16] == pytest.approx((np.mean(values), np.std(values), 6))
+
+
+def test_cli_sweep_runs_resumes_and_names_the_extremes(tmp_path, capsys):
+    args = ["sweep", "--digits", "3", "5", "8", "--widths", "16", "--epochs", "1", "--batch-size", "100",
+            "--probe-size", "40", "--source", "sample", "--workers", "1", "--out", str(tmp_path)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "3 trials (3 pairs × 1 widths × 1 ratios × 1 seeds), 0 already in" in out
+    assert "[3/3] " in out and "largest mean alignment gain" in out
+    rows = read_summary_csv((tmp_path / SUMMARY_CSV).read_text())
+    assert [r.trial_id for r in rows] == ["3v5-w16-r0.1-s0", "3v8-w16-r0.1-s0", "5v8-w16-r0.1-s0"]
+    assert main(args) == 0
+    assert "3 already in" in capsys.readouterr().out
+
+
+def test_cli_sweep_bad_ratio_names_the_field(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sweep", "--ratios", "2", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "ratios must be numbers from 0 to 1" in capsys.readouterr().err
+
