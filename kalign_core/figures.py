@@ -1,0 +1,215 @@
+"""Plotly figures of a run: error and alignment curves, overlays of several runs, kernel heatmaps,
+and a standalone HTML page of them. Undefined or non-finite values are gaps, never spikes; a
+diverged model is marked at the epoch it diverged."""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+
+from .training import MODEL_NAMES, ExperimentResult
+
+MODEL_COLORS = {"slow": "#1f77b4", "regular": "#d62728"}
+ERROR_DASH = {"test_error": "solid", "train_error": "dash"}
+OVERLAY_DASH = {"slow": "dot", "regular": "solid"}
+# Kernels larger than this are block-averaged for display (the browser gets at most this² cells).
+DISPLAY_POINTS = 300
+KERNEL_COLORSCALE = "RdBu_r"
+SATURATE_PERCENTILE = 99
+
+
+def _finite(value) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _curve(result: ExperimentResult, name: str, metric: str, label: str, color: str, dash: str) -> list:
+    """One model's metric over epochs, plus an ✕ where the model diverged."""
+    records = result.history[name]
+    epochs = [r.epoch for r in records]
+    values = [_finite(getattr(r, metric)) for r in records]
+    notes = [r.alignment_note or "" for r in records]
+    traces = [
+        go.Scatter(
+            x=epochs,
+            y=values,
+            name=label,
+            mode="lines+markers",
+            line=dict(color=color, dash=dash),
+            marker=dict(size=5),
+            connectgaps=False,
+            customdata=notes,
+            hovertemplate=f"{label}<br>epoch %{{x}}: %{{y:.4g}}<extra>%{{customdata}}</extra>",
+        )
+    ]
+    diverged = result.diverged_at[name]
+    defined = [v for v in values if v is not None]
+    if diverged is not None and defined:
+        traces.append(
+            go.Scatter(
+                x=[diverged],
+                y=[defined[-1]],
+                name=f"{label} diverged",
+                mode="markers",
+                marker=dict(symbol="x", size=14, color=color, line=dict(width=2)),
+                hovertemplate=f"{label} diverged at epoch {diverged}<extra></extra>",
+                showlegend=False,
+            )
+        )
+    return traces
+
+
+def _layout(fig: go.Figure, title: str, y_title: str, epochs: int) -> go.Figure:
+    fig.update_layout(
+        title=title,
+        xaxis=dict(title="epoch", range=[-0.3, epochs + 0.3], dtick=max(1, math.ceil(epochs / 10))),
+        yaxis=dict(title=y_title),
+        legend=dict(orientation="h", y=-0.25),
+        margin=dict(l=50, r=20, t=50, b=40),
+        height=380,
+        hovermode="closest",
+    )
+    return fig
+
+
+def _mark_divergence(fig: go.Figure, result: ExperimentResult) -> None:
+    """A dotted line at each divergence epoch, labelled with the models that diverged there."""
+    by_epoch: dict[int, list[str]] = {}
+    for name in MODEL_NAMES:
+        if result.diverged_at[name] is not None:
+            by_epoch.setdefault(result.diverged_at[name], []).append(name)
+    for epoch, names in by_epoch.items():
+        fig.add_vline(
+            x=epoch,
+            line=dict(color=MODEL_COLORS[names[0]] if len(names) == 1 else "gray", dash="dot", width=1),
+            annotation_text=f"{' and '.join(names)} diverged",
+            annotation_position="top right",
+        )
+
+
+def error_figure(result: ExperimentResult) -> go.Figure:
+    """Test (solid) and train (dashed) error % of both models."""
+    fig = go.Figure()
+    for name in MODEL_NAMES:
+        for metric, dash in ERROR_DASH.items():
+            label = f"{name} {metric.split('_')[0]}"
+            fig.add_traces(_curve(result, name, metric, label, MODEL_COLORS[name], dash))
+    _mark_divergence(fig, result)
+    fig.update_yaxes(rangemode="tozero")
+    return _layout(fig, "Error (test solid, train dashed)", "error %", result.config.epochs)
+
+
+def alignment_figure(result: ExperimentResult) -> go.Figure:
+    """Centered kernel–target alignment ρ of both models' hidden features, from initialisation."""
+    fig = go.Figure()
+    for name in MODEL_NAMES:
+        fig.add_traces(_curve(result, name, "alignment", name, MODEL_COLORS[name], "solid"))
+    _mark_divergence(fig, result)
+    for name in MODEL_NAMES:
+        reason = undefined_alignment(result, name)
+        if reason:
+            fig.add_annotation(
+                text=f"{name}: ρ undefined {reason[0]}",
+                xref="paper", yref="paper", x=0, y=1, yanchor="bottom", showarrow=False,
+                font=dict(size=11, color=MODEL_COLORS[name]),
+            )
+    return _layout(fig, "Kernel–target alignment ρ", "ρ", result.config.epochs)
+
+
+def undefined_alignment(result: ExperimentResult, name: str) -> tuple[str, str] | None:
+    """(epochs, reason) where a model's alignment is undefined, e.g. ("at epochs 3–5", "…")."""
+    missing = [r for r in result.history[name] if _finite(r.alignment) is None]
+    if not missing:
+        return None
+    first, last = missing[0].epoch, missing[-1].epoch
+    where = f"at epoch {first}" if first == last else f"at epochs {first}–{last}"
+    return where, missing[-1].alignment_note or "the value is not a finite number"
+
+
+def overlay_figure(runs: Mapping[str, ExperimentResult], metric: str, title: str, y_title: str) -> go.Figure:
+    """`metric` of several runs: one colour per run, slow dotted and regular solid."""
+    fig = go.Figure()
+    palette = qualitative.Plotly
+    for i, (run, result) in enumerate(runs.items()):
+        for name in MODEL_NAMES:
+            label = f"{run} · {name}"
+            fig.add_traces(_curve(result, name, metric, label, palette[i % len(palette)], OVERLAY_DASH[name]))
+    epochs = max((r.config.epochs for r in runs.values()), default=1)
+    return _layout(fig, title, y_title, epochs)
+
+
+def block_average(matrix: np.ndarray, max_points: int = DISPLAY_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """Average an m×m matrix over b×b blocks so that at most `max_points` remain per side.
+
+    Returns the small matrix and each block's centre in the original index units, so class
+    boundaries drawn at original indices stay where they belong.
+    """
+    m = matrix.shape[0]
+    block = max(1, math.ceil(m / max_points))
+    starts = np.arange(0, m, block)
+    sizes = np.diff(np.append(starts, m))
+    summed = np.add.reduceat(np.add.reduceat(matrix.astype(np.float64), starts, axis=0), starts, axis=1)
+    return (summed / np.outer(sizes, sizes)).astype(np.float32), starts + (sizes - 1) / 2
+
+
+def kernel_figure(kernel: np.ndarray, labels: np.ndarray, digits, title: str) -> go.Figure:
+    """A class-sorted kernel as a heatmap, diverging colours centred at 0, class boundaries drawn."""
+    shown, centres = block_average(kernel)
+    # The diagonal (each point with itself) would set the scale and wash out the class blocks, so
+    # colours saturate at the 99th percentile of |K|.
+    limit = float(np.percentile(np.abs(shown), SATURATE_PERCENTILE)) or float(np.abs(shown).max()) or 1.0
+    m = len(labels)
+    fig = go.Figure(
+        go.Heatmap(
+            z=shown, x=centres, y=centres, colorscale=KERNEL_COLORSCALE, zmid=0, zmin=-limit, zmax=limit,
+            colorbar=dict(thickness=10, len=0.8),
+            hovertemplate="i %{y:.0f}, j %{x:.0f}: %{z:.3g}<extra></extra>",
+        )
+    )
+    boundaries = np.flatnonzero(labels[1:] != labels[:-1]) + 0.5
+    for b in boundaries:
+        for axis in ("x", "y"):
+            line = dict(x0=b, x1=b, y0=-0.5, y1=m - 0.5) if axis == "x" else dict(y0=b, y1=b, x0=-0.5, x1=m - 0.5)
+            fig.add_shape(type="line", line=dict(color="black", width=1), **line)
+    edges = np.concatenate([[-0.5], boundaries, [m - 0.5]])
+    ticks = dict(tickvals=(edges[:-1] + edges[1:]) / 2, ticktext=[str(digits[c]) for c in np.unique(labels)])
+    fig.update_layout(
+        title=dict(text=title, font=dict(size=14)),
+        xaxis=dict(**ticks, title="digit", constrain="domain", range=[-0.5, m - 0.5]),
+        yaxis=dict(**ticks, autorange="reversed", scaleanchor="x", constrain="domain"),
+        margin=dict(l=30, r=10, t=60, b=30),
+        height=420,
+    )
+    return fig
+
+
+def kernel_figures(result: ExperimentResult, epoch: int) -> dict[str, go.Figure]:
+    """Target YYᵀ and both models' φφᵀ at `epoch` (a diverged model shows its last kernel)."""
+    digits, labels = result.config.digits, result.probe_labels
+    figures = {"target": kernel_figure(result.target_kernel, labels, digits, "target YYᵀ · ρ = 1")}
+    for name in MODEL_NAMES:
+        shown = min(epoch, len(result.kernels[name]) - 1)
+        record = result.history[name][shown]
+        rho = _finite(record.alignment)
+        value = f"ρ = {rho:.3f}" if rho is not None else "ρ undefined"
+        suffix = f" (diverged; epoch {shown})" if shown < epoch else ""
+        title = f"{name} φφᵀ · {value}{suffix}"
+        figures[name] = kernel_figure(result.kernels[name][shown], labels, digits, title)
+    return figures
+
+
+def figures_html(result: ExperimentResult, title: str) -> str:
+    """A standalone page (plotly.js embedded, works offline) with the curves and last kernels."""
+    figs = [error_figure(result), alignment_figure(result)]
+    if result.kernels[MODEL_NAMES[0]]:
+        figs += list(kernel_figures(result, result.epochs_done).values())
+    parts = [f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figs)]
+    config = ", ".join(f"{k}={v}" for k, v in result.config.to_dict().items())
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
+        f"<body><h1>{html.escape(title)}</h1><p>{html.escape(config)}</p>{''.join(parts)}</body></html>"
+    )

@@ -1,0 +1,269 @@
+"""Training for a server shared by many browsers: one job per session in a worker thread, a
+server-wide limit on jobs training at once, and a cache of finished results shared by all sessions.
+
+Nothing here knows about Streamlit: a page starts a `TrainingJob`, reads `job.status()` to draw it,
+calls `stop()` for its Stop button and `touch()` while it is still being looked at. A job nobody
+touches for `abandon_after_s` (the tab was closed) stops itself and frees its slot.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .config import ExperimentConfig
+from .data import DataUnavailable
+from .training import ExperimentResult, run_experiment
+
+# Browsers throttle timers in background tabs to about one a minute, so a visible-but-hidden tab
+# may go quiet for that long; a job is only given up after a good margin beyond it.
+ABANDON_AFTER_S = 90.0
+DEFAULT_CACHE_BYTES = 512 * 2**20
+ACTIVE_STATES = ("waiting", "running")
+
+log = logging.getLogger(__name__)
+
+
+def cpu_count() -> int:
+    """Cores this process may use (respects CPU affinity, e.g. in containers)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def job_limit_from_env(environ=os.environ) -> int:
+    """KALIGN_MAX_JOBS, or half the cores (at least 1): each job then gets two threads."""
+    text = environ.get("KALIGN_MAX_JOBS", "").strip()
+    if not text:
+        return max(1, cpu_count() // 2)
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"KALIGN_MAX_JOBS must be a whole number of 1 or more (got {text!r})")
+    return int(text)
+
+
+class JobSlots:
+    """At most `limit` jobs train at once, server-wide; the others wait in arrival order.
+
+    torch's thread pool is process-wide, so the per-job cap is set here once: cores // limit
+    threads each, so that full slots use about all cores and no more.
+    """
+
+    def __init__(self, limit: int):
+        if limit < 1:
+            raise ValueError(f"the job limit must be 1 or more (got {limit})")
+        self.limit = limit
+        self.threads_per_job = max(1, cpu_count() // limit)
+        torch.set_num_threads(self.threads_per_job)
+        self._changed = threading.Condition()
+        self._queue: list[object] = []
+        self._running = 0
+
+    def acquire(self, job: object, cancelled: Callable[[], bool], poll_s: float = 0.2) -> bool:
+        """Wait for a slot; False when `cancelled()` turns true first."""
+        with self._changed:
+            self._queue.append(job)
+            try:
+                while not (self._running < self.limit and self._queue[0] is job):
+                    if cancelled():
+                        return False
+                    self._changed.wait(poll_s)
+                self._running += 1
+                return True
+            finally:
+                self._queue.remove(job)
+                self._changed.notify_all()
+
+    def release(self) -> None:
+        with self._changed:
+            self._running -= 1
+            self._changed.notify_all()
+
+    def position(self, job: object) -> int | None:
+        """How many jobs wait ahead of `job`, or None when it is not waiting."""
+        with self._changed:
+            return self._queue.index(job) if job in self._queue else None
+
+    @property
+    def running(self) -> int:
+        return self._running
+
+
+def result_nbytes(result: ExperimentResult) -> int:
+    """Memory held by a result's kernels and model weights (the bulk of it)."""
+    kernels = sum(k.nbytes for stack in result.kernels.values() for k in stack)
+    weights = sum(p.numel() * p.element_size() for m in result.models.values() for p in m.parameters())
+    return kernels + result.target_kernel.nbytes + weights
+
+
+class ResultCache:
+    """Finished results keyed by their whole config and shared by all sessions: the same config
+    trains to the same result, so a class pressing the same defaults trains once. Entries are made
+    read-only; the least recently used go first once `max_bytes` is exceeded."""
+
+    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES):
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[ExperimentConfig, ExperimentResult] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, config: ExperimentConfig) -> ExperimentResult | None:
+        with self._lock:
+            result = self._entries.get(config)
+            if result is not None:
+                self._entries.move_to_end(config)
+            return result
+
+    def put(self, result: ExperimentResult) -> None:
+        """Keep a finished run (a stopped one is partial and is not kept)."""
+        if result.stopped or result_nbytes(result) > self.max_bytes:
+            return
+        for array in (result.target_kernel, result.probe_labels, *_all_kernels(result)):
+            array.flags.writeable = False
+        with self._lock:
+            self._entries[result.config] = result
+            self._entries.move_to_end(result.config)
+            while sum(result_nbytes(r) for r in self._entries.values()) > self.max_bytes:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _all_kernels(result: ExperimentResult) -> list[np.ndarray]:
+    return [k for stack in result.kernels.values() for k in stack]
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """A consistent snapshot of a job for drawing.
+
+    state: "waiting" (for a slot), "running", then "finished", "stopped" (by the user; the epochs
+    done are kept), "abandoned" (nobody looked for too long) or "failed" (`error` says why).
+    """
+
+    state: str
+    config: ExperimentConfig
+    result: ExperimentResult | None
+    queue_position: int | None
+    seconds_left: float | None
+    error: str | None
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @property
+    def epochs_done(self) -> int:
+        return self.result.epochs_done if self.result is not None else 0
+
+
+class TrainingJob:
+    """One run of `run_experiment` in a daemon thread; every method is safe from any thread."""
+
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        slots: JobSlots,
+        cache: ResultCache | None = None,
+        abandon_after_s: float = ABANDON_AFTER_S,
+    ):
+        self.config = config
+        self._slots, self._cache = slots, cache
+        self._abandon_after_s = abandon_after_s
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._heartbeat = time.monotonic()
+        self._abandoned = False
+        self._state = "waiting"
+        self._result: ExperimentResult | None = None
+        self._error: str | None = None
+        self._thread = threading.Thread(target=self._run, name="kalign-training", daemon=True)
+
+    def start(self) -> "TrainingJob":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """End the run at the next batch; the epochs done so far are kept."""
+        self._stop.set()
+
+    def touch(self) -> None:
+        """Someone is still looking: postpone abandonment."""
+        self._heartbeat = time.monotonic()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the job has ended; False on timeout."""
+        return self._done.wait(timeout)
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def status(self) -> JobStatus:
+        with self._lock:
+            state, result, error = self._state, self._result, self._error
+        return JobStatus(
+            state=state,
+            config=self.config,
+            result=result,
+            queue_position=self._slots.position(self) if state == "waiting" else None,
+            seconds_left=_seconds_left(result) if state == "running" else None,
+            error=error,
+        )
+
+    def _cancelled(self) -> bool:
+        if time.monotonic() - self._heartbeat > self._abandon_after_s:
+            self._abandoned = True
+        return self._abandoned or self._stop.is_set()
+
+    def _set(self, **fields) -> None:
+        with self._lock:
+            for name, value in fields.items():
+                setattr(self, f"_{name}", value)
+
+    def _on_epoch(self, live: ExperimentResult) -> None:
+        self._set(result=live.copy())
+
+    def _ended_state(self) -> str:
+        return "abandoned" if self._abandoned else "stopped"
+
+    def _run(self) -> None:
+        try:
+            if not self._slots.acquire(self, self._cancelled):
+                self._set(state=self._ended_state())
+                return
+            try:
+                self._set(state="running")
+                result = run_experiment(self.config, on_epoch=self._on_epoch, should_stop=self._cancelled)
+            finally:
+                self._slots.release()
+            if result.stopped:
+                self._set(state=self._ended_state(), result=result)
+                return
+            if self._cache is not None:
+                self._cache.put(result)
+            self._set(state="finished", result=result)
+        except (ValueError, DataUnavailable) as error:  # bad settings for this data, or no data
+            self._set(state="failed", error=str(error))
+        except Exception as error:  # e.g. out of memory: report it, keep the server serving
+            log.exception("training job failed")
+            self._set(state="failed", error=f"{type(error).__name__}: {error}")
+        finally:
+            self._done.set()
+
+
+def _seconds_left(result: ExperimentResult | None) -> float | None:
+    """Remaining epochs times the mean epoch time so far; None before the first epoch ends."""
+    if result is None or result.epochs_done < 1:
+        return None
+    records = max(result.history.values(), key=len)  # a diverged model's history ends early
+    per_epoch = (records[-1].seconds - records[0].seconds) / (len(records) - 1)
+    return per_epoch * (result.config.epochs - result.epochs_done)

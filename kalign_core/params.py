@@ -1,0 +1,156 @@
+"""What users type, checked: form settings and URL query parameters to an ExperimentConfig, and run
+names that cannot leave the runs folder. Every problem becomes a message naming the field and the
+allowed values; nothing here raises on bad user input except with such a message.
+
+"Settings" are the form's values as a dict keyed by ExperimentConfig's field names (digits a list).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import re
+from collections.abc import Mapping
+
+from .config import ExperimentConfig
+from .devices import resolve_device
+
+# The form's label for each ExperimentConfig field, in the form's order.
+FIELD_LABELS = {
+    "digits": "Digits",
+    "width": "Hidden width",
+    "slow_lr": "Slow learning rate",
+    "regular_lr": "Regular learning rate",
+    "epochs": "Epochs",
+    "batch_size": "Batch size",
+    "seed": "Seed",
+    "probe_size": "Probe size",
+    "source": "Data source",
+    "device": "Device",
+}
+assert set(FIELD_LABELS) == {f.name for f in dataclasses.fields(ExperimentConfig)}
+_INT_FIELDS = {"width", "epochs", "batch_size", "seed", "probe_size"}
+_FLOAT_FIELDS = {"slow_lr", "regular_lr"}
+_SHOWN_CHARS = 40  # how much of a bad URL value a message repeats
+RUN_NAME_MAX = 64
+
+
+class SettingsError(ValueError):
+    """One or more invalid settings; `errors` maps each bad field to its message."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(f"{FIELD_LABELS[f]}: {m}" for f, m in errors.items()))
+        self.errors = errors
+
+    def messages(self) -> list[str]:
+        return [f"{FIELD_LABELS[field]}: {message}" for field, message in self.errors.items()]
+
+
+def field_error(name: str, value) -> str | None:
+    """Why `value` is not allowed for config field `name`, or None when it is."""
+    try:
+        dataclasses.replace(ExperimentConfig(), **{name: value})
+        if name == "device":
+            resolve_device(value)  # a well-formed name may still be absent from this machine
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def config_from_settings(settings: Mapping) -> ExperimentConfig:
+    """The config for the form's settings; SettingsError lists every bad field."""
+    errors = {name: field_error(name, settings[name]) for name in FIELD_LABELS}
+    errors = {name: message for name, message in errors.items() if message}
+    if errors:
+        raise SettingsError(errors)
+    return ExperimentConfig(**settings)
+
+
+def default_settings(environ: Mapping[str, str] = os.environ) -> tuple[dict, list[str]]:
+    """ExperimentConfig's defaults, with the data source from KALIGN_DEFAULT_SOURCE when set."""
+    settings = ExperimentConfig().to_dict()
+    source = environ.get("KALIGN_DEFAULT_SOURCE")
+    if source is None:
+        return settings, []
+    problem = field_error("source", source)
+    if problem:
+        return settings, [f"KALIGN_DEFAULT_SOURCE ignored: {problem}"]
+    return {**settings, "source": source}, []
+
+
+def config_to_params(config: ExperimentConfig) -> dict[str, str]:
+    """The config as URL query parameters (all fields, so a link means the same on any server)."""
+    params = {name: str(value) for name, value in config.to_dict().items()}
+    params["digits"] = ",".join(str(d) for d in config.digits)
+    return params
+
+
+def settings_from_params(params: Mapping[str, str], settings: Mapping) -> tuple[dict, list[str]]:
+    """`settings` with each valid query parameter applied, and a warning for each one ignored."""
+    updated, warnings = dict(settings), []
+    unknown = sorted(set(params) - set(FIELD_LABELS))
+    if unknown:
+        warnings.append(
+            f"Ignored unknown URL parameter(s) {', '.join(_shown(k) for k in unknown)}; "
+            f"known ones are {', '.join(FIELD_LABELS)}."
+        )
+    for name in FIELD_LABELS:
+        if name not in params:
+            continue
+        value = _parse(name, params[name])
+        problem = field_error(name, value)
+        if problem:
+            warnings.append(f"Ignored URL parameter {name}={_shown(params[name])}: {problem}")
+        else:
+            updated[name] = list(value) if name == "digits" else value
+    return updated, warnings
+
+
+def _parse(name: str, text: str):
+    """The typed value for a query parameter, or the text itself when it does not parse (the
+    config's check then reports it with the allowed range)."""
+    text = text.strip()
+    try:
+        if name == "digits":
+            return [int(part) for part in text.split(",")]
+        if name in _INT_FIELDS:
+            return int(text)
+        if name in _FLOAT_FIELDS:
+            return float(text)
+    except ValueError:
+        return text
+    return text
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "…")
+
+
+def run_name(text: str) -> str:
+    """A folder name for a saved run: letters, digits, '.', '_' and '-' only, never starting with a
+    dot, so it cannot name a parent, a hidden or an absolute path."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", text.strip()).strip(".-")[:RUN_NAME_MAX]
+    if not name:
+        raise ValueError(
+            f"run name must contain letters or digits (A-Z, a-z, 0-9, '.', '_', '-'; "
+            f"up to {RUN_NAME_MAX} characters) (got {_shown(text)})"
+        )
+    return name
+
+
+def runs_folder(text: str, base: pathlib.Path) -> pathlib.Path:
+    """The folder `text` names, which must be `base` or inside it (relative paths are within `base`)."""
+    base = base.resolve()
+    folder = (base / text.strip()).resolve()
+    if folder != base and base not in folder.parents:
+        raise ValueError(f"runs folder must be {base} or a folder inside it (got {_shown(text)})")
+    return folder
+
+
+def run_path(folder: pathlib.Path, text: str) -> pathlib.Path:
+    """Where run `text` lives in `folder`; a link there is refused so writes stay in the folder."""
+    path = folder / run_name(text)
+    if path.is_symlink():
+        raise ValueError(f"run name {path.name!r} is a link in {folder}; choose another name")
+    return path

@@ -1,0 +1,109 @@
+"""What the pages share: this session's settings, training job and current run (in st.session_state,
+so they survive page switches), and the server's job slots and results cache (shared by all)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from kalign_core import jobs, params
+from kalign_core.training import ExperimentResult
+
+# Seconds between progress redraws of a running job, and between heartbeats on the other pages.
+PROGRESS_REFRESH_S = 1.0
+HEARTBEAT_S = 5.0
+TRAIN_PAGE = "pages/train.py"
+
+
+@st.cache_resource
+def job_slots() -> jobs.JobSlots:
+    return jobs.JobSlots(jobs.job_limit_from_env())
+
+
+@st.cache_resource
+def results_cache() -> jobs.ResultCache:
+    return jobs.ResultCache()
+
+
+def init_session() -> None:
+    """On a session's first run: default settings, then whatever the URL asks for."""
+    if "settings" in st.session_state:
+        return
+    settings, warnings = params.default_settings()
+    settings, url_warnings = params.settings_from_params(st.query_params.to_dict(), settings)
+    st.session_state.settings = settings
+    st.session_state.url_warnings = warnings + url_warnings
+
+
+def settings() -> dict:
+    return st.session_state.settings
+
+
+def mirror_settings_to_url() -> None:
+    """Put the settings in the URL when they are valid, so the address is a shareable link."""
+    try:
+        wanted = params.config_to_params(params.config_from_settings(settings()))
+    except params.SettingsError:
+        return
+    if st.query_params.to_dict() != wanted:
+        st.query_params.from_dict(wanted)
+
+
+def show_url_warnings() -> None:
+    for warning in st.session_state.get("url_warnings", []):
+        st.warning(warning, icon=":material/link_off:")
+
+
+def current_job() -> jobs.TrainingJob | None:
+    """This session's running (or waiting) job; a job that has ended is collected first."""
+    job = st.session_state.get("job")
+    if job is not None and job.done:
+        status = job.status()
+        st.session_state.outcome = status
+        if status.result is not None and status.state in ("finished", "stopped"):
+            st.session_state.result = status.result
+        st.session_state.job = job = None
+    return job
+
+
+def current_result() -> ExperimentResult | None:
+    """The run the pages show: the last finished, stopped, loaded or uploaded one."""
+    current_job()
+    return st.session_state.get("result")
+
+
+def show_run(result: ExperimentResult, note: str | None = None) -> None:
+    """Make `result` the current run; `note` says where it came from."""
+    st.session_state.result = result
+    st.session_state.outcome = None
+    st.session_state.run_note = note
+
+
+def start_training(config) -> None:
+    """A finished identical config comes from the cache at once; otherwise a job starts."""
+    cached = results_cache().get(config)
+    if cached is not None:
+        show_run(cached, "Shown at once: an identical run had already finished on this server.")
+        return
+    st.session_state.run_note = None
+    st.session_state.job = jobs.TrainingJob(config, job_slots(), results_cache()).start()
+
+
+@st.fragment(run_every=HEARTBEAT_S)
+def _heartbeat() -> None:
+    job = st.session_state.get("job")
+    if job is None:
+        return
+    if job.done:
+        st.rerun()  # let whichever page is open show the finished run
+    job.touch()
+
+
+def keep_job_alive() -> None:
+    """While a job runs, tell it every few seconds that this session is still open, on any page."""
+    if current_job() is not None:
+        _heartbeat()
+
+
+def no_run_yet() -> None:
+    st.info("No run yet. Pick digits and press **Train** on the Train page, or open a saved run on the Runs page.")
+    st.page_link(TRAIN_PAGE, label="Go to Train", icon=":material/play_arrow:")
