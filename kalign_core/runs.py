@@ -15,6 +15,8 @@ import os
 import pathlib
 import shutil
 import tempfile
+import zipfile
+import zlib
 
 import numpy as np
 import torch
@@ -26,6 +28,7 @@ from .training import MODEL_NAMES, EpochRecord, ExperimentResult
 FORMAT = "kalign-run"
 VERSION = 1
 RUN_JSON, KERNELS_NPZ, WEIGHTS_PT = "run.json", "kernels.npz", "weights.pt"
+KERNEL_ARRAYS = ("target", "probe_labels", *MODEL_NAMES)
 _RECORD_FIELDS = list(EpochRecord.__dataclass_fields__)
 
 
@@ -74,6 +77,8 @@ def result_from_json(text: str | bytes) -> ExperimentResult:
         config = ExperimentConfig.from_dict(doc["config"])
         history = {name: [_record_from_dict(r) for r in doc["history"][name]] for name in MODEL_NAMES}
         diverged = {name: _optional_int(doc["diverged_at"][name], "diverged_at") for name in MODEL_NAMES}
+        if not isinstance(doc["stopped"], bool):
+            raise ValueError(f"stopped must be true or false (got {doc['stopped']!r})")
         result = ExperimentResult(
             config=config,
             source=str(doc["source"]),
@@ -83,7 +88,7 @@ def result_from_json(text: str | bytes) -> ExperimentResult:
             target_kernel=np.zeros((0, 0), np.float32),
             probe_labels=np.zeros(0, np.int64),
             diverged_at=diverged,
-            stopped=bool(doc["stopped"]),
+            stopped=doc["stopped"],
             seconds=float(doc["seconds"]),
         )
     except KeyError as missing:
@@ -141,14 +146,17 @@ def attach_kernels(result: ExperimentResult, npz) -> None:
     source = io.BytesIO(npz) if isinstance(npz, (bytes, bytearray)) else npz
     try:
         with np.load(source, allow_pickle=False) as f:
-            arrays = {key: f[key] for key in ("target", "probe_labels", *MODEL_NAMES)}
-    except KeyError as missing:
-        raise RunFileError(f"kernel file lacks the array {missing}") from None
-    except (ValueError, OSError, EOFError) as error:
+            arrays = {key: f[key] for key in KERNEL_ARRAYS if key in f.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
         raise RunFileError(f"kernel file is not a readable .npz: {error}") from None
+    missing = [key for key in KERNEL_ARRAYS if key not in arrays]
+    if missing:
+        raise RunFileError(f"kernel file lacks the array(s) {', '.join(missing)}")
     labels, target = arrays["probe_labels"], arrays["target"]
+    if labels.ndim != 1:
+        raise RunFileError(f"kernel file: probe labels must be one list of classes (got shape {labels.shape})")
     m = len(labels)
-    if labels.ndim != 1 or target.shape != (m, m):
+    if target.shape != (m, m):
         raise RunFileError(f"kernel file: target must be {m}×{m} to match {m} probe labels (got {target.shape})")
     for name in MODEL_NAMES:
         want = (len(result.history[name]), m, m)
