@@ -1,0 +1,168 @@
+"""load_digits: the bundled sample (shapes, range, labels, a deterministic stratified split), and the
+MNIST source without a network: "mnist" fails clearly and leaves nothing behind, "auto" falls back
+to the sample and says why. The network is replaced by local sockets: one that refuses connections
+and one that accepts and never answers. (Damaged MNIST caches: tests/test_data_faults.py.)"""
+
+import socket
+import threading
+
+import numpy as np
+import pytest
+from torchvision.datasets import MNIST
+
+from kalign_core import data
+from kalign_core.data import DataUnavailable, DigitData, load_digits
+
+
+def row_set(x):
+    return {row.tobytes() for row in x}
+
+
+# ---------------------------------------------------------------- the bundled sample
+
+
+def test_sample_8_vs_9_shapes_range_and_labels(sample_89):
+    d = sample_89
+    assert (d.source, d.digits, d.n_classes) == ("sample", (8, 9), 2)
+    assert d.train_x.shape == (800, 784) and d.test_x.shape == (200, 784)
+    assert d.train_x.dtype == d.test_x.dtype == np.float32
+    assert d.train_y.dtype == d.test_y.dtype == np.int64
+    for x in (d.train_x, d.test_x):
+        assert x.min() == 0.0 and x.max() == 1.0
+        assert 0.05 < x.mean() < 0.25  # real MNIST digits: mostly background, ~13% ink
+    assert np.bincount(d.train_y).tolist() == [400, 400]
+    assert np.bincount(d.test_y).tolist() == [100, 100]
+
+
+def test_all_ten_digits_split_400_100_per_class_without_overlap():
+    d = load_digits(tuple(range(10)), source="sample")
+    assert np.bincount(d.train_y).tolist() == [400] * 10
+    assert np.bincount(d.test_y).tolist() == [100] * 10
+    assert not row_set(d.train_x) & row_set(d.test_x)
+
+
+def test_labels_follow_the_order_of_digits(sample_89):
+    flipped = load_digits((9, 8), source="sample")
+    np.testing.assert_array_equal(flipped.train_x, sample_89.train_x)
+    np.testing.assert_array_equal(flipped.train_y, 1 - sample_89.train_y)
+    # And the subset is the same images as within all ten digits.
+    every = load_digits(tuple(range(10)), source="sample")
+    eights = every.train_x[every.train_y == 8]
+    np.testing.assert_array_equal(sample_89.train_x[sample_89.train_y == 0], eights)
+
+
+def test_sample_split_is_deterministic_across_reloads(sample_89):
+    data._sample_arrays.cache_clear()
+    np.random.seed(123)  # the global RNG plays no part
+    again = load_digits((8, 9), source="sample")
+    for field in ("train_x", "train_y", "test_x", "test_y"):
+        np.testing.assert_array_equal(getattr(again, field), getattr(sample_89, field))
+
+
+@pytest.mark.parametrize(
+    "digits, source, field",
+    [((8,), "sample", "digits"), ((8, 8), "sample", "digits"), ((8, 12), "sample", "digits"), ((8, 9), "web", "source")],
+)
+def test_bad_arguments_name_the_field(digits, source, field):
+    with pytest.raises(ValueError, match=f"^{field}"):
+        load_digits(digits, source=source)
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        (dict(train_x=np.zeros((5, 4)), train_y=np.zeros(4, int)), "one label per row"),
+        (dict(train_y=np.array([0, 1, 2, 0, 1])), "class indices 0..1"),
+        (dict(test_y=np.array([0, -1])), "class indices 0..1"),
+        (dict(test_x=np.zeros((2, 3)), test_y=np.zeros(2, int)), "same number of features"),
+        (dict(train_x=np.zeros(5)), "N×features"),
+    ],
+)
+def test_custom_digit_data_is_checked(arrays, message):
+    good = dict(train_x=np.zeros((5, 4)), train_y=np.array([0, 1, 0, 1, 0]), test_x=np.zeros((2, 4)), test_y=np.array([0, 1]))
+    with pytest.raises(ValueError, match=message):
+        DigitData(**{**good, **arrays}, digits=(3, 5))
+
+
+def test_data_dir_comes_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("KALIGN_DATA_DIR", str(tmp_path / "kd"))
+    assert data.default_data_dir() == tmp_path / "kd"
+    monkeypatch.delenv("KALIGN_DATA_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert data.default_data_dir() == tmp_path / "cache" / "kalign"
+
+
+# ---------------------------------------------------------------- MNIST without a network
+
+
+@pytest.fixture
+def fresh_download_state(monkeypatch):
+    data._mnist_arrays.cache_clear()
+    monkeypatch.setattr(data, "_last_failed_download", -float("inf"))
+    yield
+    data._mnist_arrays.cache_clear()
+
+
+@pytest.fixture
+def refusing_network(monkeypatch, fresh_download_state):
+    """MNIST's mirrors point at a local port nobody listens on: connections are refused at once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(MNIST, "mirrors", [f"http://127.0.0.1:{port}/"])
+
+
+@pytest.fixture
+def silent_network(monkeypatch, fresh_download_state):
+    """A mirror that accepts connections and never answers: only the download timeout ends it."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    monkeypatch.setattr(MNIST, "mirrors", [f"http://127.0.0.1:{server.getsockname()[1]}/"])
+    monkeypatch.setattr(data, "DOWNLOAD_TIMEOUT_S", 0.3)
+    yield
+    server.close()
+
+
+def leftovers(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")) if root.exists() else []
+
+
+def test_mnist_unavailable_is_a_clear_error_and_leaves_no_partial_files(refusing_network, tmp_path):
+    root = tmp_path / "mnist-cache"
+    with pytest.raises(DataUnavailable) as raised:
+        load_digits((8, 9), source="mnist", root=root)
+    message = str(raised.value)
+    assert "MNIST is not on disk" in message and str(root) in message and "download" in message
+    assert leftovers(root) == []
+
+
+def test_auto_falls_back_to_the_sample_and_says_why(refusing_network, tmp_path, sample_89):
+    d = load_digits((8, 9), source="auto", root=tmp_path)
+    assert d.source == "sample"
+    assert "MNIST is not on disk" in d.note and "download" in d.note
+    np.testing.assert_array_equal(d.train_x, sample_89.train_x)
+    assert leftovers(tmp_path) == []
+
+
+def test_a_silent_server_times_out_instead_of_hanging(silent_network, tmp_path):
+    outcome = {}
+
+    def load():
+        outcome["data"] = load_digits((8, 9), source="auto", root=tmp_path)
+
+    worker = threading.Thread(target=load, daemon=True)
+    worker.start()
+    worker.join(timeout=60)  # a guard against hanging forever, not a speed test
+    assert not worker.is_alive(), "load_digits hung on a server that never answers"
+    assert outcome["data"].source == "sample" and "download" in outcome["data"].note
+    assert socket.getdefaulttimeout() is None  # the short timeout was only for the download
+    assert leftovers(tmp_path) == []
+
+
+def test_after_a_failed_download_auto_does_not_retry_at_once(refusing_network, tmp_path, monkeypatch):
+    load_digits((8, 9), source="auto", root=tmp_path)
+    attempts = []
+    monkeypatch.setattr(data, "_download_mnist", lambda root: attempts.append(root))
+    again = load_digits((8, 9), source="auto", root=tmp_path)
+    assert attempts == [] and again.source == "sample" and "failed" in again.note
