@@ -10,7 +10,7 @@ import time
 from .config import ExperimentConfig
 from .runs import save_run
 from .sweep import (BACKENDS, SweepProgress, SweepSpec, calibrate, default_workers, estimate_seconds,
-                    mean_spread, round_lr, run_sweep)
+                    mean_spread, pairs_among, round_lr, run_sweep)
 from .training import MODEL_NAMES, ExperimentResult, run_experiment
 
 _DEFAULTS = ExperimentConfig()
@@ -67,7 +67,7 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
         regular_lr=args.regular_lr, batch_size=args.batch_size, epochs=args.epochs, device=args.device,
         probe_size=args.probe_size, source=args.source,
     )
-    return SweepSpec(base, tuple(args.digits), tuple(args.widths), tuple(args.ratios), tuple(args.seeds))
+    return SweepSpec(base, pairs_among(args.digits), tuple(args.widths), tuple(args.ratios), tuple(args.seeds))
 
 
 def build_parser() -> argparse.ArgumentParser:

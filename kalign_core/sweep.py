@@ -19,10 +19,11 @@ import io
 import itertools
 import json
 import logging
-import math
+import numbers
 import os
 import pathlib
 import tempfile
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
@@ -51,25 +52,35 @@ def round_lr(value: float) -> float:
     return float(f"{value:.12g}")
 
 
+def pairs_among(digits) -> tuple[tuple[int, int], ...]:
+    """Every pair of the given digits, smaller digit first: all 45 for the ten digits."""
+    return tuple(itertools.combinations(sorted(_check_digits(digits)), 2))
+
+
+ALL_PAIRS = pairs_among(range(10))
+
+
 @dataclass(frozen=True)
 class SweepSpec:
-    """`base` gives every setting the axes do not: the axes replace its digits (by each pair among
-    `digits`), width, slow_lr (= ratio × base.regular_lr) and seed. Empty axes take the base's value."""
+    """`base` gives every setting the axes do not: the axes replace its digits (by each of `pairs`),
+    width, slow_lr (= ratio × base.regular_lr) and seed. Empty axes take the base's value."""
 
     base: ExperimentConfig = ExperimentConfig()
-    digits: tuple[int, ...] = tuple(range(10))
+    pairs: tuple[tuple[int, int], ...] = ALL_PAIRS
     widths: tuple[int, ...] = ()
     ratios: tuple[float, ...] = ()
     seeds: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         base = self.base
-        object.__setattr__(self, "digits", _check_digits(self.digits))
         axes = {
+            "pairs": tuple(_check_pair(p) for p in self.pairs),
             "widths": tuple(self.widths) or (base.width,),
             "ratios": tuple(self.ratios) or (round_lr(base.slow_lr / base.regular_lr),),
             "seeds": tuple(self.seeds) or (base.seed,),
         }
+        if not axes["pairs"]:
+            raise ValueError("pairs must hold at least one pair of digits")
         for name, values in axes.items():
             repeated = sorted({v for v in values if values.count(v) > 1})
             if repeated:
@@ -82,10 +93,6 @@ class SweepSpec:
             object.__setattr__(self, name, values)
         self.trials()  # every trial's config is validated now, not halfway through the sweep
 
-    @property
-    def pairs(self) -> list[tuple[int, int]]:
-        return list(itertools.combinations(sorted(self.digits), 2))
-
     def trials(self) -> list["Trial"]:
         return [
             Trial(pair, width, ratio, seed, replace(self.base, digits=pair, width=width, seed=seed,
@@ -94,8 +101,20 @@ class SweepSpec:
         ]
 
     def to_dict(self) -> dict:
-        return {"base": self.base.to_dict(), "digits": list(self.digits), "widths": list(self.widths),
+        return {"base": self.base.to_dict(), "pairs": [list(p) for p in self.pairs], "widths": list(self.widths),
                 "ratios": list(self.ratios), "seeds": list(self.seeds)}
+
+
+def _check_pair(pair) -> tuple[int, int]:
+    """A pair as (smaller digit, larger digit)."""
+    allowed = f"pairs must each be two different digits from 0 to 9 (got {pair!r})"
+    try:
+        a, b = pair
+    except (TypeError, ValueError):
+        raise ValueError(allowed) from None
+    if not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and 0 <= d <= 9 for d in (a, b)) or a == b:
+        raise ValueError(allowed)
+    return (int(min(a, b)), int(max(a, b)))
 
 
 @dataclass(frozen=True)
@@ -191,17 +210,25 @@ def read_summary_csv(text: str) -> list[TrialSummary]:
 # -- aggregation for the figures -------------------------------------------------------------------
 
 def mean_spread(summaries: list[TrialSummary], key: str, metric: str = "alignment_gain") -> dict:
-    """metric grouped by `key` (e.g. "width"): {value: (mean, standard deviation, n)}, defined values only."""
+    """`metric` grouped by `key` (e.g. "width"): {value: (mean, spread, seeds)}. Within a group each
+    seed's trials (other pairs, ratios, ...) are averaged first; mean and spread (standard deviation)
+    are then taken over those per-seed means, so the spread is the seed-to-seed noise. Undefined
+    values are left out."""
     groups: dict = {}
     for s in summaries:
         value = getattr(s, metric)
         if value is not None:
-            groups.setdefault(getattr(s, key), []).append(value)
-    return {k: (float(np.mean(v)), float(np.std(v)), len(v)) for k, v in sorted(groups.items())}
+            groups.setdefault(getattr(s, key), {}).setdefault(s.seed, []).append(value)
+    spread = {}
+    for group, by_seed in sorted(groups.items()):
+        seed_means = [np.mean(values) for values in by_seed.values()]
+        spread[group] = (float(np.mean(seed_means)), float(np.std(seed_means)), len(seed_means))
+    return spread
 
 
 def pair_matrix(summaries: list[TrialSummary], metric: str = "alignment_gain") -> np.ndarray:
-    """10×10 symmetric matrix of `metric` averaged per digit pair over the other axes; NaN where absent."""
+    """10×10 symmetric matrix of `metric` averaged per digit pair over the other axes; NaN where absent
+    or undefined."""
     matrix = np.full((10, 10), np.nan)
     for (a, b), (mean, _, _) in mean_spread(summaries, "pair", metric).items():
         matrix[a, b] = matrix[b, a] = mean
@@ -251,12 +278,14 @@ class CostModel:
         return max(0.0, s0 + s1 * trial.width) + trial.config.epochs * max(1e-4, e0 + e1 * trial.width)
 
 
-def calibrate(spec: SweepSpec, threads_per_trial: int = 1) -> CostModel:
-    """Time a one-epoch trial of the first pair at two widths (a fraction of a second on the sample)."""
+def calibrate(spec: SweepSpec, threads_per_trial: int | None = 1) -> CostModel:
+    """Time a one-epoch trial of the first pair at two widths (a fraction of a second on the sample),
+    with `threads_per_trial` torch threads (None: as this process is set, e.g. in a server)."""
     pair = spec.pairs[0]
     data = load_digits(pair, spec.base.source)
     points = []
-    with torch_threads(threads_per_trial), tempfile.TemporaryDirectory() as scratch:
+    threads = torch_threads(threads_per_trial) if threads_per_trial else contextlib.nullcontext()
+    with threads, tempfile.TemporaryDirectory() as scratch:
         for width in CALIBRATION_WIDTHS:
             config = replace(spec.base, digits=pair, width=width, epochs=1)
             started = time.perf_counter()
@@ -330,12 +359,14 @@ def run_sweep(
     on_progress: Callable[[SweepProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     cost: CostModel | None = None,
+    in_process: bool | None = None,
 ) -> SweepOutcome:
     """Run the trials not yet in `folder`, saving each as `folder/<trial id>` and rewriting
     `folder/summary.csv` after each one.
 
-    backend "local": workers=1 runs in this process (should_stop can end a trial midway, which is then
-    not saved); workers>1 runs a process pool. backend "ray": tasks on the cluster at `address`, or on
+    backend "local": in this process when `in_process` (default: when workers=1; should_stop can then
+    end a trial midway, which is not saved), else in a pool of `workers` processes (a server passes
+    in_process=False to keep its own torch thread setting untouched). backend "ray": tasks on the cluster at `address`, or on
     a local Ray instance with workers × threads_per_trial CPUs (an already initialised Ray is used as
     is). `cost` (default: calibrated now) paces the time left. With a pool or Ray, should_stop and a raising on_progress cancel the queued trials and wait
     for the running ones, whose results are dropped unsaved.
@@ -362,7 +393,7 @@ def run_sweep(
 
     if backend == "ray":
         results = _ray_results(pending, workers, threads_per_trial, address)
-    elif workers > 1:
+    elif not (workers == 1 if in_process is None else in_process):
         results = _pool_results(pending, workers, threads_per_trial)
     else:
         results = _sequential_results(pending, threads_per_trial, should_stop)
@@ -386,6 +417,67 @@ def run_sweep(
                 break
     summaries = [done[t.id] for t in trials if t.id in done]
     return SweepOutcome(summaries, ran, skipped, stopped, time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class SweepStatus:
+    """A snapshot of a SweepJob. state: "running", then "finished", "stopped" or "failed" (`error`)."""
+
+    state: str
+    progress: SweepProgress | None
+    summaries: list[TrialSummary]  # finished so far, in the order they finished
+    error: str | None
+
+
+class SweepJob:
+    """`run_sweep` in a daemon thread, for a user interface that polls `status()` and may `stop()`;
+    every method is safe from any thread. The trials run in worker processes (never in this one)."""
+
+    def __init__(self, spec: SweepSpec, folder, **options):
+        self.spec, self.folder, self._options = spec, pathlib.Path(folder), options
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._status = SweepStatus("running", None, [], None)
+        self._thread = threading.Thread(target=self._run, name="kalign-sweep", daemon=True)
+
+    def start(self) -> "SweepJob":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Queue no more trials; the running ones finish (unsaved), the saved ones stay."""
+        self._stop.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def status(self) -> SweepStatus:
+        with self._lock:
+            return self._status
+
+    def _on_progress(self, progress: SweepProgress) -> None:
+        with self._lock:
+            self._status = replace(self._status, progress=progress,
+                                   summaries=[*self._status.summaries, progress.last])
+
+    def _run(self) -> None:
+        try:
+            outcome = run_sweep(self.spec, self.folder, on_progress=self._on_progress,
+                                should_stop=self._stop.is_set, **{"in_process": False, **self._options})
+            state = "stopped" if outcome.stopped else "finished"
+            with self._lock:
+                self._status = replace(self._status, state=state, summaries=outcome.summaries)
+        except Exception as error:  # shown to the user; the trials saved so far stay on disk
+            with self._lock:
+                message = str(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
+                self._status = replace(self._status, state="failed", error=message)
+        finally:
+            self._done.set()
 
 
 def _write_summary(folder: pathlib.Path, trials: list[Trial], done: dict) -> None:

@@ -17,6 +17,7 @@ from kalign_core.sweep import (
     estimate_seconds,
     mean_spread,
     pair_matrix,
+    pairs_among,
     read_summary_csv,
     run_sweep,
     summary_csv,
@@ -24,7 +25,7 @@ from kalign_core.sweep import (
 
 BASE = ExperimentConfig(epochs=1, batch_size=100, probe_size=40, source="sample", device="cpu")
 # 3 pairs × 2 widths × 2 seeds = 12 trials of a fraction of a second each.
-SPEC = SweepSpec(BASE, digits=(3, 5, 8), widths=(16, 32), seeds=(0, 1))
+SPEC = SweepSpec(BASE, pairs_among((3, 5, 8)), widths=(16, 32), seeds=(0, 1))
 
 
 def without_seconds(summaries):
@@ -39,9 +40,9 @@ def reference(tmp_path_factory):
 
 
 def test_axes_expand_into_every_combination_with_stable_ids():
-    spec = SweepSpec(BASE, digits=(9, 1, 7), widths=(16, 32), ratios=(0.1, 0.0), seeds=(0, 1))
+    spec = SweepSpec(BASE, pairs_among((9, 1, 7)), widths=(16, 32), ratios=(0.1, 0.0), seeds=(0, 1))
     trials = spec.trials()
-    assert spec.pairs == [(1, 7), (1, 9), (7, 9)]
+    assert spec.pairs == ((1, 7), (1, 9), (7, 9))
     assert len(trials) == 3 * 2 * 2 * 2
     assert len({t.id for t in trials}) == len(trials)
     first = trials[0]
@@ -68,8 +69,11 @@ def test_defaults_are_all_45_pairs_at_the_base_settings():
         ({"widths": (16, 16)}, "widths repeats 16"),
         ({"widths": (0,)}, "width"),
         ({"seeds": (-1,)}, "seed"),
-        ({"digits": (3,)}, "digits"),
-        ({"digits": (3, 3, 4)}, "digits"),
+        ({"pairs": ((3,),)}, r"pairs must each be two different digits from 0 to 9 \(got \(3,\)\)"),
+        ({"pairs": ((3, 3),)}, "pairs must each be two different digits"),
+        ({"pairs": ((3, 10),)}, "pairs must each be two different digits"),
+        ({"pairs": ((3, 4), (4, 3))}, "pairs repeats"),
+        ({"pairs": ()}, "at least one pair"),
     ],
 )
 def test_bad_axes_are_refused_naming_the_field(axes, field):
@@ -90,7 +94,7 @@ def test_summary_of_a_trial(reference):
 
 
 def test_summary_matches_the_saved_run_and_random_features_keep_their_alignment(tmp_path):
-    spec = SweepSpec(BASE, digits=(0, 6), widths=(16,), ratios=(0.0,))
+    spec = SweepSpec(BASE, ((6, 0),), widths=(16,), ratios=(0.0,))
     outcome = run_sweep(spec, tmp_path)
     (summary,) = outcome.summaries
     run = load_run(tmp_path / summary.trial_id)
@@ -144,9 +148,9 @@ def test_interrupted_sweep_resumes_with_only_the_missing_trials(tmp_path, refere
 
 
 def test_a_folder_of_another_sweep_is_refused(tmp_path):
-    spec = SweepSpec(BASE, digits=(0, 6), widths=(16,))
+    spec = SweepSpec(BASE, ((6, 0),), widths=(16,))
     run_sweep(spec, tmp_path)
-    longer = SweepSpec(dataclasses.replace(BASE, epochs=2), digits=(0, 6), widths=(16,))
+    longer = SweepSpec(dataclasses.replace(BASE, epochs=2), ((0, 6),), widths=(16,))
     with pytest.raises(ValueError, match="epochs=1 there, 2 here"):
         run_sweep(longer, tmp_path)
 
@@ -180,8 +184,9 @@ def test_pair_matrix_and_mean_spread(reference):
     assert np.isnan(matrix[0, 1]) and np.isnan(matrix[3, 3])
     by_width = mean_spread(reference, "width", "test_error_regular")
     assert list(by_width) == [16, 32]
-    values = [s.test_error_regular for s in reference if s.width == 16]
-    assert by_width[16] == pytest.approx((np.mean(values), np.std(values), 6))
+    seed_means = [np.mean([s.test_error_regular for s in reference if s.width == 16 and s.seed == seed])
+                  for seed in (0, 1)]
+    assert by_width[16] == pytest.approx((np.mean(seed_means), np.std(seed_means), 2))
 
 
 def test_cli_sweep_runs_resumes_and_names_the_extremes(tmp_path, capsys):
