@@ -101,7 +101,7 @@ def settings_from_params(params: Mapping[str, str], settings: Mapping) -> tuple[
         value = _parse(name, params[name])
         problem = field_error(name, value)
         if problem:
-            warnings.append(f"Ignored URL parameter {name}={_shown(params[name])}: {problem}")
+            warnings.append(f"Ignored URL parameter {name}={_shown(params[name])}: {_clipped(problem)}")
         else:
             updated[name] = list(value) if name == "digits" else value
     return updated, warnings
@@ -125,6 +125,11 @@ def _parse(name: str, text: str):
 
 def _shown(text: str) -> str:
     return repr(text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "…")
+
+
+def _clipped(message: str) -> str:
+    """A message that repeats a huge value, cut after the part that states the allowed range."""
+    return message if len(message) <= 4 * _SHOWN_CHARS else message[: 4 * _SHOWN_CHARS] + "…)"
 
 
 def run_name(text: str) -> str:

@@ -151,16 +151,6 @@ def open_upload() -> None:
 st.title("Runs")
 current = ui.current_result()
 folder = folder_picker()
-saved, broken = saved_runs(folder) if folder is not None else ({}, {})
-if saved:
-    st.dataframe([summary(name, result) for name, result in saved.items()], hide_index=True, key="runs_table")
-elif folder is not None:
-    st.caption(f"No saved runs in {folder} yet.")
-for name, problem in broken.items():
-    st.warning(f"{name} cannot be read: {problem}")
-
-st.header("Compare")
-compare(saved, current)
 
 st.header("Current run")
 if current is None:
@@ -168,6 +158,16 @@ if current is None:
 else:
     st.caption(f"{summary(CURRENT, current)['status']} · {default_name(current)}")
     save_and_download(folder, current)
+
+st.header("Saved runs")
+saved, broken = saved_runs(folder) if folder is not None else ({}, {})
+if saved:
+    st.dataframe([summary(name, result) for name, result in saved.items()], hide_index=True, key="runs_table")
+elif folder is not None:
+    st.caption(f"No saved runs in {folder} yet.")
+for name, problem in broken.items():
+    st.warning(f"{name} cannot be read: {problem}")
+compare(saved, current)
 
 st.header("Open a run")
 if folder is not None:

@@ -58,7 +58,7 @@ def settings_form(running: bool) -> None:
                      format_func=lambda d: f"auto (uses {resolve_device('auto')})" if d == "auto" else d,
                      key=key("device"))
         st.form_submit_button("Train", type="primary", icon=":material/play_arrow:", disabled=running,
-                              on_click=on_train, width="stretch")
+                              on_click=on_train, width="stretch", key="train")
     try:
         params.config_from_settings(s)
     except params.SettingsError as error:

@@ -1,0 +1,150 @@
+"""Training jobs for a shared server: worker threads, slots, stop, abandonment, results cache."""
+
+import dataclasses
+import threading
+
+import pytest
+import torch
+
+from kalign_core import jobs, run_experiment
+
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def long_config(small_config, **overrides):
+    """A config that would run for a long time; tests stop it."""
+    return small_config(epochs=500, **overrides)
+
+
+def wait_until(read, ready, timeout=60.0):
+    """Poll `read()` until `ready(value)`; the value."""
+    for _ in range(int(timeout / 0.02)):
+        value = read()
+        if ready(value):
+            return value
+        threading.Event().wait(0.02)
+    raise AssertionError(f"not ready after {timeout} s: {value}")
+
+
+def test_a_job_trains_in_the_background_and_lands_in_the_cache(small_config):
+    config = small_config()
+    cache = jobs.ResultCache()
+    job = jobs.TrainingJob(config, jobs.JobSlots(1), cache).start()
+    assert job.wait(60)
+    status = job.status()
+    assert status.state == "finished" and not status.active and status.error is None
+    assert status.epochs_done == config.epochs
+    assert cache.get(config) is status.result
+    alone = run_experiment(config)  # the same config alone gives the same numbers: no cross-talk
+    assert status.result.curve("regular", "alignment") == alone.curve("regular", "alignment")
+
+
+def test_progress_snapshots_stay_fixed_and_estimate_time_left(small_config):
+    job = jobs.TrainingJob(long_config(small_config), jobs.JobSlots(1)).start()
+    status = wait_until(job.status, lambda s: s.epochs_done >= 2)
+    assert status.state == "running" and status.seconds_left > 0
+    wait_until(job.status, lambda s: s.epochs_done > status.epochs_done)
+    job.stop()
+    assert job.wait(60)
+    assert len(status.result.history["slow"]) == status.epochs_done + 1  # it did not grow with the run
+
+
+def test_stop_keeps_the_epochs_done_and_is_not_cached(small_config):
+    cache = jobs.ResultCache()
+    job = jobs.TrainingJob(long_config(small_config), jobs.JobSlots(1), cache).start()
+    wait_until(job.status, lambda s: s.epochs_done >= 1)
+    job.stop()
+    assert job.wait(60)
+    status = job.status()
+    assert status.state == "stopped" and status.result.stopped and 1 <= status.epochs_done < 500
+    assert len(cache) == 0
+
+
+def test_one_slot_queues_the_second_job_until_the_first_ends(small_config):
+    slots = jobs.JobSlots(1)
+    first = jobs.TrainingJob(long_config(small_config), slots).start()
+    wait_until(first.status, lambda s: s.state == "running")
+    second = jobs.TrainingJob(small_config(), slots).start()
+    threading.Event().wait(0.3)
+    assert second.status().state == "waiting" and second.status().queue_position == 0
+    assert slots.running == 1
+    first.stop()
+    assert second.wait(60) and second.status().state == "finished"
+    assert slots.running == 0
+
+
+def test_stopping_a_waiting_job_trains_nothing(small_config):
+    slots = jobs.JobSlots(1)
+    first = jobs.TrainingJob(long_config(small_config), slots).start()
+    second = jobs.TrainingJob(small_config(), slots).start()
+    second.stop()
+    assert second.wait(10)
+    assert second.status().state == "stopped" and second.status().result is None
+    first.stop()
+    first.wait(60)
+
+
+def test_an_abandoned_job_stops_itself_and_frees_its_slot(small_config):
+    slots = jobs.JobSlots(1)
+    job = jobs.TrainingJob(long_config(small_config), slots, abandon_after_s=0.5).start()
+    assert job.wait(60)
+    assert job.status().state == "abandoned" and slots.running == 0
+
+
+def test_touching_keeps_a_job_alive(small_config):
+    job = jobs.TrainingJob(long_config(small_config), jobs.JobSlots(1), abandon_after_s=0.5).start()
+    for _ in range(15):
+        job.touch()
+        threading.Event().wait(0.1)
+    assert job.status().state == "running"
+    job.stop()
+    assert job.wait(60) and job.status().state == "stopped"
+
+
+def test_settings_that_do_not_fit_the_data_fail_with_the_field_named(small_config):
+    job = jobs.TrainingJob(small_config(batch_size=5000), jobs.JobSlots(1)).start()
+    assert job.wait(60)
+    status = job.status()
+    assert status.state == "failed" and status.result is None
+    assert "batch_size must be from 1 to 800" in status.error
+
+
+def test_job_limit_comes_from_the_environment():
+    assert jobs.job_limit_from_env({"KALIGN_MAX_JOBS": "3"}) == 3
+    assert jobs.job_limit_from_env({}) == max(1, jobs.cpu_count() // 2)
+    for bad in ("0", "-1", "two", "1.5"):
+        with pytest.raises(ValueError, match="KALIGN_MAX_JOBS must be a whole number of 1 or more"):
+            jobs.job_limit_from_env({"KALIGN_MAX_JOBS": bad})
+
+
+def test_slots_cap_torch_threads_per_job():
+    slots = jobs.JobSlots(jobs.cpu_count())
+    assert slots.threads_per_job == 1 and torch.get_num_threads() == 1
+
+
+def test_cache_is_keyed_by_the_whole_config_read_only_and_bounded(small_config):
+    result = run_experiment(small_config())
+    size = jobs.result_nbytes(result)
+    cache = jobs.ResultCache(max_bytes=2 * size)
+    cache.put(result)
+    assert cache.get(small_config()) is result
+    assert cache.get(small_config(seed=1)) is None
+    with pytest.raises(ValueError, match="read-only"):
+        result.kernels["slow"][0][0, 0] = 1.0
+    others = [dataclasses.replace(result, config=small_config(seed=s)) for s in (1, 2)]
+    for other in others:
+        cache.put(other)
+    assert len(cache) == 2 and cache.get(small_config()) is None  # the oldest went first
+    assert cache.get(small_config(seed=2)) is others[1]
+
+
+def test_stopped_results_are_not_cached(small_config):
+    result = run_experiment(small_config(), should_stop=lambda: True)
+    cache = jobs.ResultCache()
+    cache.put(result)
+    assert result.stopped and len(cache) == 0

@@ -1,0 +1,254 @@
+"""Every dashboard page through Streamlit's AppTest: renders with and without a run, trains a tiny
+config and checks the charts against the epochs, rejects bad input, keeps state across pages.
+
+`run_every` never fires in AppTest, so a test waits for the session's job and reruns: the Train page
+draws a finished job's results on any ordinary rerun.
+"""
+
+import json
+import pathlib
+
+import pytest
+import streamlit as st
+import torch
+from streamlit.testing.v1 import AppTest
+
+from kalign_core import runs
+
+APP = str(pathlib.Path(__file__).parents[1] / "app.py")
+TINY = {"width": "32", "epochs": "2", "batch_size": "100", "probe_size": "40", "source": "sample"}
+
+
+@pytest.fixture(autouse=True)
+def fresh_server(tmp_path, monkeypatch):
+    """Each test gets new job slots and an empty results cache, and its own runs folder."""
+    threads = torch.get_num_threads()
+    st.cache_resource.clear()
+    monkeypatch.setenv("KALIGN_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("KALIGN_DEFAULT_SOURCE", "sample")
+    monkeypatch.delenv("KALIGN_MAX_JOBS", raising=False)
+    yield
+    st.cache_resource.clear()
+    torch.set_num_threads(threads)
+
+
+def open_app(**params) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update(params)
+    return at.run()
+
+
+def press_train(at: AppTest) -> AppTest:
+    return at.button(key="train").click().run()
+
+
+def finish(at: AppTest) -> AppTest:
+    """Wait for this session's job, then rerun as the progress fragment would."""
+    job = at.session_state["job"]
+    assert job is not None and job.wait(120)
+    return at.run()
+
+
+def charts(at: AppTest) -> dict[str, dict]:
+    """Plotly specs by chart title."""
+    specs = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    return {spec["layout"]["title"]["text"]: spec for spec in specs}
+
+
+def points(spec: dict) -> dict[str, int]:
+    return {trace["name"]: len(trace["x"]) for trace in spec["data"]}
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def trained(**overrides) -> AppTest:
+    at = finish(press_train(open_app(**{**TINY, **overrides})))
+    assert not at.exception
+    return at
+
+
+def test_train_page_without_a_run_shows_defaults_and_how_to_start(monkeypatch):
+    monkeypatch.delenv("KALIGN_DEFAULT_SOURCE")
+    at = open_app()
+    assert not at.exception
+    assert at.multiselect(key="train_digits").value == [8, 9]
+    values = {n.key: n.value for n in at.number_input}
+    assert values["train_width"] == 2000 and values["train_batch_size"] == 200
+    assert values["train_slow_lr"] == 0.001 and values["train_regular_lr"] == 0.01
+    assert at.selectbox(key="train_source").value == "auto"
+    devices = at.selectbox(key="train_device").options
+    assert devices[0].startswith("auto (uses ") and "cpu" in devices
+    assert "press **Train**" in texts(at.info)
+    assert not at.get("plotly_chart")
+    assert at.query_params["width"] == "2000"  # the settings are in the URL, ready to share
+
+
+def test_tiny_run_draws_both_models_over_every_epoch():
+    at = press_train(open_app(**TINY))
+    assert at.button(key="train").disabled  # one run at a time per session
+    assert at.session_state["job"] is not None
+    at = finish(at)
+    assert not at.exception
+    figures = charts(at)
+    error, alignment = figures["Error (test solid, train dashed)"], figures["Kernel–target alignment ρ"]
+    assert points(error) == {"slow test": 3, "slow train": 3, "regular test": 3, "regular train": 3}
+    assert [t["line"]["dash"] for t in error["data"]] == ["solid", "dash", "solid", "dash"]
+    assert points(alignment) == {"slow": 3, "regular": 3}
+    assert alignment["data"][0]["x"] == [0, 1, 2]
+    assert all(isinstance(y, float) for t in alignment["data"] for y in t["y"])
+    labels = [m.label for m in at.metric]
+    assert labels == ["slow · test error", "regular · test error", "slow · alignment ρ", "regular · alignment ρ"]
+    assert all("since init" in m.delta for m in at.metric)
+    assert "test errors ended at" in texts(at.markdown)
+    assert "bundled MNIST sample" in texts(at.caption)
+    assert not at.button(key="train").disabled
+
+
+def test_identical_config_comes_back_at_once_from_the_cache():
+    first = trained()
+    second = press_train(open_app(**TINY))  # another session, same settings
+    assert "job" not in second.session_state
+    assert "identical run had already finished" in texts(second.success)
+    assert second.session_state["result"] is first.session_state["result"]
+    assert points(charts(second)["Kernel–target alignment ρ"]) == {"slow": 3, "regular": 3}
+
+
+def test_invalid_input_names_the_field_trains_nothing_and_keeps_the_last_run():
+    at = trained()
+    before = at.session_state["result"]
+    at.multiselect(key="train_digits").set_value([8])
+    at.number_input(key="train_width").set_value(0)
+    at.number_input(key="train_regular_lr").set_value(0.0)
+    at = press_train(at)
+    assert not at.exception
+    errors = texts(at.error)
+    assert "Digits: digits must be 2 to 10" in errors
+    assert "Hidden width: width must be a whole number from 1 to 32,768 (got 0)" in errors
+    assert "Regular learning rate: regular_lr must be a finite number greater than 0" in errors
+    assert at.session_state["job"] is None
+    assert at.session_state["result"] is before
+    assert len(at.get("plotly_chart")) == 2  # the earlier run is still drawn
+    assert at.query_params["width"] == "32"  # the URL keeps the last valid settings
+
+
+def test_query_parameters_fill_the_controls():
+    at = open_app(digits="3,5,7", width="64", slow_lr="0", regular_lr="0.05", epochs="3", seed="7", source="sample")
+    assert not at.exception and not at.warning
+    assert at.multiselect(key="train_digits").value == [3, 5, 7]
+    values = {n.key: n.value for n in at.number_input}
+    assert values["train_width"] == 64 and values["train_slow_lr"] == 0.0
+    assert values["train_regular_lr"] == 0.05 and values["train_epochs"] == 3 and values["train_seed"] == 7
+
+
+def test_garbage_query_parameters_warn_and_keep_the_defaults():
+    at = open_app(width="abc", digits="3", regular_lr="nan", device="tpu", bogus="1")
+    assert not at.exception
+    warnings = texts(at.warning)
+    assert "unknown URL parameter(s) 'bogus'" in warnings
+    assert "width='abc': width must be a whole number from 1 to 32,768" in warnings
+    assert "digits='3'" in warnings and "regular_lr='nan'" in warnings and "device='tpu'" in warnings
+    assert at.number_input(key="train_width").value == 2000
+    assert at.multiselect(key="train_digits").value == [8, 9]
+
+
+def test_stop_keeps_the_epochs_trained():
+    at = press_train(open_app(**{**TINY, "epochs": "500"}))
+    at = at.button(key="stop_training").click().run()
+    at = finish(at)
+    assert not at.exception
+    result = at.session_state["result"]
+    assert result.stopped and result.epochs_done < 500
+    assert f"Stopped after {result.epochs_done} of 500 epochs" in texts(at.info)
+    alignment = charts(at)["Kernel–target alignment ρ"]
+    assert points(alignment) == {"slow": result.epochs_done + 1, "regular": result.epochs_done + 1}
+
+
+def test_a_full_server_shows_waiting_for_a_free_slot(monkeypatch):
+    monkeypatch.setenv("KALIGN_MAX_JOBS", "1")
+    busy = press_train(open_app(**{**TINY, "epochs": "500"}))
+    waiting = press_train(open_app(**{**TINY, "seed": "1"}))
+    assert "Waiting for a free slot: 0 run(s) ahead" in texts(waiting.info)
+    waiting.button(key="stop_training").click().run()
+    busy.button(key="stop_training").click().run()
+    assert "Stopped before training began" in texts(finish(waiting).info)
+    finish(busy)
+
+
+def test_a_diverged_model_is_marked_and_explained():
+    at = trained(regular_lr="50", slow_lr="0", epochs="3")
+    result = at.session_state["result"]
+    epoch = result.diverged_at["regular"]
+    assert epoch is not None
+    assert f"The **regular** model diverged at epoch {epoch}" in texts(at.error)
+    assert "Try a smaller regular learning rate" in texts(at.error)
+    alignment = charts(at)["Kernel–target alignment ρ"]
+    marker = next(t for t in alignment["data"] if t["name"] == "regular diverged")
+    assert marker["x"] == [epoch] and marker["marker"]["symbol"] == "x"
+    assert all(y is None or y == y for t in alignment["data"] for y in t["y"])  # gaps, never NaN
+
+
+def test_pages_keep_settings_and_results_when_switching():
+    at = trained()
+    result = at.session_state["result"]
+    at.switch_page("pages/kernels.py").run()
+    assert not at.exception
+    heatmaps = [json.loads(c.proto.spec)["data"][0] for c in at.get("plotly_chart")]
+    assert [h["type"] for h in heatmaps] == ["heatmap"] * 3
+    assert at.slider(key="kernel_epoch").max == 2
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert titles[0].startswith("target") and "ρ = " in titles[1] and "ρ = " in titles[2]
+    at.switch_page("pages/about.py").run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception
+    assert at.number_input(key="train_width").value == 32
+    assert at.session_state["result"] is result
+    assert len(at.get("plotly_chart")) == 2
+
+
+@pytest.mark.parametrize("page", ["pages/kernels.py", "pages/runs.py"])
+def test_pages_without_a_run_say_how_to_get_one(page):
+    at = open_app()
+    at.switch_page(page).run()
+    assert not at.exception
+    assert "No run yet" in texts(at.info)
+
+
+def test_about_page_explains_alignment_with_references():
+    at = open_app()
+    at.switch_page("pages/about.py").run()
+    assert not at.exception
+    assert any(r"\rho(K, K')" in e.value for e in at.latex)
+    references = texts(at.markdown)
+    for author in ("Cortes", "Kornblith", "Chizat", "Atanasov", "Baratin"):
+        assert author in references
+
+
+def test_runs_page_saves_lists_and_overlays_runs(tmp_path):
+    at = trained()
+    at.switch_page("pages/runs.py").run()
+    assert not at.exception
+    at.text_input(key="save_name").set_value("../../escape me")
+    at = at.button(key="FormSubmitter:save_run-Save").click().run()
+    assert not at.exception
+    saved = tmp_path / "runs" / "escape-me"
+    assert (saved / runs.RUN_JSON).is_file()  # the name was cleaned and stayed in the runs folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
+    assert at.dataframe[0].value["run"].tolist() == ["escape-me"]
+    assert at.multiselect(key="overlay_runs").options == ["current run", "escape-me"]
+    at = at.multiselect(key="overlay_runs").set_value(["current run", "escape-me"]).run()
+    overlay = charts(at)["Alignment ρ (slow dotted, regular solid)"]
+    assert points(overlay) == {f"{run} · {m}": 3 for run in ("current run", "escape-me") for m in ("slow", "regular")}
+    at.selectbox(key="open_name").set_value("escape-me")
+    at = at.button(key="open_saved").click().run()
+    assert "Opened escape-me" in texts(at.success)
+    assert len(at.session_state["result"].kernels["slow"]) == 3
+
+
+def test_runs_page_refuses_a_folder_outside_the_runs_folder(tmp_path):
+    at = open_app()
+    at.switch_page("pages/runs.py").run()
+    at.text_input[0].set_value(str(tmp_path.parent)).run()
+    assert not at.exception
+    assert "Runs folder: runs folder must be" in texts(at.error)

@@ -1,0 +1,104 @@
+"""What users type: form settings, URL query parameters, run names and runs folders."""
+
+import pytest
+
+from kalign_core import ExperimentConfig
+from kalign_core import params
+
+DEFAULTS = ExperimentConfig().to_dict()
+
+
+def test_config_round_trips_through_query_parameters():
+    config = ExperimentConfig(digits=(3, 5, 7), width=64, slow_lr=0.0, regular_lr=2.5e-3, epochs=3, seed=11,
+                              probe_size=60, source="sample")
+    query = params.config_to_params(config)
+    assert query["digits"] == "3,5,7" and all(isinstance(v, str) for v in query.values())
+    settings, warnings = params.settings_from_params(query, DEFAULTS)
+    assert warnings == []
+    assert params.config_from_settings(settings) == config
+
+
+@pytest.mark.parametrize(
+    "name, text, expected",
+    [
+        ("digits", "8", "digits must be 2 to 10 distinct whole numbers from 0 to 9"),
+        ("digits", "8,8", "repeats a digit"),
+        ("digits", "8,x", "digits must be 2 to 10"),
+        ("digits", "8,12", "digits must be 2 to 10"),
+        ("width", "0", "width must be a whole number from 1 to 32,768 (got 0)"),
+        ("width", "1.5", "width must be a whole number from 1 to 32,768 (got '1.5')"),
+        ("width", "9" * 30, "width must be a whole number from 1 to 32,768"),
+        ("slow_lr", "-1", "slow_lr must be a finite number 0 or more"),
+        ("regular_lr", "0", "regular_lr must be a finite number greater than 0"),
+        ("regular_lr", "inf", "regular_lr must be a finite number greater than 0"),
+        ("regular_lr", "fast", "regular_lr must be a finite number greater than 0 (got 'fast')"),
+        ("epochs", "0", "epochs must be a whole number from 1"),
+        ("batch_size", "-5", "batch_size must be a whole number from 1"),
+        ("probe_size", "2", "probe_size must be a whole number from 4"),
+        ("source", "web", "source must be one of auto, mnist, sample"),
+        ("device", "tpu", "device must be 'auto', 'cpu', 'mps', 'cuda' or 'cuda:N'"),
+        ("device", "cuda:7", "is not available here"),
+    ],
+)
+def test_bad_query_parameter_is_ignored_with_a_warning_naming_it(name, text, expected):
+    settings, warnings = params.settings_from_params({name: text}, DEFAULTS)
+    assert settings == DEFAULTS
+    assert len(warnings) == 1 and warnings[0].startswith(f"Ignored URL parameter {name}=")
+    assert expected in warnings[0]
+
+
+def test_unknown_query_parameters_are_named_and_long_values_shortened():
+    settings, warnings = params.settings_from_params({"bogus": "1", "width": "x" * 500}, DEFAULTS)
+    assert settings == DEFAULTS
+    assert "unknown URL parameter(s) 'bogus'" in warnings[0]
+    assert len(warnings[1]) < 250 and "…" in warnings[1]
+
+
+def test_form_settings_report_every_bad_field_with_its_label():
+    settings = {**DEFAULTS, "digits": [4], "width": -3, "regular_lr": 0.0}
+    with pytest.raises(params.SettingsError) as caught:
+        params.config_from_settings(settings)
+    assert set(caught.value.errors) == {"digits", "width", "regular_lr"}
+    messages = caught.value.messages()
+    assert messages[0].startswith("Digits: digits must be 2 to 10")
+    assert messages[1] == "Hidden width: width must be a whole number from 1 to 32,768 (got -3)"
+    assert messages[2].startswith("Regular learning rate: regular_lr must be a finite number greater than 0")
+
+
+def test_default_source_comes_from_the_environment_when_valid():
+    assert params.default_settings({"KALIGN_DEFAULT_SOURCE": "sample"}) == ({**DEFAULTS, "source": "sample"}, [])
+    settings, warnings = params.default_settings({"KALIGN_DEFAULT_SOURCE": "floppy"})
+    assert settings == DEFAULTS and "KALIGN_DEFAULT_SOURCE ignored: source must be one of" in warnings[0]
+
+
+@pytest.mark.parametrize(
+    "text, name",
+    [("lesson 1", "lesson-1"), ("../../etc/passwd", "etc-passwd"), ("/abs/path", "abs-path"),
+     (".hidden", "hidden"), ("ok_name-2.v1", "ok_name-2.v1"), ("x" * 100, "x" * params.RUN_NAME_MAX)],
+)
+def test_run_names_cannot_leave_the_runs_folder(text, name):
+    assert params.run_name(text) == name
+
+
+@pytest.mark.parametrize("text", ["", "   ", "..", "/", "***"])
+def test_run_names_without_letters_are_refused(text):
+    with pytest.raises(ValueError, match="run name must contain letters or digits"):
+        params.run_name(text)
+
+
+def test_runs_folder_must_be_inside_the_base(tmp_path):
+    base = tmp_path / "runs"
+    assert params.runs_folder(str(base), base) == base.resolve()
+    assert params.runs_folder("lesson1", base) == (base / "lesson1").resolve()
+    assert params.runs_folder(str(base / "a" / "b"), base) == (base / "a" / "b").resolve()
+    for outside in ("..", str(tmp_path), "/etc", "lesson1/../../x"):
+        with pytest.raises(ValueError, match="runs folder must be"):
+            params.runs_folder(outside, base)
+
+
+def test_run_path_refuses_a_link(tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "linked").symlink_to(tmp_path / "elsewhere")
+    assert params.run_path(tmp_path, "fresh run") == tmp_path / "fresh-run"
+    with pytest.raises(ValueError, match="is a link"):
+        params.run_path(tmp_path, "linked")
