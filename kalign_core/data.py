@@ -9,7 +9,8 @@ import json
 import os
 import pathlib
 import shutil
-import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -204,21 +205,35 @@ def _verify_checksums(root: pathlib.Path) -> None:
         raise DataUnavailable(f"MNIST in {raw} is corrupt: checksum mismatch in {', '.join(corrupt)}")
 
 
+# Runs in a child process: the socket timeout it sets is process-wide, and must not reach the
+# sockets of a server (Streamlit's) running the parent.
+_DOWNLOAD_SCRIPT = """
+import socket, sys
+from torchvision.datasets import MNIST
+socket.setdefaulttimeout(float(sys.argv[2]))
+MNIST.mirrors = sys.argv[3:]
+for train in (True, False):
+    MNIST(sys.argv[1], train=train, download=True)
+"""
+
+
 def _download_mnist(root: pathlib.Path) -> None:
     from torchvision.datasets import MNIST
 
     root.mkdir(parents=True, exist_ok=True)
     staging = pathlib.Path(tempfile.mkdtemp(prefix=".mnist-download-", dir=root))
-    previous_timeout = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
-        MNIST(str(staging), train=True, download=True)
-        MNIST(str(staging), train=False, download=True)
+        child = subprocess.run(
+            [sys.executable, "-c", _DOWNLOAD_SCRIPT, str(staging), str(DOWNLOAD_TIMEOUT_S), *MNIST.mirrors],
+            capture_output=True,
+            text=True,
+        )
+        if child.returncode != 0:
+            raise RuntimeError(child.stderr.strip() or f"download process exited with {child.returncode}")
         _write_checksums(staging / "MNIST" / "raw")
         target = root / "MNIST"
         if target.exists():
             shutil.rmtree(target)
         os.replace(staging / "MNIST", target)
     finally:
-        socket.setdefaulttimeout(previous_timeout)
         shutil.rmtree(staging, ignore_errors=True)
