@@ -11,6 +11,9 @@ import torch
 
 # Rows per chunk when a float32 Gram matrix is accumulated in float64.
 _GRAM_CHUNK_ROWS = 4096
+# Rows per chunk when features are converted to float64 on a CPU: small enough to stay in cache,
+# where the conversion is ten times faster than through main memory. GPUs take _GRAM_CHUNK_ROWS.
+_CPU_CONVERT_CHUNK_ROWS = 256
 # A centered matrix this small next to the uncentered one is rounding error in the subtracted means
 # (e.g. constant features), not signal: it counts as zero, so alignment is undefined, not noise.
 _NEGLIGIBLE = 1e-12
@@ -47,9 +50,15 @@ def center_kernel(k) -> torch.Tensor:
 
 
 def _zero_if_negligible(centered: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
-    if centered.numel() and centered.abs().max() <= _NEGLIGIBLE * original.abs().max():
+    if centered.numel() and _abs_max(centered) <= _NEGLIGIBLE * _abs_max(original):
         return torch.zeros_like(centered)
     return centered
+
+
+def _abs_max(x: torch.Tensor) -> torch.Tensor:
+    """max |x| in one pass with no temporary (x.abs().max() copies x first)."""
+    low, high = x.aminmax()
+    return torch.maximum(-low, high)
 
 
 def _ratio(inner: torch.Tensor, norm_a: torch.Tensor, norm_b: torch.Tensor, names) -> float:
@@ -94,14 +103,12 @@ def _as_target_matrix(y, m: int) -> torch.Tensor:
 
 
 def _gram_norm(xc: torch.Tensor) -> torch.Tensor:
-    """‖XcᵀXc‖_F = ‖XcXcᵀ‖_F, via whichever Gram is smaller, summed in float64."""
-    m, d = xc.shape
-    if m <= d:
-        x64 = xc.to(torch.float64)
-        return (x64 @ x64.T).norm()
-    gram = torch.zeros(d, d, dtype=torch.float64, device=xc.device)
-    for start in range(0, m, _GRAM_CHUNK_ROWS):
-        chunk = xc[start : start + _GRAM_CHUNK_ROWS]
+    """‖XcᵀXc‖_F = ‖XcXcᵀ‖_F, via whichever Gram is smaller: products in the input's dtype over
+    chunks of the longer side, summed in float64 (a float64 product would run at half speed)."""
+    rows = xc if xc.shape[0] > xc.shape[1] else xc.T
+    gram = torch.zeros(rows.shape[1], rows.shape[1], dtype=torch.float64, device=xc.device)
+    for start in range(0, rows.shape[0], _GRAM_CHUNK_ROWS):
+        chunk = rows[start : start + _GRAM_CHUNK_ROWS]
         gram += (chunk.T @ chunk).to(torch.float64)
     return gram.norm()
 
@@ -130,18 +137,25 @@ def feature_alignment(phi, y) -> float:
 
 def _chunked_mean(x: torch.Tensor) -> torch.Tensor:
     total = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
-    for start in range(0, x.shape[0], _GRAM_CHUNK_ROWS):
-        total += x[start : start + _GRAM_CHUNK_ROWS].to(torch.float64).sum(dim=0)
+    rows = _convert_chunk_rows(x)
+    for start in range(0, x.shape[0], rows):
+        total += x[start : start + rows].to(torch.float64).sum(dim=0)
     return total / x.shape[0]
 
 
 def _chunked_cross(x_c: torch.Tensor, y_c: torch.Tensor) -> torch.Tensor:
-    """x_cᵀ y_c (d×k) in float64, converting x_c a chunk at a time to bound memory."""
-    cross = torch.zeros(x_c.shape[1], y_c.shape[1], dtype=torch.float64, device=x_c.device)
-    for start in range(0, x_c.shape[0], _GRAM_CHUNK_ROWS):
-        stop = start + _GRAM_CHUNK_ROWS
-        cross += x_c[start:stop].to(torch.float64).T @ y_c[start:stop]
-    return cross
+    """x_cᵀ y_c (d×k) in float64, converting x_c a chunk at a time to bound memory.
+
+    Computed as (y_cᵀ x_c)ᵀ, which reads x_c row by row: several times faster than x_cᵀ y_c."""
+    cross = torch.zeros(y_c.shape[1], x_c.shape[1], dtype=torch.float64, device=x_c.device)
+    rows = _convert_chunk_rows(x_c)
+    for start in range(0, x_c.shape[0], rows):
+        cross += y_c[start : start + rows].T @ x_c[start : start + rows].to(torch.float64)
+    return cross.T
+
+
+def _convert_chunk_rows(x: torch.Tensor) -> int:
+    return _CPU_CONVERT_CHUNK_ROWS if x.device.type == "cpu" else _GRAM_CHUNK_ROWS
 
 
 def _unbiased_hsic(k: torch.Tensor, l: torch.Tensor) -> torch.Tensor:

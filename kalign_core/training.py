@@ -142,22 +142,24 @@ class _PairTrainer:
         init = MLP(self.width, self.k, data.train_x.shape[1])
         init_weights(init, generator)
         hidden, readout = init.features[0], init.readout
-        # Rows [0, w) are the slow model's hidden units, rows [w, 2w) the regular model's.
+        # Rows [0, w) are the slow model's hidden units, rows [w, 2w) the regular model's; the
+        # readouts are stacked (2 × k × w) so that batched products serve both models at once.
         self.w_hidden = hidden.weight.detach().repeat(2, 1).to(device)
         self.b_hidden = hidden.bias.detach().repeat(2).to(device)
-        self.w_out = [readout.weight.detach().clone().to(device) for _ in MODEL_NAMES]
-        self.b_out = [readout.bias.detach().clone().to(device) for _ in MODEL_NAMES]
-        self.hidden_lr = [config.slow_lr, config.regular_lr]
+        self.w_out = readout.weight.detach().repeat(2, 1, 1).to(device)
+        self.b_out = readout.bias.detach().repeat(2, 1).to(device)
+        self.hidden_lr = torch.tensor([config.slow_lr, config.regular_lr], device=device).view(2, 1, 1)
         self.readout_lr = config.regular_lr
         self.active = [0, 1]
         self.generator = generator
 
         self.train_x = torch.from_numpy(np.ascontiguousarray(data.train_x, np.float32)).to(device)
         self.train_y = torch.from_numpy(data.train_y.astype(np.int64)).to(device)
-        self.test_x = torch.from_numpy(np.ascontiguousarray(data.test_x, np.float32)).to(device)
-        self.test_y = torch.from_numpy(data.test_y.astype(np.int64)).to(device)
         probe = stratified_probe(data.test_y, config.probe_size, self.k, generator)
-        self.probe_x = self.test_x[torch.from_numpy(probe).to(device)]
+        # The test set is held probe first, so the test evaluation yields the probe's features too.
+        test_order = np.concatenate([probe, np.setdiff1d(np.arange(len(data.test_y)), probe)])
+        self.test_x = torch.from_numpy(np.ascontiguousarray(data.test_x[test_order], np.float32)).to(device)
+        self.test_y = torch.from_numpy(data.test_y[test_order].astype(np.int64)).to(device)
         self.probe_y = data.test_y[probe]
 
         target = one_hot(self.probe_y, self.k)
@@ -172,64 +174,73 @@ class _PairTrainer:
             diverged_at={name: None for name in MODEL_NAMES},
         )
 
-    def _rows(self, model: int) -> slice:
-        """This model's rows in the fused hidden layer, counted within the active ones."""
-        position = self.active.index(model)
-        return slice(position * self.width, (position + 1) * self.width)
+    def _models(self) -> slice:
+        """The active models' entries in the stacked per-model tensors (active ones are adjacent)."""
+        return slice(self.active[0], self.active[-1] + 1)
 
     def _span(self) -> slice:
-        first, last = self.active[0], self.active[-1]
-        return slice(first * self.width, (last + 1) * self.width)
+        """The active models' rows of the fused hidden layer."""
+        models = self._models()
+        return slice(models.start * self.width, models.stop * self.width)
 
-    def _hidden_t(self, x: torch.Tensor) -> torch.Tensor:
-        """Hidden activations of the active models, transposed: (n_active·w) × batch."""
-        span = self._span()
-        return torch.addmm(self.b_hidden[span, None], self.w_hidden[span], x.T).relu_()
+    def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden activations, transposed ((n_active·w) × batch), and logits (n_active × k × batch).
+
+        The transposed layout keeps each model's units a contiguous block of rows, so one batched
+        product computes both readouts.
+        """
+        span, models = self._span(), self._models()
+        h_t = torch.addmm(self.b_hidden[span, None], self.w_hidden[span], x.T).relu_()
+        per_model = h_t.view(-1, self.width, x.shape[0])
+        logits = torch.baddbmm(self.b_out[models, :, None], self.w_out[models], per_model)
+        return h_t, logits
 
     def _step(self, x, y, loss_sum, loss_max, errors) -> None:
-        span = self._span()
-        h_t = self._hidden_t(x)
-        grad_t = torch.empty_like(h_t)
+        """One SGD step of both models on the batch (x, y); accumulates loss and errors on the device."""
+        span, models = self._span(), self._models()
         batch = x.shape[0]
-        for m in self.active:
-            rows = self._rows(m)
-            logits_t = torch.addmm(self.b_out[m][:, None], self.w_out[m], h_t[rows])
-            log_p = logits_t.log_softmax(dim=0)
-            nll = -log_p.gather(0, y[None]).squeeze(0)
-            loss_sum[m] += nll.sum()
-            torch.maximum(loss_max[m], nll.mean(), out=loss_max[m])
-            errors[m] += (logits_t.argmax(dim=0) != y).sum()
-            d_logits = log_p.exp_()
-            d_logits[y, torch.arange(batch, device=y.device)] -= 1.0
-            d_logits /= batch
-            torch.mm(self.w_out[m].T, d_logits * self.hidden_lr[m], out=grad_t[rows])
-            self.w_out[m].addmm_(d_logits, h_t[rows].T, alpha=-self.readout_lr)
-            self.b_out[m].sub_(d_logits.sum(dim=1), alpha=self.readout_lr)
-        grad_t.masked_fill_(h_t == 0, 0.0)  # ReLU derivative
+        h_t, logits = self._forward(x)
+        log_p = logits.log_softmax(dim=1)
+        nll = -log_p.gather(1, y.expand(log_p.shape[0], 1, batch)).squeeze(1)
+        loss_sum[models] += nll.sum(dim=1)
+        torch.maximum(loss_max[models], nll.mean(dim=1), out=loss_max[models])
+        errors[models] += (logits.argmax(dim=1) != y).sum(dim=1)
+        # Cross-entropy gradient w.r.t. the logits: (softmax - one_hot) / batch.
+        d_logits = log_p.exp_()
+        d_logits[:, y, torch.arange(batch, device=y.device)] -= 1.0
+        d_logits /= batch
+        w_out, b_out = self.w_out[models], self.b_out[models]
+        # Hidden-layer gradient (before the readout moves), already scaled by each model's rate.
+        grad_t = torch.bmm(w_out.transpose(1, 2), d_logits * self.hidden_lr[models]).view_as(h_t)
+        w_out.baddbmm_(d_logits, h_t.view(-1, self.width, batch).transpose(1, 2), alpha=-self.readout_lr)
+        b_out.sub_(d_logits.sum(dim=2), alpha=self.readout_lr)
+        # ReLU's derivative in one pass (a boolean mask and masked_fill take ten times longer on CPU).
+        torch.ops.aten.threshold_backward.grad_input(grad_t, h_t, 0.0, grad_input=grad_t)
         self.w_hidden[span].addmm_(grad_t, x, alpha=-1.0)
         self.b_hidden[span].sub_(grad_t.sum(dim=1))
 
-    def _evaluate(self, x: torch.Tensor, y: torch.Tensor) -> dict[int, tuple[float, float]]:
-        """(error %, mean loss) per active model on a whole set, in chunks."""
+    def _evaluate(self, x: torch.Tensor, y: torch.Tensor, keep: int = 0):
+        """(error %, mean loss) per active model on a whole set, in chunks, and the hidden
+        activations ((n_active·w) × keep) of its first `keep` rows."""
         chunk = max(1, EVAL_CHUNK_ELEMENTS // (len(self.active) * self.width))
+        n, models = x.shape[0], self._models()
         errors = torch.zeros(2, dtype=torch.float64, device=self.device)
         losses = torch.zeros(2, dtype=torch.float64, device=self.device)
-        for start in range(0, x.shape[0], chunk):
-            xb, yb = x[start : start + chunk], y[start : start + chunk]
-            h_t = self._hidden_t(xb)
-            for m in self.active:
-                logits_t = torch.addmm(self.b_out[m][:, None], self.w_out[m], h_t[self._rows(m)])
-                losses[m] -= logits_t.log_softmax(dim=0).gather(0, yb[None]).sum()
-                errors[m] += (logits_t.argmax(dim=0) != yb).sum()
-        n = x.shape[0]
+        kept = None
+        for start, stop in _chunks(n, chunk, first=keep):
+            xb, yb = x[start:stop], y[start:stop]
+            h_t, logits = self._forward(xb)
+            if start == 0 and keep:
+                kept = h_t
+            losses[models] -= logits.log_softmax(dim=1).gather(1, yb.expand(logits.shape[0], 1, -1)).sum(dim=(1, 2))
+            errors[models] += (logits.argmax(dim=1) != yb).sum(dim=1)
         errors, losses = errors.tolist(), losses.tolist()
-        return {m: (100.0 * errors[m] / n, losses[m] / n) for m in self.active}
+        return {m: (100.0 * errors[m] / n, losses[m] / n) for m in self.active}, kept
 
     def _record(self, epoch: int, train: dict, started: float) -> None:
-        test = self._evaluate(self.test_x, self.test_y)
-        h_t = self._hidden_t(self.probe_x)
-        for m in self.active:
-            phi = h_t[self._rows(m)].T
+        test, probe_features = self._evaluate(self.test_x, self.test_y, keep=len(self.probe_y))
+        for position, m in enumerate(self.active):
+            phi = probe_features[position * self.width : (position + 1) * self.width].T
             try:
                 alignment, note = feature_alignment(phi, self.probe_y), None
             except AlignmentUndefined as undefined:
@@ -251,7 +262,7 @@ class _PairTrainer:
     @torch.no_grad()
     def run(self, on_epoch, should_stop) -> ExperimentResult:
         started = time.perf_counter()
-        initial = self._evaluate(self.train_x, self.train_y)
+        initial, _ = self._evaluate(self.train_x, self.train_y)
         initial_loss = {m: initial[m][1] for m in self.active}
         self._record(0, initial, started)
         if on_epoch:
@@ -295,3 +306,9 @@ class _PairTrainer:
         model.readout.weight.copy_(self.w_out[m])
         model.readout.bias.copy_(self.b_out[m])
         return model.eval()
+
+
+def _chunks(n: int, size: int, first: int = 0):
+    """(start, stop) pairs covering range(n): the first `first` rows as one chunk, then `size` each."""
+    starts = ([0] if first else []) + list(range(first, n, size))
+    return zip(starts, starts[1:] + [n])
