@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from kalign_core import DigitData, ExperimentConfig, feature_alignment, load_digits, resolve_device  # noqa: E402
 from kalign_core import training  # noqa: E402
+from dashboard import measure_dashboard  # noqa: E402
 from reference import ReferencePair  # noqa: E402
 
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
@@ -67,7 +68,7 @@ class Scale:
     widths: tuple[int, ...]
     digit_counts: tuple[int, ...]
     growth_epochs: int
-    dashboard: bool
+    dashboard: dict[str, str]  # the Train form's settings as URL parameters; {} = the defaults
 
 
 SCALES = {
@@ -75,18 +76,19 @@ SCALES = {
         rounds=3, epochs=3, data_fraction=1.0, width=2000, alignment_features=2000,
         alignment_m=(1000, 2000, 4000, 10_000, 20_000, 50_000), explicit_h_m=(1000, 2000, 4000),
         kernel_float64_m=(10_000,), alignment_repeats=3, widths=(250, 500, 1000, 2000, 4000, 8000, 16_384),
-        digit_counts=(2, 3, 5, 7, 10), growth_epochs=2, dashboard=True,
+        digit_counts=(2, 3, 5, 7, 10), growth_epochs=2, dashboard={},
     ),
     "quick": Scale(
         rounds=2, epochs=2, data_fraction=1.0, width=2000, alignment_features=2000,
         alignment_m=(1000, 2000, 10_000), explicit_h_m=(1000, 2000), kernel_float64_m=(),
-        alignment_repeats=2, widths=(250, 1000, 4000), digit_counts=(2, 5, 10), growth_epochs=1, dashboard=True,
+        alignment_repeats=2, widths=(250, 1000, 4000), digit_counts=(2, 5, 10), growth_epochs=1, dashboard={},
     ),
-    # For the test that keeps this script from rotting: every code path, tiny sizes, no dashboard.
+    # For the test that keeps this script from rotting: every code path at tiny sizes.
     "smoke": Scale(
         rounds=1, epochs=1, data_fraction=0.02, width=64, alignment_features=64,
         alignment_m=(100, 300), explicit_h_m=(100,), kernel_float64_m=(300,), alignment_repeats=1,
-        widths=(16, 64), digit_counts=(2, 3), growth_epochs=1, dashboard=False,
+        widths=(16, 64), digit_counts=(2, 3), growth_epochs=1,
+        dashboard={"width": "32", "epochs": "2", "batch_size": "100", "probe_size": "40"},
     ),
 }
 
@@ -567,12 +569,8 @@ def main(argv=None) -> int:
     print(f"  alignment at scale: {time.perf_counter() - started:.0f} s", flush=True)
     by_width, by_digits = measure_growth(scale, device)
     print(f"  cost growth: {time.perf_counter() - started:.0f} s", flush=True)
-    dashboard = None
-    if scale.dashboard:
-        from dashboard import measure_dashboard
-
-        dashboard = measure_dashboard()
-        print(f"  dashboard: {time.perf_counter() - started:.0f} s", flush=True)
+    dashboard = measure_dashboard(scale.dashboard)  # last: the app sets torch's thread count
+    print(f"  dashboard: {time.perf_counter() - started:.0f} s", flush=True)
 
     rows = build_rows(train, alignment, dashboard)
     growth = growth_tables(by_width, by_digits, alignment, train["n"])
