@@ -64,6 +64,8 @@ def _curve(result: ExperimentResult, name: str, metric: str, label: str, color: 
 
 
 def _layout(fig: go.Figure, title: str, y_title: str, epochs: int) -> go.Figure:
+    """Shared look; the x axis spans the epochs drawn so far, so a live chart grows with the run."""
+    epochs = max(1, epochs)
     fig.update_layout(
         title=title,
         xaxis=dict(title="epoch", range=[-0.3, epochs + 0.3], dtick=max(1, math.ceil(epochs / 10))),
@@ -100,7 +102,7 @@ def error_figure(result: ExperimentResult) -> go.Figure:
             fig.add_traces(_curve(result, name, metric, label, MODEL_COLORS[name], dash))
     _mark_divergence(fig, result)
     fig.update_yaxes(rangemode="tozero")
-    return _layout(fig, "Error (test solid, train dashed)", "error %", result.config.epochs)
+    return _layout(fig, "Error (test solid, train dashed)", "error %", result.epochs_done)
 
 
 def alignment_figure(result: ExperimentResult) -> go.Figure:
@@ -117,7 +119,7 @@ def alignment_figure(result: ExperimentResult) -> go.Figure:
                 xref="paper", yref="paper", x=0, y=1, yanchor="bottom", showarrow=False,
                 font=dict(size=11, color=MODEL_COLORS[name]),
             )
-    return _layout(fig, "Kernel–target alignment ρ", "ρ", result.config.epochs)
+    return _layout(fig, "Kernel–target alignment ρ", "ρ", result.epochs_done)
 
 
 def undefined_alignment(result: ExperimentResult, name: str) -> tuple[str, str] | None:
@@ -138,8 +140,7 @@ def overlay_figure(runs: Mapping[str, ExperimentResult], metric: str, title: str
         for name in MODEL_NAMES:
             label = f"{run} · {name}"
             fig.add_traces(_curve(result, name, metric, label, palette[i % len(palette)], OVERLAY_DASH[name]))
-    epochs = max((r.config.epochs for r in runs.values()), default=1)
-    return _layout(fig, title, y_title, epochs)
+    return _layout(fig, title, y_title, max((r.epochs_done for r in runs.values()), default=1))
 
 
 def block_average(matrix: np.ndarray, max_points: int = DISPLAY_POINTS) -> tuple[np.ndarray, np.ndarray]:
@@ -181,8 +182,8 @@ def kernel_figure(kernel: np.ndarray, labels: np.ndarray, digits, title: str) ->
         title=dict(text=title, font=dict(size=14)),
         xaxis=dict(**ticks, title="digit", constrain="domain", range=[-0.5, m - 0.5]),
         yaxis=dict(**ticks, autorange="reversed", scaleanchor="x", constrain="domain"),
-        margin=dict(l=30, r=10, t=60, b=30),
-        height=420,
+        margin=dict(l=30, r=10, t=50, b=30),
+        height=380,
     )
     return fig
 

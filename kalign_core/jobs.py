@@ -71,12 +71,12 @@ class JobSlots:
         with self._changed:
             self._queue.append(job)
             try:
-                while not (self._running < self.limit and self._queue[0] is job):
-                    if cancelled():
-                        return False
+                while not cancelled():
+                    if self._running < self.limit and self._queue[0] is job:
+                        self._running += 1
+                        return True
                     self._changed.wait(poll_s)
-                self._running += 1
-                return True
+                return False
             finally:
                 self._queue.remove(job)
                 self._changed.notify_all()

@@ -103,9 +103,10 @@ def save_and_download(folder: pathlib.Path | None, result) -> None:
         ("Kernels (.npz)", lambda: runs.kernels_to_npz(result), "npz", "application/octet-stream"),
         ("Figures (.html)", lambda: figures.figures_html(result, f"kalign run {name}"), "html", "text/html"),
     ]
-    for column, (label, data, extension, mime) in zip(st.columns(len(downloads)), downloads):
-        column.download_button(label, data=data, file_name=f"{name}.{extension}", mime=mime, on_click="ignore",
-                               icon=":material/download:", key=f"download_{extension}")
+    row = st.container(horizontal=True)
+    for label, data, extension, mime in downloads:
+        row.download_button(label, data=data, file_name=f"{name}.{extension}", mime=mime, on_click="ignore",
+                            icon=":material/download:", key=f"download_{extension}")
 
 
 def open_saved(folder: pathlib.Path, saved: dict) -> None:

@@ -170,10 +170,9 @@ def test_a_full_server_shows_waiting_for_a_free_slot(monkeypatch):
     busy = press_train(open_app(**{**TINY, "epochs": "500"}))
     waiting = press_train(open_app(**{**TINY, "seed": "1"}))
     assert "Waiting for a free slot: 0 run(s) ahead" in texts(waiting.info)
-    waiting.button(key="stop_training").click().run()
-    busy.button(key="stop_training").click().run()
+    waiting = waiting.button(key="stop_training").click().run()
     assert "Stopped before training began" in texts(finish(waiting).info)
-    finish(busy)
+    finish(busy.button(key="stop_training").click().run())
 
 
 def test_a_diverged_model_is_marked_and_explained():

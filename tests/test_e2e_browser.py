@@ -1,0 +1,114 @@
+"""End to end in a real browser: `streamlit run app.py`, Debian's Chromium through Playwright.
+
+Skips when Chromium or Playwright is missing, except under CI=true, where it must run.
+"""
+
+import contextlib
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = pathlib.Path(__file__).parents[1]
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+CHART = "[data-testid='stPlotlyChart']"
+
+
+def require_browser():
+    missing = [] if os.path.exists(CHROMIUM) else [f"{CHROMIUM} is missing (apt-get install -y chromium)"]
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing.append("the playwright package is missing (pip install playwright)")
+    if missing and os.environ.get("CI") == "true":
+        pytest.fail("; ".join(missing))
+    if missing:
+        pytest.skip("; ".join(missing))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    """The app on a free local port, serving the bundled sample; its log goes to tmp_path."""
+    require_browser()
+    port = free_port()
+    env = {**os.environ, "KALIGN_DEFAULT_SOURCE": "sample", "KALIGN_RUNS_DIR": str(tmp_path / "runs")}
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+               "--server.port", str(port), "--browser.gatherUsageStats", "false"]
+    with open(tmp_path / "server.log", "wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://localhost:{port}"
+    try:
+        for _ in range(120):
+            with contextlib.suppress(OSError):
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                    break
+            if process.poll() is not None:
+                pytest.fail(f"streamlit exited: {(tmp_path / 'server.log').read_text()}")
+            time.sleep(0.5)
+        else:
+            pytest.fail("streamlit did not become healthy within 60 s")
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def test_train_live_then_kernels_in_chromium(server, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
+        page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        page.set_default_timeout(90_000)
+        expect.set_options(timeout=90_000)
+        page.goto(f"{server}/?width=64&epochs=300&probe_size=60")
+        page.wait_for_selector(IDLE)
+
+        page.get_by_role("combobox", name="Digits").click()  # add 3 to the default 8 and 9
+        page.get_by_role("option", name="3", exact=True).click()
+        page.locator("h1").first.click()  # close the list so the next click reaches the button
+        page.get_by_role("button", name="Train").click()
+
+        page.wait_for_selector("[data-testid='stProgress']")
+        expect(page.locator(CHART)).to_have_count(2)  # live error and alignment charts
+        expect(page.get_by_text("Epoch ", exact=False).first).to_be_visible()
+        assert "digits=3%2C8%2C9" in page.url and "width=64" in page.url
+        page.screenshot(path=tmp_path / "live.png")
+
+        page.get_by_role("button", name="Stop").click()
+        expect(page.locator("[data-testid='stMetric']")).to_have_count(4)
+        expect(page.get_by_text("the epochs done are kept")).to_be_visible()
+        expect(page.locator(CHART)).to_have_count(2)
+        page.screenshot(path=tmp_path / "train.png")
+
+        page.get_by_role("link", name="Kernels").click()
+        expect(page.locator(CHART)).to_have_count(3)
+        expect(page.locator(f"{CHART} .heatmaplayer image")).to_have_count(3)
+        expect(page.get_by_text("target YYᵀ").first).to_be_visible()
+        page.screenshot(path=tmp_path / "kernels.png")
+
+        page.get_by_role("link", name="Runs").click()
+        page.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files(
+            files=[{"name": "broken.json", "mimeType": "application/json", "buffer": b'{"format": "kalign-run",'}]
+        )
+        page.get_by_role("button", name="View the uploaded run").click()
+        expect(page.get_by_text("Upload: run file is not valid JSON")).to_be_visible()
+        browser.close()
+    assert all((tmp_path / f"{name}.png").stat().st_size > 10_000 for name in ("live", "train", "kernels"))
