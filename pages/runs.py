@@ -126,7 +126,7 @@ def open_saved(folder: pathlib.Path, saved: dict) -> None:
 def read_upload(upload, kind: str) -> bytes:
     limit = UPLOAD_LIMIT_MB[kind]
     if upload.size > limit * 2**20:
-        raise runs.RunFileError(f"{upload.name} is {upload.size / 2**20:.1f} MB; a run {kind} file may be at most {limit} MB")
+        raise runs.RunFileError(f"{upload.name} is {upload.size / 2**20:.1f} MB; a {kind} file may be at most {limit} MB")
     return upload.getvalue()
 
 

@@ -53,7 +53,7 @@ def settings_form(running: bool) -> None:
                            help="held-out digits on which kernels and alignment are measured")
         st.selectbox(LABELS["source"], list(SOURCES), index=list(SOURCES).index(s["source"]),
                      format_func=SOURCES.get, key=key("source"),
-                     help="full MNIST is downloaded once (about 12 MB); the sample ships with kalign and works offline")
+                     help="full MNIST downloads once (about 12 MB); the sample ships with kalign, works offline")
         st.selectbox(LABELS["device"], devices, index=devices.index(s["device"]) if s["device"] in devices else 0,
                      format_func=lambda d: f"auto (uses {resolve_device('auto')})" if d == "auto" else d,
                      key=key("device"))
@@ -153,32 +153,36 @@ def alignment_change(result, name: str) -> float | None:
 def reading(result) -> str:
     """One plain-language sentence on what the run shows."""
     change = {name: alignment_change(result, name) for name in MODEL_NAMES}
-    errors = " and ".join(f"{result.history[n][-1].test_error:.1f}% ({n})" for n in MODEL_NAMES)
+    error = {name: f"{result.history[name][-1].test_error:.1f}%" for name in MODEL_NAMES}
+    errors = f"test errors ended at {error['slow']} (slow) and {error['regular']} (regular)"
     diverged = [name for name in MODEL_NAMES if result.diverged_at[name] is not None]
     if len(diverged) == 2:
-        return "Both models diverged, so this run says nothing about feature learning yet: lower the learning rates and train again."
+        return "Both models diverged, so this run says nothing about feature learning yet: lower the learning rates."
     if diverged:
-        other = "slow" if diverged[0] == "regular" else "regular"
-        moved = "undefined" if change[other] is None else f"{change[other]:+.3f}"
-        return (f"The {diverged[0]} model diverged, so only the {other} model trained to the end (ρ {moved}, test "
-                f"error {result.history[other][-1].test_error:.1f}%); lower the {diverged[0]} model's learning rate "
-                "to compare the two.")
+        bad, good = diverged[0], other_model(diverged[0])
+        moved = "undefined" if change[good] is None else f"{change[good]:+.3f}"
+        return (f"The {bad} model diverged, so only the {good} model trained to the end (ρ {moved}, test error "
+                f"{error[good]}); lower the {bad} model's learning rate to compare the two.")
     if None in change.values():
-        return f"A model's alignment is undefined (see the note under the charts), so the two cannot be compared; test errors ended at {errors}."
+        return f"A model's alignment is undefined (see the note under the charts), so they cannot be compared; {errors}."
     if max(abs(c) for c in change.values()) < 0.005:
-        return (f"Neither model's features have moved toward the task yet (ρ changed by {change['slow']:+.3f} and "
-                f"{change['regular']:+.3f}): so far they learn mostly through the readout; test errors ended at "
-                f"{errors}. Try more epochs or larger learning rates.")
+        return (f"Neither model's features have moved toward the task yet (ρ {change['slow']:+.3f} slow, "
+                f"{change['regular']:+.3f} regular): so far they learn through the readout; {errors}. "
+                "Try more epochs or larger learning rates.")
     mover = max(MODEL_NAMES, key=change.get)
-    other = "slow" if mover == "regular" else "regular"
     if change[mover] < 0:
-        return f"Both models' features moved away from the task (ρ {change['slow']:+.3f} slow, {change['regular']:+.3f} regular); test errors ended at {errors}."
+        return (f"Both models' features moved away from the task (ρ {change['slow']:+.3f} slow, "
+                f"{change['regular']:+.3f} regular); {errors}.")
     if mover == "regular" and change["slow"] < change["regular"] / 4:
         return (f"The **regular** model's features moved toward the task (ρ {change['regular']:+.3f}) while the "
                 f"slow model's stayed close to their random start (ρ {change['slow']:+.3f}, the lazy regime); "
-                f"test errors ended at {errors}.")
+                f"{errors}.")
     return (f"The **{mover}** model's features moved toward the task more (ρ {change[mover]:+.3f}) than the "
-            f"{other} model's (ρ {change[other]:+.3f}); test errors ended at {errors}.")
+            f"{other_model(mover)} model's (ρ {change[other_model(mover)]:+.3f}); {errors}.")
+
+
+def other_model(name: str) -> str:
+    return MODEL_NAMES[1 - MODEL_NAMES.index(name)]
 
 
 def metrics(result) -> None:
@@ -208,7 +212,8 @@ def finished_run(result) -> None:
     for name in MODEL_NAMES:
         undefined = figures.undefined_alignment(result, name)
         if undefined:
-            st.caption(f"The {name} model's alignment is undefined {undefined[0]} (a gap in the chart): {undefined[1]}.")
+            where, reason = undefined
+            st.caption(f"The {name} model's alignment is undefined {where} (a gap in the chart): {reason}.")
     source_notice(result)
 
 
