@@ -21,7 +21,7 @@ import zlib
 import numpy as np
 import torch
 
-from .config import ExperimentConfig
+from .config import MAX_PROBE_SIZE, ExperimentConfig
 from .model import MLP
 from .training import MODEL_NAMES, EpochRecord, ExperimentResult
 
@@ -141,29 +141,50 @@ def kernels_to_npz(result: ExperimentResult) -> bytes:
     return out.getvalue()
 
 
+def _npz_headers(source) -> dict[str, tuple[tuple, np.dtype]]:
+    """Shape and dtype of each array in an .npz from its header alone, so that a small compressed
+    upload claiming gigabytes is refused before anything is decompressed."""
+    headers = {}
+    with zipfile.ZipFile(source) as archive:
+        for member in archive.namelist():
+            with archive.open(member) as f:
+                major, _ = np.lib.format.read_magic(f)
+                read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read_header(f)
+            headers[member.removesuffix(".npy")] = (shape, dtype)
+    return headers
+
+
 def attach_kernels(result: ExperimentResult, npz) -> None:
     """Fill `result`'s kernels from `kernels_to_npz` output (bytes or a path), checking shapes."""
-    source = io.BytesIO(npz) if isinstance(npz, (bytes, bytearray)) else npz
+    source = (lambda: io.BytesIO(npz)) if isinstance(npz, (bytes, bytearray)) else (lambda: npz)
     try:
-        with np.load(source, allow_pickle=False) as f:
-            arrays = {key: f[key] for key in KERNEL_ARRAYS if key in f.files}
+        headers = _npz_headers(source())
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
         raise RunFileError(f"kernel file is not a readable .npz: {error}") from None
-    missing = [key for key in KERNEL_ARRAYS if key not in arrays]
+    missing = [key for key in KERNEL_ARRAYS if key not in headers]
     if missing:
         raise RunFileError(f"kernel file lacks the array(s) {', '.join(missing)}")
-    labels, target = arrays["probe_labels"], arrays["target"]
-    if labels.ndim != 1:
-        raise RunFileError(f"kernel file: probe labels must be one list of classes (got shape {labels.shape})")
-    m = len(labels)
-    if target.shape != (m, m):
-        raise RunFileError(f"kernel file: target must be {m}×{m} to match {m} probe labels (got {target.shape})")
-    for name in MODEL_NAMES:
-        want = (len(result.history[name]), m, m)
-        if arrays[name].shape != want:
-            raise RunFileError(f"kernel file: {name} kernels must have shape {want} (got {arrays[name].shape})")
-    result.target_kernel = target.astype(np.float32)
-    result.probe_labels = labels.astype(np.int64)
+    for key in KERNEL_ARRAYS:
+        if headers[key][1].hasobject:
+            raise RunFileError(f"kernel file: {key} holds Python objects, which kalign never loads")
+    labels_shape = headers["probe_labels"][0]
+    if len(labels_shape) != 1:
+        raise RunFileError(f"kernel file: probe labels must be one list of classes (got shape {labels_shape})")
+    m = labels_shape[0]
+    wanted = {"target": (m, m), **{name: (len(result.history[name]), m, m) for name in MODEL_NAMES}}
+    for key, want in wanted.items():
+        if headers[key][0] != want:
+            raise RunFileError(f"kernel file: {key} must have shape {want} (got {headers[key][0]})")
+    if m > MAX_PROBE_SIZE:
+        raise RunFileError(f"kernel file: at most {MAX_PROBE_SIZE} probe points are allowed (got {m})")
+    try:
+        with np.load(source(), allow_pickle=False) as f:
+            arrays = {key: f[key] for key in KERNEL_ARRAYS}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise RunFileError(f"kernel file is not a readable .npz: {error}") from None
+    result.target_kernel = arrays["target"].astype(np.float32)
+    result.probe_labels = arrays["probe_labels"].astype(np.int64)
     result.kernels = {name: list(arrays[name].astype(np.float32)) for name in MODEL_NAMES}
 
 

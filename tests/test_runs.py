@@ -205,13 +205,18 @@ BAD_NPZ = [
     ("not-zip", lambda f: (f / "kernels.npz").write_bytes(b"PK\x03\x04 not really a zip"), "not a readable .npz"),
     ("missing", lambda f: (f / "kernels.npz").unlink(), "not a readable .npz"),
     ("no-target", lambda f: _rewrite_npz(f, target=None), "lacks the array(s) target"),
-    ("target-shape", lambda f: _rewrite_npz(f, target=np.zeros((20, 21), np.float32)), "target must be 20×20"),
-    ("too-few-epochs", lambda f: _rewrite_npz(f, slow=np.zeros((2, 20, 20), np.float32)), "slow kernels must have shape (3, 20, 20)"),
-    ("kernel-size", lambda f: _rewrite_npz(f, regular=np.zeros((3, 19, 19), np.float32)), "regular kernels must have shape"),
+    ("target-shape", lambda f: _rewrite_npz(f, target=np.zeros((20, 21), np.float32)), "target must have shape (20, 20)"),
+    ("too-few-epochs", lambda f: _rewrite_npz(f, slow=np.zeros((2, 20, 20), np.float32)), "slow must have shape (3, 20, 20)"),
+    ("kernel-size", lambda f: _rewrite_npz(f, regular=np.zeros((3, 19, 19), np.float32)), "regular must have shape"),
     ("labels-2d", lambda f: _rewrite_npz(f, probe_labels=np.zeros((20, 1), np.int64)), "probe labels must be"),
     ("labels-scalar", lambda f: _rewrite_npz(f, probe_labels=np.int64(20)), "probe labels must be"),
     ("bit-flip", lambda f: _flip_bytes(f / "kernels.npz"), "not a readable .npz"),
-    ("pickled-array", lambda f: _rewrite_npz(f, slow=np.array([{"a": 1}], dtype=object)), "not a readable .npz"),
+    ("pickled-array", lambda f: _rewrite_npz(f, slow=np.array([{"a": 1}], dtype=object)), "holds Python objects"),
+    # Compresses to a few kB but would expand to 12 MB: refused from the headers, before loading.
+    ("oversized", lambda f: _rewrite_npz(
+        f, probe_labels=np.zeros(1001, np.int64), target=np.zeros((1001, 1001), np.float32),
+        slow=np.zeros((3, 1001, 1001), np.float32), regular=np.zeros((3, 1001, 1001), np.float32),
+    ), "at most 1000 probe points"),
 ]
 
 BAD_WEIGHTS = [
