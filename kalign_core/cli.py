@@ -10,7 +10,7 @@ import time
 from .config import ExperimentConfig
 from .runs import save_run
 from .sweep import (BACKENDS, SweepProgress, SweepSpec, calibrate, default_workers, estimate_seconds,
-                    mean_spread, pairs_among, round_lr, run_sweep)
+                    duration_text, mean_spread, pairs_among, round_lr, run_sweep)
 from .training import MODEL_NAMES, ExperimentResult, run_experiment
 
 _DEFAULTS = ExperimentConfig()
@@ -156,11 +156,6 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _duration(seconds: float) -> str:
-    minutes, seconds = divmod(round(seconds), 60)
-    return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
-
-
 class _TrialLog:
     """One line per finished trial on stdout, and a progress bar on stderr when it is a terminal."""
 
@@ -177,7 +172,7 @@ class _TrialLog:
               file=self.out, flush=True)
         if self.err.isatty() and progress.done < progress.total:
             bar = "█" * round(24 * progress.done / progress.total)
-            print(f"\r[{bar:<24}] {progress.done}/{progress.total}, about {_duration(progress.seconds_left)} left",
+            print(f"\r[{bar:<24}] {progress.done}/{progress.total}, about {duration_text(progress.seconds_left)} left",
                   end="", file=self.err, flush=True)
 
 
@@ -191,10 +186,10 @@ def _sweep(args: argparse.Namespace) -> int:
           f"{len(spec.seeds)} seeds), {total - pending} already in {args.out}")
     if pending:
         where = f"Ray at {args.address}" if args.address else f"{workers} {args.backend} worker(s)"
-        print(f"running {pending} on {where}; estimated {_duration(seconds)} of training on this machine")
+        print(f"running {pending} on {where}; estimated {duration_text(seconds)} of training on this machine")
     outcome = run_sweep(spec, args.out, args.backend, workers, args.threads_per_trial, args.address,
                         on_progress=_TrialLog(), cost=cost)
-    print(f"{len(outcome.ran)} trials run in {_duration(outcome.seconds)}; summary: {args.out}/summary.csv")
+    print(f"{len(outcome.ran)} trials run in {duration_text(outcome.seconds)}; summary: {args.out}/summary.csv")
     ranked = sorted(mean_spread(outcome.summaries, "pair").items(), key=lambda item: item[1][0])
     if len(ranked) > 1:
         (low, (low_gain, _, _)), (high, (high_gain, _, _)) = ranked[0], ranked[-1]

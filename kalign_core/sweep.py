@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import importlib
 import io
 import itertools
 import json
@@ -22,9 +23,11 @@ import logging
 import numbers
 import os
 import pathlib
+import sys
 import tempfile
 import threading
 import time
+import types
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from multiprocessing import get_context
@@ -311,6 +314,14 @@ def estimate_seconds(spec: SweepSpec, workers: int = 1, threads_per_trial: int =
     return len(pending), total / max(1, min(workers, len(pending)))
 
 
+def duration_text(seconds: float) -> str:
+    """e.g. "4.2 s", "38 s", "3 min 05 s"."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
+
+
 # -- running ---------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -484,11 +495,18 @@ def _write_summary(folder: pathlib.Path, trials: list[Trial], done: dict) -> Non
     _write_atomically(folder / SUMMARY_CSV, summary_csv([done[t.id] for t in trials if t.id in done]))
 
 
-def run_trial(config: ExperimentConfig, threads: int) -> ExperimentResult:
-    """One trial with a fixed thread count: what every backend runs (a top-level function, so that
-    process pools and Ray can ship it by name)."""
+def run_trial(config: dict, threads: int) -> ExperimentResult:
+    """One trial (config as `ExperimentConfig.to_dict()`) with a fixed thread count: what worker
+    processes and Ray tasks run."""
     with torch_threads(threads):
-        return run_experiment(config)
+        return run_experiment(ExperimentConfig.from_dict(config))
+
+
+def _shippable_run_trial():
+    """run_trial as pickle finds it now. Pickle ships functions by module and name, and Streamlit
+    re-imports a module edited while the app runs, so the function this module holds may no longer be
+    the one importable by that name (configs travel as dicts for the same reason)."""
+    return importlib.import_module(__name__).run_trial
 
 
 def _sequential_results(pending, threads, should_stop) -> Iterator[tuple[Trial, ExperimentResult]]:
@@ -497,12 +515,32 @@ def _sequential_results(pending, threads, should_stop) -> Iterator[tuple[Trial, 
             yield trial, run_experiment(trial.config, should_stop=should_stop)
 
 
+@contextlib.contextmanager
+def _bare_main_module():
+    """Spawned processes first re-run the parent's __main__ file (to find functions pickled from it).
+    run_trial lives here, and under Streamlit that file is the app, which would run again in every
+    worker; so workers start while __main__ is an empty module."""
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
 def _pool_results(pending, workers, threads) -> Iterator[tuple[Trial, ExperimentResult]]:
+    """Trials handed out one per free worker (not all queued at once), so that each is pickled just
+    as it is submitted, and stopping has no queue to cancel."""
     # spawn, not fork: forking a process that runs threads (Streamlit, torch) can deadlock.
     pool = ProcessPoolExecutor(max_workers=min(workers, len(pending)) or 1, mp_context=get_context("spawn"))
+    queue, futures = iter(pending), {}
     try:
-        futures = {pool.submit(run_trial, t.config, threads): t for t in pending}
-        while futures:
+        while True:
+            with _bare_main_module():  # the pool starts a process when a trial finds none free
+                for trial in itertools.islice(queue, workers - len(futures)):
+                    futures[pool.submit(_shippable_run_trial(), trial.config.to_dict(), threads)] = trial
+            if not futures:
+                return
             finished, _ = wait(futures, return_when=FIRST_COMPLETED)
             for future in finished:
                 yield futures.pop(future), future.result()
@@ -521,10 +559,10 @@ def _ray_results(pending, workers, threads, address) -> Iterator[tuple[Trial, Ex
         ray.init(address=address, num_cpus=None if address else workers * threads,
                  runtime_env={"py_modules": [str(pathlib.Path(__file__).parent)]},
                  include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-    task = ray.remote(num_cpus=threads, max_retries=0)(run_trial)
+    task = ray.remote(num_cpus=threads, max_retries=0)(_shippable_run_trial())
     refs = {}
     try:
-        refs = {task.remote(t.config, threads): t for t in pending}
+        refs = {task.remote(t.config.to_dict(), threads): t for t in pending}
         while refs:
             ready, _ = ray.wait(list(refs), num_returns=1)
             yield refs.pop(ready[0]), ray.get(ready[0])

@@ -4,6 +4,9 @@ backend (sequential, process pool, Ray)."""
 import dataclasses
 import itertools
 import os
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -23,6 +26,7 @@ from kalign_core.sweep import (
     summary_csv,
 )
 
+ROOT = pathlib.Path(__file__).parents[1]
 BASE = ExperimentConfig(epochs=1, batch_size=100, probe_size=40, source="sample", device="cpu")
 # 3 pairs × 2 widths × 2 seeds = 12 trials of a fraction of a second each.
 SPEC = SweepSpec(BASE, pairs_among((3, 5, 8)), widths=(16, 32), seeds=(0, 1))
@@ -155,9 +159,22 @@ def test_a_folder_of_another_sweep_is_refused(tmp_path):
         run_sweep(longer, tmp_path)
 
 
-def test_process_pool_gives_the_sequential_results(tmp_path, reference):
-    outcome = run_sweep(SPEC, tmp_path, workers=2)
-    assert without_seconds(outcome.summaries) == without_seconds(reference)
+def test_process_pool_gives_the_sequential_results_and_never_reruns_the_main_file(tmp_path, reference):
+    """Run from a script without a __main__ guard: spawned workers must not run it again (under
+    Streamlit the main file is the app)."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        'print("main file ran")\n'
+        "from kalign_core import ExperimentConfig\n"
+        "from kalign_core.sweep import SweepSpec, run_sweep\n"
+        f"run_sweep({SPEC!r}, {str(tmp_path / 'sweep')!r}, workers=2)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    ran = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.count("main file ran") == 1
+    summaries = read_summary_csv((tmp_path / "sweep" / SUMMARY_CSV).read_text())
+    assert without_seconds(summaries) == without_seconds(reference)
 
 
 def test_ray_gives_the_sequential_results(tmp_path, reference):

@@ -1,0 +1,337 @@
+"""Sweeps page: every digit pair × width × lr ratio × seed in one go, with live progress, then the
+patterns: which pairs feature learning helps most, and how that changes with width and lr ratio."""
+
+import dataclasses
+import os
+import pathlib
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+import streamlit as st
+
+import ui
+from kalign_core import figures, params, runs
+from kalign_core.config import MAX_EPOCHS
+from kalign_core.jobs import cpu_count
+from kalign_core.sweep import (
+    SUMMARY_CSV,
+    SweepJob,
+    SweepSpec,
+    calibrate,
+    duration_text,
+    estimate_seconds,
+    finished_trials,
+    mean_spread,
+    pair_matrix,
+    pairs_among,
+    read_summary_csv,
+    summary_csv,
+)
+
+KERNELS_PAGE = "pages/kernels.py"
+WIDTHS = [16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
+RATIOS = [0.0, 0.001, 0.01, 0.03, 0.1, 0.3, 1.0]
+MAX_SEEDS = 20
+ALL = "all (mean)"
+# The sweep's own settings; the other experiment settings come from the Train page.
+DEFAULTS = {"digits": list(range(10)), "pairs": [], "widths": [256], "ratios": [0.1], "seeds": 1, "epochs": 10,
+            "workers": cpu_count(), "name": ""}
+
+
+def key(field: str) -> str:
+    return f"sweep_{field}"
+
+
+def restore_settings() -> None:
+    """Streamlit forgets the values of widgets not drawn on the last run (another page was open)."""
+    saved = st.session_state.setdefault("sweep_settings", dict(DEFAULTS))
+    for field, value in saved.items():
+        st.session_state.setdefault(key(field), value)
+
+
+def remember_settings() -> None:
+    st.session_state.sweep_settings = {field: st.session_state[key(field)] for field in DEFAULTS}
+
+
+def sweeps_base() -> pathlib.Path:
+    """The server's sweeps folder: KALIGN_SWEEPS_DIR, or ./sweeps; each sweep is a folder in it."""
+    return pathlib.Path(os.environ.get("KALIGN_SWEEPS_DIR", "sweeps")).resolve()
+
+
+@st.cache_resource
+def server_sweeps() -> dict:
+    """Sweeps running on this server, by folder, shared by all sessions: one at a time, since each
+    uses every core (and two must never write the same folder)."""
+    return {}
+
+
+def running_elsewhere() -> str | None:
+    job = next((job for job in server_sweeps().values() if not job.done), None)
+    return None if job is None or job is st.session_state.get("sweep_job") else job.folder.name
+
+
+@st.cache_data(show_spinner="Timing a one-epoch trial to estimate the sweep…", max_entries=64)
+def cost_model(base, pair):
+    # Under the server's own torch thread setting: calibrating must not change it for running jobs.
+    return calibrate(SweepSpec(base, (pair,)), threads_per_trial=None)
+
+
+def default_name(spec: SweepSpec) -> str:
+    widths = "-".join(map(str, spec.widths))
+    ratios = "-".join(f"{r:g}" for r in spec.ratios)
+    return f"{len(spec.pairs)}pairs-w{widths}-r{ratios}-s{len(spec.seeds)}-e{spec.base.epochs}"
+
+
+def pair_label(pair) -> str:
+    return f"{pair[0]} vs {pair[1]}"
+
+
+def axes_form() -> tuple[SweepSpec | None, pathlib.Path | None, int]:
+    """The axes and where the sweep goes; errors are drawn here and give (None, None, workers)."""
+    st.multiselect("Digits", list(range(10)), key=key("digits"),
+                   help="the sweep runs every pair among these digits (all ten: all 45 pairs)")
+    choosable = pairs_among(st.session_state[key("digits")]) if len(st.session_state[key("digits")]) >= 2 else ()
+    st.session_state[key("pairs")] = [p for p in st.session_state[key("pairs")] if tuple(p) in choosable]
+    st.multiselect("Only these pairs", choosable, key=key("pairs"), format_func=pair_label,
+                   placeholder="all pairs among the digits")
+    st.multiselect("Hidden widths", WIDTHS, key=key("widths"), help="one trial per width: wide networks tend to the lazy regime")
+    st.multiselect("Slow / regular learning rate ratios", RATIOS, key=key("ratios"),
+                   format_func=lambda r: {0.0: "0 (random features)", 1.0: "1 (both the same)"}.get(r, f"{r:g}"),
+                   help="the slow model's hidden layer learns at ratio × the regular learning rate")
+    left, right = st.columns(2)
+    left.number_input("Seeds", 1, MAX_SEEDS, key=key("seeds"), help="seeds 0, 1, …: the spread over them is the noise")
+    right.number_input("Epochs", 1, MAX_EPOCHS, key=key("epochs"))
+    left.number_input("Parallel workers", 1, cpu_count(), key=key("workers"),
+                      help="processes training trials at once, one torch thread each")
+    right.text_input("Sweep name", key=key("name"), placeholder="from the axes",
+                     help="a folder in the server's sweeps folder; the same name resumes a sweep")
+    remember_settings()
+    s = st.session_state.sweep_settings
+    workers = s["workers"]
+    errors = [f"{label}: choose at least one" for label, field in
+              (("Hidden widths", "widths"), ("Learning rate ratios", "ratios")) if not s[field]]
+    if len(s["digits"]) < 2:
+        errors.append("Digits: choose at least two")
+    try:
+        base = params.config_from_settings(ui.settings())
+    except params.SettingsError as error:
+        errors.append(f"The Train page's settings are not valid ({error}); fix them there")
+    if errors:
+        for message in errors:
+            st.error(message, icon=":material/error:")
+        return None, None, workers
+    spec = SweepSpec(dataclasses.replace(base, epochs=s["epochs"]), tuple(s["pairs"]) or choosable,
+                     tuple(sorted(s["widths"])), tuple(sorted(s["ratios"])), tuple(range(s["seeds"])))
+    st.caption(f"Each trial also uses the Train page's settings: regular learning rate {base.regular_lr:g}, batch "
+               f"{base.batch_size}, probe {base.probe_size} digits, data {base.source}, device {base.device}.")
+    try:
+        folder = params.run_path(sweeps_base(), s["name"] or default_name(spec))
+    except ValueError as error:
+        st.error(f"Sweep name: {error}", icon=":material/error:")
+        return spec, None, workers
+    return spec, folder, workers
+
+
+def plan(spec: SweepSpec, folder: pathlib.Path, workers: int) -> bool:
+    """Trials and estimated time; True when there is something to run."""
+    total = len(spec.trials())
+    try:
+        pending, seconds = estimate_seconds(spec, workers, folder=folder,
+                                            cost=cost_model(dataclasses.replace(spec.base, epochs=1), spec.pairs[0]))
+    except (ValueError, runs.RunFileError) as error:
+        st.error(f"Sweep {folder.name}: {error}", icon=":material/error:")
+        return False
+    axes = f"{len(spec.pairs)} pairs × {len(spec.widths)} widths × {len(spec.ratios)} ratios × {len(spec.seeds)} seeds"
+    if not pending:
+        st.success(f"All {total} trials ({axes}) are in **{folder.name}**: see the results below.")
+        return False
+    already = f", {total - pending} already done" if pending < total else ""
+    st.info(f"**{total} trials** ({axes}{already}) into **{folder.name}**: about **{duration_text(seconds)}** on "
+            f"{min(workers, pending)} worker(s), plus a few seconds to start them.", icon=":material/schedule:")
+    return True
+
+
+def start(spec: SweepSpec, folder: pathlib.Path, workers: int) -> None:
+    cost = cost_model(dataclasses.replace(spec.base, epochs=1), spec.pairs[0])
+    job = SweepJob(spec, folder, workers=workers, cost=cost).start()
+    server_sweeps()[folder] = job
+    st.session_state.sweep_job = job
+    st.session_state.sweep_outcome = None
+
+
+def current_job() -> SweepJob | None:
+    """This session's running sweep; one that has ended is collected, and its folder shown."""
+    job = st.session_state.get("sweep_job")
+    if job is not None and job.done:
+        st.session_state.sweep_outcome = job.status()
+        st.session_state[key("open")] = job.folder.name
+        st.session_state.sweep_job = job = None
+    return job
+
+
+@st.fragment(run_every=ui.PROGRESS_REFRESH_S)
+def live_progress(job: SweepJob) -> None:
+    if job.done:
+        st.rerun()  # draw the results with the whole page
+    status = job.status()
+    progress = status.progress
+    if progress is None:
+        st.progress(0.0, text="Starting the worker processes and the first trials…")
+    else:
+        left = "" if progress.seconds_left is None else f" · about {duration_text(progress.seconds_left)} left"
+        st.progress(progress.done / progress.total, text=f"{progress.done}/{progress.total} trials{left}")
+    if st.button("Stop", icon=":material/stop:", key="stop_sweep"):
+        job.stop()
+        st.caption("Stopping: no new trial starts; the finished ones are saved, and the same sweep resumes later.")
+    if status.summaries:
+        st.plotly_chart(pair_heatmap(status.summaries, "alignment_gain", "Alignment gain so far"), key="live_gain")
+
+
+def outcome_notice() -> None:
+    status = st.session_state.get("sweep_outcome")
+    if status is None:
+        return
+    if status.state == "failed":
+        st.error(f"The sweep failed: {status.error}. The trials finished before it are saved.", icon=":material/error:")
+    elif status.state == "stopped":
+        st.info(f"Stopped with {len(status.summaries)} trials done; press Run to resume.", icon=":material/stop_circle:")
+
+
+# -- results ---------------------------------------------------------------------------------------
+
+def pair_heatmap(summaries, metric: str, title: str, colorscale=figures.KERNEL_COLORSCALE, zmid=0.0) -> go.Figure:
+    """10×10 digit × digit heatmap of `metric`, averaged over the other axes; blank = not run."""
+    matrix = pair_matrix(summaries, metric)
+    z = [[None if np.isnan(v) else float(v) for v in row] for row in matrix]
+    heatmap = go.Heatmap(z=z, x=list(range(10)), y=list(range(10)), colorscale=colorscale, zmid=zmid,
+                         hoverongaps=False, colorbar=dict(thickness=10),
+                         hovertemplate="%{y} vs %{x}: %{z:.4g}<extra></extra>")
+    fig = go.Figure(heatmap)
+    fig.update_layout(title=title, height=420, margin=dict(l=40, r=10, t=50, b=40),
+                      xaxis=dict(title="digit", dtick=1, constrain="domain"),
+                      yaxis=dict(title="digit", dtick=1, autorange="reversed", scaleanchor="x"))
+    return fig
+
+
+def trend_figure(summaries, x: str, line: str, x_title: str, line_title: str, log_x: bool) -> go.Figure:
+    """Alignment gain against `x`, one line per value of `line`, mean ± spread over seeds."""
+    fig = go.Figure()
+    palette = qualitative.Plotly
+    for i, value in enumerate(sorted({getattr(s, line) for s in summaries})):
+        stats = mean_spread([s for s in summaries if getattr(s, line) == value], x)
+        fig.add_scatter(x=list(stats), y=[m for m, _, _ in stats.values()], name=f"{line_title} {value:g}",
+                        mode="lines+markers", line=dict(color=palette[i % len(palette)]),
+                        error_y=dict(type="data", array=[sd for _, sd, _ in stats.values()]),
+                        customdata=[n for _, _, n in stats.values()],
+                        hovertemplate=f"{x_title} %{{x:g}}: %{{y:.4f}} ± %{{error_y.array:.4f}} "
+                                      "(%{customdata} seeds)<extra></extra>")
+    fig.add_hline(y=0, line=dict(color="gray", width=1, dash="dot"))
+    fig.update_layout(title=f"Alignment gain vs {x_title} (mean ± spread over seeds)", height=380,
+                      xaxis=dict(title=x_title, type="log" if log_x else "linear",
+                                 tickvals=sorted({getattr(s, x) for s in summaries})),
+                      yaxis=dict(title="alignment gain"), legend=dict(orientation="h", y=-0.25),
+                      margin=dict(l=50, r=20, t=50, b=40))
+    return fig
+
+
+def saved_sweeps(base: pathlib.Path) -> list[str]:
+    """Sweep folders (those with a summary), newest first."""
+    if not base.is_dir():
+        return []
+    found = [p for p in base.iterdir() if not p.name.startswith(".") and (p / SUMMARY_CSV).is_file()]
+    return [p.name for p in sorted(found, key=lambda p: (p / SUMMARY_CSV).stat().st_mtime, reverse=True)]
+
+
+def only(summaries, field: str, label: str):
+    """A chooser for one value of `field` (or all of them, averaged) when the sweep has several."""
+    values = sorted({getattr(s, field) for s in summaries})
+    if len(values) < 2:
+        return summaries
+    chosen = st.selectbox(label, [ALL, *values], key=key(f"only_{field}"))
+    return summaries if chosen == ALL else [s for s in summaries if getattr(s, field) == chosen]
+
+
+def open_trial(folder: pathlib.Path, summaries) -> None:
+    gains = {s.trial_id: s.alignment_gain for s in summaries}
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    trial = left.selectbox("Open a trial", list(gains), key=key("trial"),
+                           format_func=lambda t: t if gains[t] is None else f"{t} (gain {gains[t]:+.4f})")
+    if right.button("Open on the Kernels page", icon=":material/grid_on:", key="open_trial"):
+        try:
+            result = runs.load_run(folder / trial)
+        except (runs.RunFileError, OSError) as error:
+            st.error(f"Trial {trial}: {error}", icon=":material/error:")
+            return
+        ui.show_run(result, f"Opened trial {trial} of the sweep {folder.name}.")
+        st.switch_page(KERNELS_PAGE)
+
+
+def results() -> None:
+    base = sweeps_base()
+    names = saved_sweeps(base)
+    if not names:
+        st.caption(f"No sweeps in {base} yet: choose the axes and press Run, or run `python -m kalign_core sweep`.")
+        return
+    if st.session_state.get(key("open")) not in names:
+        st.session_state[key("open")] = names[0]
+    folder = base / st.selectbox("Sweep", names, key=key("open"), help=f"sweep folders in {base}")
+    try:
+        summaries = read_summary_csv((folder / SUMMARY_CSV).read_text())
+    except (OSError, ValueError) as error:
+        st.warning(f"{folder / SUMMARY_CSV} cannot be read: {error}")
+        return
+    if not summaries:
+        st.caption("No trial of this sweep has finished yet.")
+        return
+    st.caption("Alignment gain = how much further the regular model's features moved toward the task than the "
+               "slow model's: (final − initial ρ, regular) − (final − initial ρ, slow).")
+    width_column, ratio_column, model_column = st.columns(3)
+    with width_column:
+        filtered = only(summaries, "width", "Width shown")
+    with ratio_column:
+        filtered = only(filtered, "lr_ratio", "Learning rate ratio shown")
+    model = model_column.radio("Test error of", ["regular", "slow"], horizontal=True, key=key("error_model"))
+    left, right = st.columns(2)
+    left.plotly_chart(pair_heatmap(filtered, "alignment_gain", "Alignment gain per digit pair"), key="gain_matrix")
+    right.plotly_chart(pair_heatmap(filtered, f"test_error_{model}", f"Final test error % ({model} model)",
+                                    colorscale="Viridis", zmid=None), key="error_matrix")
+    left, right = st.columns(2)
+    trends = ((left, "width", "lr_ratio", "width", "ratio", True),
+              (right, "lr_ratio", "width", "lr ratio", "width", min(s.lr_ratio for s in summaries) > 0))
+    for column, x, line, x_title, line_title, log_x in trends:
+        if len({getattr(s, x) for s in summaries}) > 1:
+            column.plotly_chart(trend_figure(summaries, x, line, x_title, line_title, log_x), key=f"gain_vs_{x}")
+        else:
+            column.caption(f"Sweep more than one {x_title} to see the gain against it.")
+    st.dataframe([dataclasses.asdict(s) for s in summaries], hide_index=True, key="sweep_table")
+    open_trial(folder, summaries)
+    st.download_button("Summary (.csv)", data=summary_csv(summaries), file_name=f"{folder.name}-summary.csv",
+                       mime="text/csv", on_click="ignore", icon=":material/download:", key="download_summary")
+
+
+st.title("Sweeps")
+st.caption("Many runs at once: every pair of the chosen digits, at each width, learning-rate ratio and seed. "
+           "Each trial is saved, so a sweep stopped or interrupted resumes where it was.")
+restore_settings()
+job = current_job()
+form_column, run_column = st.columns([1.2, 3], gap="large")
+with form_column:
+    spec, folder, workers = axes_form()
+with run_column:
+    if job is not None:
+        live_progress(job)
+    else:
+        outcome_notice()
+        if spec is not None and folder is not None and plan(spec, folder, workers):
+            elsewhere = running_elsewhere()
+            if elsewhere:
+                st.info(f"Another session's sweep ({elsewhere}) is running on this server; one runs at a time.")
+            if st.button("Run", type="primary", icon=":material/play_arrow:", key="run_sweep", disabled=bool(elsewhere)):
+                start(spec, folder, workers)
+                st.rerun()
+st.header("Results")
+if job is None:
+    results()
+else:
+    st.caption("The results show here when the sweep ends; the heatmap above fills in as trials finish.")

@@ -1,0 +1,129 @@
+"""The Sweeps page through AppTest: a tiny sweep (two pairs, widths 16 and 32, one epoch, the bundled
+sample) from the axes to the heatmaps, the trend chart, the table and a trial opened on the Kernels
+page; bad axes are refused with the field named.
+
+`run_every` never fires in AppTest, so the test waits for the session's sweep job and reruns.
+"""
+
+import json
+import pathlib
+
+import numpy as np
+import pytest
+import streamlit as st
+import torch
+from streamlit.testing.v1 import AppTest
+
+from kalign_core.sweep import SUMMARY_CSV, read_summary_csv
+
+APP = str(pathlib.Path(__file__).parents[1] / "app.py")
+PAGE = "pages/sweeps.py"
+SWEEP = "2pairs-w16-32-r0.1-s1-e1"
+
+
+@pytest.fixture(autouse=True)
+def fresh_server(tmp_path, monkeypatch):
+    threads = torch.get_num_threads()
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    monkeypatch.setenv("KALIGN_SWEEPS_DIR", str(tmp_path / "sweeps"))
+    monkeypatch.setenv("KALIGN_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("KALIGN_DEFAULT_SOURCE", "sample")
+    yield
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    torch.set_num_threads(threads)
+
+
+def open_sweeps() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    return at.switch_page(PAGE).run()
+
+
+def texts(elements) -> str:
+    return " ".join(e.value for e in elements)
+
+
+def charts(at: AppTest) -> dict[str, dict]:
+    specs = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    return {spec["layout"]["title"]["text"]: spec for spec in specs}
+
+
+def choose_tiny_sweep(at: AppTest) -> AppTest:
+    at.multiselect(key="sweep_digits").set_value([3, 5, 8]).run()
+    at.multiselect(key="sweep_pairs").set_value([(3, 5), (5, 8)])
+    at.multiselect(key="sweep_widths").set_value([16, 32])
+    at.number_input(key="sweep_epochs").set_value(1)
+    at.number_input(key="sweep_workers").set_value(2)
+    return at.run()
+
+
+def test_tiny_sweep_from_axes_to_results_and_a_trial_on_the_kernels_page(tmp_path):
+    at = choose_tiny_sweep(open_sweeps())
+    assert not at.exception and not at.error
+    plan = texts(at.info)
+    assert f"**4 trials** (2 pairs × 2 widths × 1 ratios × 1 seeds) into **{SWEEP}**: about" in plan
+
+    at.button(key="run_sweep").click().run()
+    assert not at.exception
+    job = at.session_state["sweep_job"]
+    assert job is not None and job.wait(120)
+    at.run()
+    assert not at.exception and not at.error
+    assert f"All 4 trials (2 pairs × 2 widths × 1 ratios × 1 seeds) are in **{SWEEP}**" in texts(at.success)
+    assert not [b for b in at.button if b.key == "run_sweep"]  # nothing left to run
+
+    summaries = read_summary_csv((tmp_path / "sweeps" / SWEEP / SUMMARY_CSV).read_text())
+    assert sorted(s.trial_id for s in summaries) == sorted(
+        f"{a}v{b}-w{w}-r0.1-s0" for a, b in ((3, 5), (5, 8)) for w in (16, 32))
+    shown = charts(at)
+    gain = np.array(shown["Alignment gain per digit pair"]["data"][0]["z"], dtype=float)
+    error = np.array(shown["Final test error % (regular model)"]["data"][0]["z"], dtype=float)
+    for a, b in ((3, 5), (5, 8)):
+        trials = [s for s in summaries if (s.digit_a, s.digit_b) == (a, b)]
+        assert gain[a, b] == gain[b, a] == pytest.approx(np.mean([s.alignment_gain for s in trials]))
+        assert error[a, b] == pytest.approx(np.mean([s.test_error_regular for s in trials]))
+    assert np.isnan(gain[3, 8]) and np.isnan(gain[0, 1])  # pairs not in the sweep stay blank
+    trend = shown["Alignment gain vs width (mean ± spread over seeds)"]
+    assert trend["layout"]["xaxis"]["type"] == "log"
+    assert trend["data"][0]["x"] == [16, 32]
+    assert trend["data"][0]["y"] == pytest.approx(
+        [np.mean([s.alignment_gain for s in summaries if s.width == w]) for w in (16, 32)])
+    assert "Sweep more than one lr ratio" in texts(at.caption)
+    assert len(at.dataframe[0].value) == 4
+    assert [d.proto.label for d in at.get("download_button")] == ["Summary (.csv)"]
+
+    at.selectbox(key="sweep_trial").set_value("5v8-w32-r0.1-s0")
+    at.button(key="open_trial").click().run()
+    assert not at.exception
+    result = at.session_state["result"]
+    assert (result.config.digits, result.config.width, result.epochs_done) == ((5, 8), 32, 1)
+    assert [json.loads(c.proto.spec)["data"][0]["type"] for c in at.get("plotly_chart")] == ["heatmap"] * 3
+
+    at.switch_page(PAGE).run()  # the axes survive the trip to another page
+    assert at.multiselect(key="sweep_widths").value == [16, 32]
+    assert "All 4 trials" in texts(at.success)
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("sweep_widths", [], "Hidden widths: choose at least one"),
+        ("sweep_ratios", [], "Learning rate ratios: choose at least one"),
+        ("sweep_digits", [4], "Digits: choose at least two"),
+    ],
+)
+def test_bad_axes_are_refused_and_nothing_can_run(field, value, message):
+    at = open_sweeps()
+    at.multiselect(key=field).set_value(value).run()
+    assert not at.exception
+    assert message in texts(at.error)
+    assert not [b for b in at.button if b.key == "run_sweep"]
+
+
+def test_a_sweep_name_that_leaves_the_sweeps_folder_is_refused():
+    at = open_sweeps()
+    at.text_input(key="sweep_name").set_value("../..").run()
+    assert not at.exception
+    assert "Sweep name: run name must contain letters or digits" in texts(at.error)
+    assert not [b for b in at.button if b.key == "run_sweep"]
