@@ -5,6 +5,7 @@ a rerun of the Kernels page when its epoch slider moves, and the heatmap payload
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pathlib
 import tempfile
@@ -36,6 +37,9 @@ def measure_dashboard(settings: dict[str, str] | None = None, repeats: int = 5) 
     if not APP.exists():
         return [("5. Dashboard responsiveness", "not measured: app.py does not exist yet", "", "")]
     from kalign_core import load_digits
+
+    # Streamlit warns about running outside a script each time a cache is cleared here; it is expected.
+    logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").setLevel(logging.ERROR)
 
     load_digits((8, 9), "sample")  # the data on disk and in memory, as on a server already in use
     with contextlib.ExitStack() as stack:

@@ -6,6 +6,8 @@ and `feature_alignment` never forms an m×m matrix when m exceeds the feature co
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -106,11 +108,8 @@ def _gram_norm(xc: torch.Tensor) -> torch.Tensor:
     """‖XcᵀXc‖_F = ‖XcXcᵀ‖_F, via whichever Gram is smaller: products in the input's dtype over
     chunks of the longer side, summed in float64 (a float64 product would run at half speed)."""
     rows = xc if xc.shape[0] > xc.shape[1] else xc.T
-    gram = torch.zeros(rows.shape[1], rows.shape[1], dtype=torch.float64, device=xc.device)
-    for start in range(0, rows.shape[0], _GRAM_CHUNK_ROWS):
-        chunk = rows[start : start + _GRAM_CHUNK_ROWS]
-        gram += (chunk.T @ chunk).to(torch.float64)
-    return gram.norm()
+    parts = ((chunk.T @ chunk).to(torch.float64) for chunk in rows.split(_GRAM_CHUNK_ROWS))
+    return functools.reduce(torch.Tensor.add_, parts).norm()  # the first part is the accumulator
 
 
 def feature_alignment(phi, y) -> float:
@@ -127,31 +126,26 @@ def feature_alignment(phi, y) -> float:
         phi = phi.to(torch.float64)
     m = phi.shape[0]
     target = _as_target_matrix(y, m).to(phi.device)
-    phi_c = _zero_if_negligible(phi - _chunked_mean(phi).to(phi.dtype), phi)
     y_c = _zero_if_negligible(target - target.mean(dim=0), target)
-    cross = _chunked_cross(phi_c, y_c)
+    mean, cross = _mean_and_cross(phi, y_c)
+    phi_c = _zero_if_negligible(phi - mean.to(phi.dtype), phi)
     return _ratio(
         (cross**2).sum(), _gram_norm(phi_c), (y_c.T @ y_c).norm(), ("feature kernel", "target kernel")
     )
 
 
-def _chunked_mean(x: torch.Tensor) -> torch.Tensor:
+def _mean_and_cross(x: torch.Tensor, y_c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x's column means and x_cᵀ y_c (d×k), in float64, in one pass over x converted a chunk at a
+    time. x_cᵀ y_c = xᵀ y_c because y_c's columns sum to zero; it is computed as (y_cᵀ x)ᵀ, which
+    reads x row by row (several times faster than xᵀ y_c)."""
     total = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
+    cross = torch.zeros(y_c.shape[1], x.shape[1], dtype=torch.float64, device=x.device)
     rows = _convert_chunk_rows(x)
     for start in range(0, x.shape[0], rows):
-        total += x[start : start + rows].to(torch.float64).sum(dim=0)
-    return total / x.shape[0]
-
-
-def _chunked_cross(x_c: torch.Tensor, y_c: torch.Tensor) -> torch.Tensor:
-    """x_cᵀ y_c (d×k) in float64, converting x_c a chunk at a time to bound memory.
-
-    Computed as (y_cᵀ x_c)ᵀ, which reads x_c row by row: several times faster than x_cᵀ y_c."""
-    cross = torch.zeros(y_c.shape[1], x_c.shape[1], dtype=torch.float64, device=x_c.device)
-    rows = _convert_chunk_rows(x_c)
-    for start in range(0, x_c.shape[0], rows):
-        cross += y_c[start : start + rows].T @ x_c[start : start + rows].to(torch.float64)
-    return cross.T
+        chunk = x[start : start + rows].to(torch.float64)
+        total += chunk.sum(dim=0)
+        cross += y_c[start : start + rows].T @ chunk
+    return total / x.shape[0], cross.T
 
 
 def _convert_chunk_rows(x: torch.Tensor) -> int:
