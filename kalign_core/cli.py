@@ -186,7 +186,8 @@ def _sweep(args: argparse.Namespace) -> int:
           f"{len(spec.seeds)} seeds), {total - pending} already in {args.out}")
     if pending:
         where = f"Ray at {args.address}" if args.address else f"{workers} {args.backend} worker(s)"
-        print(f"running {pending} on {where}; estimated {duration_text(seconds)} of training on this machine")
+        print(f"running {pending} on {where}; estimated {duration_text(seconds)} of training on idle cores "
+              "of this machine, plus worker start-up")
     outcome = run_sweep(spec, args.out, args.backend, workers, args.threads_per_trial, args.address,
                         on_progress=_TrialLog(), cost=cost)
     print(f"{len(outcome.ran)} trials run in {duration_text(outcome.seconds)}; summary: {args.out}/summary.csv")
