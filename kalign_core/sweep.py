@@ -2,8 +2,8 @@
 trials, each a `run_experiment` saved as a run in its own subfolder, with a one-row summary per trial.
 
 The sweep folder is the state: a trial whose subfolder exists has finished (save_run renames it into
-place only when complete), so rerunning a sweep skips it. `summary.csv` is rebuilt from the trial
-folders after every trial.
+place only when complete), so rerunning a sweep skips it. `summary.csv` is rewritten after every
+trial with the summaries of all finished ones.
 
 Every backend runs each trial with the same number of torch threads (`threads_per_trial`, default 1):
 torch's CPU matrix products give slightly different floats with different thread counts, and fixing
@@ -194,13 +194,13 @@ def summary_csv(summaries: list[TrialSummary]) -> str:
 
 def read_summary_csv(text: str) -> list[TrialSummary]:
     """Back from `summary_csv` (floats round-trip exactly: csv writes their repr)."""
-    types = {f.name: f.type for f in dataclasses.fields(TrialSummary)}
+    kinds = {f.name: f.type for f in dataclasses.fields(TrialSummary)}
     rows = list(csv.DictReader(io.StringIO(text)))
     if rows and set(rows[0]) != set(SUMMARY_FIELDS):
         raise ValueError(f"a sweep summary needs exactly the columns {', '.join(SUMMARY_FIELDS)}")
 
     def parse(name, cell):
-        kind = types[name]
+        kind = kinds[name]
         if cell == "" and "None" in kind:
             return None
         if kind.startswith("int"):

@@ -13,6 +13,7 @@ import streamlit as st
 import ui
 from kalign_core import figures, params, runs
 from kalign_core.config import MAX_EPOCHS
+from kalign_core.data import DataUnavailable
 from kalign_core.jobs import cpu_count
 from kalign_core.sweep import (
     SUMMARY_CSV,
@@ -139,7 +140,7 @@ def plan(spec: SweepSpec, folder: pathlib.Path, workers: int) -> bool:
     try:
         pending, seconds = estimate_seconds(spec, workers, folder=folder,
                                             cost=cost_model(dataclasses.replace(spec.base, epochs=1), spec.pairs[0]))
-    except (ValueError, runs.RunFileError) as error:
+    except (ValueError, OSError, DataUnavailable) as error:  # e.g. the folder holds trials with other settings
         st.error(f"Sweep {folder.name}: {error}", icon=":material/error:")
         return False
     axes = f"{len(spec.pairs)} pairs × {len(spec.widths)} widths × {len(spec.ratios)} ratios × {len(spec.seeds)} seeds"

@@ -127,3 +127,12 @@ def test_a_sweep_name_that_leaves_the_sweeps_folder_is_refused():
     assert not at.exception
     assert "Sweep name: run name must contain letters or digits" in texts(at.error)
     assert not [b for b in at.button if b.key == "run_sweep"]
+
+
+def test_settings_the_sample_cannot_hold_are_explained_before_running():
+    at = open_sweeps()
+    at.session_state["settings"] = {**at.session_state["settings"], "batch_size": 5000}
+    at.run()
+    assert not at.exception
+    assert "batch_size must be from 1 to 800" in texts(at.error)
+    assert not [b for b in at.button if b.key == "run_sweep"]
