@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--threads-per-trial", type=int, default=1,
                        help="torch threads of each trial; results depend on it, so keep it fixed "
                             "within a sweep (default: %(default)s)")
+    sweep.add_argument("--gpus-per-trial", type=float, default=0.0,
+                       help="ray only: GPUs each trial asks Ray for, e.g. 0.25 to run four trials per GPU; "
+                            "Ray hides GPUs from trials that ask for none (default: %(default)s)")
     sweep.set_defaults(handler=_sweep)
     return parser
 
@@ -189,7 +192,7 @@ def _sweep(args: argparse.Namespace) -> int:
         print(f"running {pending} on {where}; estimated {duration_text(seconds)} of training on idle cores "
               "of this machine, plus worker start-up")
     outcome = run_sweep(spec, args.out, args.backend, workers, args.threads_per_trial, args.address,
-                        on_progress=_TrialLog(), cost=cost)
+                        on_progress=_TrialLog(), cost=cost, gpus_per_trial=args.gpus_per_trial)
     print(f"{len(outcome.ran)} trials run in {duration_text(outcome.seconds)}; summary: {args.out}/summary.csv")
     ranked = sorted(mean_spread(outcome.summaries, "pair").items(), key=lambda item: item[1][0])
     if len(ranked) > 1:

@@ -46,6 +46,7 @@ BACKENDS = ("local", "ray")
 SUMMARY_CSV, SWEEP_JSON = "summary.csv", "sweep.json"
 MAX_WORKERS = 1024
 MAX_THREADS = 256
+MAX_GPUS_PER_TRIAL = 8
 # Widths the cost model times a one-epoch trial at; costs in between and beyond are linear in width.
 CALIBRATION_WIDTHS = (64, 512)
 
@@ -371,6 +372,7 @@ def run_sweep(
     should_stop: Callable[[], bool] | None = None,
     cost: CostModel | None = None,
     in_process: bool | None = None,
+    gpus_per_trial: float = 0.0,
 ) -> SweepOutcome:
     """Run the trials not yet in `folder`, saving each as `folder/<trial id>` and rewriting
     `folder/summary.csv` after each one.
@@ -379,13 +381,16 @@ def run_sweep(
     end a trial midway, which is not saved), else in a pool of `workers` processes (a server passes
     in_process=False to keep its own torch thread setting untouched). backend "ray": tasks on the cluster at `address`, or on
     a local Ray instance with workers × threads_per_trial CPUs (an already initialised Ray is used as
-    is). `cost` (default: calibrated now) paces the time left. With a pool or Ray, should_stop and a raising on_progress cancel the queued trials and wait
+    is). Ray hides GPUs from tasks that do not ask for them: `gpus_per_trial` (e.g. 0.25 to share one
+    GPU among four trials) asks, and device "auto" then finds one. `cost` (default: calibrated now) paces the time left. With a pool or Ray, should_stop and a raising on_progress cancel the queued trials and wait
     for the running ones, whose results are dropped unsaved.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)} (got {backend!r})")
     _check_int("workers", workers, 1, MAX_WORKERS)
     _check_int("threads_per_trial", threads_per_trial, 1, MAX_THREADS)
+    if not (isinstance(gpus_per_trial, (int, float)) and 0 <= gpus_per_trial <= MAX_GPUS_PER_TRIAL):
+        raise ValueError(f"gpus_per_trial must be a number from 0 to {MAX_GPUS_PER_TRIAL} (got {gpus_per_trial!r})")
     should_stop = should_stop or (lambda: False)
     started = time.perf_counter()
     folder = pathlib.Path(folder)
@@ -403,7 +408,7 @@ def run_sweep(
     finished_cost, ran, stopped = 0.0, [], False
 
     if backend == "ray":
-        results = _ray_results(pending, workers, threads_per_trial, address)
+        results = _ray_results(pending, workers, threads_per_trial, address, gpus_per_trial)
     elif not (workers == 1 if in_process is None else in_process):
         results = _pool_results(pending, workers, threads_per_trial)
     else:
@@ -548,7 +553,7 @@ def _pool_results(pending, workers, threads) -> Iterator[tuple[Trial, Experiment
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _ray_results(pending, workers, threads, address) -> Iterator[tuple[Trial, ExperimentResult]]:
+def _ray_results(pending, workers, threads, address, gpus) -> Iterator[tuple[Trial, ExperimentResult]]:
     try:
         import ray
     except ImportError:
@@ -559,7 +564,7 @@ def _ray_results(pending, workers, threads, address) -> Iterator[tuple[Trial, Ex
         ray.init(address=address, num_cpus=None if address else workers * threads,
                  runtime_env={"py_modules": [str(pathlib.Path(__file__).parent)]},
                  include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-    task = ray.remote(num_cpus=threads, max_retries=0)(_shippable_run_trial())
+    task = ray.remote(num_cpus=threads, num_gpus=gpus, max_retries=0)(_shippable_run_trial())
     refs = {}
     try:
         refs = {task.remote(t.config.to_dict(), threads): t for t in pending}

@@ -225,3 +225,18 @@ def test_cli_sweep_bad_ratio_names_the_field(tmp_path, capsys):
     assert exit_info.value.code == 2
     assert "ratios must be numbers from 0 to 1" in capsys.readouterr().err
 
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"backend": "dask"}, "backend must be one of local, ray"),
+        ({"workers": 0}, "workers must be a whole number from 1"),
+        ({"threads_per_trial": 0}, "threads_per_trial must be a whole number from 1"),
+        ({"gpus_per_trial": -1}, "gpus_per_trial must be a number from 0"),
+    ],
+)
+def test_bad_run_options_are_refused_before_anything_runs(tmp_path, options, message):
+    with pytest.raises(ValueError, match=message):
+        run_sweep(SPEC, tmp_path / "sweep", **options)
+    assert not (tmp_path / "sweep").exists()
