@@ -24,6 +24,17 @@ def results_cache() -> jobs.ResultCache:
     return jobs.ResultCache()
 
 
+def require_app() -> None:
+    """Call first on every page. When the first request after a server start links straight to a page
+    (e.g. /kernels), Streamlit runs that page file alone in its legacy pages/-folder mode, skipping
+    app.py; leave that mode and rerun, so that app.py's navigation and set-up run as usual."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def init_session() -> None:
     """On a session's first run: default settings, then whatever the URL asks for."""
     if "settings" in st.session_state:

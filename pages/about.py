@@ -2,6 +2,10 @@
 
 import streamlit as st
 
+import ui
+
+ui.require_app()
+
 st.title("About kalign")
 st.markdown(
     "A network's hidden layer maps each input $x$ to features $\\varphi(x)$; the **feature kernel** "

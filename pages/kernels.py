@@ -6,6 +6,8 @@ import ui
 from kalign_core import figures, runs
 from kalign_core.training import MODEL_NAMES
 
+ui.require_app()
+
 st.title("Kernels")
 st.caption(
     "Centered kernels on the probe digits, sorted by class (black lines mark class boundaries; red is "

@@ -9,6 +9,8 @@ import ui
 from kalign_core import figures, params, runs
 from kalign_core.training import MODEL_NAMES
 
+ui.require_app()
+
 UPLOAD_LIMIT_MB = {"json": 5, "npz": 50}
 CURRENT = "current run"
 

@@ -30,6 +30,8 @@ from kalign_core.sweep import (
     summary_csv,
 )
 
+ui.require_app()
+
 KERNELS_PAGE = "pages/kernels.py"
 WIDTHS = [16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
 RATIOS = [0.0, 0.001, 0.01, 0.03, 0.1, 0.3, 1.0]

@@ -7,6 +7,8 @@ from kalign_core import figures, params
 from kalign_core.devices import available_devices, resolve_device
 from kalign_core.training import DIVERGENCE_FACTOR, MODEL_NAMES
 
+ui.require_app()
+
 SOURCES = {
     "auto": "auto (MNIST, else sample)",
     "mnist": "full MNIST (70,000)",

@@ -112,3 +112,24 @@ def test_train_live_then_kernels_in_chromium(server, tmp_path):
         expect(page.get_by_text("Upload: run file is not valid JSON")).to_be_visible()
         browser.close()
     assert all((tmp_path / f"{name}.png").stat().st_size > 10_000 for name in ("live", "train", "kernels"))
+
+
+def test_a_link_straight_to_a_page_on_a_fresh_server_gets_the_whole_app(server):
+    """Streamlit runs a page file alone when a fresh server's first request is a deep link; the app
+    must still come up with its navigation, settings from the URL, and no exception."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
+        page = browser.new_page()
+        page.set_default_timeout(60_000)
+        for path, title in (("sweeps?width=64", "Sweeps"), ("train?width=64", "Train two networks side by side")):
+            page.goto(f"{server}/{path}")
+            page.wait_for_selector(IDLE)
+            expect(page.locator("h1").first).to_have_text(title)
+            expect(page.locator("[data-testid='stSidebarNavLink']")).to_have_count(5)
+            expect(page.locator("[data-testid='stException']")).to_have_count(0)
+            assert "width=64" in page.url
+        browser.close()
