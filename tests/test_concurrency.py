@@ -1,0 +1,200 @@
+"""Many browsers on one server: sessions whose jobs train at once each get their own result, equal
+bit for bit to the same config run alone; a server-wide job limit queues the rest with a visible
+"waiting for a free slot"; each job trains on a capped number of torch threads; a closed tab's job
+gives up its slot; Stop keeps the epochs done.
+
+AppTest is not thread-safe (each run installs its own Streamlit Runtime as the process-wide one), so
+sessions press Train one after another, as a server's short script runs interleave anyway; what
+overlaps is the training, in the jobs' worker threads. Results depend on the number of torch
+threads, so every run alone uses the count the jobs used.
+"""
+
+import dataclasses
+import importlib.util
+import pathlib
+import sys
+import threading
+
+import numpy as np
+import pytest
+import streamlit as st
+import torch
+from streamlit.testing.v1 import AppTest
+
+from kalign_core import ExperimentConfig, jobs, params, run_experiment
+from kalign_core.training import MODEL_NAMES
+
+ROOT = pathlib.Path(__file__).parents[1]
+APP = str(ROOT / "app.py")
+TINY = {"width": "32", "epochs": "2", "batch_size": "100", "probe_size": "40", "source": "sample"}
+LONG = {**TINY, "epochs": "500"}  # would train for minutes; these tests stop it
+
+
+@pytest.fixture(autouse=True)
+def fresh_server(tmp_path, monkeypatch):
+    """New job slots and results cache for each test, torch threads restored after it."""
+    threads = torch.get_num_threads()
+    st.cache_resource.clear()
+    monkeypatch.setenv("KALIGN_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("KALIGN_DEFAULT_SOURCE", "sample")
+    yield
+    st.cache_resource.clear()
+    torch.set_num_threads(threads)
+
+
+def open_app(**query) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update(query)
+    return at.run()
+
+
+def press_train(query: dict) -> AppTest:
+    """A new session that opens `query`'s URL and presses Train."""
+    return open_app(**query).button(key="train").click().run()
+
+
+def finish(at: AppTest) -> AppTest:
+    """Wait for the session's job, then rerun as its progress fragment would."""
+    assert at.session_state["job"].wait(120)
+    return at.run()
+
+
+def config_of(query: dict) -> ExperimentConfig:
+    defaults, _ = params.default_settings()
+    settings, warnings = params.settings_from_params(query, defaults)
+    assert warnings == []
+    return params.config_from_settings(settings)
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def wait_until(ready, timeout=60.0):
+    for _ in range(int(timeout / 0.02)):
+        if ready():
+            return
+        threading.Event().wait(0.02)
+    raise AssertionError(f"not ready after {timeout} s")
+
+
+def assert_same_training(result, alone, epochs: int | None = None) -> None:
+    """The first `epochs` (default: all) epochs of `result` equal `alone`'s bit for bit: every
+    number in the histories but the wall-clock seconds, every kernel, and the final weights."""
+    for name in MODEL_NAMES:
+        got, want = result.history[name], alone.history[name]
+        epochs_compared = len(want) if epochs is None else epochs + 1
+        assert len(got) == epochs_compared
+        assert [dataclasses.replace(r, seconds=0.0) for r in got] == [
+            dataclasses.replace(r, seconds=0.0) for r in want[:epochs_compared]
+        ], name
+        for ours, theirs in zip(result.kernels[name], alone.kernels[name]):
+            np.testing.assert_array_equal(ours, theirs)
+        if epochs is None:
+            for (key, ours), theirs in zip(result.models[name].state_dict().items(), alone.models[name].state_dict().values()):
+                assert torch.equal(ours, theirs), (name, key)
+    np.testing.assert_array_equal(result.target_kernel, alone.target_kernel)
+
+
+def test_sessions_training_at_once_each_get_their_own_result(monkeypatch):
+    """Five sessions press Train together on a server training two at a time: two with the same
+    settings, the others differing by one setting each. Every result equals its config run alone."""
+    monkeypatch.setenv("KALIGN_MAX_JOBS", "2")
+    everyone_pressed = threading.Event()
+    threads_seen = []
+    real_run = jobs.run_experiment
+
+    def gated(*args, **kwargs):
+        """In each job's worker thread, once it holds a slot: hold on until every session has
+        pressed Train, so that jobs truly overlap and none has finished to fill the cache early."""
+        threads_seen.append(torch.get_num_threads())
+        assert everyone_pressed.wait(60)
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, "run_experiment", gated)
+    queries = [TINY, TINY, {**TINY, "seed": "1"}, {**TINY, "digits": "3,5"}, {**TINY, "slow_lr": "0"}]
+    sessions = [press_train(query) for query in queries]
+    assert not any(at.exception for at in sessions)
+    states = sorted(at.session_state["job"].status().state for at in sessions)
+    assert states == ["running", "running", "waiting", "waiting", "waiting"]
+    waiting = [at.run() for at in sessions if at.session_state["job"].status().state == "waiting"]
+    assert all("Waiting for a free slot" in texts(at.info) for at in waiting)
+    slots = sessions[0].session_state["job"]._slots
+    assert slots.limit == 2 and slots.running == 2
+
+    everyone_pressed.set()
+    sessions = [finish(at) for at in sessions]
+    assert threads_seen == [slots.threads_per_job] * len(queries)
+    assert slots.threads_per_job == max(1, jobs.cpu_count() // 2)
+    results = [at.session_state["result"] for at in sessions]
+    assert results[0] is not results[1]  # the same settings at once train twice, then agree
+    for query, result in zip(queries, results):
+        assert result.config == config_of(query)
+        assert_same_training(result, run_experiment(config_of(query)))  # alone, at the jobs' thread count
+
+    # A sixth session asking for the same settings gets a finished result at once.
+    later = press_train(TINY)
+    assert "job" not in later.session_state
+    assert later.session_state["result"] in (results[0], results[1])
+
+
+def test_a_full_server_queues_then_stop_keeps_the_epochs_done(monkeypatch):
+    monkeypatch.setenv("KALIGN_MAX_JOBS", "1")
+    running = press_train(LONG)
+    waiting = press_train({**TINY, "seed": "4"})
+    job = running.session_state["job"]
+    wait_until(lambda: job.status().state == "running")
+    assert "Waiting for a free slot: 0 run(s) ahead of yours. This server trains 1 run(s) at a time" in texts(
+        waiting.run().info
+    )
+    assert waiting.session_state["job"].status().state == "waiting"
+
+    wait_until(lambda: job.status().epochs_done >= 2)
+    job.stop()  # what the Stop button calls (the button itself is test_app_pages' to check)
+    running = finish(running)
+    stopped = running.session_state["result"]
+    assert stopped.stopped and 2 <= stopped.epochs_done < 500
+    assert f"Stopped after {stopped.epochs_done} of 500 epochs; the epochs done are kept" in texts(running.info)
+    # The epochs kept are exactly those of the same config trained alone for that many epochs.
+    alone = run_experiment(dataclasses.replace(stopped.config, epochs=stopped.epochs_done))
+    assert_same_training(stopped, alone, epochs=stopped.epochs_done)
+
+    # The freed slot went to the waiting session, which trains its own run to the end.
+    waiting = finish(waiting)
+    assert_same_training(waiting.session_state["result"], run_experiment(config_of({**TINY, "seed": "4"})))
+    assert job.status().state == "stopped" and job._slots.running == 0
+
+
+class QuickToGiveUp(jobs.TrainingJob):
+    """A job that counts its session gone after half a second without a heartbeat, not 90."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs, abandon_after_s=0.5)
+
+
+def test_a_closed_tab_frees_its_slot_for_the_next_session(monkeypatch):
+    monkeypatch.setenv("KALIGN_MAX_JOBS", "1")
+    with monkeypatch.context() as patch:
+        patch.setattr(jobs, "TrainingJob", QuickToGiveUp)
+        closed = press_train(LONG)  # this tab is closed now: the session never reruns
+    job = closed.session_state["job"]
+    after = press_train({**TINY, "seed": "3"})  # waits, then gets the slot the closed tab held
+    after = finish(after)
+    assert job.done and job.status().state == "abandoned"
+    assert after.session_state["result"].epochs_done == 2
+    assert_same_training(after.session_state["result"], run_experiment(config_of({**TINY, "seed": "3"})))
+
+    reopened = closed.run()  # had the tab come back, it would say what happened
+    assert "This run was given up after" in texts(reopened.warning)
+    assert "the tab was closed or asleep" in texts(reopened.warning)
+
+
+def test_the_soak_benchmark_runs(monkeypatch):
+    """benchmarks/soak.py end to end at a tiny size (its memory figures are measured, not asserted)."""
+    spec = importlib.util.spec_from_file_location("soak", ROOT / "benchmarks" / "soak.py")
+    soak = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "soak", soak)
+    spec.loader.exec_module(soak)
+    rows = soak.main(["--runs", "3", "--width", "16", "--epochs", "1", "--probe-size", "20"])
+    assert [row.run for row in rows] == [1, 2, 3]
+    assert all(row.rss_mb > 0 and row.cached <= row.run for row in rows)
