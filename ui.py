@@ -32,7 +32,8 @@ def require_app() -> None:
 
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
-        st.rerun()
+        if "settings" not in st.session_state:  # a new session that app.py has not set up
+            st.rerun()
 
 
 def init_session() -> None:

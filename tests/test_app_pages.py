@@ -7,13 +7,15 @@ draws a finished job's results on any ordinary rerun.
 
 import json
 import pathlib
+import time
 
 import pytest
 import streamlit as st
 import torch
 from streamlit.testing.v1 import AppTest
 
-from kalign_core import runs
+from kalign_core import jobs, runs
+from kalign_core.training import run_experiment
 
 APP = str(pathlib.Path(__file__).parents[1] / "app.py")
 TINY = {"width": "32", "epochs": "2", "batch_size": "100", "probe_size": "40", "source": "sample"}
@@ -153,8 +155,22 @@ def test_garbage_query_parameters_warn_and_keep_the_defaults():
     assert at.multiselect(key="train_digits").value == [8, 9]
 
 
-def test_stop_keeps_the_epochs_trained():
+def test_stop_keeps_the_epochs_trained(monkeypatch):
+    def run_until_stopped(config, on_epoch, should_stop):
+        """After two epochs, wait for Stop: the click can never come after the run has ended."""
+
+        def held_on_epoch(result):
+            on_epoch(result)
+            while result.epochs_done >= 2 and not should_stop():
+                time.sleep(0.01)
+
+        return run_experiment(config, on_epoch=held_on_epoch, should_stop=should_stop)
+
+    monkeypatch.setattr(jobs, "run_experiment", run_until_stopped)
     at = press_train(open_app(**{**TINY, "epochs": "500"}))
+    job = at.session_state["job"]
+    while (job.status().result is None or job.status().result.epochs_done < 2) and not job.done:
+        time.sleep(0.01)
     at = at.button(key="stop_training").click().run()
     at = finish(at)
     assert not at.exception
