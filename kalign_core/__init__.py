@@ -11,6 +11,7 @@ from .config import ExperimentConfig
 from .data import DataUnavailable, DigitData, load_digits
 from .devices import available_devices, resolve_device
 from .model import MLP
+from .runs import RunFileError, load_run, save_run
 from .training import EpochRecord, ExperimentResult, run_experiment
 
 __all__ = [
@@ -21,12 +22,15 @@ __all__ = [
     "ExperimentConfig",
     "ExperimentResult",
     "MLP",
+    "RunFileError",
     "available_devices",
     "center_kernel",
     "centered_alignment",
     "debiased_alignment",
     "feature_alignment",
     "load_digits",
+    "load_run",
     "resolve_device",
     "run_experiment",
+    "save_run",
 ]

@@ -142,3 +142,9 @@ def test_from_dict_rejects_unknown_keys_and_non_objects():
         ExperimentConfig.from_dict([("width", 10)])
     with pytest.raises(ValueError, match="^epochs"):
         ExperimentConfig.from_dict({"epochs": 0})
+
+
+def test_public_api_is_importable_from_the_package():
+    from kalign_core import (  # noqa: F401
+        ExperimentConfig, centered_alignment, feature_alignment, load_digits, load_run, run_experiment, save_run,
+    )
