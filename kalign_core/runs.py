@@ -44,6 +44,7 @@ def result_to_json(result: ExperimentResult) -> str:
             "version": VERSION,
             "config": result.config.to_dict(),
             "source": result.source,
+            "source_note": result.source_note,
             "device": result.device,
             "stopped": result.stopped,
             "seconds": result.seconds,
@@ -82,6 +83,7 @@ def result_from_json(text: str | bytes) -> ExperimentResult:
         result = ExperimentResult(
             config=config,
             source=str(doc["source"]),
+            source_note=str(doc.get("source_note", "")),
             device=str(doc["device"]),
             history=history,
             kernels={name: [] for name in MODEL_NAMES},

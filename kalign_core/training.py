@@ -60,6 +60,8 @@ class ExperimentResult:
     stopped: bool = False
     seconds: float = 0.0
     models: dict[str, MLP] = field(default_factory=dict)
+    # Why the data loader fell back to the bundled sample (empty when it did not).
+    source_note: str = ""
 
     @property
     def epochs_done(self) -> int:
@@ -166,6 +168,7 @@ class _PairTrainer:
         self.result = ExperimentResult(
             config=config,
             source=data.source,
+            source_note=data.note,
             device=str(device),
             history={name: [] for name in MODEL_NAMES},
             kernels={name: [] for name in MODEL_NAMES},

@@ -126,9 +126,9 @@ def outcome_notice() -> None:
 
 def source_notice(result) -> None:
     if result.source == "sample" and result.config.source == "auto":
-        st.info("Trained on the **bundled MNIST sample** (400 training and 100 test digits per class): full MNIST "
-                "was not on disk and could not be downloaded. Choose 'full MNIST' once online for all 70,000.",
-                icon=":material/wifi_off:")
+        why = result.source_note or "full MNIST was not on disk and could not be downloaded"
+        st.info(f"Trained on the **bundled MNIST sample** (400 training and 100 test digits per class): {why}. "
+                "Choose 'full MNIST' once online for all 70,000.", icon=":material/wifi_off:")
     names = {"mnist": "full MNIST", "sample": "the bundled MNIST sample (400 train / 100 test per digit)"}
     st.caption(f"Data: {names.get(result.source, result.source)} · device {result.device} · "
                f"{result.seconds:.1f} s · digits {', '.join(map(str, result.config.digits))}")

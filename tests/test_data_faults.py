@@ -57,3 +57,13 @@ def test_damaged_cache_is_reported_and_auto_falls_back(fake_mnist, damage, reaso
     fallback = load_digits((3, 4), source="auto", root=fake_mnist)
     assert fallback.source == "sample"
     assert reason in fallback.note
+
+
+def test_a_run_on_the_fallback_carries_the_reason_into_its_saved_result(fake_mnist, monkeypatch, tmp_path):
+    from kalign_core import ExperimentConfig, load_run, run_experiment, save_run
+
+    (fake_mnist / "MNIST" / "raw" / MNIST_FILES[1]).write_bytes(b"\1")
+    monkeypatch.setenv("KALIGN_DATA_DIR", str(fake_mnist))
+    result = run_experiment(ExperimentConfig(width=8, epochs=1, device="cpu", source="auto"))
+    assert result.source == "sample" and "corrupt" in result.source_note
+    assert load_run(save_run(result, tmp_path / "run")).source_note == result.source_note
