@@ -164,8 +164,47 @@ class JobStatus:
         return self.result.epochs_done if self.result is not None else 0
 
 
-class TrainingJob:
-    """One run of `run_experiment` in a daemon thread; every method is safe from any thread."""
+class BackgroundJob:
+    """Work in a daemon thread that a user interface polls and may stop; subclasses define `_work`."""
+
+    thread_name = "kalign-job"
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Ask the work to end at its next check; what it finished is kept."""
+        self._stop.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the job has ended; False on timeout."""
+        return self._done.wait(timeout)
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def _run(self) -> None:
+        try:
+            self._work()
+        finally:
+            self._done.set()
+
+    def _work(self) -> None:
+        raise NotImplementedError
+
+
+class TrainingJob(BackgroundJob):
+    """One run of `run_experiment`, waiting for a server slot first; safe from any thread."""
+
+    thread_name = "kalign-training"
 
     def __init__(
         self,
@@ -174,26 +213,15 @@ class TrainingJob:
         cache: ResultCache | None = None,
         abandon_after_s: float = ABANDON_AFTER_S,
     ):
+        super().__init__()
         self.config = config
         self._slots, self._cache = slots, cache
         self._abandon_after_s = abandon_after_s
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._done = threading.Event()
         self._heartbeat = time.monotonic()
         self._abandoned = False
         self._state = "waiting"
         self._result: ExperimentResult | None = None
         self._error: str | None = None
-        self._thread = threading.Thread(target=self._run, name="kalign-training", daemon=True)
-
-    def start(self) -> "TrainingJob":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """End the run at the next batch; the epochs done so far are kept."""
-        self._stop.set()
 
     def touch(self) -> None:
         """Someone is still looking: postpone abandonment."""
@@ -235,7 +263,7 @@ class TrainingJob:
     def _ended_state(self) -> str:
         return "abandoned" if self._abandoned else "stopped"
 
-    def _run(self) -> None:
+    def _work(self) -> None:
         try:
             if not self._slots.acquire(self, self._cancelled):
                 self._set(state=self._ended_state())
@@ -256,8 +284,6 @@ class TrainingJob:
         except Exception as error:  # e.g. out of memory: report it, keep the server serving
             log.exception("training job failed")
             self._set(state="failed", error=f"{type(error).__name__}: {error}")
-        finally:
-            self._done.set()
 
 
 def _seconds_left(result: ExperimentResult | None) -> float | None:

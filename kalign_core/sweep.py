@@ -39,6 +39,7 @@ import torch
 from .config import ExperimentConfig, _check_digits, _check_int
 from .data import load_digits
 from .devices import resolve_device
+from .jobs import BackgroundJob
 from .runs import RUN_JSON, result_from_json, save_run
 from .training import ExperimentResult, run_experiment
 
@@ -445,32 +446,17 @@ class SweepStatus:
     error: str | None
 
 
-class SweepJob:
-    """`run_sweep` in a daemon thread, for a user interface that polls `status()` and may `stop()`;
-    every method is safe from any thread. The trials run in worker processes (never in this one)."""
+class SweepJob(BackgroundJob):
+    """`run_sweep` in a daemon thread, for a user interface that polls `status()` and may `stop()`
+    (queue no more trials; the running ones finish unsaved, the saved ones stay); safe from any
+    thread. The trials run in worker processes (never in this one)."""
+
+    thread_name = "kalign-sweep"
 
     def __init__(self, spec: SweepSpec, folder, **options):
+        super().__init__()
         self.spec, self.folder, self._options = spec, pathlib.Path(folder), options
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._done = threading.Event()
         self._status = SweepStatus("running", None, [], None)
-        self._thread = threading.Thread(target=self._run, name="kalign-sweep", daemon=True)
-
-    def start(self) -> "SweepJob":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Queue no more trials; the running ones finish (unsaved), the saved ones stay."""
-        self._stop.set()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self._done.wait(timeout)
-
-    @property
-    def done(self) -> bool:
-        return self._done.is_set()
 
     def status(self) -> SweepStatus:
         with self._lock:
@@ -481,7 +467,7 @@ class SweepJob:
             self._status = replace(self._status, progress=progress,
                                    summaries=[*self._status.summaries, progress.last])
 
-    def _run(self) -> None:
+    def _work(self) -> None:
         try:
             outcome = run_sweep(self.spec, self.folder, on_progress=self._on_progress,
                                 should_stop=self._stop.is_set, **{"in_process": False, **self._options})
@@ -492,8 +478,6 @@ class SweepJob:
             with self._lock:
                 message = str(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
                 self._status = replace(self._status, state="failed", error=message)
-        finally:
-            self._done.set()
 
 
 def _write_summary(folder: pathlib.Path, trials: list[Trial], done: dict) -> None:
