@@ -90,15 +90,17 @@ def soak(args: argparse.Namespace) -> list[Row]:
 
 
 def summarize(rows: list[Row]) -> None:
-    """Growth per run over the last half: about 0 once the cache is full and nothing else leaks."""
-    if len(rows) < 4:
-        return
-    half = rows[len(rows) // 2 - 1]
+    """RSS growth per run once the cache has stopped growing: about 0 when nothing else accumulates."""
+    full = next(r for r in rows if r.cached == rows[-1].cached)
     last = rows[-1]
-    per_run = (last.rss_mb - half.rss_mb) / (last.run - half.run)
-    print(f"RSS: {rows[0].rss_mb:.0f} MB after run 1, {half.rss_mb:.0f} MB after run {half.run}, "
-          f"{last.rss_mb:.0f} MB after run {last.run} ({per_run:+.2f} MB per run over the last half; "
-          f"each result holds {last.result_mb:.1f} MB); cache {last.cached} entries, {last.cache_mb:.0f} MB")
+    print(f"RSS: {rows[0].rss_mb:.0f} MB after run 1, {full.rss_mb:.0f} MB after run {full.run} (when the cache "
+          f"reached its final {full.cached} entries, {full.cache_mb:.0f} MB), {last.rss_mb:.0f} MB after run {last.run}",
+          end="")
+    if last.run - full.run >= 5:
+        print(f"; {(last.rss_mb - full.rss_mb) / (last.run - full.run):+.2f} MB per run since the cache filled "
+              f"(each run holds {last.result_mb:.1f} MB)")
+    else:
+        print("; too few runs after the cache filled to tell whether RSS levels off: raise --runs or lower --cache-mb")
 
 
 def main(argv=None) -> list[Row]:

