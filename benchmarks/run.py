@@ -75,7 +75,7 @@ class Scale:
 
 SCALES = {
     "full": Scale(
-        rounds=3, epochs=3, data_fraction=1.0, width=2000, alignment_features=2000,
+        rounds=4, epochs=3, data_fraction=1.0, width=2000, alignment_features=2000,
         alignment_m=(1000, 2000, 4000, 10_000, 20_000, 50_000), explicit_h_m=(1000, 2000, 4000),
         kernel_float64_m=(10_000,), alignment_repeats=3, widths=(250, 500, 1000, 2000, 4000, 8000, 16_384),
         digit_counts=(2, 3, 5, 7, 10), growth_epochs=2, dashboard={},
@@ -231,7 +231,6 @@ class MatmulBound:
     in whichever operand layout is fastest at its shape here (calibrated first)."""
 
     def __init__(self, n: int, batch: int, width: int, k: int, inputs: int, device: torch.device, repeats: int):
-        self.device = device
         self.batches = [min(batch, n - start) for start in range(0, n, batch)]
         self.flops = 2 * sum(2 * 2 * b * inputs * width + 3 * 2 * b * width * k for b in self.batches)
         shapes = dict(
@@ -542,9 +541,10 @@ def notes(train: dict) -> list[str]:
     """What the training figures mean, from the figures themselves."""
     engine, bound, reference = train["engine"], train["bound_epoch"], train["reference"]
     lines = [
-        f"`run_experiment` ran the epoch's training matmuls at {train['bound'].flops / engine / 1e9:,.0f} GFLOP/s "
-        f"overall (torch.mm alone: {train['bound'].flops / bound / 1e9:,.0f}); {100 * train['evaluation_share']:.1f} % "
-        f"of its epoch is the per-epoch evaluation, which the bound does not count (test error on "
+        f"An epoch of `run_experiment` does the epoch's {train['bound'].flops / 1e9:,.0f} GFLOP of training matmuls at "
+        f"{train['bound'].flops / engine / 1e9:,.0f} GFLOP/s, its evaluation included (bare torch.mm: "
+        f"{train['bound'].flops / bound / 1e9:,.0f}); {100 * train['evaluation_share']:.1f} % "
+        f"of its epoch is that per-epoch evaluation, which the bound does not count (test error on "
         f"{train['n_test']:,} digits is a forward pass worth "
         f"{100 * train['n_test'] / (2 * train['n']):.1f} % of the epoch's training FLOPs).",
     ]

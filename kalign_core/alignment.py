@@ -135,17 +135,16 @@ def feature_alignment(phi, y) -> float:
 
 
 def _mean_and_cross(x: torch.Tensor, y_c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """x's column means and x_cᵀ y_c (d×k), in float64, in one pass over x converted a chunk at a
-    time. x_cᵀ y_c = xᵀ y_c because y_c's columns sum to zero; it is computed as (y_cᵀ x)ᵀ, which
-    reads x row by row (several times faster than xᵀ y_c)."""
-    total = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
-    cross = torch.zeros(y_c.shape[1], x.shape[1], dtype=torch.float64, device=x.device)
+    """x's column means and x_cᵀ y_c (d×k), in float64, from one product [y_c | 1]ᵀ x over x
+    converted a chunk at a time. x_cᵀ y_c = xᵀ y_c because y_c's columns sum to zero, and the
+    column of ones sums x exactly (so constant features center to exactly zero)."""
+    m = x.shape[0]
+    weights = torch.cat([y_c, torch.ones(m, 1, dtype=torch.float64, device=x.device)], dim=1)
+    products = torch.zeros(weights.shape[1], x.shape[1], dtype=torch.float64, device=x.device)
     rows = _convert_chunk_rows(x)
-    for start in range(0, x.shape[0], rows):
-        chunk = x[start : start + rows].to(torch.float64)
-        total += chunk.sum(dim=0)
-        cross += y_c[start : start + rows].T @ chunk
-    return total / x.shape[0], cross.T
+    for start in range(0, m, rows):
+        products.addmm_(weights[start : start + rows].T, x[start : start + rows].to(torch.float64))
+    return products[-1] / m, products[:-1].T
 
 
 def _convert_chunk_rows(x: torch.Tensor) -> int:
