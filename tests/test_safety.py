@@ -6,6 +6,7 @@ import ast
 import io
 import json
 import math
+import os
 import pathlib
 import socket
 import subprocess
@@ -83,7 +84,7 @@ def test_a_run_name_cannot_leave_the_runs_folder(earlier, tmp_path, name):
     at = at.button(key="FormSubmitter:save_run-Save").click().run()
     assert not at.exception
     assert everything_under(tmp_path) <= {"runs"} | {f"runs/{p}" for p in everything_under(tmp_path / "runs")}
-    saved = [p for p in (tmp_path / "runs").iterdir()] if (tmp_path / "runs").exists() else []
+    saved = list((tmp_path / "runs").iterdir()) if (tmp_path / "runs").exists() else []
     if at.error:  # refused, saying why
         assert texts(at.error).startswith("Run name: ") and saved == []
     else:  # saved as one plain folder right inside the runs folder
@@ -101,8 +102,7 @@ def test_the_runs_folder_field_cannot_leave_the_runs_folder(earlier, tmp_path, t
     at = at.text_input[0].set_value(text).run()
     assert not at.exception
     assert "Runs folder: " in texts(at.error)
-    assert "secret-run" not in json.dumps(at.session_state["runs_dir"] if "runs_dir" in at.session_state else "")
-    assert not at.dataframe  # nothing from outside is listed
+    assert not at.dataframe and all("secret-run" not in s.options for s in at.selectbox)  # nothing from outside
 
 
 def test_a_link_in_the_runs_folder_is_neither_listed_nor_written_through(earlier, tmp_path):
@@ -136,7 +136,6 @@ def test_cli_out_never_replaces_a_folder_that_is_not_a_run(tmp_path, capsys):
 
 # ================================================================ nothing in a file runs
 LOADERS = {("np", "load"), ("numpy", "load"), ("torch", "load")}
-NEEDED = {"load": ("allow_pickle", False)}
 FORBIDDEN_MODULES = {"pickle", "cPickle", "dill", "cloudpickle", "joblib", "shelve", "marshal"}
 
 
@@ -301,7 +300,7 @@ def test_the_server_is_not_reachable_from_the_network(tmp_path):
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**__import__("os").environ, "KALIGN_RUNS_DIR": str(tmp_path / "runs")},
+        env={**os.environ, "KALIGN_RUNS_DIR": str(tmp_path / "runs")},
     )
     try:
         for _ in range(600):
