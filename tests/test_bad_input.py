@@ -282,6 +282,29 @@ def test_bad_cli_options_exit_2_naming_the_field(capsys, tmp_path, options, mess
     assert "data: " not in out  # refused before any training finished
 
 
+# `python -m kalign_core sweep` with one bad option: exit code 2, the option named, no trial run.
+SWEEP_CLI = [
+    case("one digit", ["--digits", "8"], "digits must be 2 to 10 distinct whole numbers from 0 to 9 (got 1)"),
+    case("width 0", ["--widths", "0"], "width must be a whole number from 1 to 32,768 (got 0)"),
+    case("ratio above 1", ["--ratios", "2"], "ratios must be numbers from 0 to 1, slow_lr / regular_lr (got 2.0)"),
+    case("workers negative", ["--workers", "-1"], "workers must be a whole number from 1 to 1,024 (got -1)"),
+    case("workers 0", ["--workers", "0"], "workers must be a whole number from 1",
+         bug="cli._sweep: `args.workers or default_workers(...)` silently turns 0 into the default"),
+    case("threads per trial 0", ["--threads-per-trial", "0"], "threads_per_trial must be a whole number from 1",
+         bug="cli._sweep calls default_workers, which divides by threads_per_trial, before run_sweep checks it"),
+]
+
+
+@pytest.mark.parametrize("options, message", SWEEP_CLI)
+def test_bad_sweep_options_exit_2_naming_the_option(capsys, tmp_path, options, message):
+    folder = tmp_path / "sweep"
+    argv = ["sweep", "--out", str(folder), "--digits", "8", "9", "--widths", "16", "--epochs", "1", "--source", "sample"]
+    code, _, err = run_cli(argv + options, capsys)
+    assert code == 2
+    assert message in err and "Traceback" not in err
+    assert not any(folder.glob("*/run.json"))  # no trial ran
+
+
 @pytest.fixture
 def no_mnist_here(tmp_path, monkeypatch):
     """Where data goes: makers of folders and downloads both fail here at once, without a network."""
