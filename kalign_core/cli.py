@@ -7,9 +7,10 @@ import argparse
 import sys
 import time
 
-from .config import ExperimentConfig
-from .runs import save_run
-from .sweep import (BACKENDS, SweepProgress, SweepSpec, calibrate, default_workers, estimate_seconds,
+from .config import ExperimentConfig, _check_int
+from .data import DataUnavailable
+from .runs import RunFileError, check_run_target, save_run
+from .sweep import (BACKENDS, MAX_THREADS, MAX_WORKERS, SweepProgress, SweepSpec, calibrate, default_workers, estimate_seconds,
                     duration_text, mean_spread, pairs_among, round_lr, run_sweep)
 from .training import MODEL_NAMES, ExperimentResult, run_experiment
 
@@ -148,6 +149,11 @@ class _EpochTable:
 
 def _train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    if args.out:
+        try:
+            check_run_target(args.out)
+        except RunFileError as error:
+            raise ValueError(f"--out: {error}") from None
     started = time.perf_counter()
     result = run_experiment(config, on_epoch=_EpochTable(config))
     print(f"data: {result.source}, device: {result.device}, {time.perf_counter() - started:.1f} s")
@@ -155,7 +161,10 @@ def _train(args: argparse.Namespace) -> int:
         if epoch is not None:
             print(f"the {name} model diverged at epoch {epoch} (its loss exploded); try a smaller learning rate")
     if args.out:
-        print(f"saved to {save_run(result, args.out)}")
+        try:
+            print(f"saved to {save_run(result, args.out)}")
+        except OSError as error:
+            raise ValueError(f"--out: could not save the run: {error}") from None
     return 0
 
 
@@ -181,7 +190,9 @@ class _TrialLog:
 
 def _sweep(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
-    workers = args.workers or default_workers(spec, args.threads_per_trial)
+    _check_int("threads_per_trial", args.threads_per_trial, 1, MAX_THREADS)
+    workers = default_workers(spec, args.threads_per_trial) if args.workers is None else args.workers
+    _check_int("workers", workers, 1, MAX_WORKERS)
     total = len(spec.trials())
     cost = calibrate(spec, args.threads_per_trial)
     pending, seconds = estimate_seconds(spec, workers, args.threads_per_trial, args.out, cost)
@@ -207,7 +218,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except ValueError as error:
+    except (ValueError, DataUnavailable) as error:  # bad settings, or no data to train on
         parser.error(str(error))  # exits 2 with the message
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

@@ -12,6 +12,8 @@ MAX_EPOCHS = 500
 MAX_BATCH_SIZE = 60_000
 MAX_PROBE_SIZE = 1_000
 MIN_PROBE_SIZE = 4
+# A run keeps each model's m×m float32 probe kernel at every epoch; this bounds their total.
+MAX_KERNEL_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,13 @@ class ExperimentConfig:
         _check_int("epochs", self.epochs, 1, MAX_EPOCHS)
         _check_int("seed", self.seed, 0, 2**63 - 1)
         _check_int("probe_size", self.probe_size, MIN_PROBE_SIZE, MAX_PROBE_SIZE)
+        snapshots = 2 * (self.epochs + 1) * self.probe_size**2 * 4
+        if snapshots > MAX_KERNEL_BYTES:
+            raise ValueError(
+                f"probe_size and epochs together keep {snapshots / 2**20:,.0f} MB of kernel snapshots "
+                f"(2 models × (epochs + 1) × probe_size² floats), above {MAX_KERNEL_BYTES / 2**20:.0f} MB: "
+                f"lower probe_size (the kernels grow with its square) or epochs"
+            )
         if self.source not in SOURCES:
             raise ValueError(f"source must be one of {', '.join(SOURCES)} (got {self.source!r})")
         if not isinstance(self.device, str) or not _is_device_name(self.device):

@@ -162,7 +162,10 @@ def kernel_figure(kernel: np.ndarray, labels: np.ndarray, digits, title: str) ->
     shown, centres = block_average(kernel)
     # The diagonal (each point with itself) would set the scale and wash out the class blocks, so
     # colours saturate at the 99th percentile of |K|.
-    limit = float(np.percentile(np.abs(shown), SATURATE_PERCENTILE)) or float(np.abs(shown).max()) or 1.0
+    # A diverged model's kernel may hold inf or NaN: scale by the finite entries alone.
+    finite = np.abs(shown[np.isfinite(shown)])
+    limit = float(np.percentile(finite, SATURATE_PERCENTILE) or finite.max()) if finite.size else 0.0
+    limit = limit or 1.0  # an all-zero or all-undefined kernel
     m = len(labels)
     fig = go.Figure(
         go.Heatmap(

@@ -21,7 +21,7 @@ import zlib
 import numpy as np
 import torch
 
-from .config import MAX_PROBE_SIZE, ExperimentConfig
+from .config import MAX_EPOCHS, MAX_KERNEL_BYTES, MAX_PROBE_SIZE, ExperimentConfig
 from .model import MLP
 from .training import MODEL_NAMES, EpochRecord, ExperimentResult
 
@@ -70,6 +70,8 @@ def result_from_json(text: str | bytes) -> ExperimentResult:
         doc = json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise RunFileError(f"run file is not valid JSON: {error}") from None
+    except RecursionError:
+        raise RunFileError("run file is not valid JSON: nested too deeply") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise RunFileError(f"not a kalign run: expected a JSON object with \"format\": \"{FORMAT}\"")
     if doc.get("version") != VERSION:
@@ -97,8 +99,12 @@ def result_from_json(text: str | bytes) -> ExperimentResult:
         raise RunFileError(f"run file lacks the field {missing}") from None
     except (TypeError, ValueError) as error:
         raise RunFileError(f"run file has a wrong value: {error}") from None
-    if any(len(h) == 0 for h in history.values()):
-        raise RunFileError("run file has an empty history")
+    for name, records in history.items():
+        if not 1 <= len(records) <= config.epochs + 1:
+            raise RunFileError(
+                f"run file: the {name} history must have 1 to {config.epochs + 1} entries, one per epoch "
+                f"from 0 (got {len(records)})"
+            )
     return result
 
 
@@ -112,12 +118,21 @@ def _record_from_dict(d) -> EpochRecord:
     if not isinstance(d, dict) or set(d) != set(_RECORD_FIELDS):
         raise ValueError(f"each history entry needs exactly the fields {', '.join(_RECORD_FIELDS)}")
     record = EpochRecord(**d)
-    numbers = [record.train_error, record.test_error, record.loss, record.seconds]
-    if not isinstance(record.epoch, int) or not all(v is None or isinstance(v, (int, float)) for v in numbers):
-        raise ValueError("history entries need a whole epoch and numeric errors, loss and seconds")
-    if record.alignment is not None and not isinstance(record.alignment, (int, float)):
-        raise ValueError("alignment must be a number or null")
+    if not _is_number(record.epoch, whole=True) or not 0 <= record.epoch <= MAX_EPOCHS:
+        raise ValueError(f"epoch must be a whole number from 0 to {MAX_EPOCHS} (got {record.epoch!r})")
+    for field in ("train_error", "test_error", "seconds"):
+        if not _is_number(getattr(record, field)):
+            raise ValueError(f"{field} must be a finite number (got {getattr(record, field)!r})")
+    for field in ("loss", "alignment"):  # null: a non-finite loss, or alignment undefined
+        value = getattr(record, field)
+        if value is not None and not _is_number(value):
+            raise ValueError(f"{field} must be a finite number or null (got {value!r})")
     return record
+
+
+def _is_number(value, whole: bool = False) -> bool:
+    kinds = (int,) if whole else (int, float)
+    return isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def history_csv(result: ExperimentResult) -> str:
@@ -170,29 +185,53 @@ def attach_kernels(result: ExperimentResult, npz) -> None:
     for key in KERNEL_ARRAYS:
         if headers[key][1].hasobject:
             raise RunFileError(f"kernel file: {key} holds Python objects, which kalign never loads")
-    labels_shape = headers["probe_labels"][0]
-    if len(labels_shape) != 1:
-        raise RunFileError(f"kernel file: probe labels must be one list of classes (got shape {labels_shape})")
+    labels_shape, labels_dtype = headers["probe_labels"]
+    if len(labels_shape) != 1 or labels_dtype.kind not in "iu":
+        raise RunFileError(
+            f"kernel file: probe labels must be one list of whole class numbers (got {labels_dtype} {labels_shape})"
+        )
     m = labels_shape[0]
+    if m < 1:
+        raise RunFileError("kernel file: probe labels are empty; a run has at least one probe point")
     wanted = {"target": (m, m), **{name: (len(result.history[name]), m, m) for name in MODEL_NAMES}}
     for key, want in wanted.items():
         if headers[key][0] != want:
             raise RunFileError(f"kernel file: {key} must have shape {want} (got {headers[key][0]})")
     if m > MAX_PROBE_SIZE:
         raise RunFileError(f"kernel file: at most {MAX_PROBE_SIZE} probe points are allowed (got {m})")
+    unpacked = sum(math.prod(shape) * dtype.itemsize for key, (shape, dtype) in headers.items() if key in KERNEL_ARRAYS)
+    if unpacked > MAX_KERNEL_BYTES:
+        raise RunFileError(
+            f"kernel file unpacks to {unpacked / 2**20:,.0f} MB; at most {MAX_KERNEL_BYTES / 2**20:,.0f} MB is allowed"
+        )
     try:
         with np.load(source(), allow_pickle=False) as f:
             arrays = {key: f[key] for key in KERNEL_ARRAYS}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
         raise RunFileError(f"kernel file is not a readable .npz: {error}") from None
+    labels, k = arrays["probe_labels"], len(result.config.digits)
+    if labels.min() < 0 or labels.max() >= k or np.any(np.diff(labels) < 0):
+        raise RunFileError(f"kernel file: probe labels must be classes 0 to {k - 1}, sorted (one per digit)")
     result.target_kernel = arrays["target"].astype(np.float32)
     result.probe_labels = arrays["probe_labels"].astype(np.int64)
     result.kernels = {name: list(arrays[name].astype(np.float32)) for name in MODEL_NAMES}
 
 
+def check_run_target(folder) -> None:
+    """A run may be saved at `folder` only when nothing is there or an earlier run is: never over
+    someone's other files."""
+    folder = pathlib.Path(folder)
+    if folder.exists() and not (folder.is_dir() and (folder / RUN_JSON).is_file()):
+        raise RunFileError(f"{folder} exists and is not a saved kalign run; choose a new folder")
+    parent = next((p for p in folder.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise RunFileError(f"cannot save into {folder}: {parent} is a file, not a folder")
+
+
 def save_run(result: ExperimentResult, folder) -> pathlib.Path:
     """Write the run into `folder` atomically (replacing an earlier version); returns the folder."""
     folder = pathlib.Path(folder)
+    check_run_target(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{folder.name}.saving-", dir=folder.parent))
     try:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .alignment import AlignmentUndefined, centered_feature_kernel, feature_alignment, one_hot
-from .config import ExperimentConfig
+from .config import MIN_PROBE_SIZE, ExperimentConfig
 from .data import DigitData, load_digits
 from .devices import resolve_device
 from .model import MLP, init_weights
@@ -110,9 +110,10 @@ def _check_fits(config: ExperimentConfig, data: DigitData) -> None:
         raise ValueError(
             f"batch_size must be from 1 to {n_train:,}, the training digits available (got {config.batch_size:,})"
         )
-    if not len(data.digits) <= config.probe_size <= n_test:
+    smallest = max(MIN_PROBE_SIZE, len(data.digits))
+    if not smallest <= config.probe_size <= n_test:
         raise ValueError(
-            f"probe_size must be from {len(data.digits)} to {n_test:,}, the test digits available "
+            f"probe_size must be from {smallest} to {n_test:,}, the test digits available "
             f"(got {config.probe_size:,})"
         )
 

@@ -187,15 +187,15 @@ BAD_JSON = [
     ("no-history", lambda f: _edit_json(f, lambda d: d.pop("history")), "lacks the field 'history'"),
     ("bad-config", lambda f: _edit_json(f, _set(["config", "width"], -1)), "width must be"),
     ("unknown-config", lambda f: _edit_json(f, _set(["config", "colour"], "red")), "colour"),
-    ("epoch-text", lambda f: _edit_json(f, _set(["history", "slow", 1, "epoch"], "1")), "whole epoch"),
+    ("epoch-text", lambda f: _edit_json(f, _set(["history", "slow", 1, "epoch"], "1")), "epoch must be a whole number from 0 to 500"),
     ("alignment-text", lambda f: _edit_json(f, _set(["history", "slow", 0, "alignment"], "high")), "alignment"),
-    ("error-list", lambda f: _edit_json(f, _set(["history", "regular", 0, "test_error"], [1])), "numeric errors"),
+    ("error-list", lambda f: _edit_json(f, _set(["history", "regular", 0, "test_error"], [1])), "test_error must be a finite number"),
     ("extra-record-field", lambda f: _edit_json(f, _set(["history", "slow", 0, "colour"], 1)), "exactly the fields"),
     ("history-number", lambda f: _edit_json(f, _set(["history", "slow"], 5)), "wrong value"),
     ("diverged-text", lambda f: _edit_json(f, _set(["diverged_at", "slow"], "x")), "diverged_at"),
     ("stopped-text", lambda f: _edit_json(f, _set(["stopped"], "no")), "stopped"),
     ("seconds-text", lambda f: _edit_json(f, _set(["seconds"], "soon")), "wrong value"),
-    ("empty-history", lambda f: _edit_json(f, _set(["history", "regular"], [])), "empty history"),
+    ("empty-history", lambda f: _edit_json(f, _set(["history", "regular"], [])), "regular history must have 1 to 3 entries"),
     ("no-run-json", lambda f: (f / "run.json").unlink(), "not a saved kalign run"),
 ]
 
