@@ -1,8 +1,11 @@
-"""Shared fixtures: the bundled 8-vs-9 sample and a small, fast experiment config."""
+"""Shared fixtures: the bundled 8-vs-9 sample, a small, fast experiment config, and a fresh app server."""
 
 import pytest
+import streamlit as st
+import torch
 
-from kalign_core import ExperimentConfig, load_digits
+from apptest import TINY_CONFIG
+from kalign_core import ExperimentConfig, load_digits, run_experiment
 
 
 @pytest.fixture(scope="session")
@@ -19,3 +22,31 @@ def small_config():
         return ExperimentConfig(**{**settings, **overrides})
 
     return make
+
+
+@pytest.fixture
+def keep_torch_threads():
+    """Torch's thread count is restored after the test (job slots cap it)."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def fresh_server(tmp_path, monkeypatch, keep_torch_threads):
+    """New job slots and caches, the runs and sweeps folders in tmp_path, the server's default job limit."""
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    monkeypatch.setenv("KALIGN_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("KALIGN_SWEEPS_DIR", str(tmp_path / "sweeps"))
+    monkeypatch.setenv("KALIGN_DEFAULT_SOURCE", "sample")
+    monkeypatch.delenv("KALIGN_MAX_JOBS", raising=False)
+    yield
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+@pytest.fixture(scope="module")
+def earlier():
+    """A finished tiny run a session already shows; no bad input may replace or change it."""
+    return run_experiment(TINY_CONFIG)

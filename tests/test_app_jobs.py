@@ -6,29 +6,15 @@ import threading
 import pytest
 import torch
 
+from apptest import wait_until
 from kalign_core import jobs, run_experiment
 
-
-@pytest.fixture(autouse=True)
-def keep_torch_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("keep_torch_threads")
 
 
 def long_config(small_config, **overrides):
     """A config that would run for a long time; tests stop it."""
     return small_config(epochs=500, **overrides)
-
-
-def wait_until(read, ready, timeout=60.0):
-    """Poll `read()` until `ready(value)`; the value."""
-    for _ in range(int(timeout / 0.02)):
-        value = read()
-        if ready(value):
-            return value
-        threading.Event().wait(0.02)
-    raise AssertionError(f"not ready after {timeout} s: {value}")
 
 
 def test_a_job_trains_in_the_background_and_lands_in_the_cache(small_config):

@@ -1,71 +1,26 @@
 """Every dashboard page through Streamlit's AppTest: renders with and without a run, trains a tiny
-config and checks the charts against the epochs, rejects bad input, keeps state across pages.
-
-`run_every` never fires in AppTest, so a test waits for the session's job and reruns: the Train page
-draws a finished job's results on any ordinary rerun.
-"""
+config and checks the charts against the epochs, rejects bad input, keeps state across pages."""
 
 import json
-import pathlib
 import time
 
 import pytest
-import streamlit as st
-import torch
 from streamlit.testing.v1 import AppTest
 
+from apptest import TINY, charts, finish, open_app, press_train, texts
 from kalign_core import jobs, runs
 from kalign_core.training import run_experiment
 
-APP = str(pathlib.Path(__file__).parents[1] / "app.py")
-TINY = {"width": "32", "epochs": "2", "batch_size": "100", "probe_size": "40", "source": "sample"}
-
-
-@pytest.fixture(autouse=True)
-def fresh_server(tmp_path, monkeypatch):
-    """Each test gets new job slots and an empty results cache, and its own runs folder."""
-    threads = torch.get_num_threads()
-    st.cache_resource.clear()
-    monkeypatch.setenv("KALIGN_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("KALIGN_DEFAULT_SOURCE", "sample")
-    monkeypatch.delenv("KALIGN_MAX_JOBS", raising=False)
-    yield
-    st.cache_resource.clear()
-    torch.set_num_threads(threads)
-
-
-def open_app(**params) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.query_params.update(params)
-    return at.run()
-
-
-def press_train(at: AppTest) -> AppTest:
-    return at.button(key="train").click().run()
-
-
-def finish(at: AppTest) -> AppTest:
-    """Wait for this session's job, then rerun as the progress fragment would."""
-    job = at.session_state["job"]
-    assert job is not None and job.wait(120)
-    return at.run()
-
-
-def charts(at: AppTest) -> dict[str, dict]:
-    """Plotly specs by chart title."""
-    specs = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
-    return {spec["layout"]["title"]["text"]: spec for spec in specs}
+pytestmark = pytest.mark.usefixtures("fresh_server")
 
 
 def points(spec: dict) -> dict[str, int]:
+    """Points per trace of a chart, by trace name."""
     return {trace["name"]: len(trace["x"]) for trace in spec["data"]}
 
 
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
-
-
 def trained(**overrides) -> AppTest:
+    """A session that trained TINY, with `overrides`, to the end."""
     at = finish(press_train(open_app(**{**TINY, **overrides})))
     assert not at.exception
     return at

@@ -6,47 +6,23 @@ page; bad axes are refused with the field named.
 """
 
 import json
-import pathlib
 
 import numpy as np
 import pytest
-import streamlit as st
-import torch
 from streamlit.testing.v1 import AppTest
 
+from apptest import charts, open_app, texts
 from kalign_core.sweep import SUMMARY_CSV, read_summary_csv
 
-APP = str(pathlib.Path(__file__).parents[1] / "app.py")
 PAGE = "pages/sweeps.py"
 SWEEP = "2pairs-w16-32-r0.1-s1-e1"
 
-
-@pytest.fixture(autouse=True)
-def fresh_server(tmp_path, monkeypatch):
-    threads = torch.get_num_threads()
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    monkeypatch.setenv("KALIGN_SWEEPS_DIR", str(tmp_path / "sweeps"))
-    monkeypatch.setenv("KALIGN_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("KALIGN_DEFAULT_SOURCE", "sample")
-    yield
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("fresh_server")
 
 
 def open_sweeps() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    return at.switch_page(PAGE).run()
-
-
-def texts(elements) -> str:
-    return " ".join(e.value for e in elements)
-
-
-def charts(at: AppTest) -> dict[str, dict]:
-    specs = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
-    return {spec["layout"]["title"]["text"]: spec for spec in specs}
+    """A new session on the Sweeps page."""
+    return open_app().switch_page(PAGE).run()
 
 
 def choose_tiny_sweep(at: AppTest) -> AppTest:

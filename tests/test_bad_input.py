@@ -12,70 +12,17 @@ import dataclasses
 import io
 import json
 import math
-import pathlib
 
 import numpy as np
 import pytest
-import streamlit as st
-import torch
 from streamlit.testing.v1 import AppTest
 
+from apptest import MB, TINY, TINY_CONFIG, charts, open_app, press_train, session_job, texts
 from kalign_core import ExperimentConfig, cli, data, jobs, params, run_experiment, runs
 from kalign_core.devices import available_devices
 from kalign_core.training import MODEL_NAMES
 
-APP = str(pathlib.Path(__file__).parents[1] / "app.py")
-# The URL of a tiny run on the bundled sample; every app test starts from it.
-TINY = {"width": "32", "epochs": "2", "batch_size": "100", "probe_size": "40", "source": "sample"}
-TINY_CONFIG = ExperimentConfig(width=32, epochs=2, batch_size=100, probe_size=40, source="sample")
-MB = 2**20
-
-
-@pytest.fixture(autouse=True)
-def fresh_server(tmp_path, monkeypatch):
-    """New job slots and results cache, a runs folder of this test's own, torch threads restored."""
-    threads = torch.get_num_threads()
-    st.cache_resource.clear()
-    monkeypatch.setenv("KALIGN_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("KALIGN_DEFAULT_SOURCE", "sample")
-    monkeypatch.delenv("KALIGN_MAX_JOBS", raising=False)
-    yield
-    st.cache_resource.clear()
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def earlier():
-    """A finished run this session already shows; no bad input may replace or change it."""
-    return run_experiment(TINY_CONFIG)
-
-
-def open_app(earlier=None, **query) -> AppTest:
-    """A new session on the Train page, opened with `query` in the URL and `earlier` as its run."""
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.query_params.update(query)
-    if earlier is not None:
-        at.session_state["result"] = earlier
-    return at.run()
-
-
-def session_job(at: AppTest):
-    """The session's running or waiting training job, if any."""
-    return at.session_state["job"] if "job" in at.session_state else None
-
-
-def press_train(at: AppTest) -> AppTest:
-    """Press Train and, when that started a job, wait for it and rerun (as the progress fragment would)."""
-    at = at.button(key="train").click().run()
-    job = session_job(at)
-    if job is not None:
-        assert job.wait(120)
-        at = at.run()
-    return at
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
+pytestmark = pytest.mark.usefixtures("fresh_server")
 
 
 def strict_json(spec: str) -> dict:
@@ -129,7 +76,7 @@ def set_control(at: AppTest, field: str, value) -> None:
 def test_bad_form_input_is_named_trains_nothing_and_keeps_the_earlier_run(earlier, field, value, message):
     at = open_app(earlier, **TINY)
     set_control(at, field, value)
-    at = press_train(at)
+    at = press_train(at, wait=True)
     assert message in texts(at.error)
     assert session_job(at) is None  # nothing was started
     assert_untouched(at, earlier)
@@ -148,7 +95,7 @@ DOES_NOT_FIT = [
 def test_settings_larger_than_the_data_fail_before_training_and_keep_the_earlier_run(earlier, field, value, message):
     at = open_app(earlier, **TINY)
     set_control(at, field, value)
-    at = press_train(at)
+    at = press_train(at, wait=True)
     shown = texts(at.error)
     assert message in shown and "Nothing was trained; earlier results are kept" in shown
     outcome = at.session_state["outcome"]
@@ -161,7 +108,7 @@ def test_a_non_finite_rate_never_reaches_training(value):
     """A browser's number box cannot hold NaN or ±inf; should one arrive, the control keeps a finite value."""
     at = open_app(**TINY)
     at.number_input(key="train_slow_lr").set_value(value)
-    at = press_train(at)
+    at = press_train(at, wait=True)
     assert not at.exception
     assert math.isfinite(at.number_input(key="train_slow_lr").value)
     assert math.isfinite(at.session_state["settings"]["slow_lr"])
@@ -223,7 +170,7 @@ def test_bad_url_parameters_warn_and_the_controls_keep_sane_values(tiny_controls
 
 
 def test_the_app_keeps_serving_after_a_garbage_url():
-    at = press_train(open_app(**{**TINY, "digits": "1", "seed": "minus one", "bogus": "?", "device": "cuda:9"}))
+    at = press_train(open_app(**{**TINY, "digits": "1", "seed": "minus one", "bogus": "?", "device": "cuda:9"}), wait=True)
     assert not at.exception
     assert at.session_state["result"].config == TINY_CONFIG
     at.switch_page("pages/kernels.py").run()
@@ -444,7 +391,7 @@ def test_an_unusable_data_folder_falls_back_or_says_so(no_mnist_here, monkeypatc
     (no_mnist_here / "a-file").write_text("not a folder")
     folder = no_mnist_here / where
     monkeypatch.setenv("KALIGN_DATA_DIR", str(folder))
-    at = press_train(open_app(**{**TINY, "source": source}))
+    at = press_train(open_app(**{**TINY, "source": source}), wait=True)
     assert not at.exception
     assert message.format(folder=folder) in texts(at.info) + texts(at.error)
     if source == "auto":
@@ -456,12 +403,11 @@ def test_an_unusable_data_folder_falls_back_or_says_so(no_mnist_here, monkeypatc
 # ================================================================ alignment undefined, devices absent, sizes absurd
 def test_all_hidden_units_dead_show_a_gap_with_the_reason():
     """A learning rate of 10 kills every ReLU of both models in the first epoch: ρ is 0/0 from then on."""
-    at = press_train(open_app(**TINY, slow_lr="10", regular_lr="10"))
+    at = press_train(open_app(**TINY, slow_lr="10", regular_lr="10"), wait=True)
     assert not at.exception
     result = at.session_state["result"]
     assert [result.curve(name, "alignment")[1] for name in MODEL_NAMES] == [None, None]
-    specs = {spec["layout"]["title"]["text"]: spec for spec in (strict_json(c.proto.spec) for c in at.get("plotly_chart"))}
-    alignment = specs["Kernel–target alignment ρ"]
+    alignment = charts(at, parse=strict_json)["Kernel–target alignment ρ"]
     curves = {trace["name"]: trace["y"] for trace in alignment["data"] if trace["name"] in MODEL_NAMES}
     assert curves["slow"][1:] == [None] and curves["regular"][1:] == [None]  # a gap, not a NaN or a zero
     assert any("ρ undefined at epoch 1" in note["text"] for note in alignment["layout"]["annotations"])

@@ -11,71 +11,28 @@ threads, so every run alone uses the count the jobs used.
 
 import dataclasses
 import importlib.util
-import pathlib
 import sys
 import threading
 
 import numpy as np
 import pytest
-import streamlit as st
 import torch
-from streamlit.testing.v1 import AppTest
 
+from apptest import ROOT, TINY, finish, open_app, press_train, texts, wait_until
 from kalign_core import ExperimentConfig, jobs, params, run_experiment
 from kalign_core.training import MODEL_NAMES
 
-ROOT = pathlib.Path(__file__).parents[1]
-APP = str(ROOT / "app.py")
-TINY = {"width": "32", "epochs": "2", "batch_size": "100", "probe_size": "40", "source": "sample"}
 LONG = {**TINY, "epochs": "500"}  # would train for minutes; these tests stop it
 
-
-@pytest.fixture(autouse=True)
-def fresh_server(tmp_path, monkeypatch):
-    """New job slots and results cache for each test, torch threads restored after it."""
-    threads = torch.get_num_threads()
-    st.cache_resource.clear()
-    monkeypatch.setenv("KALIGN_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("KALIGN_DEFAULT_SOURCE", "sample")
-    yield
-    st.cache_resource.clear()
-    torch.set_num_threads(threads)
-
-
-def open_app(**query) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.query_params.update(query)
-    return at.run()
-
-
-def press_train(query: dict) -> AppTest:
-    """A new session that opens `query`'s URL and presses Train."""
-    return open_app(**query).button(key="train").click().run()
-
-
-def finish(at: AppTest) -> AppTest:
-    """Wait for the session's job, then rerun as its progress fragment would."""
-    assert at.session_state["job"].wait(120)
-    return at.run()
+pytestmark = pytest.mark.usefixtures("fresh_server")
 
 
 def config_of(query: dict) -> ExperimentConfig:
+    """The config a session opening `query`'s URL trains."""
     defaults, _ = params.default_settings()
     settings, warnings = params.settings_from_params(query, defaults)
     assert warnings == []
     return params.config_from_settings(settings)
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
-
-
-def wait_until(ready, timeout=60.0):
-    for _ in range(int(timeout / 0.02)):
-        if ready():
-            return
-        threading.Event().wait(0.02)
-    raise AssertionError(f"not ready after {timeout} s")
 
 
 def assert_same_training(result, alone, epochs: int | None = None) -> None:
@@ -113,7 +70,7 @@ def test_sessions_training_at_once_each_get_their_own_result(monkeypatch):
 
     monkeypatch.setattr(jobs, "run_experiment", gated)
     queries = [TINY, TINY, {**TINY, "seed": "1"}, {**TINY, "digits": "3,5"}, {**TINY, "slow_lr": "0"}]
-    sessions = [press_train(query) for query in queries]
+    sessions = [press_train(open_app(**query)) for query in queries]
     assert not any(at.exception for at in sessions)
     states = sorted(at.session_state["job"].status().state for at in sessions)
     assert states == ["running", "running", "waiting", "waiting", "waiting"]
@@ -133,15 +90,15 @@ def test_sessions_training_at_once_each_get_their_own_result(monkeypatch):
         assert_same_training(result, run_experiment(config_of(query)))  # alone, at the jobs' thread count
 
     # A sixth session asking for the same settings gets a finished result at once.
-    later = press_train(TINY)
+    later = press_train(open_app(**TINY))
     assert "job" not in later.session_state
     assert later.session_state["result"] in (results[0], results[1])
 
 
 def test_a_full_server_queues_then_stop_keeps_the_epochs_done(monkeypatch):
     monkeypatch.setenv("KALIGN_MAX_JOBS", "1")
-    running = press_train(LONG)
-    waiting = press_train({**TINY, "seed": "4"})
+    running = press_train(open_app(**LONG))
+    waiting = press_train(open_app(**{**TINY, "seed": "4"}))
     job = running.session_state["job"]
     wait_until(lambda: job.status().state == "running")
     assert "Waiting for a free slot: 0 run(s) ahead of yours. This server trains 1 run(s) at a time" in texts(
@@ -176,9 +133,9 @@ def test_a_closed_tab_frees_its_slot_for_the_next_session(monkeypatch):
     monkeypatch.setenv("KALIGN_MAX_JOBS", "1")
     with monkeypatch.context() as patch:
         patch.setattr(jobs, "TrainingJob", QuickToGiveUp)
-        closed = press_train(LONG)  # this tab is closed now: the session never reruns
+        closed = press_train(open_app(**LONG))  # this tab is closed now: the session never reruns
     job = closed.session_state["job"]
-    after = press_train({**TINY, "seed": "3"})  # waits, then gets the slot the closed tab held
+    after = press_train(open_app(**{**TINY, "seed": "3"}))  # waits, then gets the slot the closed tab held
     after = finish(after)
     assert job.done and job.status().state == "abandoned"
     assert after.session_state["result"].epochs_done == 2

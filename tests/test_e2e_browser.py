@@ -5,8 +5,6 @@ Skips when Chromium or Playwright is missing, except under CI=true, where it mus
 
 import contextlib
 import os
-import pathlib
-import socket
 import subprocess
 import sys
 import time
@@ -14,8 +12,9 @@ import urllib.request
 
 import pytest
 
+from apptest import ROOT, free_port
+
 CHROMIUM = "/usr/bin/chromium"
-ROOT = pathlib.Path(__file__).parents[1]
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 CHART = "[data-testid='stPlotlyChart']"
 
@@ -30,12 +29,6 @@ def require_browser():
         pytest.fail("; ".join(missing))
     if missing:
         pytest.skip("; ".join(missing))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

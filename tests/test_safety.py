@@ -19,44 +19,19 @@ import zipfile
 
 import numpy as np
 import pytest
-import streamlit as st
 import torch
 from streamlit.testing.v1 import AppTest
 
-from kalign_core import ExperimentConfig, cli, run_experiment, runs
+from apptest import MB, ROOT, free_port, open_app, texts
+from kalign_core import cli, runs
 
-ROOT = pathlib.Path(__file__).parents[1]
-APP = str(ROOT / "app.py")
-MB = 2**20
-
-
-@pytest.fixture(autouse=True)
-def fresh_server(tmp_path, monkeypatch):
-    """New job slots and cache; the runs folder is tmp_path/runs, so anything else in tmp_path escaped."""
-    threads = torch.get_num_threads()
-    st.cache_resource.clear()
-    monkeypatch.setenv("KALIGN_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("KALIGN_DEFAULT_SOURCE", "sample")
-    yield
-    st.cache_resource.clear()
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def earlier():
-    return run_experiment(ExperimentConfig(width=16, epochs=1, batch_size=200, probe_size=20, source="sample"))
+# The runs folder is tmp_path/runs, so anything else in tmp_path escaped.
+pytestmark = pytest.mark.usefixtures("fresh_server")
 
 
 def runs_page(earlier) -> AppTest:
     """A session showing `earlier`, on the Runs page."""
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state["result"] = earlier
-    at.run()
-    return at.switch_page("pages/runs.py").run()
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
+    return open_app(earlier).switch_page("pages/runs.py").run()
 
 
 def everything_under(folder: pathlib.Path) -> set[str]:
@@ -284,12 +259,6 @@ def this_machines_network_address() -> str | None:
             return None
         address = probe.getsockname()[0]
     return None if address.startswith("127.") else address
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_the_server_is_not_reachable_from_the_network(tmp_path):

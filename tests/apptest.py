@@ -1,0 +1,77 @@
+"""Helpers the app tests share: the app's paths, a tiny run's settings, and AppTest sessions that open
+the app, press Train, wait for the job and read what the page shows.
+
+`run_every` never fires in AppTest, so a test waits for the session's job and reruns: the Train page
+draws a finished job's results on any ordinary rerun.
+"""
+
+import json
+import pathlib
+import socket
+import threading
+
+from streamlit.testing.v1 import AppTest
+
+from kalign_core import ExperimentConfig
+
+ROOT = pathlib.Path(__file__).parents[1]
+APP = str(ROOT / "app.py")
+# The URL of a tiny run on the bundled sample, and the config it trains.
+TINY = {"width": "32", "epochs": "2", "batch_size": "100", "probe_size": "40", "source": "sample"}
+TINY_CONFIG = ExperimentConfig(width=32, epochs=2, batch_size=100, probe_size=40, source="sample")
+MB = 2**20
+
+
+def open_app(earlier=None, **query) -> AppTest:
+    """A new session on the Train page, opened with `query` in the URL and `earlier` as its run."""
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update(query)
+    if earlier is not None:
+        at.session_state["result"] = earlier
+    return at.run()
+
+
+def session_job(at: AppTest):
+    """The session's running or waiting training job, if any."""
+    return at.session_state["job"] if "job" in at.session_state else None
+
+
+def finish(at: AppTest) -> AppTest:
+    """Wait for this session's job, then rerun as the progress fragment would."""
+    job = session_job(at)
+    assert job is not None and job.wait(120)
+    return at.run()
+
+
+def press_train(at: AppTest, wait: bool = False) -> AppTest:
+    """Press Train; with `wait`, also wait for the job it started, if any, and rerun."""
+    at = at.button(key="train").click().run()
+    return finish(at) if wait and session_job(at) is not None else at
+
+
+def texts(elements) -> str:
+    """The values of these page elements, one per line."""
+    return "\n".join(str(e.value) for e in elements)
+
+
+def charts(at: AppTest, parse=json.loads) -> dict[str, dict]:
+    """The page's Plotly specs, read with `parse`, by chart title."""
+    specs = [parse(chart.proto.spec) for chart in at.get("plotly_chart")]
+    return {spec["layout"]["title"]["text"]: spec for spec in specs}
+
+
+def wait_until(read, ready=bool, timeout=60.0):
+    """Poll `read()` until `ready(value)`; the value."""
+    for _ in range(int(timeout / 0.02)):
+        value = read()
+        if ready(value):
+            return value
+        threading.Event().wait(0.02)
+    raise AssertionError(f"not ready after {timeout} s: {value}")
+
+
+def free_port() -> int:
+    """A TCP port on localhost that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
