@@ -1,6 +1,6 @@
 """kalign's benchmark: the speed figures of issue 4, measured side by side in one process.
 
-    python benchmarks/run.py                 # full run (~10 min on 2 cores), writes BENCHMARKS.md
+    python benchmarks/run.py                 # full run (about 6 min on 2 cores), writes BENCHMARKS.md
     python benchmarks/run.py --quick         # the same figures at fewer repeats and sizes (< 2 min)
     python benchmarks/run.py --no-write      # print the table only
     python benchmarks/run.py --device cuda --markdown-out gpu.md
