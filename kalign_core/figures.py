@@ -1,6 +1,6 @@
 """Plotly figures of a run: error and alignment curves, overlays of several runs, kernel heatmaps,
-and a standalone HTML page of them. Undefined or non-finite values are gaps, never spikes; a
-diverged model is marked at the epoch it diverged."""
+a standalone HTML page of them, and a sweep's digit-pair and trend charts. Undefined or non-finite
+values are gaps, never spikes; a diverged model is marked at the epoch it diverged."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
+from .sweep import mean_spread, pair_matrix
 from .training import MODEL_NAMES, ExperimentResult
 
 MODEL_COLORS = {"slow": "#1f77b4", "regular": "#d62728"}
@@ -217,3 +218,38 @@ def figures_html(result: ExperimentResult, title: str) -> str:
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
         f"<body><h1>{html.escape(title)}</h1><p>{html.escape(config)}</p>{''.join(parts)}</body></html>"
     )
+
+
+def pair_heatmap(summaries, metric: str, title: str, colorscale=KERNEL_COLORSCALE, zmid=0.0) -> go.Figure:
+    """10×10 digit × digit heatmap of `metric`, averaged over the other axes; blank = not run."""
+    matrix = pair_matrix(summaries, metric)
+    z = [[None if np.isnan(v) else float(v) for v in row] for row in matrix]
+    heatmap = go.Heatmap(z=z, x=list(range(10)), y=list(range(10)), colorscale=colorscale, zmid=zmid,
+                         hoverongaps=False, colorbar=dict(thickness=10),
+                         hovertemplate="%{y} vs %{x}: %{z:.4g}<extra></extra>")
+    fig = go.Figure(heatmap)
+    fig.update_layout(title=title, height=420, margin=dict(l=40, r=10, t=50, b=40),
+                      xaxis=dict(title="digit", dtick=1, constrain="domain"),
+                      yaxis=dict(title="digit", dtick=1, autorange="reversed", scaleanchor="x"))
+    return fig
+
+
+def sweep_trend_figure(summaries, x: str, line: str, x_title: str, line_title: str, log_x: bool) -> go.Figure:
+    """Alignment gain against `x`, one line per value of `line`, mean ± spread over seeds."""
+    fig = go.Figure()
+    palette = qualitative.Plotly
+    for i, value in enumerate(sorted({getattr(s, line) for s in summaries})):
+        stats = mean_spread([s for s in summaries if getattr(s, line) == value], x)
+        fig.add_scatter(x=list(stats), y=[m for m, _, _ in stats.values()], name=f"{line_title} {value:g}",
+                        mode="lines+markers", line=dict(color=palette[i % len(palette)]),
+                        error_y=dict(type="data", array=[sd for _, sd, _ in stats.values()]),
+                        customdata=[n for _, _, n in stats.values()],
+                        hovertemplate=f"{x_title} %{{x:g}}: %{{y:.4f}} ± %{{error_y.array:.4f}} "
+                                      "(%{customdata} seeds)<extra></extra>")
+    fig.add_hline(y=0, line=dict(color="gray", width=1, dash="dot"))
+    fig.update_layout(title=f"Alignment gain vs {x_title} (mean ± spread over seeds)", height=380,
+                      xaxis=dict(title=x_title, type="log" if log_x else "linear",
+                                 tickvals=sorted({getattr(s, x) for s in summaries})),
+                      yaxis=dict(title="alignment gain"), legend=dict(orientation="h", y=-0.25),
+                      margin=dict(l=50, r=20, t=50, b=40))
+    return fig

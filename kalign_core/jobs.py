@@ -227,14 +227,6 @@ class TrainingJob(BackgroundJob):
         """Someone is still looking: postpone abandonment."""
         self._heartbeat = time.monotonic()
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the job has ended; False on timeout."""
-        return self._done.wait(timeout)
-
-    @property
-    def done(self) -> bool:
-        return self._done.is_set()
-
     def status(self) -> JobStatus:
         with self._lock:
             state, result, error = self._state, self._result, self._error

@@ -25,7 +25,6 @@ import os
 import pathlib
 import sys
 import tempfile
-import threading
 import time
 import types
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait

@@ -5,9 +5,6 @@ import dataclasses
 import os
 import pathlib
 
-import numpy as np
-import plotly.graph_objects as go
-from plotly.colors import qualitative
 import streamlit as st
 
 import ui
@@ -22,9 +19,6 @@ from kalign_core.sweep import (
     calibrate,
     duration_text,
     estimate_seconds,
-    finished_trials,
-    mean_spread,
-    pair_matrix,
     pairs_among,
     read_summary_csv,
     summary_csv,
@@ -188,7 +182,7 @@ def live_progress(job: SweepJob) -> None:
         job.stop()
         st.caption("Stopping: no new trial starts; the finished ones are saved, and the same sweep resumes later.")
     if status.summaries:
-        st.plotly_chart(pair_heatmap(status.summaries, "alignment_gain", "Alignment gain so far"), key="live_gain")
+        st.plotly_chart(figures.pair_heatmap(status.summaries, "alignment_gain", "Alignment gain so far"), key="live_gain")
 
 
 def outcome_notice() -> None:
@@ -202,41 +196,6 @@ def outcome_notice() -> None:
 
 
 # -- results ---------------------------------------------------------------------------------------
-
-def pair_heatmap(summaries, metric: str, title: str, colorscale=figures.KERNEL_COLORSCALE, zmid=0.0) -> go.Figure:
-    """10×10 digit × digit heatmap of `metric`, averaged over the other axes; blank = not run."""
-    matrix = pair_matrix(summaries, metric)
-    z = [[None if np.isnan(v) else float(v) for v in row] for row in matrix]
-    heatmap = go.Heatmap(z=z, x=list(range(10)), y=list(range(10)), colorscale=colorscale, zmid=zmid,
-                         hoverongaps=False, colorbar=dict(thickness=10),
-                         hovertemplate="%{y} vs %{x}: %{z:.4g}<extra></extra>")
-    fig = go.Figure(heatmap)
-    fig.update_layout(title=title, height=420, margin=dict(l=40, r=10, t=50, b=40),
-                      xaxis=dict(title="digit", dtick=1, constrain="domain"),
-                      yaxis=dict(title="digit", dtick=1, autorange="reversed", scaleanchor="x"))
-    return fig
-
-
-def trend_figure(summaries, x: str, line: str, x_title: str, line_title: str, log_x: bool) -> go.Figure:
-    """Alignment gain against `x`, one line per value of `line`, mean ± spread over seeds."""
-    fig = go.Figure()
-    palette = qualitative.Plotly
-    for i, value in enumerate(sorted({getattr(s, line) for s in summaries})):
-        stats = mean_spread([s for s in summaries if getattr(s, line) == value], x)
-        fig.add_scatter(x=list(stats), y=[m for m, _, _ in stats.values()], name=f"{line_title} {value:g}",
-                        mode="lines+markers", line=dict(color=palette[i % len(palette)]),
-                        error_y=dict(type="data", array=[sd for _, sd, _ in stats.values()]),
-                        customdata=[n for _, _, n in stats.values()],
-                        hovertemplate=f"{x_title} %{{x:g}}: %{{y:.4f}} ± %{{error_y.array:.4f}} "
-                                      "(%{customdata} seeds)<extra></extra>")
-    fig.add_hline(y=0, line=dict(color="gray", width=1, dash="dot"))
-    fig.update_layout(title=f"Alignment gain vs {x_title} (mean ± spread over seeds)", height=380,
-                      xaxis=dict(title=x_title, type="log" if log_x else "linear",
-                                 tickvals=sorted({getattr(s, x) for s in summaries})),
-                      yaxis=dict(title="alignment gain"), legend=dict(orientation="h", y=-0.25),
-                      margin=dict(l=50, r=20, t=50, b=40))
-    return fig
-
 
 def saved_sweeps(base: pathlib.Path) -> list[str]:
     """Sweep folders (those with a summary), newest first."""
@@ -296,15 +255,15 @@ def results() -> None:
         filtered = only(filtered, "lr_ratio", "Learning rate ratio shown")
     model = model_column.radio("Test error of", ["regular", "slow"], horizontal=True, key=key("error_model"))
     left, right = st.columns(2)
-    left.plotly_chart(pair_heatmap(filtered, "alignment_gain", "Alignment gain per digit pair"), key="gain_matrix")
-    right.plotly_chart(pair_heatmap(filtered, f"test_error_{model}", f"Final test error % ({model} model)",
+    left.plotly_chart(figures.pair_heatmap(filtered, "alignment_gain", "Alignment gain per digit pair"), key="gain_matrix")
+    right.plotly_chart(figures.pair_heatmap(filtered, f"test_error_{model}", f"Final test error % ({model} model)",
                                     colorscale="Viridis", zmid=None), key="error_matrix")
     left, right = st.columns(2)
     trends = ((left, "width", "lr_ratio", "width", "ratio", True),
               (right, "lr_ratio", "width", "lr ratio", "width", min(s.lr_ratio for s in summaries) > 0))
     for column, x, line, x_title, line_title, log_x in trends:
         if len({getattr(s, x) for s in summaries}) > 1:
-            column.plotly_chart(trend_figure(summaries, x, line, x_title, line_title, log_x), key=f"gain_vs_{x}")
+            column.plotly_chart(figures.sweep_trend_figure(summaries, x, line, x_title, line_title, log_x), key=f"gain_vs_{x}")
         else:
             column.caption(f"Sweep more than one {x_title} to see the gain against it.")
     st.dataframe([dataclasses.asdict(s) for s in summaries], hide_index=True, key="sweep_table")

@@ -1,7 +1,6 @@
 """A missing, partial or corrupt MNIST cache is detected by checksum, and "auto" falls back to the
 bundled sample with the reason, instead of failing. No network: downloads fail fast here."""
 
-import gzip
 import struct
 
 import numpy as np
