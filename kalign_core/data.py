@@ -143,8 +143,12 @@ def _mnist_arrays(root: str, allow_download: bool):
             return _read_mnist(root)  # another thread may have just downloaded it
         except DataUnavailable:
             pass
-        if time.monotonic() - _last_failed_download < DOWNLOAD_RETRY_AFTER_S:
-            raise DataUnavailable(f"{on_disk}, and a download failed a few minutes ago")
+        since_failure = time.monotonic() - _last_failed_download
+        if since_failure < DOWNLOAD_RETRY_AFTER_S:
+            raise DataUnavailable(
+                f"{on_disk}, and a download failed {since_failure / 60:.0f} min ago "
+                f"(kalign tries again {DOWNLOAD_RETRY_AFTER_S / 60:.0f} min after a failure)"
+            )
         try:
             _download_mnist(pathlib.Path(root))
         except Exception as error:
