@@ -5,7 +5,8 @@ import streamlit as st
 import ui
 
 st.set_page_config(page_title="kalign · kernel alignment lab", page_icon="🧠", layout="wide")
-ui.init_session()
+with ui.apology():
+    ui.init_session()
 page = st.navigation(
     [
         st.Page("pages/train.py", title="Train", icon=":material/model_training:", default=True),
@@ -15,7 +16,8 @@ page = st.navigation(
         st.Page("pages/about.py", title="About", icon=":material/info:"),
     ]
 )
-ui.show_url_warnings()
-ui.keep_job_alive()
-ui.mirror_settings_to_url()  # page switches drop the query string; put it back
-page.run()
+with ui.apology():  # a failure anywhere in a page ends in words, never a traceback
+    ui.show_url_warnings()
+    ui.keep_job_alive()
+    ui.mirror_settings_to_url()  # page switches drop the query string; put it back
+    page.run()

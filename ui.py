@@ -3,10 +3,15 @@ so they survive page switches), and the server's job slots and results cache (sh
 
 from __future__ import annotations
 
+import contextlib
+import logging
+
 import streamlit as st
 
 from kalign_core import jobs, params
 from kalign_core.training import ExperimentResult
+
+log = logging.getLogger("kalign.app")
 
 # Seconds between progress redraws of a running job, and between heartbeats on the other pages.
 PROGRESS_REFRESH_S = 1.0
@@ -36,18 +41,51 @@ def require_app() -> None:
             st.rerun()
 
 
+@contextlib.contextmanager
+def apology():
+    """Whatever fails inside ends as a short message in words; the details go to the server's log.
+    (Streamlit's reruns and stops are BaseExceptions and pass through.)"""
+    try:
+        yield
+    except Exception:
+        log.exception("a page failed")
+        st.error("Sorry, something went wrong while drawing this part of the page. Your settings and your "
+                 "last run are kept: reload the page, or go back to Train. The details are in the server's log.",
+                 icon=":material/sentiment_dissatisfied:")
+
+
 def init_session() -> None:
-    """On a session's first run: default settings, then whatever the URL asks for."""
+    """On a session's first run: default settings, then whatever the URL asks for; a link whose
+    settings have already finished on this server shows that run at once."""
     if "settings" in st.session_state:
         return
     settings, warnings = params.default_settings()
-    settings, url_warnings = params.settings_from_params(st.query_params.to_dict(), settings)
+    query = st.query_params.to_dict()
+    settings, url_warnings = params.settings_from_params(query, settings)
     st.session_state.settings = settings
     st.session_state.url_warnings = warnings + url_warnings
+    if query:
+        with contextlib.suppress(params.SettingsError):
+            cached = results_cache().get(params.config_from_settings(settings))
+            if cached is not None:
+                show_run(cached, "Shown at once: this link's settings had already finished on this server.")
 
 
 def settings() -> dict:
     return st.session_state.settings
+
+
+def form_key(field: str) -> str:
+    """The Train form's widget key for a setting."""
+    return f"train_{field}"
+
+
+def set_settings(settings: dict) -> None:
+    """Replace the session's settings; the Train form shows them the next time it is drawn."""
+    st.session_state.settings = settings
+    st.session_state.url_warnings = []
+    for field in params.FIELD_LABELS:
+        st.session_state.pop(form_key(field), None)
 
 
 def mirror_settings_to_url() -> None:
@@ -84,10 +122,13 @@ def current_result() -> ExperimentResult | None:
 
 
 def show_run(result: ExperimentResult, note: str | None = None) -> None:
-    """Make `result` the current run; `note` says where it came from."""
+    """Make `result` the current run, with its settings in the form and the URL; `note` says where
+    it came from."""
     st.session_state.result = result
     st.session_state.outcome = None
     st.session_state.run_note = note
+    set_settings(params.settings_from_config(result.config))
+    mirror_settings_to_url()
 
 
 def start_training(config) -> None:
@@ -107,7 +148,8 @@ def _heartbeat() -> None:
         return
     if job.done:
         st.rerun()  # let whichever page is open show the finished run
-    job.touch()
+    with apology():
+        job.touch()
 
 
 def keep_job_alive() -> None:

@@ -12,8 +12,35 @@ MAX_EPOCHS = 500
 MAX_BATCH_SIZE = 60_000
 MAX_PROBE_SIZE = 1_000
 MIN_PROBE_SIZE = 4
+# The largest whole number a browser holds exactly (JavaScript's Number.MAX_SAFE_INTEGER).
+MAX_SEED = 2**53 - 1
 # A run keeps each model's m×m float32 probe kernel at every epoch; this bounds their total.
 MAX_KERNEL_BYTES = 256 * 2**20
+
+
+class ConfigError(ValueError):
+    """Invalid settings. `fields` names the settings at fault (one, or several that only clash
+    together); `describe(names)` words the message with each setting called what the reader knows it
+    as: a form label, a URL parameter, a command-line option. str() uses the field names."""
+
+    def __init__(self, fields: tuple[str, ...] | str, template: str):
+        self.fields = (fields,) if isinstance(fields, str) else tuple(fields)
+        self.template = template  # str.format placeholders {field} for each field named
+        super().__init__(self.describe())
+
+    def describe(self, names=None) -> str:
+        names = names or {}
+        return self.template.format(**{field: names.get(field, field) for field in self.fields})
+
+
+def got(value) -> str:
+    """` (got VALUE)` for a message template: the value's repr, its braces kept literal."""
+    return f" (got {value!r})".replace("{", "{{").replace("}", "}}")
+
+
+def kernel_snapshot_bytes(epochs: int, probe_size: int) -> int:
+    """Memory of the probe kernels a run keeps: 2 models × (epochs + 1) × probe_size² float32."""
+    return 2 * (epochs + 1) * probe_size**2 * 4
 
 
 @dataclass(frozen=True)
@@ -42,25 +69,37 @@ class ExperimentConfig:
         _check_rate("regular_lr", self.regular_lr, allow_zero=False)
         _check_int("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
         _check_int("epochs", self.epochs, 1, MAX_EPOCHS)
-        _check_int("seed", self.seed, 0, 2**63 - 1)
+        _check_int("seed", self.seed, 0, MAX_SEED)
         _check_int("probe_size", self.probe_size, MIN_PROBE_SIZE, MAX_PROBE_SIZE)
-        snapshots = 2 * (self.epochs + 1) * self.probe_size**2 * 4
+        snapshots = kernel_snapshot_bytes(self.epochs, self.probe_size)
         if snapshots > MAX_KERNEL_BYTES:
-            raise ValueError(
-                f"probe_size and epochs together keep {snapshots / 2**20:,.0f} MB of kernel snapshots "
-                f"(2 models × (epochs + 1) × probe_size² floats), above {MAX_KERNEL_BYTES / 2**20:.0f} MB: "
-                f"lower probe_size (the kernels grow with its square) or epochs"
+            raise ConfigError(
+                ("epochs", "probe_size"),
+                f"{{epochs}} {self.epochs} × {{probe_size}} {self.probe_size} keep {snapshots / 2**20:,.0f} MB of "
+                f"kernels (they grow with the probe size squared); the limit is {MAX_KERNEL_BYTES / 2**20:.0f} MB: "
+                "lower either",
             )
         if self.source not in SOURCES:
-            raise ValueError(f"source must be one of {', '.join(SOURCES)} (got {self.source!r})")
+            raise ConfigError("source", f"{{source}} must be one of {', '.join(SOURCES)}" + got(self.source))
         if not isinstance(self.device, str) or not _is_device_name(self.device):
-            raise ValueError(
-                f"device must be 'auto', 'cpu', 'mps', 'cuda' or 'cuda:N' (got {self.device!r})"
-            )
+            raise ConfigError("device", "{device} must be 'auto', 'cpu', 'mps', 'cuda' or 'cuda:N'" + got(self.device))
         for name in ("width", "batch_size", "epochs", "seed", "probe_size"):
             object.__setattr__(self, name, int(getattr(self, name)))
         object.__setattr__(self, "slow_lr", float(self.slow_lr))
         object.__setattr__(self, "regular_lr", float(self.regular_lr))
+
+    def check_fits(self, n_train: int, n_test: int) -> None:
+        """ConfigError unless the batch fits in `n_train` training digits and the probe in `n_test`
+        held-out ones (those of the chosen digits in the data source)."""
+        if self.batch_size > n_train:
+            raise ConfigError(
+                "batch_size", f"{{batch_size}} must be from 1 to {n_train:,}, the training digits available"
+                + got(self.batch_size))
+        smallest = max(MIN_PROBE_SIZE, len(self.digits))
+        if not smallest <= self.probe_size <= n_test:
+            raise ConfigError(
+                "probe_size", f"{{probe_size}} must be from {smallest} to {n_test:,}, the held-out digits available"
+                + got(self.probe_size))
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -83,18 +122,18 @@ class ExperimentConfig:
 
 
 def _check_digits(digits) -> tuple[int, ...]:
-    allowed = "digits must be 2 to 10 distinct whole numbers from 0 to 9"
+    allowed = "{digits} must be 2 to 10 distinct whole numbers from 0 to 9"
     try:
         values = tuple(digits)
     except TypeError:
-        raise ValueError(f"{allowed} (got {digits!r})") from None
+        raise ConfigError("digits", allowed + got(digits)) from None
     if not all(_is_int(d) and 0 <= d <= 9 for d in values):
-        raise ValueError(f"{allowed} (got {list(values)!r})")
+        raise ConfigError("digits", allowed + got(list(values)))
     values = tuple(int(d) for d in values)
     if len(set(values)) != len(values):
-        raise ValueError(f"{allowed}; {list(values)} repeats a digit")
+        raise ConfigError("digits", f"{allowed}; {list(values)} repeats a digit")
     if not 2 <= len(values) <= 10:
-        raise ValueError(f"{allowed} (got {len(values)})")
+        raise ConfigError("digits", f"{allowed} (got {len(values)})")
     return values
 
 
@@ -104,14 +143,14 @@ def _is_int(value) -> bool:
 
 def _check_int(name: str, value, low: int, high: int) -> None:
     if not _is_int(value) or not low <= value <= high:
-        raise ValueError(f"{name} must be a whole number from {low} to {high:,} (got {value!r})")
+        raise ConfigError(name, f"{{{name}}} must be a whole number from {low} to {high:,}" + got(value))
 
 
 def _check_rate(name: str, value, allow_zero: bool) -> None:
     lowest = "0 or more" if allow_zero else "greater than 0"
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be a finite number {lowest} (got {value!r})")
+        raise ConfigError(name, f"{{{name}}} must be a finite number {lowest}" + got(value))
 
 
 def _is_device_name(name: str) -> bool:

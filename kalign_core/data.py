@@ -29,6 +29,9 @@ MNIST_FILES = (
     "t10k-labels-idx1-ubyte",
 )
 CHECKSUMS = "kalign-sha256.json"
+# Digits per class in MNIST's fixed training and test sets (torchvision's files, checked by checksum).
+MNIST_TRAIN_COUNTS = (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949)
+MNIST_TEST_COUNTS = (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)
 DOWNLOAD_TIMEOUT_S = 5.0
 # After a failed download, "auto" does not try the network again for this long.
 DOWNLOAD_RETRY_AFTER_S = 600.0
@@ -99,6 +102,17 @@ def load_digits(digits=(8, 9), source: str = "auto", root=None) -> DigitData:
         if source == "mnist":
             raise
         return _select(_sample_arrays(), digits, "sample", note=str(unavailable))
+
+
+def digit_counts(digits, source: str = "auto", root=None) -> tuple[int, int]:
+    """(training, held-out) digits of these classes that a run with `source` will have, without
+    loading images: "auto" counts MNIST when kalign's copy is on disk, else the sample."""
+    digits = _check_digits(digits)
+    root = pathlib.Path(root) if root is not None else default_data_dir()
+    if source == "mnist" or (source == "auto" and (root / "MNIST" / "raw" / CHECKSUMS).is_file()):
+        return sum(MNIST_TRAIN_COUNTS[d] for d in digits), sum(MNIST_TEST_COUNTS[d] for d in digits)
+    _, train_y, _, test_y = _sample_arrays()
+    return int(np.isin(train_y, digits).sum()), int(np.isin(test_y, digits).sum())
 
 
 def _select(arrays, digits: tuple[int, ...], source: str, note: str = "") -> DigitData:

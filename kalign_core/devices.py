@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from .config import ConfigError
+
 
 def available_devices() -> list[str]:
     """Concrete devices usable here, best first."""
@@ -16,11 +18,11 @@ def available_devices() -> list[str]:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' -> cuda, then mps, then cpu; a named device that is absent is a ValueError."""
+    """'auto' -> cuda, then mps, then cpu; a named device that is absent is a ConfigError."""
     devices = available_devices()
     if name == "auto":
         return torch.device(devices[0])
     wanted = "cuda:0" if name == "cuda" else name
     if wanted not in devices:
-        raise ValueError(f"device {name!r} is not available here; choose one of auto, {', '.join(devices)}")
+        raise ConfigError("device", f"{{device}} {name!r} is not available here; choose one of auto, {', '.join(devices)}")
     return torch.device(wanted)

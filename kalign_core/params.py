@@ -13,7 +13,8 @@ import pathlib
 import re
 from collections.abc import Mapping
 
-from .config import ExperimentConfig
+from .config import ConfigError, ExperimentConfig
+from .data import digit_counts
 from .devices import resolve_device
 
 # The form's label for each ExperimentConfig field, in the form's order.
@@ -37,34 +38,44 @@ RUN_NAME_MAX = 64
 
 
 class SettingsError(ValueError):
-    """One or more invalid settings; `errors` maps each bad field to its message."""
+    """One or more invalid settings: `problems` are ConfigErrors, each naming the fields at fault."""
 
-    def __init__(self, errors: dict[str, str]):
-        super().__init__("; ".join(f"{FIELD_LABELS[f]}: {m}" for f, m in errors.items()))
-        self.errors = errors
+    def __init__(self, problems: list[ConfigError]):
+        self.problems = problems
+        super().__init__("; ".join(self.messages()))
 
-    def messages(self) -> list[str]:
-        return [f"{FIELD_LABELS[field]}: {message}" for field, message in self.errors.items()]
+    @property
+    def fields(self) -> set[str]:
+        return {field for problem in self.problems for field in problem.fields}
+
+    def messages(self, names: Mapping[str, str] = FIELD_LABELS) -> list[str]:
+        """Each problem in words, its settings called by `names` (the form's labels by default)."""
+        return [_capitalised(problem.describe(names)) for problem in self.problems]
 
 
-def field_error(name: str, value) -> str | None:
-    """Why `value` is not allowed for config field `name`, or None when it is."""
+def field_error(name: str, value) -> ConfigError | None:
+    """Why `value` is not allowed for config field `name` on its own, or None when it is."""
     try:
         dataclasses.replace(ExperimentConfig(), **{name: value})
         if name == "device":
             resolve_device(value)  # a well-formed name may still be absent from this machine
-    except ValueError as error:
-        return str(error)
+    except ConfigError as error:
+        return error
     return None
 
 
 def config_from_settings(settings: Mapping) -> ExperimentConfig:
-    """The config for the form's settings; SettingsError lists every bad field."""
-    errors = {name: field_error(name, settings[name]) for name in FIELD_LABELS}
-    errors = {name: message for name, message in errors.items() if message}
-    if errors:
-        raise SettingsError(errors)
-    return ExperimentConfig(**settings)
+    """The config for these settings, checked field by field, then together (e.g. epochs × probe
+    size), then against the digits the data source has; SettingsError lists every problem found."""
+    problems = [error for name in FIELD_LABELS if (error := field_error(name, settings[name]))]
+    if problems:
+        raise SettingsError(problems)
+    try:
+        config = ExperimentConfig(**settings)
+        config.check_fits(*digit_counts(config.digits, config.source))
+    except ConfigError as error:
+        raise SettingsError([error]) from None
+    return config
 
 
 def default_settings(environ: Mapping[str, str] = os.environ) -> tuple[dict, list[str]]:
@@ -79,6 +90,14 @@ def default_settings(environ: Mapping[str, str] = os.environ) -> tuple[dict, lis
     return {**settings, "source": source}, []
 
 
+def settings_from_config(config: ExperimentConfig) -> dict:
+    """The form's settings for a run's config (a device this machine lacks becomes "auto")."""
+    settings = config.to_dict()
+    if field_error("device", config.device):
+        settings["device"] = "auto"
+    return settings
+
+
 def config_to_params(config: ExperimentConfig) -> dict[str, str]:
     """The config as URL query parameters (all fields, so a link means the same on any server)."""
     params = {name: str(value) for name, value in config.to_dict().items()}
@@ -87,7 +106,9 @@ def config_to_params(config: ExperimentConfig) -> dict[str, str]:
 
 
 def settings_from_params(params: Mapping[str, str], settings: Mapping) -> tuple[dict, list[str]]:
-    """`settings` with each valid query parameter applied, and a warning for each one ignored."""
+    """`settings` with each valid query parameter applied, and a warning for each one ignored:
+    first those invalid on their own, then those that clash with the others (e.g. epochs=500 with
+    probe_size=1000); the rest are kept."""
     updated, warnings = dict(settings), []
     unknown = sorted(set(params) - set(FIELD_LABELS))
     if unknown:
@@ -95,15 +116,30 @@ def settings_from_params(params: Mapping[str, str], settings: Mapping) -> tuple[
             f"Ignored unknown URL parameter(s) {', '.join(_shown(k) for k in unknown)}; "
             f"known ones are {', '.join(FIELD_LABELS)}."
         )
+    applied = []
     for name in FIELD_LABELS:
         if name not in params:
             continue
         value = _parse(name, params[name])
         problem = field_error(name, value)
         if problem:
-            warnings.append(f"Ignored URL parameter {name}={_shown(params[name])}: {_clipped(problem)}")
+            warnings.append(f"Ignored URL parameter {name}={_shown(params[name])}: {_clipped(problem.describe())}")
         else:
             updated[name] = list(value) if name == "digits" else value
+            applied.append(name)
+    while applied:
+        try:
+            config_from_settings(updated)
+            break
+        except SettingsError as error:
+            clashing = [name for name in applied if name in error.fields]
+            if not clashing:
+                break  # the settings it came with are at fault, not the URL
+            for name in clashing:
+                updated[name] = settings[name]
+                applied.remove(name)
+            shown = ", ".join(f"{name}={_shown(params[name])}" for name in clashing)
+            warnings.append(f"Ignored URL parameter(s) {shown}: {'; '.join(p.describe() for p in error.problems)}")
     return updated, warnings
 
 
@@ -121,6 +157,10 @@ def _parse(name: str, text: str):
     except ValueError:
         return text
     return text
+
+
+def _capitalised(message: str) -> str:
+    return message[:1].upper() + message[1:]
 
 
 def _shown(text: str) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .alignment import AlignmentUndefined, centered_feature_kernel, feature_alignment, one_hot
-from .config import MIN_PROBE_SIZE, ExperimentConfig
+from .config import ExperimentConfig
 from .data import DigitData, load_digits
 from .devices import resolve_device
 from .model import MLP, init_weights
@@ -106,17 +106,7 @@ def run_experiment(
 def _check_fits(config: ExperimentConfig, data: DigitData) -> None:
     if tuple(data.digits) != tuple(config.digits):
         raise ValueError(f"data holds digits {list(data.digits)} but config.digits is {list(config.digits)}")
-    n_train, n_test = len(data.train_y), len(data.test_y)
-    if config.batch_size > n_train:
-        raise ValueError(
-            f"batch_size must be from 1 to {n_train:,}, the training digits available (got {config.batch_size:,})"
-        )
-    smallest = max(MIN_PROBE_SIZE, len(data.digits))
-    if not smallest <= config.probe_size <= n_test:
-        raise ValueError(
-            f"probe_size must be from {smallest} to {n_test:,}, the test digits available "
-            f"(got {config.probe_size:,})"
-        )
+    config.check_fits(len(data.train_y), len(data.test_y))
 
 
 def stratified_probe(labels: np.ndarray, size: int, n_classes: int, generator: torch.Generator) -> np.ndarray:

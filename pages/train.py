@@ -15,57 +15,79 @@ SOURCES = {
     "sample": "bundled sample (5,000)",
 }
 LABELS = params.FIELD_LABELS
+# Whole-number settings are entered as floats so that 2.5 is refused, not silently cut to 2.
+WHOLE_NUMBERS = ("width", "epochs", "batch_size", "probe_size")
 
 
-def key(field: str) -> str:
-    return f"train_{field}"
+key = ui.form_key
+
+
+def widget_value(field: str, value):
+    return float(value) if field in WHOLE_NUMBERS and isinstance(value, int) else value
+
+
+def setting_value(field: str, value):
+    """A whole number typed as 3.0 is the setting 3; 2.5 stays 2.5 for the check to refuse."""
+    if field in WHOLE_NUMBERS and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return sorted(value) if field == "digits" else value
+
+
+def restore_form() -> None:
+    """The form shows the session's settings (Streamlit forgets widgets of pages not drawn)."""
+    for field, value in ui.settings().items():
+        st.session_state.setdefault(key(field), widget_value(field, value))
+
+
+def on_change() -> None:
+    """Every change becomes the session's settings at once, so problems show before Train."""
+    ui.set_settings({field: setting_value(field, st.session_state[key(field)]) for field in LABELS})
 
 
 def on_train() -> None:
     """Runs before the rerun, so the page already draws the new job (and a disabled Train button)."""
-    values = {field: st.session_state[key(field)] for field in LABELS}
-    values["digits"] = sorted(values["digits"])
-    st.session_state.settings = values
-    st.session_state.url_warnings = []
     try:
-        config = params.config_from_settings(values)
+        config = params.config_from_settings(ui.settings())
     except params.SettingsError:
-        return  # the errors are drawn next to the form; nothing trains, the last run stays
+        return  # the problems are drawn under the form; nothing trains, the last run stays
     ui.start_training(config)
 
 
 def settings_form(running: bool) -> None:
-    s = ui.settings()
+    restore_form()
     devices = ["auto", *available_devices()]
-    with st.form("train_form"):
-        st.multiselect(LABELS["digits"], list(range(10)), default=s["digits"], key=key("digits"),
-                       help="2 to 10 digits for the models to tell apart")
-        st.number_input(LABELS["width"], value=s["width"], step=100, key=key("width"),
-                        help="hidden ReLU units in each model")
-        left, right = st.columns(2)
-        left.number_input(LABELS["slow_lr"], value=s["slow_lr"], step=0.001, format="%g", key=key("slow_lr"),
-                          help="the slow model's hidden layer; 0 freezes it (random features)")
-        right.number_input(LABELS["regular_lr"], value=s["regular_lr"], step=0.001, format="%g",
-                           key=key("regular_lr"), help="the regular model's hidden layer and both readouts")
-        left.number_input(LABELS["epochs"], value=s["epochs"], step=1, key=key("epochs"))
-        right.number_input(LABELS["batch_size"], value=s["batch_size"], step=50, key=key("batch_size"))
-        left.number_input(LABELS["seed"], value=s["seed"], step=1, key=key("seed"),
-                          help="same seed, same initial weights and batch order")
-        right.number_input(LABELS["probe_size"], value=s["probe_size"], step=50, key=key("probe_size"),
-                           help="held-out digits on which kernels and alignment are measured")
-        st.selectbox(LABELS["source"], list(SOURCES), index=list(SOURCES).index(s["source"]),
-                     format_func=SOURCES.get, key=key("source"),
-                     help="full MNIST downloads once (about 12 MB); the sample ships with kalign, works offline")
-        st.selectbox(LABELS["device"], devices, index=devices.index(s["device"]) if s["device"] in devices else 0,
-                     format_func=lambda d: f"auto (uses {resolve_device('auto')})" if d == "auto" else d,
-                     key=key("device"))
-        st.form_submit_button("Train", type="primary", icon=":material/play_arrow:", disabled=running,
-                              on_click=on_train, width="stretch", key="train")
+    if st.session_state[key("device")] not in devices:
+        st.session_state[key("device")] = "auto"
+    changed = dict(on_change=on_change)
+    st.multiselect(LABELS["digits"], list(range(10)), key=key("digits"), **changed,
+                   help="2 to 10 digits for the models to tell apart")
+    st.number_input(LABELS["width"], step=100.0, format="%g", key=key("width"), **changed,
+                    help="hidden ReLU units in each model")
+    left, right = st.columns(2)
+    left.number_input(LABELS["slow_lr"], step=0.001, format="%g", key=key("slow_lr"), **changed,
+                      help="the slow model's hidden layer; 0 freezes it (random features: only its readout learns)")
+    right.number_input(LABELS["regular_lr"], step=0.001, format="%g", key=key("regular_lr"), **changed,
+                       help="the regular model's hidden layer and both readouts")
+    left.number_input(LABELS["epochs"], step=1.0, format="%g", key=key("epochs"), **changed)
+    right.number_input(LABELS["batch_size"], step=50.0, format="%g", key=key("batch_size"), **changed)
+    left.number_input(LABELS["seed"], step=1, key=key("seed"), **changed,
+                      help="same seed, same initial weights and batch order")
+    right.number_input(LABELS["probe_size"], step=50.0, format="%g", key=key("probe_size"), **changed,
+                       help="held-out digits on which kernels and alignment are measured")
+    st.selectbox(LABELS["source"], list(SOURCES), format_func=SOURCES.get, key=key("source"), **changed,
+                 help="full MNIST downloads once (about 12 MB); the sample ships with kalign, works offline")
+    st.selectbox(LABELS["device"], devices, key=key("device"), **changed,
+                 format_func=lambda d: f"auto (uses {resolve_device('auto')})" if d == "auto" else d)
     try:
-        params.config_from_settings(s)
+        params.config_from_settings(ui.settings())
+        problems = []
     except params.SettingsError as error:
-        for message in error.messages():
-            st.error(message, icon=":material/error:")
+        problems = error.messages()
+    st.button("Train", type="primary", icon=":material/play_arrow:", disabled=running or bool(problems),
+              on_click=on_train, width="stretch", key="train",
+              help="fix the settings named below first" if problems else None)
+    for message in problems:
+        st.error(message, icon=":material/error:")
 
 
 def charts(result, prefix: str) -> None:
@@ -85,13 +107,20 @@ def live_progress(job) -> None:
     status = job.status()
     if not status.active:
         st.rerun()  # draw the finished run with the whole page
+    with ui.apology():
+        draw_progress(job, status)
+
+
+def draw_progress(job, status) -> None:
     job.touch()
     total = status.config.epochs
     if status.state == "waiting":
         slots = ui.job_slots()
+        ahead = ("yours is next" if status.queue_position == 0
+                 else f"{status.queue_position} run{'s' if status.queue_position > 1 else ''} ahead of yours")
         st.info(
-            f"Waiting for a free slot: {status.queue_position} run(s) ahead of yours. This server trains "
-            f"{slots.limit} run(s) at a time so that each gets the CPU it needs.",
+            f"Waiting for a free slot: {ahead}. This server trains {slots.limit} "
+            f"run{'s' if slots.limit > 1 else ''} at a time so that each gets the CPU it needs.",
             icon=":material/hourglass_top:",
         )
     elif status.result is None:
@@ -187,20 +216,30 @@ def other_model(name: str) -> str:
     return MODEL_NAMES[1 - MODEL_NAMES.index(name)]
 
 
+def delta(change: float, digits: int, unit: str) -> tuple[str, str]:
+    """A metric's change since init and its arrow's colouring: a change that rounds to zero is
+    "±0" with no arrow colour, never a red "−0.000"."""
+    if round(change, digits) == 0:
+        return f"±{0:.{digits}f}{unit} since init", "off"
+    return f"{change:+.{digits}f}{unit} since init", "normal"
+
+
 def metrics(result) -> None:
     """Final test error and alignment of each model, with the change since initialisation."""
     columns = st.columns(4)  # both errors, then both alignments
     for name, error_column, alignment_column in zip(MODEL_NAMES, columns[:2], columns[2:]):
         first, last = result.history[name][0], result.history[name][-1]
         flag = " (diverged)" if result.diverged_at[name] is not None else ""
-        error_column.metric(f"{name} · test error{flag}", f"{last.test_error:.1f}%", delta_color="inverse",
-                            delta=f"{last.test_error - first.test_error:+.1f} pp since init")
+        text, colour = delta(last.test_error - first.test_error, 1, " pp")
+        error_column.metric(f"{name} · test error{flag}", f"{last.test_error:.1f}%", delta=text,
+                            delta_color="inverse" if colour == "normal" else colour)
         change = alignment_change(result, name)
         if last.alignment is None:
             alignment_column.metric(f"{name} · alignment ρ{flag}", "undefined", help=last.alignment_note)
         else:
-            alignment_column.metric(f"{name} · alignment ρ{flag}", f"{last.alignment:.3f}",
-                                    delta=None if change is None else f"{change:+.3f} since init")
+            text, colour = (None, "off") if change is None else delta(change, 3, "")
+            alignment_column.metric(f"{name} · alignment ρ{flag}", f"{last.alignment:.3f}", delta=text,
+                                    delta_color=colour)
 
 
 def finished_run(result) -> None:

@@ -58,11 +58,46 @@ def test_form_settings_report_every_bad_field_with_its_label():
     settings = {**DEFAULTS, "digits": [4], "width": -3, "regular_lr": 0.0}
     with pytest.raises(params.SettingsError) as caught:
         params.config_from_settings(settings)
-    assert set(caught.value.errors) == {"digits", "width", "regular_lr"}
+    assert caught.value.fields == {"digits", "width", "regular_lr"}
     messages = caught.value.messages()
-    assert messages[0].startswith("Digits: digits must be 2 to 10")
-    assert messages[1] == "Hidden width: width must be a whole number from 1 to 32,768 (got -3)"
-    assert messages[2].startswith("Regular learning rate: regular_lr must be a finite number greater than 0")
+    assert messages[0].startswith("Digits must be 2 to 10")
+    assert messages[1] == "Hidden width must be a whole number from 1 to 32,768 (got -3)"
+    assert messages[2].startswith("Regular learning rate must be a finite number greater than 0")
+    assert not any("_" in message for message in messages)  # the form's labels, never code names
+
+
+@pytest.mark.parametrize(
+    "clash, fields, expected",
+    [
+        ({"epochs": 500, "probe_size": 300}, {"epochs", "probe_size"},
+         "Epochs 500 × Probe size 300 keep 344 MB of kernels (they grow with the probe size squared); the limit is "
+         "256 MB: lower either"),
+        ({"batch_size": 801, "source": "sample"}, {"batch_size"},
+         "Batch size must be from 1 to 800, the training digits available (got 801)"),
+        ({"probe_size": 201, "source": "sample"}, {"probe_size"},
+         "Probe size must be from 4 to 200, the held-out digits available (got 201)"),
+        ({"digits": list(range(10)), "probe_size": 5, "source": "sample"}, {"probe_size"},
+         "Probe size must be from 10 to 1,000"),
+    ],
+)
+def test_settings_valid_alone_but_not_together_are_named_in_words(clash, fields, expected):
+    with pytest.raises(params.SettingsError) as caught:
+        params.config_from_settings({**DEFAULTS, **clash})
+    assert caught.value.fields == fields
+    assert caught.value.messages()[0].startswith(expected)
+
+
+def test_clashing_query_parameters_are_ignored_and_the_rest_kept():
+    query = {"probe_size": "1000", "epochs": "500", "width": "64", "source": "sample"}
+    settings, warnings = params.settings_from_params(query, DEFAULTS)
+    assert settings == {**DEFAULTS, "width": 64, "source": "sample"}
+    assert warnings == ["Ignored URL parameter(s) epochs='500', probe_size='1000': epochs 500 × probe_size 1000 keep "
+                        "3,822 MB of kernels (they grow with the probe size squared); the limit is 256 MB: lower either"]
+    params.config_from_settings(settings)  # what is kept trains
+
+    settings, warnings = params.settings_from_params({"batch_size": "5000", "source": "sample"}, DEFAULTS)
+    assert settings == {**DEFAULTS, "source": "sample"}
+    assert "batch_size must be from 1 to 800, the training digits available (got 5000)" in warnings[0]
 
 
 def test_default_source_comes_from_the_environment_when_valid():
