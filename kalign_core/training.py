@@ -8,7 +8,9 @@ by hand (plain SGD on cross-entropy) and tested against autograd.
 
 from __future__ import annotations
 
+import functools
 import math
+import platform
 import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
@@ -63,6 +65,9 @@ class ExperimentResult:
     models: dict[str, MLP] = field(default_factory=dict)
     # Why the data loader fell back to the bundled sample (empty when it did not).
     source_note: str = ""
+    # What decides the run's bits besides its config (see `run_provenance`); empty for runs saved
+    # before kalign recorded it.
+    provenance: dict = field(default_factory=dict)
 
     @property
     def epochs_done(self) -> int:
@@ -107,6 +112,32 @@ def _check_fits(config: ExperimentConfig, data: DigitData) -> None:
     if tuple(data.digits) != tuple(config.digits):
         raise ValueError(f"data holds digits {list(data.digits)} but config.digits is {list(config.digits)}")
     config.check_fits(len(data.train_y), len(data.test_y))
+
+
+def run_provenance(device: torch.device) -> dict:
+    """What, besides the config, decides a run's numbers to the last bit: the library versions, the
+    torch threads of the calling (training) thread (CPU matrix products round differently with
+    different counts), the device and the CPU model (whose math kernels round differently)."""
+    name = str(device)
+    if device.type == "cuda":
+        name += f" ({torch.cuda.get_device_name(device)})"
+    return {"torch": torch.__version__, "numpy": np.__version__, "torch_threads": torch.get_num_threads(),
+            "device": name, "cpu": cpu_model()}
+
+
+@functools.cache
+def cpu_model() -> str:
+    """The CPU's model name: Linux's /proc/cpuinfo, else what the platform module says, else the
+    machine type (e.g. 'arm64')."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
 
 
 def stratified_probe(labels: np.ndarray, size: int, n_classes: int, generator: torch.Generator) -> np.ndarray:
@@ -167,6 +198,7 @@ class _PairTrainer:
             target_kernel=centered_feature_kernel(target),
             probe_labels=self.probe_y.copy(),
             diverged_at={name: None for name in MODEL_NAMES},
+            provenance=run_provenance(device),
         )
 
     def _models(self) -> slice:

@@ -11,8 +11,12 @@ from kalign_core.training import MODEL_NAMES
 
 ui.require_app()
 
-UPLOAD_LIMIT_MB = {"json": 5, "npz": 50}
+MB = 2**20
+# A run file of any accepted config fits (server.maxUploadSize in .streamlit/config.toml agrees);
+# a run .json and its kernels .npz are the downloads of kalign before run files.
+UPLOAD_LIMIT_MB = {"kalign": runs.MAX_RUN_FILE_BYTES // MB, "json": runs.MAX_RUN_JSON_BYTES // MB, "npz": 50}
 CURRENT = "current run"
+OPENED = "runs_page_opened"  # the message of a run just opened, shown after the rerun that shows it
 
 
 def runs_base() -> pathlib.Path:
@@ -53,6 +57,17 @@ def summary(name: str, result) -> dict:
     diverged = [m for m in MODEL_NAMES if result.diverged_at[m] is not None]
     row["status"] = "stopped" if result.stopped else f"{', '.join(diverged)} diverged" if diverged else "finished"
     return row
+
+
+def provenance_line(result) -> str:
+    """What decides the run's numbers to the last bit, in a line."""
+    p = result.provenance
+    if not p:
+        return "Provenance: not recorded (saved by an earlier kalign)."
+    threads = p.get("torch_threads")
+    parts = [f"torch {p.get('torch', '?')}", f"{threads} torch thread{'s' if threads != 1 else ''}",
+             f"device {p.get('device', '?')}", f"CPU {p.get('cpu', '?')}", f"numpy {p.get('numpy', '?')}"]
+    return "Computed with " + " · ".join(parts) + ": runs agree to the last bit only where all of these do."
 
 
 def folder_picker() -> pathlib.Path | None:
@@ -100,15 +115,23 @@ def save_and_download(folder: pathlib.Path | None, result) -> None:
                 else:
                     st.success(f"Saved as {path}", icon=":material/check:")
     downloads = [
-        ("Run (.json)", lambda: runs.result_to_json(result), "json", "application/json"),
+        ("Run file (.kalign)", lambda: runs.run_file(result), "kalign", "application/zip"),
         ("Histories (.csv)", lambda: runs.history_csv(result), "csv", "text/csv"),
-        ("Kernels (.npz)", lambda: runs.kernels_to_npz(result), "npz", "application/octet-stream"),
         ("Figures (.html)", lambda: figures.figures_html(result, f"kalign run {name}"), "html", "text/html"),
     ]
     row = st.container(horizontal=True)
     for label, data, extension, mime in downloads:
         row.download_button(label, data=data, file_name=f"{name}.{extension}", mime=mime, on_click="ignore",
                             icon=":material/download:", key=f"download_{extension}")
+    st.caption("The run file holds the settings, histories and kernels (float16, the epochs of the largest "
+               "runs thinned): upload it below to view the run again. Its kernels in full: the Kernels page.")
+
+
+def show_opened(result, where: str, name: str) -> None:
+    """Make `result` the current run and rerun, so that the page above shows it too."""
+    ui.show_run(result, f"Opened {where} {name}.")
+    st.session_state[OPENED] = f"Opened {name}: see it on the Train and Kernels pages."
+    st.rerun()
 
 
 def open_saved(folder: pathlib.Path, saved: dict) -> None:
@@ -118,37 +141,47 @@ def open_saved(folder: pathlib.Path, saved: dict) -> None:
     name = left.selectbox("Open a saved run", list(saved), key="open_name")
     if right.button("Open", key="open_saved", icon=":material/folder_open:"):
         try:
-            ui.show_run(runs.load_run(folder / name), f"Opened the saved run {name}.")
+            result = runs.load_run(folder / name)
         except (runs.RunFileError, OSError) as error:
             st.error(f"Saved run {name}: {error}", icon=":material/error:")
         else:
-            st.success(f"Opened {name}: see it on the Train and Kernels pages.")
+            show_opened(result, "the saved run", name)
 
 
 def read_upload(upload, kind: str) -> bytes:
     limit = UPLOAD_LIMIT_MB[kind]
-    if upload.size > limit * 2**20:
-        raise runs.RunFileError(f"{upload.name} is {upload.size / 2**20:.1f} MB; a {kind} file may be at most {limit} MB")
+    if upload.size > limit * MB:
+        raise runs.RunFileError(f"{upload.name} is {upload.size / MB:.1f} MB; a {kind} file may be at most {limit} MB")
     return upload.getvalue()
+
+
+def read_uploaded_run(run_file, kernel_file):
+    """The run in a run file (.kalign), or in a run .json (from earlier kalign versions) with its
+    kernels .npz if given."""
+    if run_file.name.lower().endswith(runs.RUN_FILE_SUFFIX):
+        if kernel_file is not None:
+            raise runs.RunFileError(f"{run_file.name} holds its kernels already: remove {kernel_file.name}")
+        return runs.read_run_file(read_upload(run_file, "kalign"))
+    result = runs.result_from_json(read_upload(run_file, "json"))
+    if kernel_file is not None:
+        runs.attach_kernels(result, read_upload(kernel_file, "npz"))
+    return result
 
 
 def open_upload() -> None:
     left, right = st.columns(2)
-    run_file = left.file_uploader("Run file (.json)", type=["json"], key="upload_json",
-                                  max_upload_size=UPLOAD_LIMIT_MB["json"])
-    kernel_file = right.file_uploader("Its kernels (.npz, optional)", type=["npz"], key="upload_npz",
+    run_file = left.file_uploader("Run file (.kalign, or a run .json)", type=["kalign", "json"], key="upload_json",
+                                  max_upload_size=max(UPLOAD_LIMIT_MB.values()))
+    kernel_file = right.file_uploader("Its kernels (.npz, only beside a .json)", type=["npz"], key="upload_npz",
                                       max_upload_size=UPLOAD_LIMIT_MB["npz"])
     if not st.button("View the uploaded run", disabled=run_file is None, key="open_upload", icon=":material/upload:"):
         return
     try:
-        result = runs.result_from_json(read_upload(run_file, "json"))
-        if kernel_file is not None:
-            runs.attach_kernels(result, read_upload(kernel_file, "npz"))
+        result = read_uploaded_run(run_file, kernel_file)
     except runs.RunFileError as error:
         st.error(f"Upload: {error}", icon=":material/error:")
         return
-    ui.show_run(result, f"Opened the uploaded run {run_file.name}.")
-    st.success(f"Opened {run_file.name}: see it on the Train and Kernels pages.")
+    show_opened(result, "the uploaded run", run_file.name)
 
 
 st.title("Runs")
@@ -160,6 +193,7 @@ if current is None:
     ui.no_run_yet()
 else:
     st.caption(f"{summary(CURRENT, current)['status']} · {default_name(current)}")
+    st.caption(provenance_line(current))
     save_and_download(folder, current)
 
 st.header("Saved runs")
@@ -173,6 +207,8 @@ for name, problem in broken.items():
 compare(saved, current)
 
 st.header("Open a run")
+if OPENED in st.session_state:
+    st.success(st.session_state.pop(OPENED), icon=":material/check:")
 if folder is not None:
     open_saved(folder, saved)
 open_upload()
