@@ -80,12 +80,14 @@ def form_key(field: str) -> str:
     return f"train_{field}"
 
 
-def set_settings(settings: dict) -> None:
-    """Replace the session's settings; the Train form shows them the next time it is drawn."""
+def set_settings(settings: dict, from_form: bool = False) -> None:
+    """Replace the session's settings; unless they come from the Train form, it shows them the next
+    time it is drawn."""
     st.session_state.settings = settings
     st.session_state.url_warnings = []
-    for field in params.FIELD_LABELS:
-        st.session_state.pop(form_key(field), None)
+    if not from_form:
+        for field in params.FIELD_LABELS:
+            st.session_state.pop(form_key(field), None)
 
 
 def mirror_settings_to_url() -> None:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import fields
 
-from .config import ExperimentConfig, _check_int
+from .config import ConfigError, ExperimentConfig, _check_int
 from .data import DataUnavailable
 from .runs import RunFileError, check_run_target, save_run
 from .sweep import (BACKENDS, MAX_THREADS, MAX_WORKERS, SweepProgress, SweepSpec, calibrate, default_workers, estimate_seconds,
@@ -213,13 +214,24 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def option_names(command: str) -> dict[str, str]:
+    """What each setting is called on `command`'s command line, for its error messages."""
+    names = {field.name: "--" + field.name.replace("_", "-") for field in fields(ExperimentConfig)}
+    names.update({"workers": "--workers", "threads_per_trial": "--threads-per-trial"})
+    if command == "sweep":
+        names.update(width="--widths", seed="--seeds", slow_lr="--ratios")
+    return names
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (ValueError, DataUnavailable) as error:  # bad settings, or no data to train on
-        parser.error(str(error))  # exits 2 with the message
+    except ConfigError as error:  # bad settings, named as the options they came from
+        parser.error(error.describe(option_names(args.command)))  # exits 2 with the message
+    except (ValueError, DataUnavailable) as error:  # other bad input, or no data to train on
+        parser.error(str(error))
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130

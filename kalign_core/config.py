@@ -133,7 +133,7 @@ def _check_digits(digits) -> tuple[int, ...]:
     if len(set(values)) != len(values):
         raise ConfigError("digits", f"{allowed}; {list(values)} repeats a digit")
     if not 2 <= len(values) <= 10:
-        raise ConfigError("digits", f"{allowed} (got {len(values)})")
+        raise ConfigError("digits", allowed + got(list(values)))
     return values
 
 

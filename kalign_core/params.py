@@ -50,7 +50,7 @@ class SettingsError(ValueError):
 
     def messages(self, names: Mapping[str, str] = FIELD_LABELS) -> list[str]:
         """Each problem in words, its settings called by `names` (the form's labels by default)."""
-        return [_capitalised(problem.describe(names)) for problem in self.problems]
+        return [capitalised(problem.describe(names)) for problem in self.problems]
 
 
 def field_error(name: str, value) -> ConfigError | None:
@@ -159,7 +159,7 @@ def _parse(name: str, text: str):
     return text
 
 
-def _capitalised(message: str) -> str:
+def capitalised(message: str) -> str:
     return message[:1].upper() + message[1:]
 
 

@@ -9,7 +9,7 @@ import streamlit as st
 
 import ui
 from kalign_core import figures, params, runs
-from kalign_core.config import MAX_EPOCHS
+from kalign_core.config import MAX_EPOCHS, ConfigError
 from kalign_core.data import DataUnavailable
 from kalign_core.jobs import cpu_count
 from kalign_core.sweep import (
@@ -34,6 +34,12 @@ ALL = "all (mean)"
 # The sweep's own settings; the other experiment settings come from the Train page.
 DEFAULTS = {"digits": list(range(10)), "pairs": [], "widths": [256], "ratios": [0.1], "seeds": 1, "epochs": 10,
             "workers": cpu_count(), "name": ""}
+
+
+# What the sweep's settings are called here: its own controls, and the Train page's for the rest.
+SWEEP_LABELS = {**{field: f"{label} (Train page)" for field, label in params.FIELD_LABELS.items()},
+                "digits": "Digits", "width": "Hidden widths", "slow_lr": "Slow / regular learning rate ratios",
+                "seed": "Seeds", "epochs": "Epochs"}
 
 
 def key(field: str) -> str:
@@ -110,16 +116,20 @@ def axes_form() -> tuple[SweepSpec | None, pathlib.Path | None, int]:
               (("Hidden widths", "widths"), ("Learning rate ratios", "ratios")) if not s[field]]
     if len(s["digits"]) < 2:
         errors.append("Digits: choose at least two")
+    spec = None
     try:
         base = params.config_from_settings(ui.settings())
+        if not errors:
+            spec = SweepSpec(dataclasses.replace(base, epochs=s["epochs"]), tuple(s["pairs"]) or choosable,
+                             tuple(sorted(s["widths"])), tuple(sorted(s["ratios"])), tuple(range(s["seeds"])))
     except params.SettingsError as error:
         errors.append(f"The Train page's settings are not valid ({error}); fix them there")
+    except ConfigError as error:  # e.g. the sweep's epochs with the Train page's probe size
+        errors.append(params.capitalised(error.describe(SWEEP_LABELS)))
     if errors:
         for message in errors:
             st.error(message, icon=":material/error:")
         return None, None, workers
-    spec = SweepSpec(dataclasses.replace(base, epochs=s["epochs"]), tuple(s["pairs"]) or choosable,
-                     tuple(sorted(s["widths"])), tuple(sorted(s["ratios"])), tuple(range(s["seeds"])))
     st.caption(f"Each trial also uses the Train page's settings: regular learning rate {base.regular_lr:g}, batch "
                f"{base.batch_size}, probe {base.probe_size} digits, data {base.source}, device {base.device}.")
     try:
@@ -137,7 +147,8 @@ def plan(spec: SweepSpec, folder: pathlib.Path, workers: int) -> bool:
         pending, seconds = estimate_seconds(spec, workers, folder=folder,
                                             cost=cost_model(dataclasses.replace(spec.base, epochs=1), spec.pairs[0]))
     except (ValueError, OSError, DataUnavailable) as error:  # e.g. the folder holds trials with other settings
-        st.error(f"Sweep {folder.name}: {error}", icon=":material/error:")
+        why = params.capitalised(error.describe(SWEEP_LABELS)) if isinstance(error, ConfigError) else error
+        st.error(f"Sweep {folder.name}: {why}", icon=":material/error:")
         return False
     axes = f"{len(spec.pairs)} pairs × {len(spec.widths)} widths × {len(spec.ratios)} ratios × {len(spec.seeds)} seeds"
     if not pending:

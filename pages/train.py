@@ -41,7 +41,9 @@ def restore_form() -> None:
 
 def on_change() -> None:
     """Every change becomes the session's settings at once, so problems show before Train."""
-    ui.set_settings({field: setting_value(field, st.session_state[key(field)]) for field in LABELS})
+    current = ui.settings()
+    ui.set_settings({field: setting_value(field, st.session_state.get(key(field), current[field])) for field in LABELS},
+                    from_form=True)
 
 
 def on_train() -> None:

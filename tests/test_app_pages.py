@@ -78,12 +78,13 @@ def test_invalid_input_names_the_field_trains_nothing_and_keeps_the_last_run():
     at.multiselect(key="train_digits").set_value([8])
     at.number_input(key="train_width").set_value(0)
     at.number_input(key="train_regular_lr").set_value(0.0)
-    at = press_train(at)
+    at = at.run()
     assert not at.exception
+    assert at.button(key="train").disabled  # the problems are named as they are typed, before Train
     errors = texts(at.error)
-    assert "Digits: digits must be 2 to 10" in errors
-    assert "Hidden width: width must be a whole number from 1 to 32,768 (got 0)" in errors
-    assert "Regular learning rate: regular_lr must be a finite number greater than 0" in errors
+    assert "Digits must be 2 to 10" in errors
+    assert "Hidden width must be a whole number from 1 to 32,768 (got 0)" in errors
+    assert "Regular learning rate must be a finite number greater than 0" in errors
     assert at.session_state["job"] is None
     assert at.session_state["result"] is before
     assert len(at.get("plotly_chart")) == 2  # the earlier run is still drawn
@@ -140,7 +141,7 @@ def test_a_full_server_shows_waiting_for_a_free_slot(monkeypatch):
     monkeypatch.setenv("KALIGN_MAX_JOBS", "1")
     busy = press_train(open_app(**{**TINY, "epochs": "500"}))
     waiting = press_train(open_app(**{**TINY, "seed": "1"}))
-    assert "Waiting for a free slot: 0 run(s) ahead" in texts(waiting.info)
+    assert "Waiting for a free slot: yours is next" in texts(waiting.info)
     waiting = waiting.button(key="stop_training").click().run()
     assert "Stopped before training began" in texts(finish(waiting).info)
     finish(busy.button(key="stop_training").click().run())

@@ -110,5 +110,16 @@ def test_settings_the_sample_cannot_hold_are_explained_before_running():
     at.session_state["settings"] = {**at.session_state["settings"], "batch_size": 5000}
     at.run()
     assert not at.exception
-    assert "batch_size must be from 1 to 800" in texts(at.error)
+    assert "Batch size must be from 1 to 800" in texts(at.error)
+    assert not [b for b in at.button if b.key == "run_sweep"]
+
+
+def test_sweep_epochs_that_clash_with_the_train_pages_probe_are_named_before_running():
+    """Valid alone (probe 300 on the Train page, 500 sweep epochs), too many kernels together."""
+    at = open_sweeps()
+    at.session_state["settings"] = {**at.session_state["settings"], "digits": [3, 5, 8], "probe_size": 300}
+    at.number_input(key="sweep_epochs").set_value(500).run()
+    assert not at.exception
+    assert ("Epochs 500 × Probe size (Train page) 300 keep 344 MB of kernels (they grow with the probe size squared); "
+            "the limit is 256 MB: lower either") in texts(at.error)
     assert not [b for b in at.button if b.key == "run_sweep"]

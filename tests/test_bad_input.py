@@ -49,21 +49,21 @@ def case(name: str, *values, bug: str | None = None):
 # ================================================================ the Train form
 # field, value typed into its control, message shown next to the form
 FORM = [
-    case("no digit", "digits", [], "Digits: digits must be 2 to 10 distinct whole numbers from 0 to 9 (got 0)"),
-    case("one digit", "digits", [8], "Digits: digits must be 2 to 10 distinct whole numbers from 0 to 9 (got 1)"),
-    case("repeated digits", "digits", [8, 8], "Digits: digits must be 2 to 10 distinct whole numbers from 0 to 9; [8, 8] repeats a digit"),
-    case("width 0", "width", 0, "Hidden width: width must be a whole number from 1 to 32,768 (got 0)"),
-    case("width negative", "width", -64, "Hidden width: width must be a whole number from 1 to 32,768 (got -64)"),
-    case("width huge", "width", 10**9, "Hidden width: width must be a whole number from 1 to 32,768 (got 1000000000)"),
-    case("slow lr negative", "slow_lr", -0.001, "Slow learning rate: slow_lr must be a finite number 0 or more (got -0.001)"),
-    case("regular lr 0", "regular_lr", 0.0, "Regular learning rate: regular_lr must be a finite number greater than 0 (got 0.0)"),
-    case("regular lr negative", "regular_lr", -0.01, "Regular learning rate: regular_lr must be a finite number greater than 0 (got -0.01)"),
-    case("epochs 0", "epochs", 0, "Epochs: epochs must be a whole number from 1 to 500 (got 0)"),
-    case("epochs huge", "epochs", 10**6, "Epochs: epochs must be a whole number from 1 to 500 (got 1000000)"),
-    case("batch 0", "batch_size", 0, "Batch size: batch_size must be a whole number from 1 to 60,000 (got 0)"),
-    case("batch huge", "batch_size", 10**7, "Batch size: batch_size must be a whole number from 1 to 60,000 (got 10000000)"),
-    case("probe too small", "probe_size", 3, "Probe size: probe_size must be a whole number from 4 to 1,000 (got 3)"),
-    case("seed negative", "seed", -1, "Seed: seed must be a whole number from 0 to"),
+    case("no digit", "digits", [], "Digits must be 2 to 10 distinct whole numbers from 0 to 9 (got [])"),
+    case("one digit", "digits", [8], "Digits must be 2 to 10 distinct whole numbers from 0 to 9 (got [8])"),
+    case("repeated digits", "digits", [8, 8], "Digits must be 2 to 10 distinct whole numbers from 0 to 9; [8, 8] repeats a digit"),
+    case("width 0", "width", 0, "Hidden width must be a whole number from 1 to 32,768 (got 0)"),
+    case("width negative", "width", -64, "Hidden width must be a whole number from 1 to 32,768 (got -64)"),
+    case("width huge", "width", 10**9, "Hidden width must be a whole number from 1 to 32,768 (got 1000000000)"),
+    case("slow lr negative", "slow_lr", -0.001, "Slow learning rate must be a finite number 0 or more (got -0.001)"),
+    case("regular lr 0", "regular_lr", 0.0, "Regular learning rate must be a finite number greater than 0 (got 0.0)"),
+    case("regular lr negative", "regular_lr", -0.01, "Regular learning rate must be a finite number greater than 0 (got -0.01)"),
+    case("epochs 0", "epochs", 0, "Epochs must be a whole number from 1 to 500 (got 0)"),
+    case("epochs huge", "epochs", 10**6, "Epochs must be a whole number from 1 to 500 (got 1000000)"),
+    case("batch 0", "batch_size", 0, "Batch size must be a whole number from 1 to 60,000 (got 0)"),
+    case("batch huge", "batch_size", 10**7, "Batch size must be a whole number from 1 to 60,000 (got 10000000)"),
+    case("probe too small", "probe_size", 3, "Probe size must be a whole number from 4 to 1,000 (got 3)"),
+    case("seed negative", "seed", -1, "Seed must be a whole number from 0 to"),
 ]
 
 
@@ -76,30 +76,34 @@ def set_control(at: AppTest, field: str, value) -> None:
 def test_bad_form_input_is_named_trains_nothing_and_keeps_the_earlier_run(earlier, field, value, message):
     at = open_app(earlier, **TINY)
     set_control(at, field, value)
-    at = press_train(at, wait=True)
+    at = at.run()
     assert message in texts(at.error)
-    assert session_job(at) is None  # nothing was started
+    assert at.button(key="train").disabled  # named before Train; nothing can start
+    assert session_job(at) is None
     assert_untouched(at, earlier)
     assert len(at.get("plotly_chart")) == 2  # the earlier run's charts are still drawn
 
 
-# Settings the form accepts but the data cannot satisfy: the job finds out when it loads the data
-# (the bundled sample has 400 training and 100 test digits per class: 800 and 200 for 8 vs 9).
+# Settings valid one by one that the data cannot satisfy (the bundled sample has 400 training and
+# 100 test digits per class: 800 and 200 for 8 vs 9), or that clash: named in the form before Train.
 DOES_NOT_FIT = [
-    case("batch larger than the data", "batch_size", 5000, "batch_size must be from 1 to 800, the training digits available (got 5,000)"),
-    case("probe larger than the test set", "probe_size", 500, "the test digits available (got 500)"),
+    case("batch larger than the data", {"batch_size": 5000}, "Batch size must be from 1 to 800, the training digits available (got 5000)"),
+    case("probe larger than the test set", {"probe_size": 500}, "Probe size must be from 4 to 200, the held-out digits available (got 500)"),
+    case("epochs × probe too large", {"epochs": 500, "probe_size": 300},
+         "Epochs 500 × Probe size 300 keep 344 MB of kernels (they grow with the probe size squared); the limit is "
+         "256 MB: lower either"),
 ]
 
 
-@pytest.mark.parametrize("field, value, message", DOES_NOT_FIT)
-def test_settings_larger_than_the_data_fail_before_training_and_keep_the_earlier_run(earlier, field, value, message):
+@pytest.mark.parametrize("values, message", DOES_NOT_FIT)
+def test_settings_that_do_not_fit_are_named_before_training_and_keep_the_earlier_run(earlier, values, message):
     at = open_app(earlier, **TINY)
-    set_control(at, field, value)
-    at = press_train(at, wait=True)
-    shown = texts(at.error)
-    assert message in shown and "Nothing was trained; earlier results are kept" in shown
-    outcome = at.session_state["outcome"]
-    assert outcome.state == "failed" and outcome.result is None
+    for field, value in values.items():
+        set_control(at, field, value)
+    at = at.run()
+    assert message in texts(at.error)
+    assert at.button(key="train").disabled  # named before Train; nothing can start
+    assert session_job(at) is None
     assert_untouched(at, earlier)
 
 
@@ -182,27 +186,27 @@ def test_the_app_keeps_serving_after_a_garbage_url():
 # field named on stderr (by argparse for what it parses, by ExperimentConfig or the data check after).
 # options, message on stderr
 CLI = [
-    case("one digit", ["--digits", "8"], "digits must be 2 to 10 distinct whole numbers from 0 to 9 (got 1)"),
+    case("one digit", ["--digits", "8"], "--digits must be 2 to 10 distinct whole numbers from 0 to 9 (got [8])"),
     case("repeated digits", ["--digits", "8", "8"], "[8, 8] repeats a digit"),
-    case("digit 12", ["--digits", "8", "12"], "digits must be 2 to 10 distinct whole numbers from 0 to 9 (got [8, 12])"),
+    case("digit 12", ["--digits", "8", "12"], "--digits must be 2 to 10 distinct whole numbers from 0 to 9 (got [8, 12])"),
     case("digits text", ["--digits", "eight", "nine"], "argument --digits: invalid int value: 'eight'"),
-    case("width 0", ["--width", "0"], "width must be a whole number from 1 to 32,768 (got 0)"),
+    case("width 0", ["--width", "0"], "--width must be a whole number from 1 to 32,768 (got 0)"),
     case("width fractional", ["--width", "1.5"], "argument --width: invalid int value: '1.5'"),
-    case("width huge", ["--width", "100000000"], "width must be a whole number from 1 to 32,768 (got 100000000)"),
-    case("slow lr NaN", ["--slow-lr", "nan"], "slow_lr must be a finite number 0 or more (got nan)"),
-    case("slow lr negative", ["--slow-lr", "-1"], "slow_lr must be a finite number 0 or more (got -1.0)"),
-    case("regular lr 0", ["--regular-lr", "0"], "regular_lr must be a finite number greater than 0 (got 0.0)"),
-    case("regular lr inf", ["--regular-lr", "inf"], "regular_lr must be a finite number greater than 0 (got inf)"),
+    case("width huge", ["--width", "100000000"], "--width must be a whole number from 1 to 32,768 (got 100000000)"),
+    case("slow lr NaN", ["--slow-lr", "nan"], "--slow-lr must be a finite number 0 or more (got nan)"),
+    case("slow lr negative", ["--slow-lr", "-1"], "--slow-lr must be a finite number 0 or more (got -1.0)"),
+    case("regular lr 0", ["--regular-lr", "0"], "--regular-lr must be a finite number greater than 0 (got 0.0)"),
+    case("regular lr inf", ["--regular-lr", "inf"], "--regular-lr must be a finite number greater than 0 (got inf)"),
     case("regular lr text", ["--regular-lr", "fast"], "argument --regular-lr: invalid float value: 'fast'"),
-    case("epochs 0", ["--epochs", "0"], "epochs must be a whole number from 1 to 500 (got 0)"),
-    case("epochs huge", ["--epochs", "1000000"], "epochs must be a whole number from 1 to 500 (got 1000000)"),
-    case("batch 0", ["--batch-size", "0"], "batch_size must be a whole number from 1 to 60,000 (got 0)"),
-    case("batch larger than the data", ["--batch-size", "5000"], "batch_size must be from 1 to 800, the training digits available"),
-    case("probe larger than the test set", ["--probe-size", "500"], "the test digits available (got 500)"),
-    case("seed negative", ["--seed", "-1"], "seed must be a whole number from 0"),
+    case("epochs 0", ["--epochs", "0"], "--epochs must be a whole number from 1 to 500 (got 0)"),
+    case("epochs huge", ["--epochs", "1000000"], "--epochs must be a whole number from 1 to 500 (got 1000000)"),
+    case("batch 0", ["--batch-size", "0"], "--batch-size must be a whole number from 1 to 60,000 (got 0)"),
+    case("batch larger than the data", ["--batch-size", "5000"], "--batch-size must be from 1 to 800, the training digits available"),
+    case("probe larger than the test set", ["--probe-size", "500"], "--probe-size must be from 4 to 200, the held-out digits available (got 500)"),
+    case("seed negative", ["--seed", "-1"], "--seed must be a whole number from 0"),
     case("unknown source", ["--source", "web"], "argument --source: invalid choice: 'web'"),
-    case("unknown device", ["--device", "tpu"], "device must be 'auto', 'cpu', 'mps', 'cuda' or 'cuda:N' (got 'tpu')"),
-    case("absent device", ["--device", "cuda:7"], "device 'cuda:7' is not available here; choose one of auto"),
+    case("unknown device", ["--device", "tpu"], "--device must be 'auto', 'cpu', 'mps', 'cuda' or 'cuda:N' (got 'tpu')"),
+    case("absent device", ["--device", "cuda:7"], "--device 'cuda:7' is not available here; choose one of auto"),
     case("unknown option", ["--colour", "red"], "unrecognized arguments: --colour red"),
     case("out is below a file", ["--out", "{file}/run"], "--out"),
 ]
@@ -231,12 +235,12 @@ def test_bad_cli_options_exit_2_naming_the_field(capsys, tmp_path, options, mess
 
 # `python -m kalign_core sweep` with one bad option: exit code 2, the option named, no trial run.
 SWEEP_CLI = [
-    case("one digit", ["--digits", "8"], "digits must be 2 to 10 distinct whole numbers from 0 to 9 (got 1)"),
-    case("width 0", ["--widths", "0"], "width must be a whole number from 1 to 32,768 (got 0)"),
+    case("one digit", ["--digits", "8"], "--digits must be 2 to 10 distinct whole numbers from 0 to 9 (got [8])"),
+    case("width 0", ["--widths", "0"], "--widths must be a whole number from 1 to 32,768 (got 0)"),
     case("ratio above 1", ["--ratios", "2"], "ratios must be numbers from 0 to 1, slow_lr / regular_lr (got 2.0)"),
-    case("workers negative", ["--workers", "-1"], "workers must be a whole number from 1 to 1,024 (got -1)"),
-    case("workers 0", ["--workers", "0"], "workers must be a whole number from 1"),
-    case("threads per trial 0", ["--threads-per-trial", "0"], "threads_per_trial must be a whole number from 1"),
+    case("workers negative", ["--workers", "-1"], "--workers must be a whole number from 1 to 1,024 (got -1)"),
+    case("workers 0", ["--workers", "0"], "--workers must be a whole number from 1"),
+    case("threads per trial 0", ["--threads-per-trial", "0"], "--threads-per-trial must be a whole number from 1"),
 ]
 
 
