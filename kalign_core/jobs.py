@@ -1,5 +1,8 @@
-"""Training for a server shared by many browsers: one job per session in a worker thread, a
-server-wide limit on jobs training at once, and a cache of finished results shared by all sessions.
+"""Training for a server shared by many browsers: one job per session, a server-wide limit on jobs
+training at once, and a cache of finished results shared by all sessions.
+
+A job waits for a slot in a thread of the server, then trains in a worker process (`workers.py`)
+while that thread relays its epochs: the server's Python only queues, relays and draws.
 
 Nothing here knows about Streamlit: a page starts a `TrainingJob`, reads `job.status()` to draw it,
 calls `stop()` for its Stop button and `touch()` while it is still being looked at. A job nobody
@@ -9,7 +12,9 @@ touches for `abandon_after_s` (the tab was closed) stops itself and frees its sl
 from __future__ import annotations
 
 import logging
+import math
 import os
+import pathlib
 import threading
 import time
 from collections import OrderedDict
@@ -17,26 +22,75 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-import torch
 
 from .config import ExperimentConfig
-from .data import DataUnavailable
-from .training import ExperimentResult, run_experiment
+from .training import ExperimentResult
+from .workers import TrainingFailed, WorkerDied, WorkerInfo, shared_pool
 
 # Browsers throttle timers in background tabs to about one a minute, so a visible-but-hidden tab
 # may go quiet for that long; a job is only given up after a good margin beyond it.
 ABANDON_AFTER_S = 90.0
 DEFAULT_CACHE_BYTES = 512 * 2**20
 ACTIVE_STATES = ("waiting", "running")
+WORKER_DIED = ("the training process stopped unexpectedly (killed, or out of memory); "
+               "press Train to try again")
+CGROUP_ROOT = pathlib.Path("/sys/fs/cgroup")
 
 log = logging.getLogger(__name__)
 
 
 def cpu_count() -> int:
-    """Cores this process may use (respects CPU affinity, e.g. in containers)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    """Cores this process may use, as a container sees them: its CPU affinity, capped by a cgroup
+    CPU quota (a container limited to 2 CPUs on a 64-core host gets 2, not 64)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    quota = cgroup_cpu_quota()
+    return cores if quota is None else max(1, min(cores, math.floor(quota)))
+
+
+def cgroup_cpu_quota(root=CGROUP_ROOT, membership=pathlib.Path("/proc/self/cgroup")) -> float | None:
+    """CPUs' worth of time per period that the cgroup quotas allow this process (cgroup v2
+    `cpu.max`, v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us`), the smallest over its cgroup and their
+    ancestors; None without a quota (or where cgroups cannot be read)."""
+    quotas = []
+    try:
+        lines = pathlib.Path(membership).read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if not controllers:  # v2, "0::/path"; cpu.max holds "max 100000" or e.g. "200000 100000"
+            for folder in _cgroup_folders(pathlib.Path(root), path):
+                quotas.append(_ratio(*(_read(folder / "cpu.max") or "").split()))
+        elif "cpu" in controllers.split(","):  # v1, e.g. "4:cpu,cpuacct:/path"
+            for folder in _cgroup_folders(pathlib.Path(root) / "cpu", path):
+                quotas.append(_ratio(_read(folder / "cpu.cfs_quota_us"), _read(folder / "cpu.cfs_period_us")))
+    quotas = [q for q in quotas if q is not None]
+    return min(quotas) if quotas else None
+
+
+def _cgroup_folders(mount: pathlib.Path, path: str) -> list[pathlib.Path]:
+    """The cgroup's folder and its ancestors up to the mount; just the mount where the path is not
+    visible (a container shown its host's path)."""
+    folder = mount / path.strip().lstrip("/")
+    if not folder.is_dir():
+        return [mount]
+    return [folder, *(p for p in folder.parents if p.is_relative_to(mount))]
+
+
+def _read(file: pathlib.Path) -> str | None:
+    try:
+        return file.read_text()
+    except OSError:
+        return None
+
+
+def _ratio(quota=None, period=None) -> float | None:
+    """quota / period; None when unlimited ("max", -1) or unreadable."""
+    try:
+        value = int(quota) / int(period)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    return value if value > 0 else None
 
 
 def job_limit_from_env(environ=os.environ) -> int:
@@ -52,8 +106,8 @@ def job_limit_from_env(environ=os.environ) -> int:
 class JobSlots:
     """At most `limit` jobs train at once, server-wide; the others wait in arrival order.
 
-    torch's thread pool is process-wide, so the per-job cap is set here once: cores // limit
-    threads each, so that full slots use about all cores and no more.
+    Each slot has a worker process (`workers`, started here and kept for the life of the server)
+    that trains on cores // limit torch threads, so that full slots use about all cores and no more.
     """
 
     def __init__(self, limit: int):
@@ -61,7 +115,8 @@ class JobSlots:
             raise ValueError(f"the job limit must be 1 or more (got {limit})")
         self.limit = limit
         self.threads_per_job = max(1, cpu_count() // limit)
-        torch.set_num_threads(self.threads_per_job)
+        self.workers = shared_pool(limit, self.threads_per_job)
+        self.workers.warm()
         self._changed = threading.Condition()
         self._queue: list[object] = []
         self._running = 0
@@ -202,7 +257,8 @@ class BackgroundJob:
 
 
 class TrainingJob(BackgroundJob):
-    """One run of `run_experiment`, waiting for a server slot first; safe from any thread."""
+    """One run of `run_experiment` in a worker process, waiting for a server slot first; safe from
+    any thread. `worker` says which process trained it (None until it started)."""
 
     thread_name = "kalign-training"
 
@@ -222,6 +278,12 @@ class TrainingJob(BackgroundJob):
         self._state = "waiting"
         self._result: ExperimentResult | None = None
         self._error: str | None = None
+        self._worker: WorkerInfo | None = None
+
+    @property
+    def worker(self) -> WorkerInfo | None:
+        with self._lock:
+            return self._worker
 
     def touch(self) -> None:
         """Someone is still looking: postpone abandonment."""
@@ -249,9 +311,6 @@ class TrainingJob(BackgroundJob):
             for name, value in fields.items():
                 setattr(self, f"_{name}", value)
 
-    def _on_epoch(self, live: ExperimentResult) -> None:
-        self._set(result=live.copy())
-
     def _ended_state(self) -> str:
         return "abandoned" if self._abandoned else "stopped"
 
@@ -262,7 +321,12 @@ class TrainingJob(BackgroundJob):
                 return
             try:
                 self._set(state="running")
-                result = run_experiment(self.config, on_epoch=self._on_epoch, should_stop=self._cancelled)
+                result = self._slots.workers.train(
+                    self.config,
+                    on_start=lambda worker: self._set(worker=worker),
+                    on_epoch=lambda partial: self._set(result=partial),
+                    should_stop=self._cancelled,
+                )
             finally:
                 self._slots.release()
             if result.stopped:
@@ -271,9 +335,14 @@ class TrainingJob(BackgroundJob):
             if self._cache is not None:
                 self._cache.put(result)
             self._set(state="finished", result=result)
-        except (ValueError, DataUnavailable) as error:  # bad settings for this data, or no data
-            self._set(state="failed", error=str(error))
-        except Exception as error:  # e.g. out of memory: report it, keep the server serving
+        except TrainingFailed as failure:  # raised in the run: bad settings for the data, no data, …
+            if failure.details:
+                log.error("training %s failed in its worker process:\n%s", self.config, failure.details)
+            self._set(state="failed", error=failure.message)
+        except WorkerDied as died:
+            log.error("training %s: %s (replaced by a new process)", self.config, died)
+            self._set(state="failed", error=WORKER_DIED)
+        except Exception as error:  # a fault on the server's side: report it, keep the server serving
             log.exception("training job failed")
             self._set(state="failed", error=f"{type(error).__name__}: {error}")
 

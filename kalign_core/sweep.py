@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
-import importlib
 import io
 import itertools
 import json
@@ -23,10 +22,8 @@ import logging
 import numbers
 import os
 import pathlib
-import sys
 import tempfile
 import time
-import types
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from multiprocessing import get_context
@@ -38,9 +35,10 @@ import torch
 from .config import ExperimentConfig, _check_digits, _check_int
 from .data import load_digits
 from .devices import resolve_device
-from .jobs import BackgroundJob
+from .jobs import BackgroundJob, cpu_count
 from .runs import RUN_JSON, result_from_json, save_run
 from .training import ExperimentResult, run_experiment
+from .workers import bare_main_module, shippable
 
 BACKENDS = ("local", "ray")
 SUMMARY_CSV, SWEEP_JSON = "summary.csv", "sweep.json"
@@ -358,7 +356,7 @@ def default_workers(spec: SweepSpec, threads_per_trial: int = 1) -> int:
     """One worker per `threads_per_trial` cores on CPU; one on an accelerator (they share it)."""
     if resolve_device(spec.base.device).type != "cpu":
         return 1
-    return max(1, (os.cpu_count() or 1) // threads_per_trial)
+    return max(1, cpu_count() // threads_per_trial)
 
 
 def run_sweep(
@@ -490,30 +488,10 @@ def run_trial(config: dict, threads: int) -> ExperimentResult:
         return run_experiment(ExperimentConfig.from_dict(config))
 
 
-def _shippable_run_trial():
-    """run_trial as pickle finds it now. Pickle ships functions by module and name, and Streamlit
-    re-imports a module edited while the app runs, so the function this module holds may no longer be
-    the one importable by that name (configs travel as dicts for the same reason)."""
-    return importlib.import_module(__name__).run_trial
-
-
 def _sequential_results(pending, threads, should_stop) -> Iterator[tuple[Trial, ExperimentResult]]:
     with torch_threads(threads):
         for trial in pending:
             yield trial, run_experiment(trial.config, should_stop=should_stop)
-
-
-@contextlib.contextmanager
-def _bare_main_module():
-    """Spawned processes first re-run the parent's __main__ file (to find functions pickled from it).
-    run_trial lives here, and under Streamlit that file is the app, which would run again in every
-    worker; so workers start while __main__ is an empty module."""
-    main = sys.modules["__main__"]
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        sys.modules["__main__"] = main
 
 
 def _pool_results(pending, workers, threads) -> Iterator[tuple[Trial, ExperimentResult]]:
@@ -524,9 +502,9 @@ def _pool_results(pending, workers, threads) -> Iterator[tuple[Trial, Experiment
     queue, futures = iter(pending), {}
     try:
         while True:
-            with _bare_main_module():  # the pool starts a process when a trial finds none free
+            with bare_main_module():  # the pool starts a process when a trial finds none free
                 for trial in itertools.islice(queue, workers - len(futures)):
-                    futures[pool.submit(_shippable_run_trial(), trial.config.to_dict(), threads)] = trial
+                    futures[pool.submit(shippable(run_trial), trial.config.to_dict(), threads)] = trial
             if not futures:
                 return
             finished, _ = wait(futures, return_when=FIRST_COMPLETED)
@@ -547,7 +525,7 @@ def _ray_results(pending, workers, threads, address, gpus) -> Iterator[tuple[Tri
         ray.init(address=address, num_cpus=None if address else workers * threads,
                  runtime_env={"py_modules": [str(pathlib.Path(__file__).parent)]},
                  include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-    task = ray.remote(num_cpus=threads, num_gpus=gpus, max_retries=0)(_shippable_run_trial())
+    task = ray.remote(num_cpus=threads, num_gpus=gpus, max_retries=0)(shippable(run_trial))
     refs = {}
     try:
         refs = {task.remote(t.config.to_dict(), threads): t for t in pending}

@@ -1,6 +1,7 @@
-"""Training jobs for a shared server: worker threads, slots, stop, abandonment, results cache."""
+"""Training jobs for a shared server: worker processes, slots, stop, abandonment, results cache."""
 
 import dataclasses
+import os
 import threading
 
 import pytest
@@ -8,8 +9,7 @@ import torch
 
 from apptest import wait_until
 from kalign_core import jobs, run_experiment
-
-pytestmark = pytest.mark.usefixtures("keep_torch_threads")
+from kalign_core.sweep import torch_threads
 
 
 def long_config(small_config, **overrides):
@@ -20,14 +20,20 @@ def long_config(small_config, **overrides):
 def test_a_job_trains_in_the_background_and_lands_in_the_cache(small_config):
     config = small_config()
     cache = jobs.ResultCache()
-    job = jobs.TrainingJob(config, jobs.JobSlots(1), cache).start()
+    slots = jobs.JobSlots(1)
+    job = jobs.TrainingJob(config, slots, cache).start()
     assert job.wait(60)
     status = job.status()
     assert status.state == "finished" and not status.active and status.error is None
     assert status.epochs_done == config.epochs
     assert cache.get(config) is status.result
-    alone = run_experiment(config)  # the same config alone gives the same numbers: no cross-talk
+    assert job.worker.pid != os.getpid()  # trained in a worker process
+    with torch_threads(slots.threads_per_job):
+        alone = run_experiment(config)  # the same config alone gives the same numbers: no cross-talk
     assert status.result.curve("regular", "alignment") == alone.curve("regular", "alignment")
+    for name, model in alone.models.items():  # the models come back whole
+        for ours, theirs in zip(status.result.models[name].parameters(), model.parameters()):
+            assert torch.equal(ours, theirs)
 
 
 def test_progress_snapshots_stay_fixed_and_estimate_time_left(small_config):
@@ -75,11 +81,19 @@ def test_stopping_a_waiting_job_trains_nothing(small_config):
     first.wait(60)
 
 
-def test_an_abandoned_job_stops_itself_and_frees_its_slot(small_config):
+def test_an_abandoned_job_stops_itself_keeps_its_epochs_and_frees_its_slot(small_config):
     slots = jobs.JobSlots(1)
     job = jobs.TrainingJob(long_config(small_config), slots, abandon_after_s=0.5).start()
+
+    def watched():
+        job.touch()
+        return job.status().epochs_done >= 2
+
+    wait_until(watched)  # someone looks until two epochs are done, then nobody does
     assert job.wait(60)
-    assert job.status().state == "abandoned" and slots.running == 0
+    status = job.status()
+    assert status.state == "abandoned" and slots.running == 0
+    assert status.result.stopped and 2 <= status.epochs_done < 500
 
 
 def test_touching_keeps_a_job_alive(small_config):
@@ -108,9 +122,17 @@ def test_job_limit_comes_from_the_environment():
             jobs.job_limit_from_env({"KALIGN_MAX_JOBS": bad})
 
 
-def test_slots_cap_torch_threads_per_job():
-    slots = jobs.JobSlots(jobs.cpu_count())
-    assert slots.threads_per_job == 1 and torch.get_num_threads() == 1
+@pytest.mark.parametrize("limit", [1, 2])
+def test_each_job_trains_on_its_share_of_the_cores_in_its_worker(small_config, limit):
+    """cores // limit torch threads, set in the worker process; the server's own count is untouched
+    (torch's setting is per thread, so setting it in the server never reached the jobs anyway)."""
+    threads = torch.get_num_threads()
+    slots = jobs.JobSlots(limit)
+    assert slots.threads_per_job == max(1, jobs.cpu_count() // limit)
+    job = jobs.TrainingJob(small_config(), slots).start()
+    assert job.wait(60) and job.status().state == "finished"
+    assert job.worker.torch_threads == slots.threads_per_job
+    assert torch.get_num_threads() == threads
 
 
 def test_cache_is_keyed_by_the_whole_config_read_only_and_bounded(small_config):

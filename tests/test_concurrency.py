@@ -5,14 +5,16 @@ gives up its slot; Stop keeps the epochs done.
 
 AppTest is not thread-safe (each run installs its own Streamlit Runtime as the process-wide one), so
 sessions press Train one after another, as a server's short script runs interleave anyway; what
-overlaps is the training, in the jobs' worker threads. Results depend on the number of torch
+overlaps is the training, in the jobs' worker processes. Results depend on the number of torch
 threads, so every run alone uses the count the jobs used.
 """
 
+import contextlib
 import dataclasses
 import importlib.util
+import os
+import signal
 import sys
-import threading
 
 import numpy as np
 import pytest
@@ -20,6 +22,7 @@ import torch
 
 from apptest import ROOT, TINY, finish, open_app, press_train, texts, wait_until
 from kalign_core import ExperimentConfig, jobs, params, run_experiment
+from kalign_core.sweep import torch_threads
 from kalign_core.training import MODEL_NAMES
 
 LONG = {**TINY, "epochs": "500"}  # would train for minutes; these tests stop it
@@ -53,41 +56,50 @@ def assert_same_training(result, alone, epochs: int | None = None) -> None:
     np.testing.assert_array_equal(result.target_kernel, alone.target_kernel)
 
 
+def alone(config: ExperimentConfig, slots: jobs.JobSlots):
+    """`config` trained in this thread at the thread count of the slots' jobs."""
+    with torch_threads(slots.threads_per_job):
+        return run_experiment(config)
+
+
+@contextlib.contextmanager
+def paused(pids):
+    """Freeze these worker processes (SIGSTOP) until the block ends: the jobs they get stay running
+    without training, so that every session can press Train before any result exists."""
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+
+
 def test_sessions_training_at_once_each_get_their_own_result(monkeypatch):
     """Five sessions press Train together on a server training two at a time: two with the same
     settings, the others differing by one setting each. Every result equals its config run alone."""
     monkeypatch.setenv("KALIGN_MAX_JOBS", "2")
-    everyone_pressed = threading.Event()
-    threads_seen = []
-    real_run = jobs.run_experiment
-
-    def gated(*args, **kwargs):
-        """In each job's worker thread, once it holds a slot: hold on until every session has
-        pressed Train, so that jobs truly overlap and none has finished to fill the cache early."""
-        threads_seen.append(torch.get_num_threads())
-        assert everyone_pressed.wait(60)
-        return real_run(*args, **kwargs)
-
-    monkeypatch.setattr(jobs, "run_experiment", gated)
+    workers = jobs.JobSlots(2).workers  # the warm processes the server's slots will train in
     queries = [TINY, TINY, {**TINY, "seed": "1"}, {**TINY, "digits": "3,5"}, {**TINY, "slow_lr": "0"}]
-    sessions = [press_train(open_app(**query)) for query in queries]
-    assert not any(at.exception for at in sessions)
-    states = sorted(at.session_state["job"].status().state for at in sessions)
-    assert states == ["running", "running", "waiting", "waiting", "waiting"]
-    waiting = [at.run() for at in sessions if at.session_state["job"].status().state == "waiting"]
-    assert all("Waiting for a free slot" in texts(at.info) for at in waiting)
-    slots = sessions[0].session_state["job"]._slots
-    assert slots.limit == 2 and slots.running == 2
+    with paused(workers.pids):
+        sessions = [press_train(open_app(**query)) for query in queries]
+        assert not any(at.exception for at in sessions)
+        started = [at.session_state["job"] for at in sessions]
+        states = [job.status() for job in started]
+        assert [s.state for s in states] == ["running", "running", "waiting", "waiting", "waiting"]
+        assert [s.queue_position for s in states] == [None, None, 0, 1, 2]  # in the order they pressed
+        assert all(at.run().info for at in sessions[2:])  # the waiting pages say so
+        slots = started[0]._slots
+        assert slots.limit == 2 and slots.running == 2 and slots.workers is workers
 
-    everyone_pressed.set()
     sessions = [finish(at) for at in sessions]
-    assert threads_seen == [slots.threads_per_job] * len(queries)
+    assert [job.worker.torch_threads for job in started] == [slots.threads_per_job] * len(queries)
     assert slots.threads_per_job == max(1, jobs.cpu_count() // 2)
     results = [at.session_state["result"] for at in sessions]
     assert results[0] is not results[1]  # the same settings at once train twice, then agree
     for query, result in zip(queries, results):
         assert result.config == config_of(query)
-        assert_same_training(result, run_experiment(config_of(query)))  # alone, at the jobs' thread count
+        assert_same_training(result, alone(config_of(query), slots))
 
     # A sixth session asking for the same settings gets a finished result at once.
     later = press_train(open_app(**TINY))
@@ -101,10 +113,8 @@ def test_a_full_server_queues_then_stop_keeps_the_epochs_done(monkeypatch):
     waiting = press_train(open_app(**{**TINY, "seed": "4"}))
     job = running.session_state["job"]
     wait_until(lambda: job.status().state == "running")
-    assert "Waiting for a free slot: 0 run(s) ahead of yours. This server trains 1 run(s) at a time" in texts(
-        waiting.run().info
-    )
-    assert waiting.session_state["job"].status().state == "waiting"
+    assert waiting.run().info  # the page says it waits (its words are the Train page's to test)
+    assert waiting.session_state["job"].status().queue_position == 0
 
     wait_until(lambda: job.status().epochs_done >= 2)
     job.stop()  # what the Stop button calls (the button itself is test_app_pages' to check)
@@ -113,12 +123,13 @@ def test_a_full_server_queues_then_stop_keeps_the_epochs_done(monkeypatch):
     assert stopped.stopped and 2 <= stopped.epochs_done < 500
     assert f"Stopped after {stopped.epochs_done} of 500 epochs; the epochs done are kept" in texts(running.info)
     # The epochs kept are exactly those of the same config trained alone for that many epochs.
-    alone = run_experiment(dataclasses.replace(stopped.config, epochs=stopped.epochs_done))
-    assert_same_training(stopped, alone, epochs=stopped.epochs_done)
+    slots = job._slots
+    shorter = alone(dataclasses.replace(stopped.config, epochs=stopped.epochs_done), slots)
+    assert_same_training(stopped, shorter, epochs=stopped.epochs_done)
 
     # The freed slot went to the waiting session, which trains its own run to the end.
     waiting = finish(waiting)
-    assert_same_training(waiting.session_state["result"], run_experiment(config_of({**TINY, "seed": "4"})))
+    assert_same_training(waiting.session_state["result"], alone(config_of({**TINY, "seed": "4"}), slots))
     assert job.status().state == "stopped" and job._slots.running == 0
 
 
@@ -139,7 +150,7 @@ def test_a_closed_tab_frees_its_slot_for_the_next_session(monkeypatch):
     after = finish(after)
     assert job.done and job.status().state == "abandoned"
     assert after.session_state["result"].epochs_done == 2
-    assert_same_training(after.session_state["result"], run_experiment(config_of({**TINY, "seed": "3"})))
+    assert_same_training(after.session_state["result"], alone(config_of({**TINY, "seed": "3"}), job._slots))
 
     reopened = closed.run()  # had the tab come back, it would say what happened
     assert "This run was given up after" in texts(reopened.warning)

@@ -1,0 +1,293 @@
+"""Long-lived training processes for a shared server, so that training never runs in its Python.
+
+Threads of one process share one GIL, and the engine's step is many small torch ops that each need
+it back: beside a busy Streamlit server a run went 25 to 60 times slower. So each run trains in a
+worker process of a `WorkerPool`, started once (spawn costs seconds, mostly importing torch) and
+reused run after run, with its own torch thread count set inside it.
+
+The server talks to a worker over a pipe: it sends a config (as a dict: Streamlit may have
+re-imported the class since), the worker answers "started",
+then one message per epoch and a last one, each carrying only the epochs added since the previous
+message (a `tail` of the result), which the server appends to what it has. Messages are pickles
+made by our own worker from our own objects; nothing a user uploaded travels this way. Stop is a
+multiprocessing Event the worker checks between batches. A worker that dies (killed, out of memory)
+closes its end of the pipe, which the server reads as `WorkerDied`, and is replaced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import multiprocessing
+import os
+import pickle
+import signal
+import sys
+import threading
+import traceback
+import types
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import torch
+
+from .config import ExperimentConfig
+from .data import DataUnavailable
+from .training import ExperimentResult, run_experiment
+
+# How often the server checks whether a run should stop while it waits for the worker's next message.
+POLL_S = 0.2
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """The process that trains a run, as measured inside it."""
+
+    pid: int
+    torch_threads: int
+
+
+class WorkerDied(Exception):
+    """The worker process ended in the middle of a run (killed, out of memory, crashed)."""
+
+    def __init__(self, pid: int | None, exitcode: int | None):
+        super().__init__(f"training process {pid} ended with exit code {exitcode}")
+        self.pid, self.exitcode = pid, exitcode
+
+
+class TrainingFailed(Exception):
+    """The run raised in its worker: `message` is for the user, `details` (a traceback) for the log,
+    None when the message says it all (bad settings for the data, no data)."""
+
+    def __init__(self, message: str, details: str | None):
+        super().__init__(message)
+        self.message, self.details = message, details
+
+
+# -- inside a worker process -----------------------------------------------------------------------
+
+def serve(connection, stop, threads: int) -> None:
+    """A worker's life: train each config the server sends until it sends None or goes away."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the server's to handle; it ends us
+    torch.set_num_threads(threads)
+    with contextlib.suppress(EOFError, OSError):  # the server closed the pipe or exited
+        while (request := _receive(connection)) is not None:
+            _train(connection, stop, request)
+
+
+def _train(connection, stop, config: dict) -> None:
+    _send(connection, ("started", WorkerInfo(os.getpid(), torch.get_num_threads())))
+    sent = {}  # epochs already sent, per model (a diverged model's history ends early)
+
+    def send_tail(kind: str, result: ExperimentResult) -> None:
+        _send(connection, (kind, tail(result, sent)))
+        sent.update({name: len(records) for name, records in result.history.items()})
+
+    try:
+        result = run_experiment(ExperimentConfig.from_dict(config), on_epoch=lambda live: send_tail("epoch", live), should_stop=stop.is_set)
+    except (ValueError, DataUnavailable) as error:  # bad settings for this data, or no data
+        _send(connection, ("failed", str(error), None))
+        return
+    except Exception as error:  # e.g. out of memory in torch: the server logs it and keeps serving
+        _send(connection, ("failed", f"{type(error).__name__}: {error}", traceback.format_exc()))
+        return
+    send_tail("done", result)
+
+
+# -- results in pieces -----------------------------------------------------------------------------
+
+def tail(result: ExperimentResult, sent: dict[str, int]) -> ExperimentResult:
+    """`result` holding only the epochs after the first `sent[name]` of each model."""
+    return replace(
+        result,
+        history={name: records[sent.get(name, 0):] for name, records in result.history.items()},
+        kernels={name: stack[sent.get(name, 0):] for name, stack in result.kernels.items()},
+    )
+
+
+def extend(earlier: ExperimentResult | None, newer: ExperimentResult) -> ExperimentResult:
+    """`earlier` followed by the epochs of the `newer` tail, with the tail's other fields: a new
+    snapshot whose containers do not change afterwards."""
+    if earlier is None:
+        return newer
+    return replace(
+        newer,
+        history={name: earlier.history[name] + records for name, records in newer.history.items()},
+        kernels={name: earlier.kernels[name] + stack for name, stack in newer.kernels.items()},
+    )
+
+
+# -- in the server ---------------------------------------------------------------------------------
+
+class Worker:
+    """One training process and the server's end of its pipe and stop flag."""
+
+    def __init__(self, threads: int):
+        # spawn, not fork: forking a process that runs threads (Streamlit, torch) can deadlock.
+        context = multiprocessing.get_context("spawn")
+        self._connection, child_end = context.Pipe()
+        self._stop = context.Event()
+        self.process = context.Process(target=shippable(serve), args=(child_end, self._stop, threads),
+                                       name="kalign-trainer", daemon=True)
+        with bare_main_module():
+            self.process.start()
+        child_end.close()  # else the pipe stays open when the worker dies, and its death goes unseen
+
+    @property
+    def alive(self) -> bool:
+        return self.process.is_alive()
+
+    def train(
+        self,
+        config: ExperimentConfig,
+        on_start: Callable[[WorkerInfo], None],
+        on_epoch: Callable[[ExperimentResult], None],
+        should_stop: Callable[[], bool],
+    ) -> ExperimentResult:
+        """Train `config` here: the result, as `run_experiment` would return it in this process.
+        Raises TrainingFailed for an error in the run, WorkerDied when the process ends."""
+        self._stop.clear()  # a stop meant for the previous run may have come after it ended
+        self._send(config.to_dict())
+        result = None
+        while True:
+            if should_stop():
+                self._stop.set()
+            if not self._connection.poll(POLL_S):
+                continue
+            kind, *payload = self._receive()
+            if kind == "started":
+                on_start(payload[0])
+            elif kind == "failed":
+                raise TrainingFailed(*payload)
+            else:
+                result = extend(result, payload[0])
+                if kind == "done":
+                    return result
+                on_epoch(result)
+
+    def close(self) -> None:
+        """End the process (at once: a worker that misbehaved may be mid-run)."""
+        self._connection.close()
+        self.process.terminate()
+        self.process.join(5)
+
+    def _send(self, message) -> None:
+        try:
+            _send(self._connection, message)
+        except OSError:
+            raise self._died() from None
+
+    def _receive(self):
+        try:
+            return _receive(self._connection)
+        except (EOFError, OSError):
+            raise self._died() from None
+
+    def _died(self) -> WorkerDied:
+        self.process.join(5)
+        return WorkerDied(self.process.pid, self.process.exitcode)
+
+
+def _send(connection, message) -> None:
+    connection.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _receive(connection):
+    return pickle.loads(connection.recv_bytes())
+
+
+class WorkerPool:
+    """Up to `size` idle workers with `threads` torch threads each, kept for the next runs.
+
+    The server's job slots decide who trains; each run takes a worker for its length. A worker is
+    started when none is idle (normally only the first time: `warm` starts them all ahead), and one
+    that died or misbehaved is closed and replaced at once.
+    """
+
+    def __init__(self, size: int, threads: int):
+        self.size, self.threads = size, threads
+        self._idle: list[Worker] = []
+        self._lock = threading.Lock()
+
+    def warm(self) -> None:
+        """Start workers until `size` are idle (their imports then run while no one waits)."""
+        with self._lock:
+            while len(self._idle) < self.size:
+                self._idle.append(Worker(self.threads))
+
+    def train(self, config, on_start, on_epoch, should_stop) -> ExperimentResult:
+        """`Worker.train` on an idle worker (see there)."""
+        worker = self._checkout()
+        try:
+            result = worker.train(config, on_start, on_epoch, should_stop)
+        except TrainingFailed:
+            self._checkin(worker)  # the worker said so and is ready for the next run
+            raise
+        except BaseException:  # it died, or the conversation broke off: its state is unknown
+            self._replace(worker)
+            raise
+        self._checkin(worker)
+        return result
+
+    @property
+    def pids(self) -> list[int]:
+        """The idle workers' process ids."""
+        with self._lock:
+            return [worker.process.pid for worker in self._idle]
+
+    def _checkout(self) -> Worker:
+        with self._lock:
+            while self._idle:
+                worker = self._idle.pop()
+                if worker.alive:
+                    return worker
+                worker.close()  # died while idle
+        return Worker(self.threads)
+
+    def _checkin(self, worker: Worker) -> None:
+        with self._lock:
+            if len(self._idle) < self.size:
+                self._idle.append(worker)
+                return
+        worker.close()  # more runs than slots (e.g. two generations of server state): keep `size`
+
+    def _replace(self, worker: Worker) -> None:
+        worker.close()
+        self._checkin(Worker(self.threads))
+
+
+_pools: dict[tuple[int, int], WorkerPool] = {}
+_pools_lock = threading.Lock()
+
+
+def shared_pool(size: int, threads: int) -> WorkerPool:
+    """This process's pool of that size and thread count: server state that is rebuilt (Streamlit's
+    resource cache cleared, a new JobSlots) reuses warm workers instead of spawning more."""
+    with _pools_lock:
+        return _pools.setdefault((size, threads), WorkerPool(size, threads))
+
+
+# -- starting processes ----------------------------------------------------------------------------
+
+def shippable(function: Callable) -> Callable:
+    """`function` as pickle finds it now. Pickle ships functions by module and name, and Streamlit
+    re-imports a module edited while the app runs, so the function object a module held may no
+    longer be the one importable by that name."""
+    return getattr(importlib.import_module(function.__module__), function.__name__)
+
+
+_main_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def bare_main_module():
+    """Spawned processes first re-run the parent's __main__ file (to find functions pickled from it).
+    Under Streamlit that file is the app, which would run again in every worker; so workers start
+    while __main__ is an empty module. One thread at a time, or the original could be lost."""
+    with _main_lock:
+        main = sys.modules["__main__"]
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            yield
+        finally:
+            sys.modules["__main__"] = main

@@ -1,0 +1,135 @@
+"""Training in worker processes: a killed worker fails only its own job and is replaced, workers
+are reused, results travel back in pieces that add up to the whole, and cores are counted the way
+a container sees them."""
+
+import logging
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+from apptest import wait_until
+from kalign_core import jobs, run_experiment, workers
+from kalign_core.sweep import torch_threads
+from kalign_core.training import MODEL_NAMES
+from test_concurrency import assert_same_training
+
+
+def test_a_killed_worker_fails_its_job_in_words_and_is_replaced(small_config, caplog):
+    slots = jobs.JobSlots(2)
+    doomed = jobs.TrainingJob(small_config(epochs=500), slots).start()
+    bystander = jobs.TrainingJob(small_config(epochs=30, seed=1), slots).start()
+    wait_until(lambda: doomed.status().epochs_done >= 1 and bystander.worker is not None)
+    killed = doomed.worker.pid
+    with caplog.at_level(logging.ERROR, logger="kalign_core.jobs"):
+        os.kill(killed, signal.SIGKILL)
+        assert doomed.wait(60)
+    status = doomed.status()
+    assert status.state == "failed" and not status.active
+    assert status.error == jobs.WORKER_DIED
+    assert "stopped unexpectedly (killed, or out of memory); press Train to try again" in status.error
+    assert f"training process {killed} ended with exit code -9" in caplog.text  # the details are in the log
+
+    # The other session's job, training beside it, did not notice.
+    assert bystander.wait(120) and bystander.status().state == "finished"
+    with torch_threads(slots.threads_per_job):
+        assert_same_training(bystander.status().result, run_experiment(small_config(epochs=30, seed=1)))
+
+    # The next job trains on a replacement, to the same numbers as alone.
+    after = jobs.TrainingJob(small_config(seed=2), slots).start()
+    assert after.wait(120) and after.status().state == "finished"
+    assert after.worker.pid != killed and killed not in slots.workers.pids
+    with torch_threads(slots.threads_per_job):
+        assert_same_training(after.status().result, run_experiment(small_config(seed=2)))
+    assert slots.running == 0
+
+
+def test_workers_are_started_once_and_reused(small_config):
+    """A rebuilt server state (Streamlit's resource cache cleared) finds the same warm workers."""
+    first = jobs.JobSlots(1)
+    job = jobs.TrainingJob(small_config(), first).start()
+    assert job.wait(60)
+    again = jobs.JobSlots(1)
+    assert again.workers is first.workers and again.workers.pids == [job.worker.pid]
+    second = jobs.TrainingJob(small_config(seed=5), again).start()
+    assert second.wait(60) and second.worker.pid == job.worker.pid
+
+
+def test_an_error_in_the_run_leaves_the_worker_serving(small_config):
+    slots = jobs.JobSlots(1)
+    bad = jobs.TrainingJob(small_config(batch_size=5000), slots).start()
+    assert bad.wait(60) and bad.status().state == "failed"
+    assert "batch_size must be from 1 to 800" in bad.status().error
+    good = jobs.TrainingJob(small_config(), slots).start()
+    assert good.wait(60) and good.status().state == "finished"
+    assert good.worker.pid == bad.worker.pid
+
+
+@pytest.mark.parametrize("overrides", [{}, {"slow_lr": 10.0}], ids=["both-train", "slow-diverges"])
+def test_epoch_tails_add_up_to_the_whole_result(small_config, overrides):
+    """What a worker sends after each epoch (only what is new) rebuilds each epoch's snapshot, also
+    when a diverged model's history ends early."""
+    snapshots, sent, rebuilt = [], {}, None
+
+    def on_epoch(live):
+        nonlocal rebuilt
+        snapshots.append(live.copy())
+        rebuilt = workers.extend(rebuilt, workers.tail(live, sent))
+        sent.update({name: len(records) for name, records in live.history.items()})
+        assert rebuilt.history == snapshots[-1].history
+        assert all(len(rebuilt.kernels[n]) == len(snapshots[-1].kernels[n]) for n in MODEL_NAMES)
+
+    result = run_experiment(small_config(epochs=3, **overrides), on_epoch=on_epoch)
+    whole = workers.extend(rebuilt, workers.tail(result, sent))
+    assert whole.history == result.history and whole.diverged_at == result.diverged_at
+    assert whole.models is result.models
+    for name in MODEL_NAMES:
+        for ours, theirs in zip(whole.kernels[name], result.kernels[name], strict=True):
+            np.testing.assert_array_equal(ours, theirs)
+    assert len(snapshots[1].history["regular"]) == 2  # earlier snapshots did not grow with the run
+
+
+def write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+@pytest.mark.parametrize(
+    ("files", "membership", "quota"),
+    [
+        ({"cpu.max": "max 100000\n"}, "0::/\n", None),
+        ({"cpu.max": "250000 100000\n"}, "0::/\n", 2.5),
+        # a limit set on a parent cgroup holds for its children; the smallest wins
+        ({"kalign/cpu.max": "max 100000\n", "cpu.max": "150000 100000\n"}, "0::/kalign\n", 1.5),
+        ({"kalign/cpu.max": "100000 100000\n", "cpu.max": "300000 100000\n"}, "0::/kalign\n", 1.0),
+        # a container shown its host's cgroup path reads its own root
+        ({"cpu.max": "200000 100000\n"}, "0::/docker/abc\n", 2.0),
+        # cgroup v1
+        ({"cpu/cpu.cfs_quota_us": "300000\n", "cpu/cpu.cfs_period_us": "100000\n"}, "4:cpu,cpuacct:/\n", 3.0),
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, "4:cpu,cpuacct:/\n", None),
+        ({}, "1:name=systemd:/\n", None),
+    ],
+)
+def test_cgroup_cpu_quota(tmp_path, files, membership, quota):
+    for name, text in files.items():
+        write(tmp_path / "cgroup" / name, text)
+    write(tmp_path / "self-cgroup", membership)
+    assert jobs.cgroup_cpu_quota(tmp_path / "cgroup", tmp_path / "self-cgroup") == quota
+
+
+def test_cores_are_capped_by_the_quota(monkeypatch):
+    affinity = len(os.sched_getaffinity(0))
+    monkeypatch.setattr(jobs, "cgroup_cpu_quota", lambda: 1.5)
+    assert jobs.cpu_count() == 1
+    monkeypatch.setattr(jobs, "cgroup_cpu_quota", lambda: 512.0)
+    assert jobs.cpu_count() == affinity
+    monkeypatch.setattr(jobs, "cgroup_cpu_quota", lambda: None)
+    assert jobs.cpu_count() == affinity
+
+
+def test_the_server_keeps_its_own_torch_threads():
+    threads = torch.get_num_threads()
+    jobs.JobSlots(jobs.cpu_count())
+    assert torch.get_num_threads() == threads
