@@ -123,8 +123,9 @@ def save_and_download(folder: pathlib.Path | None, result) -> None:
     for label, data, extension, mime in downloads:
         row.download_button(label, data=data, file_name=f"{name}.{extension}", mime=mime, on_click="ignore",
                             icon=":material/download:", key=f"download_{extension}")
-    st.caption("The run file holds the settings, histories and kernels (float16, the epochs of the largest "
-               "runs thinned): upload it below to view the run again. Its kernels in full: the Kernels page.")
+    st.caption("The run file holds the settings, histories and kernels (in float16) of every epoch: upload it "
+               "below to view the run again. The Kernels page downloads them in full float32; Save also keeps "
+               "the weights.")
 
 
 def show_opened(result, where: str, name: str) -> None:
@@ -171,7 +172,7 @@ def read_uploaded_run(run_file, kernel_file):
 def open_upload() -> None:
     left, right = st.columns(2)
     run_file = left.file_uploader("Run file (.kalign, or a run .json)", type=["kalign", "json"], key="upload_json",
-                                  max_upload_size=max(UPLOAD_LIMIT_MB.values()))
+                                  max_upload_size=UPLOAD_LIMIT_MB["kalign"])
     kernel_file = right.file_uploader("Its kernels (.npz, only beside a .json)", type=["npz"], key="upload_npz",
                                       max_upload_size=UPLOAD_LIMIT_MB["npz"])
     if not st.button("View the uploaded run", disabled=run_file is None, key="open_upload", icon=":material/upload:"):

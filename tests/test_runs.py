@@ -227,16 +227,22 @@ BAD_WEIGHTS = [
 ]
 
 
-def _rewrite_npz(folder, **replace):
-    with np.load(folder / "kernels.npz", allow_pickle=False) as f:
+def npz_replacing(npz, **replace) -> bytes:
+    """The .npz `npz` (a path or file) with arrays replaced (None: left out)."""
+    with np.load(npz, allow_pickle=False) as f:
         arrays = {key: f[key] for key in f.files}
     for key, value in replace.items():
         if value is None:
             arrays.pop(key)
         else:
             arrays[key] = value
-    with open(folder / "kernels.npz", "wb") as out:
-        np.savez(out, **arrays)
+    out = io.BytesIO()
+    np.savez(out, **arrays)
+    return out.getvalue()
+
+
+def _rewrite_npz(folder, **replace):
+    (folder / "kernels.npz").write_bytes(npz_replacing(folder / "kernels.npz", **replace))
 
 
 def _flip_bytes(path):
