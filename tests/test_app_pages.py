@@ -8,7 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from apptest import TINY, charts, finish, open_app, press_train, texts
-from kalign_core import jobs, runs
+from kalign_core import ExperimentConfig, jobs, runs
 from kalign_core.training import run_experiment
 
 pytestmark = pytest.mark.usefixtures("fresh_server")
@@ -223,3 +223,29 @@ def test_runs_page_refuses_a_folder_outside_the_runs_folder(tmp_path):
     at.text_input[0].set_value(str(tmp_path.parent)).run()
     assert not at.exception
     assert "Runs folder: runs folder must be" in texts(at.error)
+
+
+def test_an_opened_run_puts_its_settings_in_the_form_and_the_url(tmp_path):
+    """A run opened on the Runs page shows with its own settings, never beside the previous ones."""
+    saved = run_experiment(ExperimentConfig(digits=(1, 7), width=24, epochs=1, batch_size=100, probe_size=20,
+                                            seed=5, source="sample"))
+    runs.save_run(saved, tmp_path / "runs" / "one-vs-seven")
+    at = open_app(**TINY)  # 8 vs 9, width 32
+    at.switch_page("pages/runs.py").run()
+    at.selectbox(key="open_name").set_value("one-vs-seven")
+    at = at.button(key="open_saved").click().run()
+    assert not at.exception
+    assert at.query_params["digits"] == "1,7" and at.query_params["width"] == "24"
+    at.switch_page("pages/train.py").run()
+    assert at.multiselect(key="train_digits").value == [1, 7]
+    assert at.number_input(key="train_width").value == 24 and at.number_input(key="train_seed").value == 5
+    assert at.session_state["result"].config == saved.config
+
+
+def test_a_link_whose_settings_have_finished_on_this_server_shows_the_run_at_once():
+    first = trained()
+    link = open_app(**TINY)  # a classmate opens the same link: no Train press
+    assert "job" not in link.session_state
+    assert link.session_state["result"] is first.session_state["result"]
+    assert "this link's settings had already finished on this server" in texts(link.success)
+    assert len(link.get("plotly_chart")) == 2
