@@ -5,10 +5,11 @@
     python benchmarks/soak.py --runs 3 --width 16 --epochs 1 --probe-size 20   # smoke
 
 Each run goes the way the Train page sends it: the shared results cache is asked first, then a
-`TrainingJob` trains in its worker thread under the server's job slots and puts its result in the
+`TrainingJob` trains in a worker process under the server's job slots and puts its result in the
 cache. Every run has a new seed, so every run trains and the cache fills up to its byte limit and
-then drops its oldest entries. One line per run: resident memory (RSS) after it, and the cache's
-entries and bytes. RSS should follow the cache up to its limit and stay flat after.
+then drops its oldest entries. One line per run: resident memory (RSS) of this process (the
+server) and of the worker processes after it, and the cache's entries and bytes. The server's RSS
+should follow the cache up to its limit and stay flat after; the workers' should stay flat.
 """
 
 from __future__ import annotations
@@ -35,16 +36,20 @@ class Row:
     run: int
     seconds: float
     rss_mb: float
+    workers_mb: float
     cached: int  # results in the cache after this run
     cache_mb: float
     result_mb: float  # this run's kernels and weights
 
 
-def rss_mb() -> float:
-    """Resident memory now (Linux); elsewhere the peak so far, which can only overstate it."""
-    statm = pathlib.Path("/proc/self/statm")
+def rss_mb(pid="self") -> float:
+    """Resident memory now (Linux); elsewhere this process's peak so far, which can only overstate
+    it, and 0 for another process."""
+    statm = pathlib.Path(f"/proc/{pid}/statm")
     if statm.exists():
         return int(statm.read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / MB
+    if pid != "self":
+        return 0.0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / MB if sys.platform == "darwin" else peak / 1024
 
@@ -68,7 +73,7 @@ def soak(args: argparse.Namespace) -> list[Row]:
     print(f"{args.runs} runs: width {args.width}, {args.epochs} epoch(s), probe {args.probe_size}, digits "
           f"{defaults.digits}, sample data, {slots.threads_per_job} torch thread(s); results cache up to "
           f"{cache.max_bytes / MB:.0f} MB")
-    print(f"{'run':>4} {'seconds':>8} {'RSS MB':>8} {'cached':>7} {'cache MB':>9} {'run MB':>7}")
+    print(f"{'run':>4} {'seconds':>8} {'RSS MB':>8} {'workers MB':>11} {'cached':>7} {'cache MB':>9} {'run MB':>7}")
     rows = []
     for run in range(1, args.runs + 1):
         config = ExperimentConfig(width=args.width, epochs=args.epochs, probe_size=args.probe_size,
@@ -81,10 +86,11 @@ def soak(args: argparse.Namespace) -> list[Row]:
         gc.collect()
         # Peeking at the entries: asking get() for each would reorder the least-recently-used list.
         cache_mb = sum(jobs.result_nbytes(r) for r in cache._entries.values()) / MB
-        rows.append(Row(run, seconds, rss_mb(), len(cache), cache_mb, result_mb))
+        workers_mb = sum(rss_mb(pid) for pid in slots.workers.pids)
+        rows.append(Row(run, seconds, rss_mb(), workers_mb, len(cache), cache_mb, result_mb))
         r = rows[-1]
-        print(f"{r.run:>4} {r.seconds:>8.2f} {r.rss_mb:>8.1f} {r.cached:>7} {r.cache_mb:>9.1f} {r.result_mb:>7.1f}",
-              flush=True)
+        print(f"{r.run:>4} {r.seconds:>8.2f} {r.rss_mb:>8.1f} {r.workers_mb:>11.1f} {r.cached:>7} {r.cache_mb:>9.1f} "
+              f"{r.result_mb:>7.1f}", flush=True)
     summarize(rows)
     return rows
 
@@ -101,6 +107,7 @@ def summarize(rows: list[Row]) -> None:
               f"(each run holds {last.result_mb:.1f} MB)")
     else:
         print("; too few runs after the cache filled to tell whether RSS levels off: raise --runs or lower --cache-mb")
+    print(f"Worker processes: {rows[0].workers_mb:.0f} MB after run 1, {last.workers_mb:.0f} MB after run {last.run}")
 
 
 def main(argv=None) -> list[Row]:

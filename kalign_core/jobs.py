@@ -103,18 +103,23 @@ def job_limit_from_env(environ=os.environ) -> int:
     return int(text)
 
 
+def threads_per_job(limit: int) -> int:
+    """Torch threads for each of `limit` jobs training at once: together about all cores, no more."""
+    return max(1, cpu_count() // limit)
+
+
 class JobSlots:
     """At most `limit` jobs train at once, server-wide; the others wait in arrival order.
 
     Each slot has a worker process (`workers`, started here and kept for the life of the server)
-    that trains on cores // limit torch threads, so that full slots use about all cores and no more.
+    that trains on `threads_per_job` torch threads.
     """
 
     def __init__(self, limit: int):
         if limit < 1:
             raise ValueError(f"the job limit must be 1 or more (got {limit})")
         self.limit = limit
-        self.threads_per_job = max(1, cpu_count() // limit)
+        self.threads_per_job = threads_per_job(limit)
         self.workers = shared_pool(limit, self.threads_per_job)
         self.workers.warm()
         self._changed = threading.Condition()

@@ -130,6 +130,11 @@ class Worker:
         self.process = context.Process(target=shippable(serve), args=(child_end, self._stop, threads),
                                        name="kalign-trainer", daemon=True)
         with bare_main_module():
+            # OpenMP reads this as torch loads, in the new process. Its default has idle threads spin,
+            # which on a busy machine (the server, browsers, other runs) made runs at 2 threads 4
+            # to 8 times slower; sleeping threads do not change the numbers. A value set by the user
+            # stands. The server's own torch has loaded already, so only the processes it starts see it.
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
             self.process.start()
         child_end.close()  # else the pipe stays open when the worker dies, and its death goes unseen
 
