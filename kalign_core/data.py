@@ -159,9 +159,11 @@ def _mnist_arrays(root: str, allow_download: bool):
             pass
         since_failure = time.monotonic() - _last_failed_download
         if since_failure < DOWNLOAD_RETRY_AFTER_S:
+            # Clock times, not "N min ago": the note is saved with the run and read much later.
+            failed_at = time.time() - max(since_failure, 0.0)
             raise DataUnavailable(
-                f"{on_disk}, and a download failed {since_failure / 60:.0f} min ago "
-                f"(kalign tries again {DOWNLOAD_RETRY_AFTER_S / 60:.0f} min after a failure)"
+                f"{on_disk}, and a download failed at {_clock(failed_at)} "
+                f"(kalign tries again from {_clock(failed_at + DOWNLOAD_RETRY_AFTER_S)})"
             )
         try:
             _download_mnist(pathlib.Path(root))
@@ -170,6 +172,10 @@ def _mnist_arrays(root: str, allow_download: bool):
             last_line = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
             raise DataUnavailable(f"{on_disk}, and downloading it failed ({last_line})") from error
     return _read_mnist(root)
+
+
+def _clock(seconds_since_epoch: float) -> str:
+    return time.strftime("%H:%M %Z", time.localtime(seconds_since_epoch))
 
 
 def _read_mnist(root: str):

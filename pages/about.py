@@ -27,8 +27,10 @@ st.header("The two models")
 st.markdown(
     "Two one-hidden-layer ReLU networks start from **the same weights** and see **the same batches** (plain SGD "
     "on cross-entropy). The **slow** model's hidden layer learns at the slow learning rate, so its features stay "
-    "near their random start: close to the *lazy* or kernel regime, where a network behaves like a fixed random "
-    "feature model. The **regular** model's hidden layer learns at the regular rate and can move its features "
+    "near their random start while its readout learns at the regular rate: close to a **random-features** "
+    "model. That is *not* the lazy (NTK) regime of Chizat, Oyallon & Bach, where every layer moves so little "
+    "that the whole network trains like its linearisation around the start and its *tangent* kernel stays fixed. "
+    "The **regular** model's hidden layer learns at the regular rate and can move its features "
     "toward the task (*rich* or feature-learning regime). Both readouts learn at the regular rate."
 )
 

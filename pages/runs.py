@@ -45,6 +45,14 @@ def saved_runs(folder: pathlib.Path) -> tuple[dict, dict]:
     return found, broken
 
 
+# Shown rounded; the numbers themselves stay exact (downloads, sorting).
+SUMMARY_FORMATS = {
+    **{f"{model} test error %": st.column_config.NumberColumn(format="%.1f") for model in MODEL_NAMES},
+    **{f"{model} ρ": st.column_config.NumberColumn(format="%.3f") for model in MODEL_NAMES},
+    **{column: st.column_config.NumberColumn(format="%g") for column in ("slow lr", "regular lr")},
+}
+
+
 def summary(name: str, result) -> dict:
     c = result.config
     row = {"run": name, "digits": ", ".join(map(str, c.digits)), "width": c.width, "slow lr": c.slow_lr,
@@ -200,7 +208,8 @@ else:
 st.header("Saved runs")
 saved, broken = saved_runs(folder) if folder is not None else ({}, {})
 if saved:
-    st.dataframe([summary(name, result) for name, result in saved.items()], hide_index=True, key="runs_table")
+    st.dataframe([summary(name, result) for name, result in saved.items()], hide_index=True, key="runs_table",
+                 column_config=SUMMARY_FORMATS)
 elif folder is not None:
     st.caption(f"No saved runs in {folder} yet.")
 for name, problem in broken.items():

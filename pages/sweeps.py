@@ -42,6 +42,17 @@ SWEEP_LABELS = {**{field: f"{label} (Train page)" for field, label in params.FIE
                 "seed": "Seeds", "epochs": "Epochs"}
 
 
+# The trial table shows numbers rounded; the summary CSV keeps them exact.
+TABLE_FORMATS = {
+    **{f"{when}_alignment_{model}": st.column_config.NumberColumn(format="%.4f")
+       for when in ("initial", "final") for model in ("slow", "regular")},
+    "alignment_gain": st.column_config.NumberColumn(format="%+.4f"),
+    **{f"test_error_{model}": st.column_config.NumberColumn(format="%.1f") for model in ("slow", "regular")},
+    "seconds": st.column_config.NumberColumn(format="%.1f"),
+    **{column: st.column_config.NumberColumn(format="%g") for column in ("lr_ratio", "slow_lr", "regular_lr")},
+}
+
+
 def key(field: str) -> str:
     return f"sweep_{field}"
 
@@ -98,7 +109,7 @@ def axes_form() -> tuple[SweepSpec | None, pathlib.Path | None, int]:
     st.session_state[key("pairs")] = [p for p in st.session_state[key("pairs")] if tuple(p) in choosable]
     st.multiselect("Only these pairs", choosable, key=key("pairs"), format_func=pair_label,
                    placeholder="all pairs among the digits")
-    st.multiselect("Hidden widths", WIDTHS, key=key("widths"), help="one trial per width: wide networks tend to the lazy regime")
+    st.multiselect("Hidden widths", WIDTHS, key=key("widths"), help="one trial per width: the wider the network, the less its features need to move")
     st.multiselect("Slow / regular learning rate ratios", RATIOS, key=key("ratios"),
                    format_func=lambda r: {0.0: "0 (random features)", 1.0: "1 (both the same)"}.get(r, f"{r:g}"),
                    help="the slow model's hidden layer learns at ratio × the regular learning rate")
@@ -277,7 +288,8 @@ def results() -> None:
             column.plotly_chart(figures.sweep_trend_figure(summaries, x, line, x_title, line_title, log_x), key=f"gain_vs_{x}")
         else:
             column.caption(f"Sweep more than one {x_title} to see the gain against it.")
-    st.dataframe([dataclasses.asdict(s) for s in summaries], hide_index=True, key="sweep_table")
+    st.dataframe([dataclasses.asdict(s) for s in summaries], hide_index=True, key="sweep_table",
+                 column_config=TABLE_FORMATS)
     open_trial(folder, summaries)
     st.download_button("Summary (.csv)", data=summary_csv(summaries), file_name=f"{folder.name}-summary.csv",
                        mime="text/csv", on_click="ignore", icon=":material/download:", key="download_summary")
