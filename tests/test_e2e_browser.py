@@ -126,3 +126,34 @@ def test_a_link_straight_to_a_page_on_a_fresh_server_gets_the_whole_app(server):
             expect(page.locator("[data-testid='stException']")).to_have_count(0)
             assert "width=64" in page.url
         browser.close()
+
+
+def test_settings_that_clash_are_named_in_words_on_every_page(server):
+    """A link whose settings are valid alone but not together, and a width typed as 2.5: warnings and
+    messages in words, Train disabled, and no page ever shows an exception."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
+        page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        page.set_default_timeout(60_000)
+        expect.set_options(timeout=60_000)
+        page.goto(f"{server}/?probe_size=1000&epochs=500&width=64")
+        page.wait_for_selector(IDLE)
+        expect(page.get_by_text("Ignored URL parameter(s) epochs='500', probe_size='1000'")).to_be_visible()
+        assert "width=64" in page.url and "epochs=10" in page.url  # the rest of the link is kept
+
+        width = page.get_by_role("spinbutton", name="Hidden width")
+        width.fill("2.5")
+        width.press("Enter")
+        expect(page.get_by_text("Hidden width must be a whole number from 1 to 32,768 (got 2.5)")).to_be_visible()
+        expect(page.get_by_role("button", name="Train")).to_be_disabled()
+
+        for link in page.locator("[data-testid='stSidebarNavLink']").all():
+            link.click()
+            page.wait_for_selector(IDLE)
+            expect(page.locator("[data-testid='stException']")).to_have_count(0)
+            expect(page.get_by_text("Sorry, something went wrong")).to_have_count(0)
+        browser.close()
