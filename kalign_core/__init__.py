@@ -7,7 +7,7 @@ from .alignment import (
     debiased_alignment,
     feature_alignment,
 )
-from .config import ExperimentConfig
+from .config import ConfigError, ExperimentConfig
 from .data import DataUnavailable, DigitData, load_digits
 from .devices import available_devices, resolve_device
 from .model import MLP
@@ -16,6 +16,7 @@ from .training import EpochRecord, ExperimentResult, run_experiment
 
 __all__ = [
     "AlignmentUndefined",
+    "ConfigError",
     "DataUnavailable",
     "DigitData",
     "EpochRecord",
