@@ -260,6 +260,10 @@ async def measure(url: str, server: int, rounds: list[list[int]], alone, timeout
 
 # -- report ----------------------------------------------------------------------------------------
 
+def verdict(met: bool) -> str:
+    return "met" if met else "**missed**"
+
+
 def report(rounds: list[Round], alone: dict[int, Alone], threads: int, limit: int, nice: int) -> str:
     run_s = statistics.median(a.run_seconds for a in alone.values())
     wall_s = statistics.median(a.wall_seconds for a in alone.values())
@@ -269,11 +273,12 @@ def report(rounds: list[Round], alone: dict[int, Alone], threads: int, limit: in
         f"per run), defaults (8 vs 9, width 2000, 10 epochs, sample). One run alone through the library at "
         f"{threads} thread(s): **{run_s:.2f} s** training (median of {len(alone)} seeds), {wall_s:.2f} s in all. "
         f"Browsers at nice {nice}; `OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}`.",
+        "",
         f"Warm-up: the server's first run took {warm_up.latest:.1f} s to its result, starting the worker process(es).",
         "",
-        "| sessions | time to result p50 / max | goal for the last (2 × N × alone + 5 s) | app run time "
-        "(caption) median / vs alone | correct | server CPU (share of one core) | workers CPU | browsers CPU "
-        "| load average before → after |",
+        "| sessions | time to result p50 / max | the last within 2 × N × alone + 5 s | app run time "
+        "(caption) median / vs alone (goal ≤ 1.2×) | correct | server CPU (share of one core, goal ≤ 10 %) "
+        "| workers CPU | browsers CPU | load average before → after |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in measured:
@@ -282,11 +287,12 @@ def report(rounds: list[Round], alone: dict[int, Alone], threads: int, limit: in
         app = [s.app_seconds for s in r.sessions if s.app_seconds is not None]
         app_median = statistics.median(app) if app else float("nan")
         goal = 2 * n * wall_s + 5
-        verdict = "met" if r.latest <= goal else "**missed**"
+        server_share = r.server_cpu / r.wall
         lines.append(
-            f"| {n} | {statistics.median(times):.1f} s / {r.latest:.1f} s | {goal:.1f} s: {verdict} | "
-            f"{app_median:.2f} s / {app_median / run_s:.2f}× | {sum(s.correct for s in r.sessions)}/{n} | "
-            f"{r.server_cpu:.1f} s over {r.wall:.1f} s ({100 * r.server_cpu / r.wall:.0f} %) | {r.workers_cpu:.1f} s | "
+            f"| {n} | {statistics.median(times):.1f} s / {r.latest:.1f} s | {goal:.1f} s: {verdict(r.latest <= goal)} | "
+            f"{app_median:.2f} s / {app_median / run_s:.2f}×: {verdict(app_median <= 1.2 * run_s)} | "
+            f"{sum(s.correct for s in r.sessions)}/{n} | {r.server_cpu:.1f} s over {r.wall:.1f} s "
+            f"({100 * server_share:.0f} %): {verdict(server_share <= 0.10)} | {r.workers_cpu:.1f} s | "
             f"{r.browsers_cpu:.1f} s | "
             f"{r.load_before} → {r.load_after} |"
         )

@@ -20,8 +20,9 @@ from test_concurrency import assert_same_training
 def test_a_killed_worker_fails_its_job_in_words_and_is_replaced(small_config, caplog):
     slots = jobs.JobSlots(2)
     doomed = jobs.TrainingJob(small_config(epochs=500), slots).start()
-    bystander = jobs.TrainingJob(small_config(epochs=30, seed=1), slots).start()
+    bystander = jobs.TrainingJob(small_config(epochs=200, seed=1), slots).start()
     wait_until(lambda: doomed.status().epochs_done >= 1 and bystander.worker is not None)
+    assert bystander.status().state == "running"
     killed = doomed.worker.pid
     with caplog.at_level(logging.ERROR, logger="kalign_core.jobs"):
         os.kill(killed, signal.SIGKILL)
@@ -35,7 +36,7 @@ def test_a_killed_worker_fails_its_job_in_words_and_is_replaced(small_config, ca
     # The other session's job, training beside it, did not notice.
     assert bystander.wait(120) and bystander.status().state == "finished"
     with torch_threads(slots.threads_per_job):
-        assert_same_training(bystander.status().result, run_experiment(small_config(epochs=30, seed=1)))
+        assert_same_training(bystander.status().result, run_experiment(small_config(epochs=200, seed=1)))
 
     # The next job trains on a replacement, to the same numbers as alone.
     after = jobs.TrainingJob(small_config(seed=2), slots).start()
