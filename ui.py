@@ -59,6 +59,7 @@ def init_session() -> None:
     settings have already finished on this server shows that run at once."""
     if "settings" in st.session_state:
         return
+    job_slots()  # starts the training processes (seconds: they import torch) before anyone presses Train
     settings, warnings = params.default_settings()
     query = st.query_params.to_dict()
     settings, url_warnings = params.settings_from_params(query, settings)

@@ -352,10 +352,15 @@ class TrainingJob(BackgroundJob):
             self._set(state="failed", error=f"{type(error).__name__}: {error}")
 
 
+# The time left is estimated from this many recent epochs: epochs slow down when the machine gets
+# busier (more students press Train), and a mean over the whole run lagged far behind that.
+RECENT_EPOCHS = 5
+
+
 def _seconds_left(result: ExperimentResult | None) -> float | None:
-    """Remaining epochs times the mean epoch time so far; None before the first epoch ends."""
+    """Remaining epochs times the mean time of the recent ones; None before the first epoch ends."""
     if result is None or result.epochs_done < 1:
         return None
-    records = max(result.history.values(), key=len)  # a diverged model's history ends early
+    records = max(result.history.values(), key=len)[-RECENT_EPOCHS - 1:]  # a diverged model's ends early
     per_epoch = (records[-1].seconds - records[0].seconds) / (len(records) - 1)
     return per_epoch * (result.config.epochs - result.epochs_done)

@@ -6,7 +6,7 @@ worker process of a `WorkerPool`, started once (spawn costs seconds, mostly impo
 reused run after run, with its own torch thread count set inside it.
 
 The server talks to a worker over a pipe: it sends a config (as a dict: Streamlit may have
-re-imported the class since), the worker answers "started",
+re-imported the class since) and the data folder, the worker answers "started",
 then one message per epoch and a last one, each carrying only the epochs added since the previous
 message (a `tail` of the result), which the server appends to what it has. Messages are pickles
 made by our own worker from our own objects; nothing a user uploaded travels this way. Stop is a
@@ -32,7 +32,7 @@ from typing import Callable
 import torch
 
 from .config import ExperimentConfig
-from .data import DataUnavailable
+from .data import DataUnavailable, default_data_dir, load_digits
 from .training import ExperimentResult, run_experiment
 
 # How often the server checks whether a run should stop while it waits for the worker's next message.
@@ -75,7 +75,8 @@ def serve(connection, stop, threads: int) -> None:
             _train(connection, stop, request)
 
 
-def _train(connection, stop, config: dict) -> None:
+def _train(connection, stop, request: tuple[dict, str]) -> None:
+    config, data_dir = request
     _send(connection, ("started", WorkerInfo(os.getpid(), torch.get_num_threads())))
     sent = {}  # epochs already sent, per model (a diverged model's history ends early)
 
@@ -84,7 +85,9 @@ def _train(connection, stop, config: dict) -> None:
         sent.update({name: len(records) for name, records in result.history.items()})
 
     try:
-        result = run_experiment(ExperimentConfig.from_dict(config), on_epoch=lambda live: send_tail("epoch", live), should_stop=stop.is_set)
+        config = ExperimentConfig.from_dict(config)
+        data = load_digits(config.digits, config.source, root=data_dir)
+        result = run_experiment(config, data, on_epoch=lambda live: send_tail("epoch", live), should_stop=stop.is_set)
     except (ValueError, DataUnavailable) as error:  # bad settings for this data, or no data
         _send(connection, ("failed", str(error), None))
         return
@@ -152,7 +155,8 @@ class Worker:
         """Train `config` here: the result, as `run_experiment` would return it in this process.
         Raises TrainingFailed for an error in the run, WorkerDied when the process ends."""
         self._stop.clear()  # a stop meant for the previous run may have come after it ended
-        self._send(config.to_dict())
+        # The data folder as the server sees it now (KALIGN_DATA_DIR), not as it was when the worker started.
+        self._send((config.to_dict(), str(default_data_dir())))
         result = None
         while True:
             if should_stop():

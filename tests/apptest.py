@@ -5,14 +5,19 @@ the app, press Train, wait for the job and read what the page shows.
 draws a finished job's results on any ordinary rerun.
 """
 
+import dataclasses
 import json
 import pathlib
 import socket
 import threading
 
+import numpy as np
+import torch
 from streamlit.testing.v1 import AppTest
 
-from kalign_core import ExperimentConfig
+from kalign_core import ExperimentConfig, jobs, run_experiment
+from kalign_core.sweep import torch_threads
+from kalign_core.training import MODEL_NAMES
 
 ROOT = pathlib.Path(__file__).parents[1]
 APP = str(ROOT / "app.py")
@@ -75,3 +80,27 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def assert_same_training(result, alone, epochs: int | None = None) -> None:
+    """The first `epochs` (default: all) epochs of `result` equal `alone`'s bit for bit: every
+    number in the histories but the wall-clock seconds, every kernel, and the final weights."""
+    for name in MODEL_NAMES:
+        got, want = result.history[name], alone.history[name]
+        epochs_compared = len(want) if epochs is None else epochs + 1
+        assert len(got) == epochs_compared
+        assert [dataclasses.replace(r, seconds=0.0) for r in got] == [
+            dataclasses.replace(r, seconds=0.0) for r in want[:epochs_compared]
+        ], name
+        for ours, theirs in zip(result.kernels[name], alone.kernels[name]):
+            np.testing.assert_array_equal(ours, theirs)
+        if epochs is None:
+            for (key, ours), theirs in zip(result.models[name].state_dict().items(), alone.models[name].state_dict().values()):
+                assert torch.equal(ours, theirs), (name, key)
+    np.testing.assert_array_equal(result.target_kernel, alone.target_kernel)
+
+
+def alone(config: ExperimentConfig, slots: jobs.JobSlots):
+    """`config` trained in this thread at the thread count of the slots' jobs."""
+    with torch_threads(slots.threads_per_job):
+        return run_experiment(config)

@@ -16,14 +16,10 @@ import os
 import signal
 import sys
 
-import numpy as np
 import pytest
-import torch
 
-from apptest import ROOT, TINY, finish, open_app, press_train, texts, wait_until
-from kalign_core import ExperimentConfig, jobs, params, run_experiment
-from kalign_core.sweep import torch_threads
-from kalign_core.training import MODEL_NAMES
+from apptest import ROOT, TINY, alone, assert_same_training, finish, open_app, press_train, texts, wait_until
+from kalign_core import ExperimentConfig, jobs, params
 
 LONG = {**TINY, "epochs": "500"}  # would train for minutes; these tests stop it
 
@@ -36,30 +32,6 @@ def config_of(query: dict) -> ExperimentConfig:
     settings, warnings = params.settings_from_params(query, defaults)
     assert warnings == []
     return params.config_from_settings(settings)
-
-
-def assert_same_training(result, alone, epochs: int | None = None) -> None:
-    """The first `epochs` (default: all) epochs of `result` equal `alone`'s bit for bit: every
-    number in the histories but the wall-clock seconds, every kernel, and the final weights."""
-    for name in MODEL_NAMES:
-        got, want = result.history[name], alone.history[name]
-        epochs_compared = len(want) if epochs is None else epochs + 1
-        assert len(got) == epochs_compared
-        assert [dataclasses.replace(r, seconds=0.0) for r in got] == [
-            dataclasses.replace(r, seconds=0.0) for r in want[:epochs_compared]
-        ], name
-        for ours, theirs in zip(result.kernels[name], alone.kernels[name]):
-            np.testing.assert_array_equal(ours, theirs)
-        if epochs is None:
-            for (key, ours), theirs in zip(result.models[name].state_dict().items(), alone.models[name].state_dict().values()):
-                assert torch.equal(ours, theirs), (name, key)
-    np.testing.assert_array_equal(result.target_kernel, alone.target_kernel)
-
-
-def alone(config: ExperimentConfig, slots: jobs.JobSlots):
-    """`config` trained in this thread at the thread count of the slots' jobs."""
-    with torch_threads(slots.threads_per_job):
-        return run_experiment(config)
 
 
 @contextlib.contextmanager

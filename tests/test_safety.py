@@ -110,6 +110,9 @@ def test_cli_out_never_replaces_a_folder_that_is_not_a_run(tmp_path, capsys):
 # ================================================================ nothing in a file runs
 LOADERS = {("np", "load"), ("numpy", "load"), ("torch", "load")}
 FORBIDDEN_MODULES = {"pickle", "cPickle", "dill", "cloudpickle", "joblib", "shelve", "marshal"}
+# The one exception, and why: the pipe between the server and its own training processes carries
+# only what kalign's worker made (configs, results); no file and no upload ever travels it.
+PICKLE_ALLOWED = {"kalign_core/workers.py"}
 
 
 def sources() -> list[pathlib.Path]:
@@ -124,7 +127,9 @@ def test_the_code_reads_files_only_without_unpickling():
             where = f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', '?')}"
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 names = [a.name for a in node.names] + ([node.module] if isinstance(node, ast.ImportFrom) else [])
-                problems += [f"{where} imports {n}" for n in names if n and n.split(".")[0] in FORBIDDEN_MODULES]
+                forbidden = [n for n in names if n and n.split(".")[0] in FORBIDDEN_MODULES]
+                if str(path.relative_to(ROOT)) not in PICKLE_ALLOWED or forbidden != ["pickle"]:
+                    problems += [f"{where} imports {n}" for n in forbidden]
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name):
                 call = (node.func.value.id, node.func.attr)
                 keywords = {k.arg: getattr(k.value, "value", None) for k in node.keywords}

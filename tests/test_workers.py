@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from apptest import wait_until
+from apptest import assert_same_training, wait_until
 from kalign_core import jobs, run_experiment, workers
 from kalign_core.sweep import torch_threads
 from kalign_core.training import MODEL_NAMES
-from test_concurrency import assert_same_training
 
 
 def test_a_killed_worker_fails_its_job_in_words_and_is_replaced(small_config, caplog):
