@@ -115,10 +115,10 @@ def live_progress(job) -> None:
     the whole page, started from here only when the job ended or a new epoch arrived: redrawing them
     every second for every watching browser cost the server about 6 % of a core per session."""
     status = job.status()
+    with ui.apology():
+        draw_progress(job, status)  # first, so that a click on Stop is seen before any rerun
     if not status.active or charted(status) != st.session_state.get("charted"):
         st.rerun()
-    with ui.apology():
-        draw_progress(job, status)
 
 
 def draw_progress(job, status) -> None:
