@@ -89,8 +89,9 @@ def _mark_divergence(fig: go.Figure, result: ExperimentResult) -> None:
         fig.add_vline(
             x=epoch,
             line=dict(color=MODEL_COLORS[names[0]] if len(names) == 1 else "gray", dash="dot", width=1),
-            annotation_text=f"{' and '.join(names)} diverged",
-            annotation_position="top right",
+            annotation_text=f"{'both' if len(names) == 2 else names[0]} diverged",
+            # Written on the side with room, so that a late divergence is not cut off at the edge.
+            annotation_position="top left" if epoch > result.epochs_done / 2 else "top right",
         )
 
 

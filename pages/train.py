@@ -234,30 +234,29 @@ def other_model(name: str) -> str:
     return MODEL_NAMES[1 - MODEL_NAMES.index(name)]
 
 
-def delta(change: float, digits: int, unit: str) -> tuple[str, str]:
-    """A metric's change since init and its arrow's colouring: a change that rounds to zero is
-    "±0" with no arrow colour, never a red "−0.000"."""
+def delta(change: float, digits: int, unit: str, colour: str = "normal") -> dict:
+    """st.metric's delta for a change since init: one that rounds to zero is "±0" with neither
+    arrow nor colour, never a red "−0.000"."""
     if round(change, digits) == 0:
-        return f"±{0:.{digits}f}{unit} since init", "off"
-    return f"{change:+.{digits}f}{unit} since init", "normal"
+        return dict(delta=f"±{0:.{digits}f}{unit} since init", delta_color="off", delta_arrow="off")
+    return dict(delta=f"{change:+.{digits}f}{unit} since init", delta_color=colour)
 
 
 def metrics(result) -> None:
     """Final test error and alignment of each model, with the change since initialisation."""
-    columns = st.columns(4)  # both errors, then both alignments
-    for name, error_column, alignment_column in zip(MODEL_NAMES, columns[:2], columns[2:]):
+    # One column per model, error above alignment: four metrics side by side were cut off ("50.…")
+    # in a narrow window.
+    for name, column in zip(MODEL_NAMES, st.columns(2)):
         first, last = result.history[name][0], result.history[name][-1]
         flag = " (diverged)" if result.diverged_at[name] is not None else ""
-        text, colour = delta(last.test_error - first.test_error, 1, " pp")
-        error_column.metric(f"{name} · test error{flag}", f"{last.test_error:.1f}%", delta=text,
-                            delta_color="inverse" if colour == "normal" else colour)
+        column.metric(f"{name} · test error{flag}", f"{last.test_error:.1f}%",
+                      **delta(last.test_error - first.test_error, 1, " pp", colour="inverse"))
         change = alignment_change(result, name)
         if last.alignment is None:
-            alignment_column.metric(f"{name} · alignment ρ{flag}", "undefined", help=last.alignment_note)
+            column.metric(f"{name} · alignment ρ{flag}", "undefined", help=last.alignment_note)
         else:
-            text, colour = (None, "off") if change is None else delta(change, 3, "")
-            alignment_column.metric(f"{name} · alignment ρ{flag}", f"{last.alignment:.3f}", delta=text,
-                                    delta_color=colour)
+            column.metric(f"{name} · alignment ρ{flag}", f"{last.alignment:.3f}",
+                          **({} if change is None else delta(change, 3, "")))
 
 
 def finished_run(result) -> None:
@@ -280,7 +279,7 @@ st.title("Train two networks side by side")
 st.caption("Both start from the same weights and see the same batches; only the hidden layer's learning rate "
            "differs. Watch whether their features align with the task.")
 job = ui.current_job()
-form_column, result_column = st.columns([1.2, 3], gap="large")
+form_column, result_column = st.columns([1.4, 3], gap="large")
 with form_column:
     settings_form(running=job is not None)
 with result_column:

@@ -5,6 +5,7 @@ import json
 import time
 
 import pytest
+from streamlit.proto.Metric_pb2 import Metric
 from streamlit.testing.v1 import AppTest
 
 from apptest import TINY, charts, finish, open_app, press_train, texts, wait_until
@@ -56,7 +57,7 @@ def test_tiny_run_draws_both_models_over_every_epoch():
     assert alignment["data"][0]["x"] == [0, 1, 2]
     assert all(isinstance(y, float) for t in alignment["data"] for y in t["y"])
     labels = [m.label for m in at.metric]
-    assert labels == ["slow · test error", "regular · test error", "slow · alignment ρ", "regular · alignment ρ"]
+    assert labels == ["slow · test error", "slow · alignment ρ", "regular · test error", "regular · alignment ρ"]
     assert all("since init" in m.delta for m in at.metric)
     assert "test errors ended at" in texts(at.markdown)
     assert "bundled MNIST sample" in texts(at.caption)
@@ -237,3 +238,10 @@ def test_a_link_whose_settings_have_finished_on_this_server_shows_the_run_at_onc
     assert link.session_state["result"] is first.session_state["result"]
     assert "this link's settings had already finished on this server" in texts(link.success)
     assert len(link.get("plotly_chart")) == 2
+
+
+def test_a_change_that_rounds_to_zero_is_shown_as_plus_minus_zero_without_a_red_arrow():
+    at = trained(slow_lr="0")  # the slow model's features never move: its ρ stays exactly constant
+    slow = next(m for m in at.metric if m.label == "slow · alignment ρ")
+    assert slow.delta == "±0.000 since init"
+    assert slow.proto.color == Metric.MetricColor.GRAY and slow.proto.direction == Metric.MetricDirection.NONE
