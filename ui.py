@@ -8,7 +8,7 @@ import logging
 
 import streamlit as st
 
-from kalign_core import jobs, params
+from kalign_core import data, jobs, params
 from kalign_core.training import ExperimentResult
 
 log = logging.getLogger("kalign.app")
@@ -27,6 +27,17 @@ def job_slots() -> jobs.JobSlots:
 @st.cache_resource
 def results_cache() -> jobs.ResultCache:
     return jobs.ResultCache()
+
+
+@st.cache_resource
+def _mnist_fetch(root: str) -> data.MnistFetch:
+    return data.MnistFetch(root).start()
+
+
+def mnist_fetch() -> data.MnistFetch:
+    """The server's background download of full MNIST into KALIGN_DATA_DIR, for "auto" runs
+    (started the first time anyone looks at "auto")."""
+    return _mnist_fetch(str(data.default_data_dir()))
 
 
 def require_app() -> None:

@@ -53,7 +53,8 @@ def add_config_options(parser: argparse.ArgumentParser, sweep: bool = False) -> 
                         help="held-out digits on which alignment and kernels are measured (default: %(default)s)")
     parser.add_argument("--source", choices=["auto", "mnist", "sample"], default=d.source,
                         help="mnist = full MNIST (downloaded once), sample = bundled 5,000 digits, "
-                             "auto = mnist when available else sample (default: %(default)s)")
+                             "auto = MNIST when on disk, else the sample, never waiting for a download "
+                             "(default: %(default)s)")
 
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:

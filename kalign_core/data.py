@@ -87,8 +87,9 @@ def load_digits(digits=(8, 9), source: str = "auto", root=None) -> DigitData:
     """The chosen digits, relabelled 0..k-1 in the order given.
 
     source: "mnist" (torchvision's 70,000 digits, downloaded into `root` or KALIGN_DATA_DIR when
-    absent), "sample" (the bundled 5,000), or "auto" (MNIST when on disk or downloadable, else the
-    sample). The result's `source` says which was used.
+    absent), "sample" (the bundled 5,000), or "auto" (MNIST when on disk, else the sample: "auto"
+    never waits for the network; `MnistFetch` brings MNIST in the background). The result's `source`
+    says which was used, and its `note` why the sample was.
     """
     digits = _check_digits(digits)
     if source not in ("auto", "mnist", "sample"):
@@ -97,11 +98,12 @@ def load_digits(digits=(8, 9), source: str = "auto", root=None) -> DigitData:
     if source == "sample":
         return _select(_sample_arrays(), digits, "sample")
     try:
-        return _select(_mnist_arrays(str(root), allow_download=True), digits, "mnist")
+        return _select(_mnist_arrays(str(root), allow_download=source == "mnist"), digits, "mnist")
     except DataUnavailable as unavailable:
         if source == "mnist":
             raise
-        return _select(_sample_arrays(), digits, "sample", note=str(unavailable))
+        note = f"{unavailable}; 'auto' never waits for a download (choose full MNIST to download it, about 12 MB)"
+        return _select(_sample_arrays(), digits, "sample", note=note)
 
 
 def digit_counts(digits, source: str = "auto", root=None) -> tuple[int, int]:
@@ -144,7 +146,7 @@ def _sample_arrays():
 
 @functools.lru_cache(maxsize=2)
 def _mnist_arrays(root: str, allow_download: bool):
-    """MNIST as uint8 arrays; downloads into a temporary folder renamed into place on success."""
+    """MNIST as uint8 arrays, downloaded first when `allow_download` and not on disk."""
     global _last_failed_download
     try:
         return _read_mnist(root)
@@ -152,26 +154,88 @@ def _mnist_arrays(root: str, allow_download: bool):
         if not allow_download:
             raise
         on_disk = str(missing)
+    since_failure = time.monotonic() - _last_failed_download
+    if since_failure < DOWNLOAD_RETRY_AFTER_S:
+        # Clock times, not "N min ago": the note is saved with the run and read much later.
+        failed_at = time.time() - max(since_failure, 0.0)
+        raise DataUnavailable(
+            f"{on_disk}, and a download failed at {_clock(failed_at)} "
+            f"(kalign tries again from {_clock(failed_at + DOWNLOAD_RETRY_AFTER_S)})"
+        )
+    try:
+        fetch_mnist(root)
+    except DataUnavailable as failed:
+        _last_failed_download = time.monotonic()
+        raise DataUnavailable(f"{on_disk}, and downloading it failed ({failed})") from failed
+    return _read_mnist(root)
+
+
+def fetch_mnist(root=None) -> None:
+    """Download MNIST into `root` (default: KALIGN_DATA_DIR) unless a good copy is there (one
+    download at a time); DataUnavailable, saying why in a few words, when the download fails."""
+    root = pathlib.Path(root) if root is not None else default_data_dir()
     with _download_lock:
         try:
-            return _read_mnist(root)  # another thread may have just downloaded it
+            _read_mnist(str(root))
+            return
         except DataUnavailable:
             pass
-        since_failure = time.monotonic() - _last_failed_download
-        if since_failure < DOWNLOAD_RETRY_AFTER_S:
-            # Clock times, not "N min ago": the note is saved with the run and read much later.
-            failed_at = time.time() - max(since_failure, 0.0)
-            raise DataUnavailable(
-                f"{on_disk}, and a download failed at {_clock(failed_at)} "
-                f"(kalign tries again from {_clock(failed_at + DOWNLOAD_RETRY_AFTER_S)})"
-            )
         try:
-            _download_mnist(pathlib.Path(root))
+            _download_mnist(root)
         except Exception as error:
-            _last_failed_download = time.monotonic()
             last_line = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-            raise DataUnavailable(f"{on_disk}, and downloading it failed ({last_line})") from error
-    return _read_mnist(root)
+            raise DataUnavailable(last_line) from error
+
+
+class MnistFetch:
+    """MNIST fetched in a daemon thread, retried quietly after a failure (1 min, then twice as long
+    each time, at most an hour apart), so that "auto" runs use it once it is on disk and no run
+    ever waits for the network. `status()` says where it stands, in words."""
+
+    def __init__(self, root=None, first_retry_s: float = 60.0, longest_retry_s: float = 3600.0):
+        self.root = pathlib.Path(root) if root is not None else default_data_dir()
+        self._first_retry_s, self._longest_retry_s = first_retry_s, longest_retry_s
+        self._lock = threading.Lock()
+        self._state, self._since, self._problem = "fetching", time.time(), ""
+        self._thread = threading.Thread(target=self._run, name="kalign-mnist-fetch", daemon=True)
+
+    def start(self) -> "MnistFetch":
+        self._thread.start()
+        return self
+
+    @property
+    def available(self) -> bool:
+        with self._lock:
+            return self._state == "available"
+
+    def status(self) -> str:
+        with self._lock:
+            state, since, problem = self._state, self._since, self._problem
+        if state == "available":
+            return f"Full MNIST is on this machine ({self.root}): 'auto' trains on it."
+        if state == "fetching":
+            return (f"Full MNIST is downloading in the background (since {_clock(since)}); until it is "
+                    "here, 'auto' trains on the bundled sample.")
+        return (f"Full MNIST could not be downloaded ({problem}); kalign tries again at {_clock(since)}. "
+                "Until then 'auto' trains on the bundled sample.")
+
+    def _set(self, state: str, since: float, problem: str = "") -> None:
+        with self._lock:
+            self._state, self._since, self._problem = state, since, problem
+
+    def _run(self) -> None:
+        wait = self._first_retry_s
+        while True:
+            self._set("fetching", time.time())
+            try:
+                fetch_mnist(self.root)
+            except DataUnavailable as failure:
+                self._set("retrying", time.time() + wait, str(failure))
+                time.sleep(wait)
+                wait = min(2 * wait, self._longest_retry_s)
+                continue
+            self._set("available", time.time())
+            return
 
 
 def _clock(seconds_since_epoch: float) -> str:

@@ -10,7 +10,7 @@ from kalign_core.training import DIVERGENCE_FACTOR, MODEL_NAMES
 ui.require_app()
 
 SOURCES = {
-    "auto": "auto (MNIST, else sample)",
+    "auto": "auto (MNIST if here, else sample)",
     "mnist": "full MNIST (70,000)",
     "sample": "bundled sample (5,000)",
 }
@@ -78,6 +78,8 @@ def settings_form(running: bool) -> None:
                        help="held-out digits on which kernels and alignment are measured")
     st.selectbox(LABELS["source"], list(SOURCES), format_func=SOURCES.get, key=key("source"), **changed,
                  help="full MNIST downloads once (about 12 MB); the sample ships with kalign, works offline")
+    if st.session_state[key("source")] == "auto":
+        st.caption(ui.mnist_fetch().status())
     st.selectbox(LABELS["device"], devices, key=key("device"), **changed,
                  format_func=lambda d: f"auto (uses {resolve_device('auto')})" if d == "auto" else d)
     try:

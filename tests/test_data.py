@@ -12,6 +12,8 @@ from torchvision.datasets import MNIST
 
 from kalign_core import data
 from kalign_core.data import DataUnavailable, DigitData, load_digits
+from test_data_faults import write_fake_mnist
+from apptest import wait_until
 
 
 def row_set(x):
@@ -137,10 +139,14 @@ def test_mnist_unavailable_is_a_clear_error_and_leaves_no_partial_files(refusing
     assert leftovers(root) == []
 
 
-def test_auto_falls_back_to_the_sample_and_says_why(refusing_network, tmp_path, sample_89):
+def test_auto_never_waits_for_the_network_and_says_why_it_used_the_sample(refusing_network, tmp_path, sample_89,
+                                                                         monkeypatch):
+    attempts = []
+    monkeypatch.setattr(data, "_download_mnist", lambda root: attempts.append(root))
     d = load_digits((8, 9), source="auto", root=tmp_path)
+    assert attempts == []  # a Train press never waits for a download
     assert d.source == "sample"
-    assert "MNIST is not on disk" in d.note and "download" in d.note
+    assert "MNIST is not on disk" in d.note and "choose full MNIST to download it" in d.note
     np.testing.assert_array_equal(d.train_x, sample_89.train_x)
     assert leftovers(tmp_path) == []
 
@@ -149,20 +155,48 @@ def test_a_silent_server_times_out_instead_of_hanging(silent_network, tmp_path):
     outcome = {}
 
     def load():
-        outcome["data"] = load_digits((8, 9), source="auto", root=tmp_path)
+        try:
+            load_digits((8, 9), source="mnist", root=tmp_path)
+        except DataUnavailable as unavailable:
+            outcome["error"] = str(unavailable)
 
     worker = threading.Thread(target=load, daemon=True)
     worker.start()
     worker.join(timeout=60)  # a guard against hanging forever, not a speed test
     assert not worker.is_alive(), "load_digits hung on a server that never answers"
-    assert outcome["data"].source == "sample" and "download" in outcome["data"].note
+    assert "downloading it failed" in outcome["error"]
     assert socket.getdefaulttimeout() is None  # the short timeout was only for the download
     assert leftovers(tmp_path) == []
 
 
-def test_after_a_failed_download_auto_does_not_retry_at_once(refusing_network, tmp_path, monkeypatch):
-    load_digits((8, 9), source="auto", root=tmp_path)
+def test_after_a_failed_download_mnist_does_not_retry_at_once(refusing_network, tmp_path, monkeypatch):
+    with pytest.raises(DataUnavailable):
+        load_digits((8, 9), source="mnist", root=tmp_path)
     attempts = []
     monkeypatch.setattr(data, "_download_mnist", lambda root: attempts.append(root))
-    again = load_digits((8, 9), source="auto", root=tmp_path)
-    assert attempts == [] and again.source == "sample" and "failed" in again.note
+    with pytest.raises(DataUnavailable, match=r"a download failed at .* \(kalign tries again from"):
+        load_digits((8, 9), source="mnist", root=tmp_path)
+    assert attempts == []
+
+
+def test_the_background_fetch_retries_quietly_then_auto_trains_on_mnist(refusing_network, tmp_path, monkeypatch):
+    """First the network refuses (the status says so, with the next try), then a download succeeds
+    (a stand-in downloader writes a well-formed file set): "auto" uses MNIST from then on."""
+    real_download = data._download_mnist
+    attempts = []
+
+    def refused_then_fine(root):
+        attempts.append(root)
+        if len(attempts) == 1:
+            return real_download(root)  # refused: the mirrors point at a closed port
+        write_fake_mnist(root / "MNIST" / "raw")
+
+    monkeypatch.setattr(data, "_download_mnist", refused_then_fine)
+    fetch = data.MnistFetch(tmp_path, first_retry_s=0.5)
+    assert "downloading in the background" in fetch.status()
+    fetch.start()
+    wait_until(lambda: len(attempts) >= 1 and "could not be downloaded" in fetch.status() or fetch.available)
+    wait_until(lambda: fetch.available)
+    assert len(attempts) == 2 and "Full MNIST is on this machine" in fetch.status()
+    d = load_digits((3, 4), source="auto", root=tmp_path)
+    assert d.source == "mnist" and d.note == ""

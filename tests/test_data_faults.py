@@ -16,18 +16,22 @@ def _write_idx(path, array: np.ndarray) -> None:
     path.write_bytes(header + array.astype(np.uint8).tobytes())
 
 
-@pytest.fixture
-def fake_mnist(tmp_path, monkeypatch):
-    """A tiny, well-formed MNIST cache (as a completed kalign download would leave it)."""
-    data._mnist_arrays.cache_clear()
-    monkeypatch.setattr(data, "_last_failed_download", float("inf"))  # never touch the network
-    raw = tmp_path / "MNIST" / "raw"
+def write_fake_mnist(raw) -> None:
+    """A tiny, well-formed MNIST file set in `raw`, as a completed kalign download leaves it."""
     raw.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for prefix, n in (("train", 60), ("t10k", 20)):
         _write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
         _write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
     data._write_checksums(raw)
+
+
+@pytest.fixture
+def fake_mnist(tmp_path, monkeypatch):
+    """A tiny, well-formed MNIST cache (as a completed kalign download would leave it)."""
+    data._mnist_arrays.cache_clear()
+    monkeypatch.setattr(data, "_last_failed_download", float("inf"))  # never touch the network
+    write_fake_mnist(tmp_path / "MNIST" / "raw")
     yield tmp_path
     data._mnist_arrays.cache_clear()
 
