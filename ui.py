@@ -34,10 +34,14 @@ def _mnist_fetch(root: str) -> data.MnistFetch:
     return data.MnistFetch(root).start()
 
 
-def mnist_fetch() -> data.MnistFetch:
-    """The server's background download of full MNIST into KALIGN_DATA_DIR, for "auto" runs
-    (started the first time anyone looks at "auto")."""
-    return _mnist_fetch(str(data.default_data_dir()))
+def mnist_status() -> str:
+    """Where full MNIST stands for "auto" runs, in words. A server that starts its forms on "auto"
+    (the default) downloads it in the background the first time anyone looks; one set to another
+    source (KALIGN_DEFAULT_SOURCE, e.g. offline classrooms and the tests) never touches the network."""
+    if params.default_settings()[0]["source"] == "auto":
+        return _mnist_fetch(str(data.default_data_dir())).status()
+    return ("'auto' trains on full MNIST when it is on this machine, else on the bundled sample; "
+            "choose full MNIST to download it.")
 
 
 def require_app() -> None:

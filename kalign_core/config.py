@@ -12,6 +12,9 @@ MAX_EPOCHS = 500
 MAX_BATCH_SIZE = 60_000
 MAX_PROBE_SIZE = 1_000
 MIN_PROBE_SIZE = 4
+# Far beyond any rate that trains (a model diverges, and kalign marks it, long before); a rate near
+# float32's limit (3.4e38) would overflow inside the SGD step itself.
+MAX_LEARNING_RATE = 1e6
 # The largest whole number a browser holds exactly (JavaScript's Number.MAX_SAFE_INTEGER).
 MAX_SEED = 2**53 - 1
 # A run keeps each model's m×m float32 probe kernel at every epoch; this bounds their total.
@@ -149,8 +152,9 @@ def _check_int(name: str, value, low: int, high: int) -> None:
 def _check_rate(name: str, value, allow_zero: bool) -> None:
     lowest = "0 or more" if allow_zero else "greater than 0"
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(name, f"{{{name}}} must be a finite number {lowest}" + got(value))
+    if not ok or value < 0 or (value == 0 and not allow_zero) or value > MAX_LEARNING_RATE:
+        raise ConfigError(
+            name, f"{{{name}}} must be a finite number {lowest} and at most {MAX_LEARNING_RATE:,.0f}" + got(value))
 
 
 def _is_device_name(name: str) -> bool:

@@ -79,7 +79,7 @@ def settings_form(running: bool) -> None:
     st.selectbox(LABELS["source"], list(SOURCES), format_func=SOURCES.get, key=key("source"), **changed,
                  help="full MNIST downloads once (about 12 MB); the sample ships with kalign, works offline")
     if st.session_state[key("source")] == "auto":
-        st.caption(ui.mnist_fetch().status())
+        st.caption(ui.mnist_status())
     st.selectbox(LABELS["device"], devices, key=key("device"), **changed,
                  format_func=lambda d: f"auto (uses {resolve_device('auto')})" if d == "auto" else d)
     try:

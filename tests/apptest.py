@@ -42,9 +42,10 @@ def session_job(at: AppTest):
 
 
 def finish(at: AppTest) -> AppTest:
-    """Wait for this session's job, then rerun as the progress fragment would."""
+    """Wait for this session's job (if the page has not already collected it: a tiny run may end
+    while the run that pressed Train is still drawing), then rerun as the progress fragment would."""
     job = session_job(at)
-    assert job is not None and job.wait(120)
+    assert job is None or job.wait(120)
     return at.run()
 
 

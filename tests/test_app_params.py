@@ -31,7 +31,7 @@ def test_config_round_trips_through_query_parameters():
         ("slow_lr", "-1", "slow_lr must be a finite number 0 or more"),
         ("regular_lr", "0", "regular_lr must be a finite number greater than 0"),
         ("regular_lr", "inf", "regular_lr must be a finite number greater than 0"),
-        ("regular_lr", "fast", "regular_lr must be a finite number greater than 0 (got 'fast')"),
+        ("regular_lr", "fast", "regular_lr must be a finite number greater than 0 and at most 1,000,000 (got 'fast')"),
         ("epochs", "0", "epochs must be a whole number from 1"),
         ("batch_size", "-5", "batch_size must be a whole number from 1"),
         ("probe_size", "2", "probe_size must be a whole number from 4"),

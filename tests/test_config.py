@@ -37,6 +37,8 @@ INVALID = [
     ("slow_lr", None, "finite"),
     ("slow_lr", True, "finite"),
     ("regular_lr", 0, "greater than 0"),
+    ("regular_lr", 3.402823466385289e38, "at most 1,000,000"),  # once overflowed float32 inside the SGD step
+    ("slow_lr", 1e7, "at most 1,000,000"),
     ("regular_lr", 0.0, "greater than 0"),
     ("regular_lr", -1.0, "greater than 0"),
     ("regular_lr", math.nan, "finite"),

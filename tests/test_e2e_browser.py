@@ -149,6 +149,7 @@ def test_settings_that_clash_are_named_in_words_on_every_page(server):
         width.fill("2.5")
         width.press("Enter")
         expect(page.get_by_text("Hidden width must be a whole number from 1 to 32,768 (got 2.5)")).to_be_visible()
+        page.wait_for_selector(IDLE)  # the rerun's stale elements are gone
         expect(page.get_by_role("button", name="Train")).to_be_disabled()
 
         for link in page.locator("[data-testid='stSidebarNavLink']").all():

@@ -124,6 +124,7 @@ KNOWN = [
     pytest.param({"batch_size": "5000", "source": "sample"}, id="batch larger than the sample"),
     pytest.param({"probe_size": "500", "source": "sample"}, id="probe larger than the sample's test digits"),
     pytest.param({"seed": str(2**60)}, id="seed beyond what a browser holds"),
+    pytest.param({"regular_lr": "3.402823466385289e+38"}, id="rate overflowing float32 (found by the fuzzer)"),
 ]
 
 
