@@ -1,0 +1,50 @@
+"""The empirical tangent kernel of the one-hidden-layer MLP, in closed form.
+
+f(x) = Aᵀ relu(Wx + b) + c with d hidden units and k outputs. Summed over outputs and over every
+parameter (biases included), Σ_o ∇_θ f_o(x) · ∇_θ f_o(x′) splits into
+- the readout block k(φ(x)·φ(x′) + 1), from A and c, and
+- the hidden block (x·x′ + 1) Σ_j a_j² s_j(x) s_j(x′), from W and b, where s_j = 1[unit j is on]
+  and a_j² = Σ_o A_jo².
+So Θ = k(ΦΦᵀ + 11ᵀ) + G ⊙ (S diag(a²) Sᵀ) with G = XXᵀ + 11ᵀ: no per-example Jacobians (those would
+take m·k·(n + 2)·d numbers). G depends on the points only, so a fixed probe computes it once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .model import MLP
+
+
+def input_gram(x: torch.Tensor) -> torch.Tensor:
+    """G = XXᵀ + 11ᵀ in float64: the hidden block's factor that depends on the points alone."""
+    x64 = x.detach().to(torch.float64)
+    return x64 @ x64.T + 1.0
+
+
+def tangent_blocks(phi: torch.Tensor, readout_weight: torch.Tensor, gram: torch.Tensor) -> dict[str, torch.Tensor]:
+    """{"hidden", "readout"} blocks of Θ (m×m float64) from the features Φ (m×d, after the ReLU),
+    the readout weights A (k×d, as nn.Linear holds them) and G = XXᵀ + 11ᵀ."""
+    phi64 = phi.detach().to(torch.float64)
+    a_squared = readout_weight.detach().to(torch.float64).square().sum(dim=0)
+    # relu(h) > 0 exactly when h > 0, so the features carry the on/off pattern S.
+    active = (phi > 0).to(torch.float64)
+    k = readout_weight.shape[0]
+    return {
+        "hidden": gram * ((active * a_squared) @ active.T),
+        "readout": k * (phi64 @ phi64.T + 1.0),
+    }
+
+
+def tangent_kernel(model: MLP, x, by_layer: bool = False):
+    """The empirical tangent kernel of `model` on the points `x` (m×inputs, numpy or torch) as an
+    m×m float64 tensor, Σ_outputs Σ_parameters ∂f_o(x_i)/∂θ · ∂f_o(x_j)/∂θ; with `by_layer`, its
+    {"hidden": G ⊙ (S diag(a²) Sᵀ), "readout": k(ΦΦᵀ + 11ᵀ)} blocks, which sum to it."""
+    hidden, readout = model.features[0], model.readout
+    x = torch.from_numpy(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
+    x64 = x.detach().to(device=hidden.weight.device, dtype=torch.float64)
+    with torch.no_grad():
+        phi = torch.relu(x64 @ hidden.weight.to(torch.float64).T + hidden.bias.to(torch.float64))
+    blocks = tangent_blocks(phi, readout.weight, input_gram(x64))
+    return blocks if by_layer else blocks["hidden"] + blocks["readout"]
