@@ -17,24 +17,31 @@ import torch
 from .model import MLP
 
 
-def input_gram(x: torch.Tensor) -> torch.Tensor:
-    """G = XXᵀ + 11ᵀ in float64: the hidden block's factor that depends on the points alone."""
-    x64 = x.detach().to(torch.float64)
-    return x64 @ x64.T + 1.0
+def input_gram(x: torch.Tensor, x_other: torch.Tensor | None = None) -> torch.Tensor:
+    """G = XX′ᵀ + 11ᵀ (X′ = X by default) in X's dtype: the hidden block's factor that depends on
+    the points alone."""
+    x = x.detach()
+    return x @ (x if x_other is None else x_other.detach()).T + 1.0
 
 
-def tangent_blocks(phi: torch.Tensor, readout_weight: torch.Tensor, gram: torch.Tensor) -> dict[str, torch.Tensor]:
-    """{"hidden", "readout"} blocks of Θ (m×m float64) from the features Φ (m×d, after the ReLU),
-    the readout weights A (k×d, as nn.Linear holds them) and G = XXᵀ + 11ᵀ."""
-    phi64 = phi.detach().to(torch.float64)
-    a_squared = readout_weight.detach().to(torch.float64).square().sum(dim=0)
+def hidden_block(phi: torch.Tensor, readout_weight: torch.Tensor, gram: torch.Tensor,
+                 phi_other: torch.Tensor | None = None) -> torch.Tensor:
+    """G ⊙ (S diag(a²) S′ᵀ) as float64, from the features Φ (m×d, after the ReLU) of the points x,
+    those of the points x′ (`phi_other`, default the same points), the readout weights A (k×d, as
+    nn.Linear holds them) and G = XX′ᵀ + 11ᵀ. The product runs in Φ's dtype."""
+    phi = phi.detach()
+    phi_other = phi if phi_other is None else phi_other.detach()
+    a_squared = readout_weight.detach().to(phi.dtype).square().sum(dim=0)
     # relu(h) > 0 exactly when h > 0, so the features carry the on/off pattern S.
-    active = (phi > 0).to(torch.float64)
-    k = readout_weight.shape[0]
-    return {
-        "hidden": gram * ((active * a_squared) @ active.T),
-        "readout": k * (phi64 @ phi64.T + 1.0),
-    }
+    active, active_other = (phi > 0).to(phi.dtype), (phi_other > 0).to(phi.dtype)
+    return gram.to(torch.float64) * ((active * a_squared) @ active_other.T).to(torch.float64)
+
+
+def readout_block(phi: torch.Tensor, n_outputs: int, phi_other: torch.Tensor | None = None) -> torch.Tensor:
+    """k(ΦΦ′ᵀ + 11ᵀ) as float64, the product in Φ's dtype."""
+    phi = phi.detach()
+    phi_other = phi if phi_other is None else phi_other.detach()
+    return n_outputs * ((phi @ phi_other.T).to(torch.float64) + 1.0)
 
 
 def tangent_kernel(model: MLP, x, by_layer: bool = False):
@@ -46,5 +53,6 @@ def tangent_kernel(model: MLP, x, by_layer: bool = False):
     x64 = x.detach().to(device=hidden.weight.device, dtype=torch.float64)
     with torch.no_grad():
         phi = torch.relu(x64 @ hidden.weight.to(torch.float64).T + hidden.bias.to(torch.float64))
-    blocks = tangent_blocks(phi, readout.weight, input_gram(x64))
+    blocks = {"hidden": hidden_block(phi, readout.weight, input_gram(x64)),
+              "readout": readout_block(phi, readout.weight.shape[0])}
     return blocks if by_layer else blocks["hidden"] + blocks["readout"]

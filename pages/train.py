@@ -17,12 +17,17 @@ SOURCES = {
 LABELS = params.FIELD_LABELS
 # Whole-number settings are entered as floats so that 2.5 is refused, not silently cut to 2.
 WHOLE_NUMBERS = ("width", "epochs", "batch_size", "probe_size")
+# The lazy scale's slider: log-spaced steps from the plain scale to the very lazy.
+LAZY_SCALES = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)
+LAZY_SCALE_FIRST_SHOWN = 100.0
 
 
 key = ui.form_key
 
 
 def widget_value(field: str, value):
+    if field == "lazy_scale":  # the slider keeps a value while the switch is off
+        return LAZY_SCALE_FIRST_SHOWN if value is None else value
     return float(value) if field in WHOLE_NUMBERS and isinstance(value, int) else value
 
 
@@ -37,13 +42,18 @@ def restore_form() -> None:
     """The form shows the session's settings (Streamlit forgets widgets of pages not drawn)."""
     for field, value in ui.settings().items():
         st.session_state.setdefault(key(field), widget_value(field, value))
+    st.session_state.setdefault(ui.switch_key("lazy_scale"), ui.settings()["lazy_scale"] is not None)
 
 
 def on_change() -> None:
     """Every change becomes the session's settings at once, so problems show before Train."""
     current = ui.settings()
-    ui.set_settings({field: setting_value(field, st.session_state.get(key(field), current[field])) for field in LABELS},
-                    from_form=True)
+    settings = {field: setting_value(field, st.session_state.get(key(field), current[field])) for field in LABELS}
+    if not st.session_state.get(ui.switch_key("lazy_scale")):
+        settings["lazy_scale"] = None
+    elif settings["lazy_scale"] is None:  # switched on while the slider was not drawn
+        settings["lazy_scale"] = LAZY_SCALE_FIRST_SHOWN
+    ui.set_settings(settings, from_form=True)
 
 
 def on_train() -> None:
@@ -80,6 +90,7 @@ def settings_form(running: bool) -> None:
                  help="full MNIST downloads once (about 12 MB); the sample ships with kalign, works offline")
     st.selectbox(LABELS["device"], devices, key=key("device"), **changed,
                  format_func=lambda d: f"auto (uses {resolve_device('auto')})" if d == "auto" else d)
+    lazy_scale_control(changed)
     try:
         params.config_from_settings(ui.settings())
         problems = []
@@ -90,6 +101,18 @@ def settings_form(running: bool) -> None:
               help="fix the settings named below first" if problems else None)
     for message in problems:
         st.error(message, icon=":material/error:")
+
+
+def lazy_scale_control(changed: dict) -> None:
+    st.toggle(LABELS["lazy_scale"], key=ui.switch_key("lazy_scale"), **changed,
+              help="Chizat's lazy dial: both models train α·(f − f₀) on loss/α² (f₀ their output at the start). "
+                   "The larger α, the less the weights move (about 1/α as far) while the function learns as fast: "
+                   "the network trains like its linearisation, its tangent kernel fixed (the lazy/NTK regime). "
+                   "Off: the plain network.")
+    if st.session_state[ui.switch_key("lazy_scale")]:
+        current = st.session_state[key("lazy_scale")]
+        options = sorted({*LAZY_SCALES, current})  # a linked α between the steps stays selectable
+        st.select_slider("α (log steps)", options, key=key("lazy_scale"), format_func=lambda a: f"{a:g}", **changed)
 
 
 def charts(result, prefix: str) -> None:

@@ -195,6 +195,7 @@ CLI = [
     case("width huge", ["--width", "100000000"], "--width must be a whole number from 1 to 32,768 (got 100000000)"),
     case("slow lr NaN", ["--slow-lr", "nan"], "--slow-lr must be a finite number 0 or more (got nan)"),
     case("slow lr negative", ["--slow-lr", "-1"], "--slow-lr must be a finite number 0 or more (got -1.0)"),
+    case("lazy scale too small", ["--lazy-scale", "0.5"], "--lazy-scale must be off or a number from 1 to 1,000 (got 0.5)"),
     case("regular lr 0", ["--regular-lr", "0"], "--regular-lr must be a finite number greater than 0 (got 0.0)"),
     case("regular lr inf", ["--regular-lr", "inf"], "--regular-lr must be a finite number greater than 0 (got inf)"),
     case("regular lr text", ["--regular-lr", "fast"], "argument --regular-lr: invalid float value: 'fast'"),
