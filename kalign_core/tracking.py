@@ -56,20 +56,20 @@ class Tracker:
         """Each of MEASURES for `now` against the initial model, and why any is None (else None)."""
         start, notes = self.initial, []
 
-        def defined(compute, what):
+        def defined(compute, what, kernel):
             try:
                 return compute()
-            except AlignmentUndefined as undefined:
-                notes.append(f"{what}: {undefined.reason}")
+            except AlignmentUndefined as undefined:  # its reason calls the kernel "the first kernel"
+                notes.append(f"{what}: {undefined.reason.replace('first kernel', kernel)}")
                 return None
 
         values = {
             "tangent_alignment": defined(lambda: centered_alignment(now.tangent_kernel, self.target),
-                                         "tangent alignment"),
+                                         "tangent alignment", "tangent kernel"),
             "feature_distance": defined(lambda: kernel_distance(now.feature_kernel, start.feature_kernel),
-                                        "feature distance"),
+                                        "feature distance", "feature kernel"),
             "tangent_distance": defined(lambda: kernel_distance(now.tangent_kernel, start.tangent_kernel),
-                                        "tangent distance"),
+                                        "tangent distance", "tangent kernel"),
             "hidden_change": relative_change(now.hidden_weight, start.hidden_weight),
             "readout_change": relative_change(now.readout_weight, start.readout_weight),
             "pattern_stability": (now.pattern == start.pattern).to(torch.float64).mean().item(),

@@ -119,6 +119,10 @@ def charts(result, prefix: str) -> None:
     left, right = st.columns(2)
     left.plotly_chart(figures.error_figure(result), key=f"{prefix}_error")
     right.plotly_chart(figures.alignment_figure(result), key=f"{prefix}_alignment")
+    left, right = st.columns(2)
+    left.plotly_chart(figures.movement_figure(result), key=f"{prefix}_movement")
+    if result.kernel_machine_errors:
+        right.plotly_chart(figures.machines_figure(result), key=f"{prefix}_machines")
 
 
 def time_text(seconds: float | None) -> str:
@@ -238,6 +242,39 @@ def reading(result) -> str:
             f"{other_model(mover)} model's (ρ {change[other_model(mover)]:+.3f}); {errors}.")
 
 
+def percent(fraction: float) -> str:
+    return f"{100 * fraction:.2g} %"
+
+
+def movement_reading(result) -> str:
+    """How far each model moved, whether ρ at the start beats chance, and what the kernel machines say."""
+    sentences = []
+    last = {name: result.history[name][-1] for name in MODEL_NAMES}
+    if None not in (last["slow"].hidden_change, last["regular"].hidden_change):
+        moved = (f"The slow model's hidden weights moved {percent(last['slow'].hidden_change)} of their initial "
+                 f"size against {percent(last['regular'].hidden_change)} for the regular one")
+        if None not in (last["slow"].tangent_distance, last["regular"].tangent_distance):
+            moved += (f"; their tangent kernels moved 1 − ρ(Θ, Θ₀) = {last['slow'].tangent_distance:.2g} and "
+                      f"{last['regular'].tangent_distance:.2g}")
+        sentences.append(moved + ".")
+    band, start = result.alignment_null.get("feature"), result.history["slow"][0].alignment
+    if band is not None and start is not None:
+        where = "far above" if start > band[1] + (band[1] - band[0]) else ("above" if start > band[1] else "within")
+        sentences.append(f"At initialisation ρ = {start:.3f} is {where} chance (95 % of label shuffles give "
+                         f"{band[0]:.3f} to {band[1]:.3f}): random ReLU features of pixels already carry class structure.")
+    if result.config.lazy_scale is not None:
+        sentences.append(f"Both models trained Chizat's lazily scaled α(f − f₀) with α = {result.config.lazy_scale:g}: "
+                         "the larger α, the less every weight moves while the function learns.")
+    else:
+        sentences.append("A slow hidden layer is close to a random-features model (its readout learns on nearly "
+                         "fixed features), not the lazy regime: for that, turn on the lazy scale α.")
+    initial = result.kernel_machine_errors.get("regular", {}).get("init", {}).get("tangent")
+    if initial is not None:
+        sentences.append(f"The machine of the initial tangent kernel Θ₀ scores {initial:.1f} % test error, the "
+                         f"regular network {last['regular'].test_error:.1f} %.")
+    return " ".join(sentences)
+
+
 def other_model(name: str) -> str:
     return MODEL_NAMES[1 - MODEL_NAMES.index(name)]
 
@@ -275,6 +312,7 @@ def finished_run(result) -> None:
     divergence_notices(result)
     metrics(result)
     st.markdown(reading(result))
+    st.markdown(movement_reading(result))
     charts(result, "final")
     for name in MODEL_NAMES:
         undefined = figures.undefined_alignment(result, name)
