@@ -71,7 +71,7 @@ def test_train_live_then_kernels_in_chromium(server, tmp_path):
         page = browser.new_page(viewport={"width": 1500, "height": 1000})
         page.set_default_timeout(90_000)
         expect.set_options(timeout=90_000)
-        page.goto(f"{server}/?width=64&epochs=300&probe_size=60")
+        page.goto(f"{server}/?width=256&epochs=500&probe_size=60")  # long enough to stop
         page.wait_for_selector(IDLE)
 
         page.get_by_role("combobox", name="Digits").click()  # add 3 to the default 8 and 9
@@ -83,7 +83,7 @@ def test_train_live_then_kernels_in_chromium(server, tmp_path):
         # live: error, alignment (feature and tangent), how far each model moved, kernel machines
         expect(page.locator(CHART)).to_have_count(4)
         expect(page.get_by_text("Epoch ", exact=False).first).to_be_visible()
-        assert "digits=3%2C8%2C9" in page.url and "width=64" in page.url
+        assert "digits=3%2C8%2C9" in page.url and "width=256" in page.url
         page.screenshot(path=tmp_path / "live.png")
 
         page.get_by_role("button", name="Stop").click()
