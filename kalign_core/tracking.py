@@ -33,9 +33,13 @@ class Snapshot:
 
 
 class Tracker:
+    """The probe's fixed parts (G and the target kernel YYᵀ) and the initial model; snapshots and
+    measures of the models as they train."""
+
     def __init__(self, probe_x: torch.Tensor, target: torch.Tensor):
         self.gram = input_gram(probe_x.to(torch.float64))
-        self.target = target.to(probe_x.device) @ target.to(probe_x.device).T
+        target = target.to(probe_x.device)
+        self.target = target @ target.T
         self.initial: Snapshot | None = None
 
     def snapshot(self, phi: torch.Tensor, hidden_weight: torch.Tensor, readout_weight: torch.Tensor) -> Snapshot:
