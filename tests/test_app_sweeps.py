@@ -74,7 +74,7 @@ def test_tiny_sweep_from_axes_to_results_and_a_trial_on_the_kernels_page(tmp_pat
     assert not at.exception
     result = at.session_state["result"]
     assert (result.config.digits, result.config.width, result.epochs_done) == ((5, 8), 32, 1)
-    assert [json.loads(c.proto.spec)["data"][0]["type"] for c in at.get("plotly_chart")] == ["heatmap"] * 3
+    assert [json.loads(c.proto.spec)["data"][0]["type"] for c in at.get("plotly_chart")] == ["heatmap"] * 6  # kernels and class-block means
 
     at.switch_page(PAGE).run()  # the axes survive the trip to another page
     assert at.multiselect(key="sweep_widths").value == [16, 32]
