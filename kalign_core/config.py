@@ -19,7 +19,9 @@ MAX_LEARNING_RATE = 1e6
 MIN_LAZY_SCALE, MAX_LAZY_SCALE = 1.0, 1000.0
 # The largest whole number a browser holds exactly (JavaScript's Number.MAX_SAFE_INTEGER).
 MAX_SEED = 2**53 - 1
-# A run keeps each model's m×m float32 probe kernel at every epoch; this bounds their total.
+# A run keeps each model's m×m float32 probe feature kernel at every epoch; this bounds their total.
+# Its tangent kernels, as many and as large, are kept beside them in memory (not in saved runs), so a
+# run's kernels take at most twice this; the limit itself predates them and saved runs rely on it.
 MAX_KERNEL_BYTES = 256 * 2**20
 
 
@@ -44,7 +46,8 @@ def got(value) -> str:
 
 
 def kernel_snapshot_bytes(epochs: int, probe_size: int) -> int:
-    """Memory of the probe kernels a run keeps: 2 models × (epochs + 1) × probe_size² float32."""
+    """Memory of the feature kernels a run keeps (and saves): 2 models × (epochs + 1) × probe_size²
+    float32; its tangent kernels take as much again in memory."""
     return 2 * (epochs + 1) * probe_size**2 * 4
 
 
