@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 
 from .sweep import mean_spread, pair_matrix
+from .lessons import kernel_change
 from .training import MODEL_NAMES, ExperimentResult
 
 MODEL_COLORS = {"slow": "#1f77b4", "regular": "#d62728"}
@@ -158,15 +159,21 @@ def block_average(matrix: np.ndarray, max_points: int = DISPLAY_POINTS) -> tuple
     return (summed / np.outer(sizes, sizes)).astype(np.float32), starts + (sizes - 1) / 2
 
 
-def kernel_figure(kernel: np.ndarray, labels: np.ndarray, digits, title: str) -> go.Figure:
-    """A class-sorted kernel as a heatmap, diverging colours centred at 0, class boundaries drawn."""
-    shown, centres = block_average(kernel)
-    # The diagonal (each point with itself) would set the scale and wash out the class blocks, so
-    # colours saturate at the 99th percentile of |K|.
-    # A diverged model's kernel may hold inf or NaN: scale by the finite entries alone.
+def colour_limit(kernel: np.ndarray) -> float:
+    """Where a kernel heatmap's colours saturate. The diagonal (each point with itself) would set the
+    scale and wash out the class blocks, so: the 99th percentile of |K|, over the finite entries
+    alone (a diverged model's kernel may hold inf or NaN); 1 for an all-zero or all-undefined kernel."""
+    shown, _ = block_average(kernel)
     finite = np.abs(shown[np.isfinite(shown)])
     limit = float(np.percentile(finite, SATURATE_PERCENTILE) or finite.max()) if finite.size else 0.0
-    limit = limit or 1.0  # an all-zero or all-undefined kernel
+    return limit or 1.0
+
+
+def kernel_figure(kernel: np.ndarray, labels: np.ndarray, digits, title: str, limit: float | None = None) -> go.Figure:
+    """A class-sorted kernel as a heatmap, diverging colours centred at 0 and saturating at ±`limit`
+    (default: `colour_limit`), class boundaries drawn."""
+    shown, centres = block_average(kernel)
+    limit = limit or colour_limit(kernel)
     m = len(labels)
     fig = go.Figure(
         go.Heatmap(
@@ -205,6 +212,31 @@ def kernel_figures(result: ExperimentResult, epoch: int) -> dict[str, go.Figure]
         title = f"{name} φφᵀ · {value}{suffix}"
         figures[name] = kernel_figure(result.kernels[name][shown], labels, digits, title)
     return figures
+
+
+def kernel_change_figures(result: ExperimentResult) -> dict[str, go.Figure]:
+    """Both models' K_T − K_0 (what each kernel gained since initialisation) on one colour scale, so
+    a kernel that did not change is white next to one that did."""
+    changes = {name: kernel_change(result, name) for name in MODEL_NAMES}
+    limit = max(colour_limit(change) if change.any() else 0.0 for change in changes.values()) or 1.0
+    epochs = {name: len(result.kernels[name]) - 1 for name in MODEL_NAMES}
+    return {name: kernel_figure(change, result.probe_labels, result.config.digits,
+                                f"{name} K<sub>{epochs[name]}</sub> − K<sub>0</sub>", limit)
+            for name, change in changes.items()}
+
+
+def lesson_figures(results: list[ExperimentResult], labels: list[str], kernels: bool) -> list[go.Figure]:
+    """A lesson's charts: one run's error and alignment curves, or several runs overlaid; with
+    `kernels`, each model's kernel change K_T − K_0 of the first run."""
+    if len(results) == 1:
+        figs = [error_figure(results[0]), alignment_figure(results[0])]
+    else:
+        runs = dict(zip(labels, results))
+        figs = [overlay_figure(runs, "test_error", "Test error (slow dotted, regular solid)", "error %"),
+                overlay_figure(runs, "alignment", "Kernel–target alignment ρ (slow dotted, regular solid)", "ρ")]
+    if kernels:
+        figs += list(kernel_change_figures(results[0]).values())
+    return figs
 
 
 def figures_html(result: ExperimentResult, title: str) -> str:

@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
 import torch
 
 from .alignment import AlignmentUndefined, centered_alignment
@@ -107,7 +108,7 @@ def hidden_weight_change(result: ExperimentResult, name: str) -> tuple[float, fl
 def kernel_change(result: ExperimentResult, name: str):
     """K_T − K_0: how a model's centred probe kernel changed from initialisation to its last epoch."""
     kernels = result.kernels[name]
-    return kernels[-1].astype("float64") - kernels[0]
+    return kernels[-1].astype(np.float64) - kernels[0]
 
 
 def ratio_text(numerator: float | None, denominator: float | None) -> str:
@@ -244,7 +245,7 @@ def _check_blocks(results):
     slow, regular = (result.history[name][-1].alignment for name in ("slow", "regular"))
     slow_change, regular_change = kernel_change(result, "slow"), kernel_change(result, "regular")
     try:
-        change_alignment = centered_alignment(regular_change, result.target_kernel)
+        change_alignment = centered_alignment(regular_change, result.target_kernel.astype(np.float64))
     except AlignmentUndefined:
         change_alignment = None
     return [
