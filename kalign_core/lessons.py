@@ -303,7 +303,7 @@ LESSONS: list[Lesson] = [
               "(regular); both readouts learn at 0.01. Alignment ρ measures how much the hidden features' kernel "
               "looks like the labels' kernel YYᵀ.",
         next_steps="Both models reach a low test error, but only the regular one learned features: the slow one "
-                   "mostly learned its readout on top of nearly random features. Next: freeze the slow hidden layer "
+                   "mostly learned its readout on top of nearly random features. Then freeze the slow hidden layer "
                    "completely (lesson 'Random features'), or train for more epochs and watch the gap grow.",
     ),
     Lesson(
@@ -316,7 +316,7 @@ LESSONS: list[Lesson] = [
         notes="The slow model's hidden learning rate is 0: its hidden layer stays at its random initial weights "
               "and only its readout learns. That is a random-features model. It is not the lazy (NTK) regime, "
               "where the whole network, hidden layer included, trains like its linearisation.",
-        next_steps="Random ReLU features of the pixels are already good enough for a linear readout. Next: compare "
+        next_steps="Random ReLU features of the pixels are already good enough for a linear readout. Then compare "
                    "the error gap at widths 100 and 4000 on the Train page (wider random features are richer), or "
                    "see a frozen kernel next to a learning one in 'Blocks appear'.",
     ),
@@ -332,7 +332,7 @@ LESSONS: list[Lesson] = [
               "each hidden unit's share of the output shrinks as the width grows, so at a fixed learning rate the "
               "features need to move less.",
         next_steps="Wide networks drift toward the lazy regime, where features barely move and the network behaves "
-                   "like a fixed kernel. Next: the Sweeps page scans widths over many digit pairs and seeds.",
+                   "like a fixed kernel. The Sweeps page scans widths over many digit pairs and seeds.",
     ),
     Lesson(
         id="easy-and-hard",
@@ -344,7 +344,7 @@ LESSONS: list[Lesson] = [
         check=_check_pairs,
         notes="0 and 1 look different pixel by pixel; 4 and 9 share most strokes. Both runs use the same width and "
               "learning rates. The initial ρ is the same for both models of a run (they share their start).",
-        next_steps="Features learn most where the random start is least aligned with the task. Next: run the "
+        next_steps="Features learn most where the random start is least aligned with the task. Then run the "
                    "Sweeps page on all 45 pairs and read the alignment-gain heatmap.",
     ),
     Lesson(
@@ -360,7 +360,7 @@ LESSONS: list[Lesson] = [
               "sorted by class: a learned kernel gains high similarity inside each class (diagonal blocks) and "
               "low similarity across classes.",
         kernel_change=True,
-        next_steps="Open the run on the Kernels page and move the epoch slider to watch the blocks form. Next: a "
+        next_steps="Open the run on the Kernels page and move the epoch slider to watch the blocks form. Then try a "
                    "slow learning rate of 0.001 instead of 0 (the blocks form, far more slowly), or 5 digits.",
     ),
     Lesson(

@@ -121,7 +121,7 @@ if selected is not None and (current is None or (current[0] != selected.id and n
     current = ui.lesson_run()
 busy = current is not None and current[1].active
 for number, lesson in enumerate(LESSONS, 1):
-    with st.container(border=True):
+    with st.container(border=True, key=f"lesson_{lesson.id}"):
         st.subheader(f"{number}. {lesson.title}", anchor=lesson.id)
         st.markdown(f"**{lesson.question}**")
         st.caption(lesson.notes)
