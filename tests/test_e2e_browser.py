@@ -61,16 +61,24 @@ def server(tmp_path):
             process.kill()
 
 
+def wide_page(p):
+    """Chromium and a wide page in it, waiting up to 90 s for anything (training included)."""
+    from playwright.sync_api import expect
+
+    browser = p.chromium.launch(
+        executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+    )
+    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    page.set_default_timeout(90_000)
+    expect.set_options(timeout=90_000)
+    return browser, page
+
+
 def test_train_live_then_kernels_in_chromium(server, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-        )
-        page = browser.new_page(viewport={"width": 1500, "height": 1000})
-        page.set_default_timeout(90_000)
-        expect.set_options(timeout=90_000)
+        browser, page = wide_page(p)
         page.goto(f"{server}/?width=64&epochs=300&probe_size=60")
         page.wait_for_selector(IDLE)
 
@@ -132,12 +140,7 @@ def test_a_lesson_runs_from_its_page_and_checks_its_claims_in_chromium(server, t
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-        )
-        page = browser.new_page(viewport={"width": 1500, "height": 1000})
-        page.set_default_timeout(90_000)
-        expect.set_options(timeout=90_000)
+        browser, page = wide_page(p)
         page.goto(f"{server}/lessons")
         page.wait_for_selector(IDLE)
         lesson = page.locator(".st-key-lesson_blocks-appear")
