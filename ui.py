@@ -81,6 +81,11 @@ def form_key(field: str) -> str:
     return f"train_{field}"
 
 
+def switch_key(field: str) -> str:
+    """The Train form's on/off switch for a setting that can be off (None), e.g. the lazy scale."""
+    return f"train_{field}_on"
+
+
 def set_settings(settings: dict, from_form: bool = False) -> None:
     """Replace the session's settings; unless they come from the Train form, it shows them the next
     time it is drawn."""
@@ -89,6 +94,7 @@ def set_settings(settings: dict, from_form: bool = False) -> None:
     if not from_form:
         for field in params.FIELD_LABELS:
             st.session_state.pop(form_key(field), None)
+            st.session_state.pop(switch_key(field), None)
 
 
 def mirror_settings_to_url() -> None:

@@ -12,6 +12,7 @@ from .data import DataUnavailable, DigitData, load_digits
 from .devices import available_devices, resolve_device
 from .model import MLP
 from .runs import RunFileError, load_run, save_run
+from .tangent import tangent_kernel
 from .training import EpochRecord, ExperimentResult, run_experiment
 
 __all__ = [
@@ -33,4 +34,5 @@ __all__ = [
     "resolve_device",
     "run_experiment",
     "save_run",
+    "tangent_kernel",
 ]

@@ -56,20 +56,23 @@ def add_config_options(parser: argparse.ArgumentParser, sweep: bool = False) -> 
     parser.add_argument("--source", choices=["auto", "mnist", "sample"], default=d.source,
                         help="mnist = full MNIST (downloaded once), sample = bundled 5,000 digits, "
                              "auto = mnist when available else sample (default: %(default)s)")
+    parser.add_argument("--lazy-scale", type=float, default=d.lazy_scale, metavar="ALPHA",
+                        help="train both models as Chizat's α·(f − f₀) on loss/α², 1 to 1000: the larger, "
+                             "the lazier (weights move about 1/α as far); leave out for the plain model")
 
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     return ExperimentConfig(
         digits=tuple(args.digits), width=args.width, slow_lr=args.slow_lr, regular_lr=args.regular_lr,
         batch_size=args.batch_size, epochs=args.epochs, seed=args.seed, device=args.device,
-        probe_size=args.probe_size, source=args.source,
+        probe_size=args.probe_size, source=args.source, lazy_scale=args.lazy_scale,
     )
 
 
 def spec_from_args(args: argparse.Namespace) -> SweepSpec:
     base = ExperimentConfig(
         regular_lr=args.regular_lr, batch_size=args.batch_size, epochs=args.epochs, device=args.device,
-        probe_size=args.probe_size, source=args.source,
+        probe_size=args.probe_size, source=args.source, lazy_scale=args.lazy_scale,
     )
     return SweepSpec(base, pairs_among(args.digits), tuple(args.widths), tuple(args.ratios), tuple(args.seeds))
 

@@ -12,6 +12,8 @@ MAX_EPOCHS = 500
 MAX_BATCH_SIZE = 60_000
 MAX_PROBE_SIZE = 1_000
 MIN_PROBE_SIZE = 4
+# Chizat's lazy scale α: weights move O(1/α), so past about 1,000 a float32 step rounds away.
+MIN_LAZY_SCALE, MAX_LAZY_SCALE = 1.0, 1000.0
 # The largest whole number a browser holds exactly (JavaScript's Number.MAX_SAFE_INTEGER).
 MAX_SEED = 2**53 - 1
 # A run keeps each model's m×m float32 probe kernel at every epoch; this bounds their total.
@@ -49,6 +51,8 @@ class ExperimentConfig:
 
     `slow_lr` trains the slow model's hidden layer; `regular_lr` trains the regular model's hidden
     layer and the readout of both (the notebook's semantics). `slow_lr=0` is the random-features limit.
+    `lazy_scale` None trains the notebook's model f; a number α makes both models train Chizat's
+    α·(f − f₀) on loss/α² (f₀ the output at initialisation): the larger α, the lazier.
     """
 
     digits: tuple[int, ...] = (8, 9)
@@ -61,6 +65,7 @@ class ExperimentConfig:
     device: str = "auto"
     probe_size: int = 200
     source: str = "auto"
+    lazy_scale: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "digits", _check_digits(self.digits))
@@ -83,6 +88,9 @@ class ExperimentConfig:
             raise ConfigError("source", f"{{source}} must be one of {', '.join(SOURCES)}" + got(self.source))
         if not isinstance(self.device, str) or not _is_device_name(self.device):
             raise ConfigError("device", "{device} must be 'auto', 'cpu', 'mps', 'cuda' or 'cuda:N'" + got(self.device))
+        if self.lazy_scale is not None:
+            _check_lazy_scale(self.lazy_scale)
+            object.__setattr__(self, "lazy_scale", float(self.lazy_scale))
         for name in ("width", "batch_size", "epochs", "seed", "probe_size"):
             object.__setattr__(self, name, int(getattr(self, name)))
         object.__setattr__(self, "slow_lr", float(self.slow_lr))
@@ -151,6 +159,13 @@ def _check_rate(name: str, value, allow_zero: bool) -> None:
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or value < 0 or (value == 0 and not allow_zero):
         raise ConfigError(name, f"{{{name}}} must be a finite number {lowest}" + got(value))
+
+
+def _check_lazy_scale(value) -> None:
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or not MIN_LAZY_SCALE <= value <= MAX_LAZY_SCALE:
+        raise ConfigError("lazy_scale", f"{{lazy_scale}} must be off or a number from {MIN_LAZY_SCALE:g} to "
+                                        f"{MAX_LAZY_SCALE:,g}" + got(value))
 
 
 def _is_device_name(name: str) -> bool:

@@ -13,11 +13,17 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 
 from .sweep import mean_spread, pair_matrix
-from .lessons import kernel_change
 from .training import MODEL_NAMES, ExperimentResult
 
 MODEL_COLORS = {"slow": "#1f77b4", "regular": "#d62728"}
 ERROR_DASH = {"test_error": "solid", "train_error": "dash"}
+# The alignment chart: each model's feature kernel solid, its tangent kernel dashed.
+ALIGNMENT_DASH = {"alignment": ("features", "solid"), "tangent_alignment": ("tangent", "dash")}
+# "How far each model moved", all relative to initialisation, on one log axis.
+MOVEMENT_DASH = {"hidden_change": ("hidden weights ‖ΔW‖/‖W₀‖", "solid"),
+                 "feature_distance": ("feature kernel 1 − ρ(K, K₀)", "dash"),
+                 "tangent_distance": ("tangent kernel 1 − ρ(Θ, Θ₀)", "dot")}
+NULL_FILL = {"feature": "rgba(120, 120, 120, 0.25)", "tangent": "rgba(120, 120, 120, 0.12)"}
 OVERLAY_DASH = {"slow": "dot", "regular": "solid"}
 # Kernels larger than this are block-averaged for display (the browser gets at most this² cells).
 DISPLAY_POINTS = 300
@@ -29,12 +35,16 @@ def _finite(value) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def _curve(result: ExperimentResult, name: str, metric: str, label: str, color: str, dash: str) -> list:
-    """One model's metric over epochs, plus an ✕ where the model diverged."""
+def _curve(result: ExperimentResult, name: str, metric: str, label: str, color: str, dash: str,
+           positive: bool = False) -> list:
+    """One model's metric over epochs, plus an ✕ where the model diverged; `positive` leaves out
+    values a log axis cannot show (0: not moved at all)."""
     records = result.history[name]
     epochs = [r.epoch for r in records]
     values = [_finite(getattr(r, metric)) for r in records]
-    notes = [r.alignment_note or "" for r in records]
+    if positive:
+        values = [v if v is not None and v > 0 else None for v in values]
+    notes = [(r.alignment_note if metric == "alignment" else r.measure_note) or "" for r in records]
     traces = [
         go.Scatter(
             x=epochs,
@@ -108,10 +118,17 @@ def error_figure(result: ExperimentResult) -> go.Figure:
 
 
 def alignment_figure(result: ExperimentResult) -> go.Figure:
-    """Centered kernel–target alignment ρ of both models' hidden features, from initialisation."""
+    """Centered kernel–target alignment ρ of both models' feature kernels (solid) and tangent kernels
+    (dashed), from initialisation, over the chance band of label shuffles."""
     fig = go.Figure()
-    for name in MODEL_NAMES:
-        fig.add_traces(_curve(result, name, "alignment", name, MODEL_COLORS[name], "solid"))
+    for kind, (low, high) in result.alignment_null.items():
+        right = max(1, result.epochs_done)
+        fig.add_scatter(x=[0, right, right, 0], y=[low, low, high, high], fill="toself", mode="none",
+                        fillcolor=NULL_FILL[kind], name=f"chance, {kind} ρ (95 % of label shuffles)",
+                        hovertemplate=f"{kind} ρ with shuffled labels: 95 % fall in {low:.3f}–{high:.3f}<extra></extra>")
+    for metric, (kind, dash) in ALIGNMENT_DASH.items():
+        for name in MODEL_NAMES:
+            fig.add_traces(_curve(result, name, metric, f"{name} {kind}", MODEL_COLORS[name], dash))
     _mark_divergence(fig, result)
     for name in MODEL_NAMES:
         reason = undefined_alignment(result, name)
@@ -121,7 +138,48 @@ def alignment_figure(result: ExperimentResult) -> go.Figure:
                 xref="paper", yref="paper", x=0, y=1, yanchor="bottom", showarrow=False,
                 font=dict(size=11, color=MODEL_COLORS[name]),
             )
-    return _layout(fig, "Kernel–target alignment ρ", "ρ", result.epochs_done)
+    return _layout(fig, "Kernel–target alignment ρ (features solid, tangent dashed)", "ρ", result.epochs_done)
+
+
+def movement_figure(result: ExperimentResult) -> go.Figure:
+    """How far each model moved from initialisation: relative hidden-weight change and the feature
+    and tangent kernels' distance from their initial selves, on a log axis (0 cannot be drawn)."""
+    fig = go.Figure()
+    for metric, (label, dash) in MOVEMENT_DASH.items():
+        for name in MODEL_NAMES:
+            fig.add_traces(_curve(result, name, metric, f"{name} {label}", MODEL_COLORS[name], dash, positive=True))
+    notes = [f"{name}: hidden weights never moved (exactly 0)" for name in MODEL_NAMES
+             if result.history[name][-1].hidden_change == 0]
+    if all(r.hidden_change is None for records in result.history.values() for r in records):
+        notes = ["not measured: this run was saved before kalign measured how far models move"]
+    for i, note in enumerate(notes):
+        fig.add_annotation(text=note, xref="paper", yref="paper", x=0, y=1 - 0.07 * i, yanchor="top",
+                           showarrow=False, font=dict(size=11))
+    _mark_divergence(fig, result)
+    fig.update_yaxes(type="log", exponentformat="power")
+    return _layout(fig, "How far each model moved from its start", "relative change (log)", result.epochs_done)
+
+
+MACHINE_BARS = {("init", "feature"): "feature K₀", ("final", "feature"): "feature K (end)",
+                ("init", "tangent"): "tangent Θ₀", ("final", "tangent"): "tangent Θ (end)"}
+
+
+def machines_figure(result: ExperimentResult) -> go.Figure:
+    """Test error % of each network beside the ridge machines of its initial and final feature and
+    tangent kernels: lazy, the network ≈ the Θ₀ machine; rich, the network and its final kernels beat it."""
+    fig = go.Figure()
+    for name in MODEL_NAMES:
+        errors = result.kernel_machine_errors.get(name, {})
+        bars = {"network": result.history[name][-1].test_error}
+        bars.update({label: errors[when][kind] for (when, kind), label in MACHINE_BARS.items()
+                     if when in errors and errors[when][kind] is not None})
+        fig.add_bar(x=list(bars), y=list(bars.values()), name=name, marker_color=MODEL_COLORS[name],
+                    texttemplate="%{y:.1f}", textposition="outside",
+                    hovertemplate=f"{name} · %{{x}}: %{{y:.2f}} % test error<extra></extra>")
+    fig.update_layout(title="Test error: networks and kernel machines", barmode="group", height=380,
+                      yaxis=dict(title="test error %", rangemode="tozero"), legend=dict(orientation="h", y=-0.25),
+                      margin=dict(l=50, r=20, t=50, b=40))
+    return fig
 
 
 def undefined_alignment(result: ExperimentResult, name: str) -> tuple[str, str] | None:
@@ -159,21 +217,20 @@ def block_average(matrix: np.ndarray, max_points: int = DISPLAY_POINTS) -> tuple
     return (summed / np.outer(sizes, sizes)).astype(np.float32), starts + (sizes - 1) / 2
 
 
-def colour_limit(kernel: np.ndarray) -> float:
-    """Where a kernel heatmap's colours saturate. The diagonal (each point with itself) would set the
-    scale and wash out the class blocks, so: the 99th percentile of |K|, over the finite entries
-    alone (a diverged model's kernel may hold inf or NaN); 1 for an all-zero or all-undefined kernel."""
-    shown, _ = block_average(kernel)
-    finite = np.abs(shown[np.isfinite(shown)])
+def _saturation(*matrices: np.ndarray) -> float:
+    """The colour limit: the 99th percentile of |K| over the finite entries of all `matrices` (the
+    diagonal, each point with itself, would otherwise set the scale and wash out the class blocks)."""
+    finite = np.concatenate([np.abs(m[np.isfinite(m)]) for m in matrices])
     limit = float(np.percentile(finite, SATURATE_PERCENTILE) or finite.max()) if finite.size else 0.0
-    return limit or 1.0
+    return limit or 1.0  # an all-zero or all-undefined kernel
 
 
 def kernel_figure(kernel: np.ndarray, labels: np.ndarray, digits, title: str, limit: float | None = None) -> go.Figure:
-    """A class-sorted kernel as a heatmap, diverging colours centred at 0 and saturating at ±`limit`
-    (default: `colour_limit`), class boundaries drawn."""
+    """A class-sorted kernel as a heatmap, diverging colours centred at 0 (saturating at `limit`,
+    by default the kernel's own 99th percentile of |K|), class boundaries drawn."""
     shown, centres = block_average(kernel)
-    limit = limit or colour_limit(kernel)
+    # A diverged model's kernel may hold inf or NaN: the scale comes from the finite entries alone.
+    limit = limit or _saturation(shown)
     m = len(labels)
     fig = go.Figure(
         go.Heatmap(
@@ -199,49 +256,88 @@ def kernel_figure(kernel: np.ndarray, labels: np.ndarray, digits, title: str, li
     return fig
 
 
-def kernel_figures(result: ExperimentResult, epoch: int) -> dict[str, go.Figure]:
-    """Target YYᵀ and both models' φφᵀ at `epoch` (a diverged model shows its last kernel)."""
-    digits, labels = result.config.digits, result.probe_labels
-    figures = {"target": kernel_figure(result.target_kernel, labels, digits, "target YYᵀ · ρ = 1")}
+# Per kind of kernel: the result's per-epoch stacks, its symbol and the record field of its ρ.
+KERNEL_KINDS = {"feature": ("kernels", "φφᵀ", "alignment", "feature_distance"),
+                "tangent": ("tangent_kernels", "Θ", "tangent_alignment", "tangent_distance")}
+
+
+def shown_kernels(result: ExperimentResult, epoch: int, kind: str = "feature", change: bool = False) -> dict:
+    """Each model's centered kernel of `kind` at `epoch` (a diverged model: its last one), or with
+    `change` its change since initialisation K_t − K₀: {name: (matrix, epoch shown)}."""
+    stacks = getattr(result, KERNEL_KINDS[kind][0])
+    shown = {}
     for name in MODEL_NAMES:
-        shown = min(epoch, len(result.kernels[name]) - 1)
-        record = result.history[name][shown]
-        rho = _finite(record.alignment)
-        value = f"ρ = {rho:.3f}" if rho is not None else "ρ undefined"
-        suffix = f" (diverged; epoch {shown})" if shown < epoch else ""
-        title = f"{name} φφᵀ · {value}{suffix}"
-        figures[name] = kernel_figure(result.kernels[name][shown], labels, digits, title)
+        at = min(epoch, len(stacks[name]) - 1)
+        shown[name] = (stacks[name][at] - stacks[name][0] if change else stacks[name][at], at)
+    return shown
+
+
+def kernel_figures(result: ExperimentResult, epoch: int, kind: str = "feature", change: bool = False) -> dict[str, go.Figure]:
+    """Target YYᵀ and both models' kernels of `kind` ("feature" φφᵀ or "tangent" Θ) at `epoch`; with
+    `change`, K_t − K₀ of both models on one shared colour scale, so that their movement compares."""
+    digits, labels = result.config.digits, result.probe_labels
+    _, symbol, rho_field, distance_field = KERNEL_KINDS[kind]
+    figures = {"target": kernel_figure(result.target_kernel, labels, digits, "target YYᵀ · ρ = 1")}
+    shown = shown_kernels(result, epoch, kind, change)
+    limit = _saturation(*(block_average(m)[0] for m, _ in shown.values())) if change else None
+    for name, (matrix, at) in shown.items():
+        record = result.history[name][at]
+        if change:
+            distance = _finite(getattr(record, distance_field))
+            letter = "Θ" if kind == "tangent" else "K"
+            value = f"1 − ρ({letter}, {letter}₀) = {distance:.2g}" if distance is not None else "distance not measured"
+            title = f"{name} {symbol} − {symbol}₀ · {value}"
+        else:
+            rho = _finite(getattr(record, rho_field))
+            title = f"{name} {symbol} · " + (f"ρ = {rho:.3f}" if rho is not None else "ρ undefined")
+        title += f" (diverged; epoch {at})" if at < epoch else ""
+        figures[name] = kernel_figure(matrix, labels, digits, title, limit)
     return figures
 
 
-def kernel_change_figures(result: ExperimentResult) -> dict[str, go.Figure]:
-    """Both models' K_T − K_0 (what each kernel gained since initialisation) on one colour scale, so
-    a kernel that did not change is white next to one that did."""
-    changes = {name: kernel_change(result, name) for name in MODEL_NAMES}
-    limit = max(colour_limit(change) if change.any() else 0.0 for change in changes.values()) or 1.0
-    epochs = {name: len(result.kernels[name]) - 1 for name in MODEL_NAMES}
-    return {name: kernel_figure(change, result.probe_labels, result.config.digits,
-                                f"{name} K<sub>{epochs[name]}</sub> − K<sub>0</sub>", limit)
-            for name, change in changes.items()}
+def class_block_means(kernel: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The k×k means of a class-sorted kernel over each (class, class) block, in float64."""
+    classes = np.unique(labels)
+    onehot = (labels[:, None] == classes[None, :]).astype(np.float64)
+    sums = onehot.T @ kernel.astype(np.float64) @ onehot
+    counts = onehot.sum(axis=0)
+    return sums / np.outer(counts, counts)
 
 
-def lesson_figures(results: list[ExperimentResult], labels: list[str], kernels: bool) -> list[go.Figure]:
-    """A lesson's charts: one run's error and alignment curves, or several runs overlaid; with
-    `kernels`, each model's kernel change K_T − K_0 of the first run."""
+def block_means_figure(kernel: np.ndarray, labels: np.ndarray, digits, title: str) -> go.Figure:
+    """A small heatmap of the class-block means of `kernel`, each value printed."""
+    means = class_block_means(kernel, labels)
+    names = [str(digits[c]) for c in np.unique(labels)]
+    finite = np.abs(means[np.isfinite(means)])
+    limit = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+    fig = go.Figure(go.Heatmap(z=means, x=names, y=names, colorscale=KERNEL_COLORSCALE, zmid=0, zmin=-limit,
+                               zmax=limit, texttemplate="%{z:.3g}", showscale=False,
+                               hovertemplate="digits %{y} and %{x}: mean %{z:.4g}<extra></extra>"))
+    fig.update_layout(title=dict(text=title, font=dict(size=13)), height=90 + 30 * len(names),
+                      margin=dict(l=30, r=10, t=40, b=20),
+                      xaxis=dict(type="category", constrain="domain"),
+                      yaxis=dict(type="category", autorange="reversed", scaleanchor="x", constrain="domain"))
+    return fig
+
+
+def lesson_figures(results: list[ExperimentResult], labels: list[str], kernels: bool) -> list[list[go.Figure]]:
+    """A lesson's charts, row by row: one run's error and alignment curves, or several runs
+    overlaid; with `kernels`, the target and each model's kernel change K_T − K₀ of the first run
+    (on one colour scale)."""
     if len(results) == 1:
-        figs = [error_figure(results[0]), alignment_figure(results[0])]
+        rows = [[error_figure(results[0]), alignment_figure(results[0])]]
     else:
         runs = dict(zip(labels, results))
-        figs = [overlay_figure(runs, "test_error", "Test error (slow dotted, regular solid)", "error %"),
-                overlay_figure(runs, "alignment", "Kernel–target alignment ρ (slow dotted, regular solid)", "ρ")]
+        rows = [[overlay_figure(runs, "test_error", "Test error (slow dotted, regular solid)", "error %"),
+                 overlay_figure(runs, "alignment", "Kernel–target alignment ρ (slow dotted, regular solid)", "ρ")]]
     if kernels:
-        figs += list(kernel_change_figures(results[0]).values())
-    return figs
+        rows.append(list(kernel_figures(results[0], results[0].epochs_done, change=True).values()))
+    return rows
 
 
 def figures_html(result: ExperimentResult, title: str) -> str:
     """A standalone page (plotly.js embedded, works offline) with the curves and last kernels."""
-    figs = [error_figure(result), alignment_figure(result)]
+    figs = [error_figure(result), alignment_figure(result), movement_figure(result)]
     if result.kernels[MODEL_NAMES[0]]:
         figs += list(kernel_figures(result, result.epochs_done).values())
     parts = [f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figs)]

@@ -29,12 +29,15 @@ FIELD_LABELS = {
     "probe_size": "Probe size",
     "source": "Data source",
     "device": "Device",
+    "lazy_scale": "Lazy scale α",
 }
 assert set(FIELD_LABELS) == {f.name for f in dataclasses.fields(ExperimentConfig)}
 # Query parameters that a page reads for itself (not settings): kept in the URL, never warned about.
 PAGE_PARAMS = ("lesson",)
 _INT_FIELDS = {"width", "epochs", "batch_size", "seed", "probe_size"}
 _FLOAT_FIELDS = {"slow_lr", "regular_lr"}
+# How a URL says lazy_scale is off (None); config_to_params writes the first.
+_OFF_WORDS = ("off", "", "none")
 _SHOWN_CHARS = 40  # how much of a bad URL value a message repeats
 RUN_NAME_MAX = 64
 
@@ -104,6 +107,8 @@ def config_to_params(config: ExperimentConfig) -> dict[str, str]:
     """The config as URL query parameters (all fields, so a link means the same on any server)."""
     params = {name: str(value) for name, value in config.to_dict().items()}
     params["digits"] = ",".join(str(d) for d in config.digits)
+    if config.lazy_scale is None:
+        params["lazy_scale"] = _OFF_WORDS[0]
     return params
 
 
@@ -156,6 +161,8 @@ def _parse(name: str, text: str):
             return int(text)
         if name in _FLOAT_FIELDS:
             return float(text)
+        if name == "lazy_scale":
+            return None if text.lower() in _OFF_WORDS else float(text)
     except ValueError:
         return text
     return text

@@ -26,6 +26,7 @@ import torch
 
 from .config import MAX_EPOCHS, MAX_KERNEL_BYTES, MAX_PROBE_SIZE, ExperimentConfig
 from .model import MLP
+from .tracking import MEASURES
 from .training import MODEL_NAMES, EpochRecord, ExperimentResult
 
 FORMAT = "kalign-run"
@@ -44,6 +45,8 @@ MAX_RUN_JSON_BYTES = 5 * 2**20
 # What a damaged zip or .npz raises while being read.
 _UNREADABLE = (ValueError, OSError, EOFError, RuntimeError, NotImplementedError, zipfile.BadZipFile, zlib.error)
 _RECORD_FIELDS = list(EpochRecord.__dataclass_fields__)
+# Fields that runs saved before kalign measured lazy vs rich lack (they load as None).
+_LATER_RECORD_FIELDS = {*MEASURES, "measure_note"}
 
 
 class RunFileError(ValueError):
@@ -64,6 +67,8 @@ def result_to_json(result: ExperimentResult) -> str:
             "seconds": result.seconds,
             "diverged_at": result.diverged_at,
             "provenance": result.provenance,
+            "kernel_machine_errors": result.kernel_machine_errors,
+            "alignment_null": result.alignment_null,
             "history": {
                 name: [_finite_record(record) for record in result.history[name]] for name in MODEL_NAMES
             },
@@ -110,6 +115,8 @@ def result_from_json(text: str | bytes) -> ExperimentResult:
             stopped=doc["stopped"],
             seconds=float(doc["seconds"]),
             provenance=_provenance_from(doc.get("provenance", {})),
+            kernel_machine_errors=_machine_errors_from(doc.get("kernel_machine_errors", {})),
+            alignment_null=_null_from(doc.get("alignment_null", {})),
         )
     except KeyError as missing:
         raise RunFileError(f"run file lacks the field {missing}") from None
@@ -133,6 +140,32 @@ def _provenance_from(value) -> dict:
     return dict(value)
 
 
+def _machine_errors_from(value) -> dict:
+    """kernel_machine_errors as saved: model → init/final → feature/tangent → error % or null
+    (runs saved before kalign measured them have none)."""
+    def valid(errors):
+        return isinstance(errors, dict) and set(errors) == {"feature", "tangent"} and all(
+            e is None or (_is_number(e) and 0 <= e <= 100) for e in errors.values())
+
+    if not isinstance(value, dict) or not set(value) <= set(MODEL_NAMES) or not all(
+        isinstance(by_time, dict) and set(by_time) <= {"init", "final"} and all(map(valid, by_time.values()))
+        for by_time in value.values()
+    ):
+        raise ValueError(f"kernel_machine_errors must map each model to init/final feature and tangent errors "
+                         f"in % (got {value!r:.80})")
+    return value
+
+
+def _null_from(value) -> dict:
+    """alignment_null as saved: feature/tangent → [low, high] (older runs have none)."""
+    if not isinstance(value, dict) or not set(value) <= {"feature", "tangent"} or not all(
+        isinstance(band, list) and len(band) == 2 and all(map(_is_number, band)) and band[0] <= band[1]
+        for band in value.values()
+    ):
+        raise ValueError(f"alignment_null must map feature/tangent to [low, high] (got {value!r:.80})")
+    return {kind: tuple(band) for kind, band in value.items()}
+
+
 def _optional_int(value, name: str) -> int | None:
     if value is None or (isinstance(value, int) and not isinstance(value, bool)):
         return value
@@ -140,18 +173,24 @@ def _optional_int(value, name: str) -> int | None:
 
 
 def _record_from_dict(d) -> EpochRecord:
-    if not isinstance(d, dict) or set(d) != set(_RECORD_FIELDS):
-        raise ValueError(f"each history entry needs exactly the fields {', '.join(_RECORD_FIELDS)}")
+    required = set(_RECORD_FIELDS) - _LATER_RECORD_FIELDS
+    if not isinstance(d, dict) or not required <= set(d) <= set(_RECORD_FIELDS):
+        raise ValueError(f"each history entry needs exactly the fields {', '.join(_RECORD_FIELDS)} "
+                         f"(runs saved by earlier versions lack {', '.join(sorted(_LATER_RECORD_FIELDS))})")
     record = EpochRecord(**d)
     if not _is_number(record.epoch, whole=True) or not 0 <= record.epoch <= MAX_EPOCHS:
         raise ValueError(f"epoch must be a whole number from 0 to {MAX_EPOCHS} (got {record.epoch!r})")
     for field in ("train_error", "test_error", "seconds"):
         if not _is_number(getattr(record, field)):
             raise ValueError(f"{field} must be a finite number (got {getattr(record, field)!r})")
-    for field in ("loss", "alignment"):  # null: a non-finite loss, or alignment undefined
+    for field in ("loss", "alignment", *MEASURES):  # null: a non-finite loss, or a measure undefined
         value = getattr(record, field)
         if value is not None and not _is_number(value):
             raise ValueError(f"{field} must be a finite number or null (got {value!r})")
+    for field in ("alignment_note", "measure_note"):
+        value = getattr(record, field)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{field} must be text or null (got {value!r:.80})")
     return record
 
 

@@ -138,6 +138,9 @@ class TrialSummary:
     """One trial in one row. alignment_gain = (final − initial alignment of the regular model)
     − (final − initial of the slow one): how much more feature learning moved the kernel towards
     the target. Both models start from the same weights, so the initial values agree.
+    tangent_alignment_gain is the same for the tangent kernel's alignment; hidden_change_* is
+    ‖W − W₀‖_F / ‖W₀‖_F of each model's hidden weights at the end (summaries written before kalign
+    measured these lack them: None).
     None = undefined (alignment 0/0, or a diverged model); diverged_* = epoch of divergence."""
 
     trial_id: str
@@ -160,6 +163,9 @@ class TrialSummary:
     diverged_slow: int | None
     diverged_regular: int | None
     seconds: float
+    tangent_alignment_gain: float | None = None
+    hidden_change_slow: float | None = None
+    hidden_change_regular: float | None = None
 
     @property
     def pair(self) -> tuple[int, int]:
@@ -167,18 +173,33 @@ class TrialSummary:
 
 
 SUMMARY_FIELDS = [f.name for f in dataclasses.fields(TrialSummary)]
+# Columns that summaries written by earlier versions lack.
+_LATER_FIELDS = {"tangent_alignment_gain", "hidden_change_slow", "hidden_change_regular"}
 
 
 def summarize(trial: Trial, result: ExperimentResult) -> TrialSummary:
     slow, regular = result.history["slow"], result.history["regular"]
-    ends = [slow[0].alignment, slow[-1].alignment, regular[0].alignment, regular[-1].alignment]
-    gain = None if None in ends else (ends[3] - ends[2]) - (ends[1] - ends[0])
     return TrialSummary(
         trial.id, *trial.pair, trial.width, trial.ratio, trial.seed,
         result.config.slow_lr, result.config.regular_lr, result.config.epochs, result.source,
-        *ends, gain, slow[-1].test_error, regular[-1].test_error,
+        *alignment_ends(result, "alignment"), alignment_gain(result, "alignment"), slow[-1].test_error, regular[-1].test_error,
         result.diverged_at["slow"], result.diverged_at["regular"], result.seconds,
+        alignment_gain(result, "tangent_alignment"), slow[-1].hidden_change, regular[-1].hidden_change,
     )
+
+
+def alignment_ends(result: ExperimentResult, metric: str) -> list:
+    """Initial and final `metric` of the slow model, then of the regular one."""
+    return [getattr(result.history[name][i], metric) for name in ("slow", "regular") for i in (0, -1)]
+
+
+def alignment_gain(result: ExperimentResult, metric: str) -> float | None:
+    """(final − initial `metric` of the regular model) − (the same of the slow one); None if undefined."""
+    ends = alignment_ends(result, metric)
+    if None in ends:
+        return None
+    slow_start, slow_end, regular_start, regular_end = ends
+    return (regular_end - regular_start) - (slow_end - slow_start)
 
 
 def summary_csv(summaries: list[TrialSummary]) -> str:
@@ -195,8 +216,9 @@ def read_summary_csv(text: str) -> list[TrialSummary]:
     """Back from `summary_csv` (floats round-trip exactly: csv writes their repr)."""
     kinds = {f.name: f.type for f in dataclasses.fields(TrialSummary)}
     rows = list(csv.DictReader(io.StringIO(text)))
-    if rows and set(rows[0]) != set(SUMMARY_FIELDS):
-        raise ValueError(f"a sweep summary needs exactly the columns {', '.join(SUMMARY_FIELDS)}")
+    if rows and not set(SUMMARY_FIELDS) - _LATER_FIELDS <= set(rows[0]) <= set(SUMMARY_FIELDS):
+        raise ValueError(f"a sweep summary needs exactly the columns {', '.join(SUMMARY_FIELDS)} "
+                         f"(summaries written by earlier versions lack {', '.join(sorted(_LATER_FIELDS))})")
 
     def parse(name, cell):
         kind = kinds[name]

@@ -23,6 +23,9 @@ from .config import ExperimentConfig
 from .data import DigitData, load_digits
 from .devices import resolve_device
 from .model import INPUT_SIZE, MLP, init_weights
+from .kernel_machines import choose_points, machine_errors
+from .null_band import null_band
+from .tracking import Tracker
 
 MODEL_NAMES = ("slow", "regular")
 # A model has diverged when a batch loss exceeds this multiple of its initial loss (or is not finite).
@@ -38,6 +41,14 @@ class EpochRecord:
 
     train_error and loss at epoch 0 are measured on the whole training set; after that they are the
     running means over the epoch's batches (what the training loop already computes, for free).
+    With a lazy scale α the errors and loss are those of the trained predictor α·(f − f₀).
+
+    Lazy vs rich, on the probe against the model at initialisation (exactly 0, 0, 0, 0, 0 and 1 at
+    epoch 0; None, with `measure_note` saying why, where undefined, and in runs saved before kalign
+    measured them): `tangent_alignment` ρ(Θ, YYᵀ) of the tangent kernel; `feature_distance`
+    1 − ρ(ΦΦᵀ, Φ₀Φ₀ᵀ); `tangent_distance` 1 − ρ(Θ, Θ₀); `hidden_change` and `readout_change`
+    ‖W − W₀‖_F / ‖W₀‖_F of the hidden and readout weight matrices; `pattern_stability` the share of
+    (probe digit, hidden unit) ReLU on/off states unchanged.
     """
 
     epoch: int
@@ -47,6 +58,13 @@ class EpochRecord:
     alignment: float | None
     alignment_note: str | None = None
     seconds: float = 0.0
+    tangent_alignment: float | None = None
+    feature_distance: float | None = None
+    tangent_distance: float | None = None
+    hidden_change: float | None = None
+    readout_change: float | None = None
+    pattern_stability: float | None = None
+    measure_note: str | None = None
 
 
 @dataclass
@@ -68,6 +86,15 @@ class ExperimentResult:
     # What decides the run's bits besides its config (see `run_provenance`); empty for runs saved
     # before kalign recorded it.
     provenance: dict = field(default_factory=dict)
+    # Centered tangent kernels Θ on the probe, like `kernels` (empty for saved runs: not saved).
+    tangent_kernels: dict[str, list[np.ndarray]] = field(default_factory=lambda: {n: [] for n in MODEL_NAMES})
+    # Test error % of kernel ridge machines (see kernel_machines.py) with each model's kernels at
+    # initialisation and at the last epoch: kernel_machine_errors[name]["init" | "final"]["feature" |
+    # "tangent"] (None where a kernel is not finite). "final" appears when the run ends.
+    kernel_machine_errors: dict[str, dict[str, dict[str, float | None]]] = field(default_factory=dict)
+    # The central 95 % of ρ(K₀, P·YYᵀ·Pᵀ) over 200 label shuffles of the probe, for the initial
+    # feature and tangent kernels (shared by both models): alignment_null["feature" | "tangent"] = (low, high).
+    alignment_null: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def epochs_done(self) -> int:
@@ -83,8 +110,10 @@ class ExperimentResult:
             self,
             history={k: list(v) for k, v in self.history.items()},
             kernels={k: list(v) for k, v in self.kernels.items()},
+            tangent_kernels={k: list(v) for k, v in self.tangent_kernels.items()},
             diverged_at=dict(self.diverged_at),
             models=dict(self.models),
+            kernel_machine_errors={k: dict(v) for k, v in self.kernel_machine_errors.items()},
         )
 
 
@@ -197,6 +226,12 @@ class _PairTrainer:
         self.probe_y = data.test_y[probe]
 
         target = one_hot(self.probe_y, self.k)
+        self.tracker = Tracker(self.test_x[: len(probe)], target)
+        # Chizat's lazy scale: the models output α(f − f₀); f₀ is the same for both (identical
+        # starts), so it is computed once per set (k × n) and sliced like the data.
+        self.lazy_scale = config.lazy_scale
+        self.train_offset = self._initial_outputs(self.train_x) if self.lazy_scale is not None else None
+        self.test_offset = self._initial_outputs(self.test_x) if self.lazy_scale is not None else None
         self.result = ExperimentResult(
             config=config,
             source=data.source,
@@ -231,11 +266,23 @@ class _PairTrainer:
         logits = torch.baddbmm(self.b_out[models, :, None], self.w_out[models], per_model)
         return h_t, logits
 
-    def _step(self, x, y, loss_sum, loss_max, errors) -> None:
-        """One SGD step of both models on the batch (x, y); accumulates loss and errors on the device."""
+    @torch.no_grad()
+    def _initial_outputs(self, x: torch.Tensor) -> torch.Tensor:
+        """f₀ on every row of x (k × n), from the first model (both are still identical)."""
+        chunk = max(1, EVAL_CHUNK_ELEMENTS // (2 * self.width))
+        return torch.cat([self._forward(x[a:b])[1][0] for a, b in _chunks(x.shape[0], chunk)], dim=1)
+
+    def _lazy(self, logits: torch.Tensor, offset: torch.Tensor | None) -> torch.Tensor:
+        """The trained predictor's outputs: α(f − f₀) with a lazy scale, else f itself."""
+        return logits if offset is None else (logits - offset).mul_(self.lazy_scale)
+
+    def _step(self, x, y, offset, loss_sum, loss_max, errors) -> None:
+        """One SGD step of both models on the batch (x, y); accumulates loss and errors on the device.
+        `offset` is f₀ on the batch (k × batch) with a lazy scale, else None."""
         span, models = self._span(), self._models()
         batch = x.shape[0]
         h_t, logits = self._forward(x)
+        logits = self._lazy(logits, offset)
         log_p = logits.log_softmax(dim=1)
         nll = -log_p.gather(1, y.expand(log_p.shape[0], 1, batch)).squeeze(1)
         loss_sum[models] += nll.sum(dim=1)
@@ -245,6 +292,8 @@ class _PairTrainer:
         d_logits = log_p.exp_()
         d_logits[:, y, torch.arange(batch, device=y.device)] -= 1.0
         d_logits /= batch
+        if offset is not None:
+            d_logits /= self.lazy_scale  # ∂(CE(α(f − f₀))/α²)/∂f = (softmax − y)/α
         w_out, b_out = self.w_out[models], self.b_out[models]
         # Hidden-layer gradient (before the readout moves), already scaled by each model's rate.
         grad_t = torch.bmm(w_out.transpose(1, 2), d_logits * self.hidden_lr[models]).view_as(h_t)
@@ -255,9 +304,9 @@ class _PairTrainer:
         self.w_hidden[span].addmm_(grad_t, x, alpha=-1.0)
         self.b_hidden[span].sub_(grad_t.sum(dim=1))
 
-    def _evaluate(self, x: torch.Tensor, y: torch.Tensor, keep: int = 0):
+    def _evaluate(self, x: torch.Tensor, y: torch.Tensor, offset: torch.Tensor | None, keep: int = 0):
         """(error %, mean loss) per active model on a whole set, in chunks, and the hidden
-        activations ((n_active·w) × keep) of its first `keep` rows."""
+        activations ((n_active·w) × keep) of its first `keep` rows. `offset`: f₀ on x, or None."""
         chunk = max(1, EVAL_CHUNK_ELEMENTS // (len(self.active) * self.width))
         n, models = x.shape[0], self._models()
         errors = torch.zeros(2, dtype=torch.float64, device=self.device)
@@ -266,6 +315,7 @@ class _PairTrainer:
         for start, stop in _chunks(n, chunk, first=keep):
             xb, yb = x[start:stop], y[start:stop]
             h_t, logits = self._forward(xb)
+            logits = self._lazy(logits, None if offset is None else offset[:, start:stop])
             if start == 0 and keep:
                 kept = h_t
             losses[models] -= logits.log_softmax(dim=1).gather(1, yb.expand(logits.shape[0], 1, -1)).sum(dim=(1, 2))
@@ -274,9 +324,14 @@ class _PairTrainer:
         return {m: (100.0 * errors[m] / n, losses[m] / n) for m in self.active}, kept
 
     def _record(self, epoch: int, train: dict, started: float) -> None:
-        test, probe_features = self._evaluate(self.test_x, self.test_y, keep=len(self.probe_y))
+        test, probe_features = self._evaluate(self.test_x, self.test_y, self.test_offset, keep=len(self.probe_y))
         for position, m in enumerate(self.active):
             phi = probe_features[position * self.width : (position + 1) * self.width].T
+            rows = slice(m * self.width, (m + 1) * self.width)
+            snapshot = self.tracker.snapshot(phi, self.w_hidden[rows], self.w_out[m])
+            if epoch == 0 and self.tracker.initial is None:
+                self.tracker.start(snapshot)
+            measures, measure_note = self.tracker.measure(snapshot)
             try:
                 alignment, note = feature_alignment(phi, self.probe_y), None
             except AlignmentUndefined as undefined:
@@ -291,16 +346,20 @@ class _PairTrainer:
                     alignment=alignment,
                     alignment_note=note,
                     seconds=time.perf_counter() - started,
+                    **measures,
+                    measure_note=measure_note,
                 )
             )
-            self.result.kernels[name].append(centered_feature_kernel(phi))
+            self.result.kernels[name].append(snapshot.feature_kernel.cpu().numpy().astype(np.float32))
+            self.result.tangent_kernels[name].append(snapshot.tangent_kernel.cpu().numpy().astype(np.float32))
 
     @torch.no_grad()
     def run(self, on_epoch, should_stop) -> ExperimentResult:
         started = time.perf_counter()
-        initial, _ = self._evaluate(self.train_x, self.train_y)
+        initial, _ = self._evaluate(self.train_x, self.train_y, self.train_offset)
         initial_loss = {m: initial[m][1] for m in self.active}
         self._record(0, initial, started)
+        self._measure_initial()
         if on_epoch:
             on_epoch(self.result)
         n, batch = len(self.train_y), self.config.batch_size
@@ -314,7 +373,8 @@ class _PairTrainer:
                     self.result.stopped = True
                     break
                 idx = order[start : start + batch]
-                self._step(self.train_x[idx], self.train_y[idx], loss_sum, loss_max, errors)
+                offset = None if self.train_offset is None else self.train_offset[:, idx]
+                self._step(self.train_x[idx], self.train_y[idx], offset, loss_sum, loss_max, errors)
             if self.result.stopped:
                 break
             loss_sum, loss_max, errors = loss_sum.tolist(), loss_max.tolist(), errors.tolist()
@@ -329,9 +389,31 @@ class _PairTrainer:
                 on_epoch(self.result)
             if not self.active:
                 break
+        for m, name in enumerate(MODEL_NAMES):
+            self.result.kernel_machine_errors[name]["final"] = self._machine_errors(m)
         self.result.seconds = time.perf_counter() - started
         self.result.models = {name: self._export(m) for m, name in enumerate(MODEL_NAMES)}
         return self.result
+
+    def _measure_initial(self) -> None:
+        """Once per run, at initialisation: the null bands of ρ and the initial kernel machines. Their
+        own generator leaves the training's random stream (batch order) untouched."""
+        generator = torch.Generator().manual_seed(self.config.seed)
+        initial = self.tracker.initial
+        self.result.alignment_null = {
+            kind: null_band(kernel, self.probe_y, self.k, generator)
+            for kind, kernel in (("feature", initial.feature_kernel), ("tangent", initial.tangent_kernel))
+        }
+        self.machine_points = choose_points(self.train_x, self.train_y, self.test_x, self.test_y, self.k,
+                                            lambda labels, size: stratified_probe(labels, size, self.k, generator))
+        self.machine_grams = self.machine_points.grams()
+        errors = self._machine_errors(0)  # both models are still the same
+        self.result.kernel_machine_errors = {name: {"init": errors} for name in MODEL_NAMES}
+
+    def _machine_errors(self, m: int) -> dict[str, float | None]:
+        rows = slice(m * self.width, (m + 1) * self.width)
+        return machine_errors(self.machine_points, self.w_hidden[rows], self.b_hidden[rows], self.w_out[m],
+                              self.machine_grams)
 
     def _export(self, m: int) -> MLP:
         model = MLP(self.width, self.k, self.train_x.shape[1])

@@ -102,6 +102,7 @@ def tail(result: ExperimentResult, sent: dict[str, int]) -> ExperimentResult:
         result,
         history={name: records[sent.get(name, 0):] for name, records in result.history.items()},
         kernels={name: stack[sent.get(name, 0):] for name, stack in result.kernels.items()},
+        tangent_kernels={name: stack[sent.get(name, 0):] for name, stack in result.tangent_kernels.items()},
     )
 
 
@@ -114,6 +115,7 @@ def extend(earlier: ExperimentResult | None, newer: ExperimentResult) -> Experim
         newer,
         history={name: earlier.history[name] + records for name, records in newer.history.items()},
         kernels={name: earlier.kernels[name] + stack for name, stack in newer.kernels.items()},
+        tangent_kernels={name: earlier.tangent_kernels[name] + stack for name, stack in newer.tangent_kernels.items()},
     )
 
 

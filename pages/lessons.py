@@ -80,10 +80,9 @@ def checked(lesson, results) -> None:
     for expectation in expectations:
         mark = ":green[✓]" if expectation.passed else ":red[✗]"
         st.markdown(f"{mark} {expectation.text}  \n&nbsp;&nbsp;&nbsp;&nbsp;:gray[{expectation.value}]")
-    charts = figures.lesson_figures(results, lesson.labels, lesson.kernel_change)
-    for row in range(0, len(charts), 2):
-        for column, (index, chart) in zip(st.columns(2), enumerate(charts[row:row + 2], row)):
-            column.plotly_chart(chart, key=f"lesson_chart_{index}")
+    for row, charts in enumerate(figures.lesson_figures(results, lesson.labels, lesson.kernel_change)):
+        for column, (index, chart) in zip(st.columns(len(charts)), enumerate(charts)):
+            column.plotly_chart(chart, key=f"lesson_chart_{row}_{index}")
     st.markdown(f"**Next:** {lesson.next_steps}")
     st.caption("Open a run of this lesson like any other run:")
     for index, (label, result) in enumerate(zip(lesson.labels, results)):

@@ -49,6 +49,8 @@ def saved_runs(folder: pathlib.Path) -> tuple[dict, dict]:
 SUMMARY_FORMATS = {
     **{f"{model} test error %": st.column_config.NumberColumn(format="%.1f") for model in MODEL_NAMES},
     **{f"{model} ρ": st.column_config.NumberColumn(format="%.3f") for model in MODEL_NAMES},
+    **{f"{model} Θ ρ": st.column_config.NumberColumn(format="%.3f") for model in MODEL_NAMES},
+    **{f"{model} hidden change": st.column_config.NumberColumn(format="%.2e") for model in MODEL_NAMES},
     **{column: st.column_config.NumberColumn(format="%g") for column in ("slow lr", "regular lr")},
 }
 
@@ -57,11 +59,13 @@ def summary(name: str, result) -> dict:
     c = result.config
     row = {"run": name, "digits": ", ".join(map(str, c.digits)), "width": c.width, "slow lr": c.slow_lr,
            "regular lr": c.regular_lr, "epochs": f"{result.epochs_done}/{c.epochs}", "batch": c.batch_size,
-           "seed": c.seed, "data": result.source}
+           "seed": c.seed, "lazy α": "off" if c.lazy_scale is None else f"{c.lazy_scale:g}", "data": result.source}
     for model in MODEL_NAMES:
         last = result.history[model][-1]
         row[f"{model} test error %"] = last.test_error
         row[f"{model} ρ"] = last.alignment
+        row[f"{model} Θ ρ"] = last.tangent_alignment
+        row[f"{model} hidden change"] = last.hidden_change
     diverged = [m for m in MODEL_NAMES if result.diverged_at[m] is not None]
     row["status"] = "stopped" if result.stopped else f"{', '.join(diverged)} diverged" if diverged else "finished"
     return row

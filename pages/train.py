@@ -17,12 +17,17 @@ SOURCES = {
 LABELS = params.FIELD_LABELS
 # Whole-number settings are entered as floats so that 2.5 is refused, not silently cut to 2.
 WHOLE_NUMBERS = ("width", "epochs", "batch_size", "probe_size")
+# The lazy scale's slider: log-spaced steps from the plain scale to the very lazy.
+LAZY_SCALES = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)
+LAZY_SCALE_FIRST_SHOWN = 100.0
 
 
 key = ui.form_key
 
 
 def widget_value(field: str, value):
+    if field == "lazy_scale":  # the slider keeps a value while the switch is off
+        return LAZY_SCALE_FIRST_SHOWN if value is None else value
     return float(value) if field in WHOLE_NUMBERS and isinstance(value, int) else value
 
 
@@ -37,13 +42,18 @@ def restore_form() -> None:
     """The form shows the session's settings (Streamlit forgets widgets of pages not drawn)."""
     for field, value in ui.settings().items():
         st.session_state.setdefault(key(field), widget_value(field, value))
+    st.session_state.setdefault(ui.switch_key("lazy_scale"), ui.settings()["lazy_scale"] is not None)
 
 
 def on_change() -> None:
     """Every change becomes the session's settings at once, so problems show before Train."""
     current = ui.settings()
-    ui.set_settings({field: setting_value(field, st.session_state.get(key(field), current[field])) for field in LABELS},
-                    from_form=True)
+    settings = {field: setting_value(field, st.session_state.get(key(field), current[field])) for field in LABELS}
+    if not st.session_state.get(ui.switch_key("lazy_scale")):
+        settings["lazy_scale"] = None
+    elif settings["lazy_scale"] is None:  # switched on while the slider was not drawn
+        settings["lazy_scale"] = LAZY_SCALE_FIRST_SHOWN
+    ui.set_settings(settings, from_form=True)
 
 
 def on_train() -> None:
@@ -80,6 +90,7 @@ def settings_form(running: bool) -> None:
                  help="full MNIST downloads once (about 12 MB); the sample ships with kalign, works offline")
     st.selectbox(LABELS["device"], devices, key=key("device"), **changed,
                  format_func=lambda d: f"auto (uses {resolve_device('auto')})" if d == "auto" else d)
+    lazy_scale_control(changed)
     try:
         params.config_from_settings(ui.settings())
         problems = []
@@ -92,10 +103,26 @@ def settings_form(running: bool) -> None:
         st.error(message, icon=":material/error:")
 
 
+def lazy_scale_control(changed: dict) -> None:
+    st.toggle(LABELS["lazy_scale"], key=ui.switch_key("lazy_scale"), **changed,
+              help="Chizat's lazy dial: both models train α·(f − f₀) on loss/α² (f₀ their output at the start). "
+                   "The larger α, the less the weights move (about 1/α as far) while the function learns as fast: "
+                   "the network trains like its linearisation, its tangent kernel fixed (the lazy/NTK regime). "
+                   "Off: the plain network.")
+    if st.session_state[ui.switch_key("lazy_scale")]:
+        current = st.session_state[key("lazy_scale")]
+        options = sorted({*LAZY_SCALES, current})  # a linked α between the steps stays selectable
+        st.select_slider("α (log steps)", options, key=key("lazy_scale"), format_func=lambda a: f"{a:g}", **changed)
+
+
 def charts(result, prefix: str) -> None:
     left, right = st.columns(2)
     left.plotly_chart(figures.error_figure(result), key=f"{prefix}_error")
     right.plotly_chart(figures.alignment_figure(result), key=f"{prefix}_alignment")
+    left, right = st.columns(2)
+    left.plotly_chart(figures.movement_figure(result), key=f"{prefix}_movement")
+    if result.kernel_machine_errors:
+        right.plotly_chart(figures.machines_figure(result), key=f"{prefix}_machines")
 
 
 def time_text(seconds: float | None) -> str:
@@ -215,6 +242,39 @@ def reading(result) -> str:
             f"{other_model(mover)} model's (ρ {change[other_model(mover)]:+.3f}); {errors}.")
 
 
+def percent(fraction: float) -> str:
+    return f"{100 * fraction:.2g} %"
+
+
+def movement_reading(result) -> str:
+    """How far each model moved, whether ρ at the start beats chance, and what the kernel machines say."""
+    sentences = []
+    last = {name: result.history[name][-1] for name in MODEL_NAMES}
+    if None not in (last["slow"].hidden_change, last["regular"].hidden_change):
+        moved = (f"The slow model's hidden weights moved {percent(last['slow'].hidden_change)} of their initial "
+                 f"size against {percent(last['regular'].hidden_change)} for the regular one")
+        if None not in (last["slow"].tangent_distance, last["regular"].tangent_distance):
+            moved += (f"; their tangent kernels moved 1 − ρ(Θ, Θ₀) = {last['slow'].tangent_distance:.2g} and "
+                      f"{last['regular'].tangent_distance:.2g}")
+        sentences.append(moved + ".")
+    band, start = result.alignment_null.get("feature"), result.history["slow"][0].alignment
+    if band is not None and start is not None:
+        where = "far above" if start > band[1] + (band[1] - band[0]) else ("above" if start > band[1] else "within")
+        sentences.append(f"At initialisation ρ = {start:.3f} is {where} chance (95 % of label shuffles give "
+                         f"{band[0]:.3f} to {band[1]:.3f}): random ReLU features of pixels already carry class structure.")
+    if result.config.lazy_scale is not None:
+        sentences.append(f"Both models trained Chizat's lazily scaled α(f − f₀) with α = {result.config.lazy_scale:g}: "
+                         "the larger α, the less every weight moves while the function learns.")
+    else:
+        sentences.append("A slow hidden layer is close to a random-features model (its readout learns on nearly "
+                         "fixed features), not the lazy regime: for that, turn on the lazy scale α.")
+    initial = result.kernel_machine_errors.get("regular", {}).get("init", {}).get("tangent")
+    if initial is not None:
+        sentences.append(f"The machine of the initial tangent kernel Θ₀ scores {initial:.1f} % test error, the "
+                         f"regular network {last['regular'].test_error:.1f} %.")
+    return " ".join(sentences)
+
+
 def other_model(name: str) -> str:
     return MODEL_NAMES[1 - MODEL_NAMES.index(name)]
 
@@ -252,6 +312,7 @@ def finished_run(result) -> None:
     divergence_notices(result)
     metrics(result)
     st.markdown(reading(result))
+    st.markdown(movement_reading(result))
     charts(result, "final")
     for name in MODEL_NAMES:
         undefined = figures.undefined_alignment(result, name)

@@ -20,6 +20,8 @@ APP = str(ROOT / "app.py")
 TINY = {"width": "32", "epochs": "2", "batch_size": "100", "probe_size": "40", "source": "sample"}
 TINY_CONFIG = ExperimentConfig(width=32, epochs=2, batch_size=100, probe_size=40, source="sample")
 MB = 2**20
+# A finished run on the Train page: errors, alignment, how far each model moved, kernel machines.
+TRAIN_CHARTS = 4
 
 
 def open_app(earlier=None, **query) -> AppTest:

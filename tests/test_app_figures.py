@@ -1,6 +1,8 @@
 """Plotly figures: points match epochs, undefined alignment is a gap, divergence is marked, kernels
 are block-averaged with class boundaries and a colour scale centred at 0."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -50,7 +52,7 @@ def test_error_figure_has_test_solid_and_train_dashed_for_both_models():
 def test_undefined_alignment_is_a_gap_with_its_reason():
     result = make_result([0.4, None, None, 0.5])
     fig = figures.alignment_figure(result)
-    regular = traces(fig)["regular"]
+    regular = traces(fig)["regular features"]
     assert list(regular.y) == [0.4, None, None, 0.5] and regular.connectgaps is False
     assert figures.undefined_alignment(result, "regular") == ("at epochs 1–2", DEAD)
     assert figures.undefined_alignment(result, "slow") is None
@@ -59,7 +61,7 @@ def test_undefined_alignment_is_a_gap_with_its_reason():
 
 def test_non_finite_values_become_gaps_not_spikes():
     result = make_result([0.4, float("nan"), float("inf")])
-    assert list(traces(figures.alignment_figure(result))["regular"].y) == [0.4, None, None]
+    assert list(traces(figures.alignment_figure(result))["regular features"].y) == [0.4, None, None]
 
 
 def test_divergence_is_marked_at_its_epoch():
@@ -116,5 +118,92 @@ def test_kernel_figures_title_each_with_its_alignment_and_hold_a_diverged_model_
 def test_standalone_html_embeds_plotly_and_every_figure():
     page = figures.figures_html(make_result([0.4, 0.5]), "run <one>")
     assert page.startswith("<!DOCTYPE html>") and "run &lt;one&gt;" in page
-    assert page.count("Plotly.newPlot") == 5  # errors, alignment, three kernels
+    assert page.count("Plotly.newPlot") == 6  # errors, alignment, movement, three kernels
     assert 'src="https://cdn.plot.ly' not in page and len(page) > 1_000_000  # plotly.js is inside: works offline
+
+
+def measured(result, **per_epoch) -> None:
+    """Give the regular model's records the lazy-vs-rich measures `per_epoch` (lists over epochs)."""
+    result.history["regular"] = [
+        dataclasses.replace(r, **{k: v[r.epoch] for k, v in per_epoch.items()}) for r in result.history["regular"]]
+
+
+def test_alignment_figure_draws_tangent_curves_dashed_over_the_chance_bands():
+    result = make_result([0.4, 0.5, 0.6])
+    measured(result, tangent_alignment=[0.41, 0.52, 0.63])
+    result.alignment_null = {"feature": (0.01, 0.04), "tangent": (0.02, 0.05)}
+    by_name = traces(figures.alignment_figure(result))
+    assert list(by_name["regular tangent"].y) == [0.41, 0.52, 0.63] and by_name["regular tangent"].line.dash == "dash"
+    assert by_name["regular features"].line.dash == "solid"
+    band = by_name["chance, feature ρ (95 % of label shuffles)"]
+    assert band.fill == "toself" and sorted(set(band.y)) == [0.01, 0.04] and list(band.x) == [0, 2, 2, 0]
+    assert "chance, tangent ρ (95 % of label shuffles)" in by_name
+
+
+def test_movement_figure_is_on_a_log_axis_and_leaves_out_zeros():
+    result = make_result([0.4, 0.5, 0.6])
+    measured(result, hidden_change=[0.0, 0.01, 0.02], feature_distance=[0.0, 1e-3, 4e-3],
+             tangent_distance=[0.0, 2e-3, 5e-3])
+    fig = figures.movement_figure(result)
+    by_name = traces(fig)
+    assert fig.layout.yaxis.type == "log"
+    assert list(by_name["regular hidden weights ‖ΔW‖/‖W₀‖"].y) == [None, 0.01, 0.02]
+    assert list(by_name["regular tangent kernel 1 − ρ(Θ, Θ₀)"].y) == [None, 2e-3, 5e-3]
+    assert by_name["regular feature kernel 1 − ρ(K, K₀)"].line.dash == "dash"
+    assert not any("never moved" in a.text for a in fig.layout.annotations)  # slow: not measured, not 0
+    measured(result, hidden_change=[0.0, 0.0, 0.0])
+    assert any(a.text == "regular: hidden weights never moved (exactly 0)"
+               for a in figures.movement_figure(result).layout.annotations)
+
+
+def test_a_run_saved_before_the_measures_says_so_on_the_movement_chart():
+    fig = figures.movement_figure(make_result([0.4, 0.5]))
+    assert [a.text for a in fig.layout.annotations] == [
+        "not measured: this run was saved before kalign measured how far models move"]
+
+
+def test_change_since_initialisation_puts_both_models_on_one_colour_scale():
+    result = make_result([0.4, 0.5])
+    labels = result.probe_labels
+    base = np.eye(len(labels), dtype=np.float32)
+    result.kernels = {"slow": [base, base + 0.01], "regular": [base, base + np.float32(0.5) * (labels[:, None] == labels)]}
+    figs = figures.kernel_figures(result, 1, change=True)
+    slow, regular = figs["slow"].data[0], figs["regular"].data[0]
+    assert slow.zmax == regular.zmax == pytest.approx(0.5) and slow.zmin == -slow.zmax
+    assert np.allclose(np.asarray(slow.z), 0.01)
+    assert figs["slow"].layout.title.text.startswith("slow φφᵀ − φφᵀ₀")
+    alone = figures.kernel_figures(result, 1)
+    assert alone["slow"].data[0].zmax != alone["regular"].data[0].zmax  # each its own scale otherwise
+
+
+def test_tangent_kernels_are_titled_with_their_alignment():
+    result = make_result([0.4, 0.5])
+    measured(result, tangent_alignment=[0.3, 0.35])
+    result.history["slow"] = [dataclasses.replace(r, tangent_alignment=0.3) for r in result.history["slow"]]
+    result.tangent_kernels = {name: list(stack) for name, stack in result.kernels.items()}
+    titles = {n: f.layout.title.text for n, f in figures.kernel_figures(result, 1, kind="tangent").items()}
+    assert titles["regular"] == "regular Θ · ρ = 0.350" and titles["slow"] == "slow Θ · ρ = 0.300"
+
+
+def test_class_block_means_match_a_naive_loop_and_are_printed():
+    rng = np.random.default_rng(3)
+    labels = np.repeat([0, 1, 2], [3, 4, 5])
+    kernel = rng.normal(size=(12, 12)).astype(np.float32)
+    means = figures.class_block_means(kernel, labels)
+    for a in range(3):
+        for b in range(3):
+            assert means[a, b] == pytest.approx(kernel[labels == a][:, labels == b].astype(np.float64).mean())
+    fig = figures.block_means_figure(kernel, labels, (2, 5, 7), "means")
+    assert fig.data[0].texttemplate == "%{z:.3g}" and list(fig.data[0].x) == ["2", "5", "7"]
+
+
+def test_machines_figure_sets_each_network_beside_its_kernel_machines():
+    result = make_result([0.4, 0.5])
+    result.kernel_machine_errors = {
+        "slow": {"init": {"feature": 5.0, "tangent": 4.0}, "final": {"feature": 5.0, "tangent": None}},
+        "regular": {"init": {"feature": 5.0, "tangent": 4.0}},
+    }
+    by_name = traces(figures.machines_figure(result))
+    assert list(by_name["slow"].x) == ["network", "feature K₀", "feature K (end)", "tangent Θ₀"]
+    assert list(by_name["slow"].y) == [20.0, 5.0, 5.0, 4.0]
+    assert list(by_name["regular"].x) == ["network", "feature K₀", "tangent Θ₀"]  # still training

@@ -7,16 +7,25 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from apptest import TINY, charts, finish, open_app, press_train, texts, wait_until
+from apptest import TINY, TRAIN_CHARTS, charts, finish, open_app, press_train, texts, wait_until
 from kalign_core import ExperimentConfig, jobs, runs
 from kalign_core.training import run_experiment
 
 pytestmark = pytest.mark.usefixtures("fresh_server")
 
 
+ALIGNMENT_TITLE = "Kernel–target alignment ρ (features solid, tangent dashed)"
+
+
 def points(spec: dict) -> dict[str, int]:
     """Points per trace of a chart, by trace name."""
     return {trace["name"]: len(trace["x"]) for trace in spec["data"]}
+
+
+def feature_points(spec: dict) -> dict[str, int]:
+    """Points of each model's feature-alignment curve."""
+    counts = points(spec)
+    return {name: counts[f"{name} features"] for name in ("slow", "regular")}
 
 
 def trained(**overrides) -> AppTest:
@@ -49,18 +58,70 @@ def test_tiny_run_draws_both_models_over_every_epoch():
     at = finish(at)
     assert not at.exception
     figures = charts(at)
-    error, alignment = figures["Error (test solid, train dashed)"], figures["Kernel–target alignment ρ"]
+    error, alignment = figures["Error (test solid, train dashed)"], figures[ALIGNMENT_TITLE]
     assert points(error) == {"slow test": 3, "slow train": 3, "regular test": 3, "regular train": 3}
     assert [t["line"]["dash"] for t in error["data"]] == ["solid", "dash", "solid", "dash"]
-    assert points(alignment) == {"slow": 3, "regular": 3}
-    assert alignment["data"][0]["x"] == [0, 1, 2]
-    assert all(isinstance(y, float) for t in alignment["data"] for y in t["y"])
+    curves = {t["name"]: t for t in alignment["data"] if not t["name"].startswith("chance")}
+    assert points({"data": list(curves.values())}) == {"slow features": 3, "regular features": 3,
+                                                       "slow tangent": 3, "regular tangent": 3}
+    assert curves["slow features"]["x"] == [0, 1, 2]
+    assert all(isinstance(y, float) for t in curves.values() for y in t["y"])
+    assert {t["name"] for t in alignment["data"]} - set(curves) == {
+        "chance, feature ρ (95 % of label shuffles)", "chance, tangent ρ (95 % of label shuffles)"}
+    movement = figures["How far each model moved from its start"]
+    assert movement["layout"]["yaxis"]["type"] == "log"
+    assert points(movement)["regular hidden weights ‖ΔW‖/‖W₀‖"] == 3
+    machines = figures["Test error: networks and kernel machines"]
+    assert [t["x"] for t in machines["data"]] == [["network", "feature K₀", "feature K (end)", "tangent Θ₀",
+                                                   "tangent Θ (end)"]] * 2
     labels = [m.label for m in at.metric]
     assert labels == ["slow · test error", "regular · test error", "slow · alignment ρ", "regular · alignment ρ"]
     assert all("since init" in m.delta for m in at.metric)
     assert "test errors ended at" in texts(at.markdown)
+    assert "The slow model's hidden weights moved" in texts(at.markdown)
+    assert "above chance (95 % of label shuffles give" in texts(at.markdown)
+    assert "close to a random-features model" in texts(at.markdown) and "not the lazy regime" in texts(at.markdown)
     assert "bundled MNIST sample" in texts(at.caption)
     assert not at.button(key="train").disabled
+
+
+def test_the_lazy_scale_switch_and_slider_train_both_models_lazily():
+    at = open_app(**TINY)
+    assert not at.toggle(key="train_lazy_scale_on").value and not at.select_slider  # off by default
+    at = at.toggle(key="train_lazy_scale_on").set_value(True).run()
+    slider = at.select_slider(key="train_lazy_scale")
+    assert slider.options[0] == "1" and slider.options[-1] == "1000"  # log steps 1 … 1000
+    at = slider.set_value(10.0).run()
+    assert at.session_state["settings"]["lazy_scale"] == 10.0
+    at = press_train(at, wait=True)
+    result = at.session_state["result"]
+    assert result.config.lazy_scale == 10.0
+    assert "with α = 10" in texts(at.markdown)
+    at = at.toggle(key="train_lazy_scale_on").set_value(False).run()
+    assert at.session_state["settings"]["lazy_scale"] is None and not at.select_slider
+
+
+def test_a_link_with_a_lazy_scale_between_the_steps_keeps_it_selectable():
+    at = open_app(**TINY, lazy_scale="37.5")
+    assert at.toggle(key="train_lazy_scale_on").value
+    assert at.select_slider(key="train_lazy_scale").value == 37.5
+    assert not at.warning
+
+
+def test_kernels_page_shows_tangent_kernels_their_change_and_class_block_means():
+    at = trained()
+    at.switch_page("pages/kernels.py").run()
+    titles = list(charts(at))
+    assert titles[:2] == ["target YYᵀ · ρ = 1", "target: class-block means"]
+    assert any(t.startswith("slow φφᵀ · ρ = ") for t in titles) and "regular: class-block means" in titles
+    at = at.radio(key="kernel_kind").set_value("tangent").run()
+    assert any(t.startswith("regular Θ · ρ = ") for t in charts(at))
+    at = at.toggle(key="kernel_change").set_value(True).run()
+    specs = charts(at)
+    changes = [s for t, s in specs.items() if " − Θ₀ · 1 − ρ(Θ, Θ₀) = " in t]
+    assert len(changes) == 2 and changes[0]["data"][0]["zmax"] == changes[1]["data"][0]["zmax"]
+    assert "slow: class-block means of the change" in specs
+    assert not at.exception
 
 
 def test_identical_config_comes_back_at_once_from_the_cache():
@@ -69,7 +130,7 @@ def test_identical_config_comes_back_at_once_from_the_cache():
     assert "job" not in second.session_state
     assert "identical run had already finished" in texts(second.success)
     assert second.session_state["result"] is first.session_state["result"]
-    assert points(charts(second)["Kernel–target alignment ρ"]) == {"slow": 3, "regular": 3}
+    assert feature_points(charts(second)[ALIGNMENT_TITLE]) == {"slow": 3, "regular": 3}
 
 
 def test_invalid_input_names_the_field_trains_nothing_and_keeps_the_last_run():
@@ -87,7 +148,7 @@ def test_invalid_input_names_the_field_trains_nothing_and_keeps_the_last_run():
     assert "Regular learning rate must be a finite number greater than 0" in errors
     assert at.session_state["job"] is None
     assert at.session_state["result"] is before
-    assert len(at.get("plotly_chart")) == 2  # the earlier run is still drawn
+    assert len(at.get("plotly_chart")) == TRAIN_CHARTS  # the earlier run is still drawn
     assert at.query_params["width"] == "32"  # the URL keeps the last valid settings
 
 
@@ -121,8 +182,8 @@ def test_stop_keeps_the_epochs_trained():
     result = at.session_state["result"]
     assert result.stopped and result.epochs_done < 500
     assert f"Stopped after {result.epochs_done} of 500 epochs" in texts(at.info)
-    alignment = charts(at)["Kernel–target alignment ρ"]
-    assert points(alignment) == {"slow": result.epochs_done + 1, "regular": result.epochs_done + 1}
+    alignment = charts(at)[ALIGNMENT_TITLE]
+    assert feature_points(alignment) == {"slow": result.epochs_done + 1, "regular": result.epochs_done + 1}
 
 
 def test_a_full_server_shows_waiting_for_a_free_slot(monkeypatch):
@@ -142,8 +203,8 @@ def test_a_diverged_model_is_marked_and_explained():
     assert epoch is not None
     assert f"The **regular** model diverged at epoch {epoch}" in texts(at.error)
     assert "Try a smaller regular learning rate" in texts(at.error)
-    alignment = charts(at)["Kernel–target alignment ρ"]
-    marker = next(t for t in alignment["data"] if t["name"] == "regular diverged")
+    alignment = charts(at)[ALIGNMENT_TITLE]
+    marker = next(t for t in alignment["data"] if t["name"] == "regular features diverged")
     assert marker["x"] == [epoch] and marker["marker"]["symbol"] == "x"
     assert all(y is None or y == y for t in alignment["data"] for y in t["y"])  # gaps, never NaN
 
@@ -154,16 +215,16 @@ def test_pages_keep_settings_and_results_when_switching():
     at.switch_page("pages/kernels.py").run()
     assert not at.exception
     heatmaps = [json.loads(c.proto.spec)["data"][0] for c in at.get("plotly_chart")]
-    assert [h["type"] for h in heatmaps] == ["heatmap"] * 3
+    assert [h["type"] for h in heatmaps] == ["heatmap"] * 6  # three kernels, each with its class-block means
     assert at.slider(key="kernel_epoch").max == 2
     titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
-    assert titles[0].startswith("target") and "ρ = " in titles[1] and "ρ = " in titles[2]
+    assert titles[0].startswith("target") and "ρ = " in titles[2] and "ρ = " in titles[4]
     at.switch_page("pages/about.py").run()
     at.switch_page("pages/train.py").run()
     assert not at.exception
     assert at.number_input(key="train_width").value == 32
     assert at.session_state["result"] is result
-    assert len(at.get("plotly_chart")) == 2
+    assert len(at.get("plotly_chart")) == TRAIN_CHARTS
 
 
 @pytest.mark.parametrize("page", ["pages/kernels.py", "pages/runs.py"])
@@ -236,4 +297,4 @@ def test_a_link_whose_settings_have_finished_on_this_server_shows_the_run_at_onc
     assert "job" not in link.session_state
     assert link.session_state["result"] is first.session_state["result"]
     assert "this link's settings had already finished on this server" in texts(link.success)
-    assert len(link.get("plotly_chart")) == 2
+    assert len(link.get("plotly_chart")) == TRAIN_CHARTS

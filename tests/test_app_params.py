@@ -18,6 +18,21 @@ def test_config_round_trips_through_query_parameters():
     assert params.config_from_settings(settings) == config
 
 
+@pytest.mark.parametrize("lazy_scale", [None, 1.0, 37.5, 1000.0])
+def test_the_lazy_scale_round_trips_through_query_parameters_off_included(lazy_scale):
+    config = ExperimentConfig(lazy_scale=lazy_scale, source="sample")
+    query = params.config_to_params(config)
+    assert query["lazy_scale"] == ("off" if lazy_scale is None else str(lazy_scale))
+    settings, warnings = params.settings_from_params(query, {**DEFAULTS, "lazy_scale": 5.0})
+    assert warnings == [] and params.config_from_settings(settings) == config
+
+
+@pytest.mark.parametrize("text", ["", "off", "OFF", " none "])
+def test_an_empty_or_off_lazy_scale_in_the_url_is_off(text):
+    settings, warnings = params.settings_from_params({"lazy_scale": text}, {**DEFAULTS, "lazy_scale": 5.0})
+    assert warnings == [] and settings["lazy_scale"] is None
+
+
 @pytest.mark.parametrize(
     "name, text, expected",
     [
@@ -38,6 +53,9 @@ def test_config_round_trips_through_query_parameters():
         ("source", "web", "source must be one of auto, mnist, sample"),
         ("device", "tpu", "device must be 'auto', 'cpu', 'mps', 'cuda' or 'cuda:N'"),
         ("device", "cuda:7", "is not available here"),
+        ("lazy_scale", "0.5", "lazy_scale must be off or a number from 1 to 1,000 (got 0.5)"),
+        ("lazy_scale", "lazy", "lazy_scale must be off or a number from 1 to 1,000 (got 'lazy')"),
+        ("lazy_scale", "nan", "lazy_scale must be off or a number from 1 to 1,000"),
     ],
 )
 def test_bad_query_parameter_is_ignored_with_a_warning_naming_it(name, text, expected):

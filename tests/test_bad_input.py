@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from apptest import MB, TINY, TINY_CONFIG, charts, open_app, press_train, session_job, texts
+from apptest import MB, TINY, TINY_CONFIG, TRAIN_CHARTS, charts, open_app, press_train, session_job, texts
 from kalign_core import ExperimentConfig, cli, data, jobs, params, run_experiment, runs
 from kalign_core.devices import available_devices
 from kalign_core.training import MODEL_NAMES
@@ -81,7 +81,7 @@ def test_bad_form_input_is_named_trains_nothing_and_keeps_the_earlier_run(earlie
     assert at.button(key="train").disabled  # named before Train; nothing can start
     assert session_job(at) is None
     assert_untouched(at, earlier)
-    assert len(at.get("plotly_chart")) == 2  # the earlier run's charts are still drawn
+    assert len(at.get("plotly_chart")) == TRAIN_CHARTS  # the earlier run's charts are still drawn
 
 
 # Settings valid one by one that the data cannot satisfy (the bundled sample has 400 training and
@@ -178,7 +178,7 @@ def test_the_app_keeps_serving_after_a_garbage_url():
     assert not at.exception
     assert at.session_state["result"].config == TINY_CONFIG
     at.switch_page("pages/kernels.py").run()
-    assert not at.exception and len(at.get("plotly_chart")) == 3
+    assert not at.exception and len(at.get("plotly_chart")) == 6  # three kernels and their class-block means
 
 
 # ================================================================ the command line
@@ -195,6 +195,7 @@ CLI = [
     case("width huge", ["--width", "100000000"], "--width must be a whole number from 1 to 32,768 (got 100000000)"),
     case("slow lr NaN", ["--slow-lr", "nan"], "--slow-lr must be a finite number 0 or more (got nan)"),
     case("slow lr negative", ["--slow-lr", "-1"], "--slow-lr must be a finite number 0 or more (got -1.0)"),
+    case("lazy scale too small", ["--lazy-scale", "0.5"], "--lazy-scale must be off or a number from 1 to 1,000 (got 0.5)"),
     case("regular lr 0", ["--regular-lr", "0"], "--regular-lr must be a finite number greater than 0 (got 0.0)"),
     case("regular lr inf", ["--regular-lr", "inf"], "--regular-lr must be a finite number greater than 0 (got inf)"),
     case("regular lr text", ["--regular-lr", "fast"], "argument --regular-lr: invalid float value: 'fast'"),
@@ -411,8 +412,8 @@ def test_all_hidden_units_dead_show_a_gap_with_the_reason():
     assert not at.exception
     result = at.session_state["result"]
     assert [result.curve(name, "alignment")[1] for name in MODEL_NAMES] == [None, None]
-    alignment = charts(at, parse=strict_json)["Kernel–target alignment ρ"]
-    curves = {trace["name"]: trace["y"] for trace in alignment["data"] if trace["name"] in MODEL_NAMES}
+    alignment = charts(at, parse=strict_json)["Kernel–target alignment ρ (features solid, tangent dashed)"]
+    curves = {name: trace["y"] for trace in alignment["data"] for name in MODEL_NAMES if trace["name"] == f"{name} features"}
     assert curves["slow"][1:] == [None] and curves["regular"][1:] == [None]  # a gap, not a NaN or a zero
     assert any("ρ undefined at epoch 1" in note["text"] for note in alignment["layout"]["annotations"])
     reason = "alignment is undefined at epoch 1 (a gap in the chart): the centered feature kernel is zero"

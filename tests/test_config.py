@@ -62,6 +62,11 @@ INVALID = [
     ("device", "", "'auto', 'cpu'"),
     ("device", 3, "'auto', 'cpu'"),
     ("device", None, "'auto', 'cpu'"),
+    ("lazy_scale", 0.5, "off or a number from 1 to 1,000"),
+    ("lazy_scale", 1001, "off or a number from 1 to 1,000"),
+    ("lazy_scale", float("inf"), "off or a number from 1 to 1,000"),
+    ("lazy_scale", True, "off or a number from 1 to 1,000"),
+    ("lazy_scale", "10", "off or a number from 1 to 1,000"),
 ]
 
 
@@ -97,6 +102,12 @@ def test_valid_edge_values_are_accepted_and_normalised(field, value):
         assert got == tuple(value)
     else:
         assert got == value and type(got) is type(ExperimentConfig.__dataclass_fields__[field].default)
+
+
+@pytest.mark.parametrize("value", [1, 10, np.float32(2.5), 1000.0])
+def test_a_lazy_scale_from_1_to_1000_is_a_float(value):
+    assert ExperimentConfig(lazy_scale=value).lazy_scale == float(value)
+    assert type(ExperimentConfig(lazy_scale=value).lazy_scale) is float
 
 
 def test_defaults_are_the_notebooks():

@@ -146,8 +146,8 @@ def test_a_lesson_runs_from_its_page_and_checks_its_claims_in_chromium(server, t
         lesson = page.locator(".st-key-lesson_blocks-appear")
         lesson.get_by_role("button", name="Run this lesson").click()
         expect(page.get_by_text("(3 of 3 expectations hold)")).to_be_visible()
-        expect(lesson.locator(CHART)).to_have_count(4)  # error, alignment, and both kernels' K_T − K_0
-        expect(lesson.locator(f"{CHART} .heatmaplayer image")).to_have_count(2)
+        expect(lesson.locator(CHART)).to_have_count(5)  # error, alignment; target and both kernels' K_T − K_0
+        expect(lesson.locator(f"{CHART} .heatmaplayer image")).to_have_count(3)
         assert "lesson=blocks-appear" in page.url
         page.screenshot(path=tmp_path / "lesson.png", full_page=True)
 

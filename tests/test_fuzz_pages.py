@@ -75,12 +75,14 @@ VALID = {
     "width": st.integers(1, 64), "epochs": st.integers(1, 3), "batch_size": st.integers(1, 800),
     "probe_size": st.integers(4, 200), "slow_lr": st.floats(0, 0.1), "regular_lr": st.floats(1e-4, 0.1),
     "seed": st.integers(0, 2**53 - 1), "source": st.just("sample"),
+    "lazy_scale": st.one_of(st.none(), st.sampled_from([1.0, 10.0, 1000.0])),
 }
 ANY = {
     "digits": st.lists(st.integers(0, 9), unique=True, max_size=10),
     **dict.fromkeys(["width", "epochs", "batch_size", "probe_size"], st.one_of(numbers, st.floats(-1e6, 1e6))),
     "slow_lr": rates, "regular_lr": rates, "seed": st.integers(-10, 2**53 - 1),
     "source": st.sampled_from(["auto", "mnist", "sample"]),
+    "lazy_scale": st.one_of(st.none(), st.sampled_from([1.0, 2.0, 5.0, 20.0, 50.0, 100.0, 200.0, 500.0])),
 }
 
 
@@ -92,6 +94,13 @@ def form_values(draw) -> dict:
 
 
 def fill_form(at: AppTest, values: dict) -> AppTest:
+    """Types `values` into the Train form; lazy_scale None is its switch off, a number its slider."""
+    if "lazy_scale" in values:
+        values = dict(values)
+        alpha = values.pop("lazy_scale")
+        at = at.toggle(key="train_lazy_scale_on").set_value(alpha is not None).run()
+        if alpha is not None:
+            at.select_slider(key="train_lazy_scale").set_value(alpha)
     for field, value in values.items():
         control = {"digits": at.multiselect, "source": at.selectbox}.get(field, at.number_input)
         if isinstance(value, float) and not math.isfinite(value):

@@ -23,6 +23,7 @@ from kalign_core.runs import (
     result_to_json,
     save_run,
 )
+from kalign_core.tracking import MEASURES
 from kalign_core.training import MODEL_NAMES
 
 
@@ -54,6 +55,8 @@ def assert_same_run(loaded, original, with_models=True):
     assert (loaded.source, loaded.device, loaded.stopped) == (original.source, original.device, original.stopped)
     assert loaded.seconds == original.seconds and loaded.diverged_at == original.diverged_at
     assert loaded.history == original.history
+    assert loaded.kernel_machine_errors == original.kernel_machine_errors
+    assert loaded.alignment_null == original.alignment_null
     np.testing.assert_array_equal(loaded.target_kernel, original.target_kernel)
     np.testing.assert_array_equal(loaded.probe_labels, original.probe_labels)
     for name in MODEL_NAMES:
@@ -139,6 +142,20 @@ def test_json_round_trip_keeps_config_and_history(result):
     assert result_from_json(result_to_json(result).encode()).history == result.history
 
 
+def test_a_run_saved_before_the_lazy_vs_rich_measures_loads_them_as_none(result):
+    doc = json.loads(result_to_json(result))
+    for records in doc["history"].values():
+        for record in records:
+            for field in (*MEASURES, "measure_note"):
+                del record[field]
+    del doc["config"]["lazy_scale"], doc["kernel_machine_errors"], doc["alignment_null"]
+    loaded = result_from_json(json.dumps(doc))
+    assert loaded.kernel_machine_errors == {} and loaded.alignment_null == {}
+    assert loaded.config == result.config and loaded.config.lazy_scale is None
+    assert all(getattr(r, m) is None for records in loaded.history.values() for r in records for m in MEASURES)
+    assert [r.alignment for r in loaded.history["slow"]] == [r.alignment for r in result.history["slow"]]
+
+
 def test_history_csv_has_one_row_per_model_and_epoch(result):
     rows = list(csv.DictReader(io.StringIO(history_csv(result))))
     assert len(rows) == sum(len(h) for h in result.history.values())
@@ -190,6 +207,9 @@ BAD_JSON = [
     ("epoch-text", lambda f: _edit_json(f, _set(["history", "slow", 1, "epoch"], "1")), "epoch must be a whole number from 0 to 500"),
     ("alignment-text", lambda f: _edit_json(f, _set(["history", "slow", 0, "alignment"], "high")), "alignment"),
     ("error-list", lambda f: _edit_json(f, _set(["history", "regular", 0, "test_error"], [1])), "test_error must be a finite number"),
+    ("measure-text", lambda f: _edit_json(f, _set(["history", "slow", 1, "hidden_change"], "far")), "hidden_change must be a finite number or null"),
+    ("machine-error-text", lambda f: _edit_json(f, _set(["kernel_machine_errors", "slow", "init", "tangent"], "low")), "kernel_machine_errors must map"),
+    ("null-band-reversed", lambda f: _edit_json(f, _set(["alignment_null", "feature"], [0.5, 0.1])), "alignment_null must map"),
     ("extra-record-field", lambda f: _edit_json(f, _set(["history", "slow", 0, "colour"], 1)), "exactly the fields"),
     ("history-number", lambda f: _edit_json(f, _set(["history", "slow"], 5)), "wrong value"),
     ("diverged-text", lambda f: _edit_json(f, _set(["diverged_at", "slow"], "x")), "diverged_at"),

@@ -1,7 +1,9 @@
 """The sweep engine: expansion into trials, summaries, resumption, and identical results from every
 backend (sequential, process pool, Ray)."""
 
+import csv
 import dataclasses
+import io
 import itertools
 import os
 import pathlib
@@ -16,6 +18,7 @@ from kalign_core.cli import main
 from kalign_core.runs import load_run
 from kalign_core.sweep import (
     SUMMARY_CSV,
+    SUMMARY_FIELDS,
     SweepSpec,
     estimate_seconds,
     mean_spread,
@@ -106,7 +109,26 @@ def test_summary_matches_the_saved_run_and_random_features_keep_their_alignment(
     assert summary.final_alignment_regular == run.history["regular"][-1].alignment
     assert summary.test_error_regular == run.history["regular"][-1].test_error
     assert summary.alignment_gain == summary.final_alignment_regular - summary.initial_alignment_regular
+    assert summary.hidden_change_slow == 0.0 < summary.hidden_change_regular == run.history["regular"][-1].hidden_change
+    regular = run.history["regular"]
+    slow = run.history["slow"]
+    assert summary.tangent_alignment_gain == pytest.approx(
+        (regular[-1].tangent_alignment - regular[0].tangent_alignment)
+        - (slow[-1].tangent_alignment - slow[0].tangent_alignment), abs=1e-15)
     assert read_summary_csv((tmp_path / SUMMARY_CSV).read_text()) == outcome.summaries
+
+
+def test_a_summary_written_before_the_tangent_columns_still_reads(reference):
+    old_fields = [f for f in SUMMARY_FIELDS if f not in ("tangent_alignment_gain", "hidden_change_slow",
+                                                          "hidden_change_regular")]
+    rows = list(csv.DictReader(io.StringIO(summary_csv(reference))))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, old_fields, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    old = read_summary_csv(out.getvalue())
+    assert [s.alignment_gain for s in old] == [s.alignment_gain for s in reference]
+    assert all(s.tangent_alignment_gain is None and s.hidden_change_regular is None for s in old)
 
 
 def test_summary_csv_round_trips_undefined_values(reference):

@@ -73,16 +73,19 @@ def test_final_test_error_is_that_of_the_returned_model(small_config, sample_89)
 # ---------------------------------------------------------------- the hand-written gradient step
 
 
-@pytest.mark.parametrize("slow_lr, regular_lr", [(0.02, 0.3), (0.0, 0.1), (0.5, 0.5)])
-def test_fused_step_matches_autograd_and_torch_sgd(slow_lr, regular_lr):
+@pytest.mark.parametrize("slow_lr, regular_lr, lazy_scale",
+                         [(0.02, 0.3, None), (0.0, 0.1, None), (0.5, 0.5, None), (0.02, 0.3, 1.0), (0.5, 0.5, 10.0)])
+def test_fused_step_matches_autograd_and_torch_sgd(slow_lr, regular_lr, lazy_scale):
+    """With a lazy scale α the reference trains α·(f − f₀) on cross-entropy / α² by autograd."""
     data = blobs(n_train=17, n_features=20, n_classes=3)
-    config = ExperimentConfig(
-        digits=(0, 1, 2), width=8, slow_lr=slow_lr, regular_lr=regular_lr, batch_size=7, probe_size=6, device="cpu"
-    )
+    config = ExperimentConfig(digits=(0, 1, 2), width=8, slow_lr=slow_lr, regular_lr=regular_lr, batch_size=7,
+                              probe_size=6, device="cpu", lazy_scale=lazy_scale)
     trainer = _PairTrainer(config, data, torch.device("cpu"))
     with torch.no_grad():
         reference = [trainer._export(m) for m in range(2)]
+        initial = trainer._export(0)
     before = [state(model) for model in reference]
+    alpha = lazy_scale or 1.0
     optimizers = [
         torch.optim.SGD(
             [
@@ -96,15 +99,18 @@ def test_fused_step_matches_autograd_and_torch_sgd(slow_lr, regular_lr):
     loss_sum, loss_max, errors = torch.zeros(2), torch.zeros(2), torch.zeros(2)
     expected_sum, expected_errors = [0.0, 0.0], [0, 0]
     for batch in (slice(0, 7), slice(7, 14), slice(14, 17)):  # the last one partial
+        offset = None if lazy_scale is None else trainer.train_offset[:, batch]
         with torch.no_grad():
-            trainer._step(x[batch], y[batch], loss_sum, loss_max, errors)
+            trainer._step(x[batch], y[batch], offset, loss_sum, loss_max, errors)
         for m, (model, optimizer) in enumerate(zip(reference, optimizers)):
             logits = model(x[batch])
+            if lazy_scale is not None:
+                logits = lazy_scale * (logits - initial(x[batch]).detach())
             loss = F.cross_entropy(logits, y[batch])
             expected_sum[m] += loss.item() * len(y[batch])
             expected_errors[m] += int((logits.argmax(dim=1) != y[batch]).sum())
             optimizer.zero_grad()
-            loss.backward()
+            (loss / alpha**2).backward()
             optimizer.step()
     for m in range(2):
         with torch.no_grad():
@@ -116,8 +122,8 @@ def test_fused_step_matches_autograd_and_torch_sgd(slow_lr, regular_lr):
     # The steps really moved what they should (so the comparison above is not vacuous).
     for m, hidden_lr in enumerate((slow_lr, regular_lr)):
         moved = (reference[m].features[0].weight - before[m]["features.0.weight"]).abs().max().item()
-        assert (moved > 1e-4) == (hidden_lr > 0)
-        assert (reference[m].readout.weight - before[m]["readout.weight"]).abs().max().item() > 1e-4
+        assert (moved > 1e-4 / alpha) == (hidden_lr > 0)
+        assert (reference[m].readout.weight - before[m]["readout.weight"]).abs().max().item() > 1e-4 / alpha
 
 
 # ---------------------------------------------------------------- identical starts, batches, reproducibility

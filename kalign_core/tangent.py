@@ -1,0 +1,58 @@
+"""The empirical tangent kernel of the one-hidden-layer MLP, in closed form.
+
+f(x) = Aᵀ relu(Wx + b) + c with d hidden units and k outputs. Summed over outputs and over every
+parameter (biases included), Σ_o ∇_θ f_o(x) · ∇_θ f_o(x′) splits into
+- the readout block k(φ(x)·φ(x′) + 1), from A and c, and
+- the hidden block (x·x′ + 1) Σ_j a_j² s_j(x) s_j(x′), from W and b, where s_j = 1[unit j is on]
+  and a_j² = Σ_o A_jo².
+So Θ = k(ΦΦᵀ + 11ᵀ) + G ⊙ (S diag(a²) Sᵀ) with G = XXᵀ + 11ᵀ: no per-example Jacobians (those would
+take m·k·(n + 2)·d numbers). G depends on the points only, so a fixed probe computes it once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .model import MLP
+
+
+def input_gram(x: torch.Tensor, x_other: torch.Tensor | None = None) -> torch.Tensor:
+    """G = XX′ᵀ + 11ᵀ (X′ = X by default) in X's dtype: the hidden block's factor that depends on
+    the points alone."""
+    x = x.detach()
+    return x @ (x if x_other is None else x_other.detach()).T + 1.0
+
+
+def hidden_block(phi: torch.Tensor, readout_weight: torch.Tensor, gram: torch.Tensor,
+                 phi_other: torch.Tensor | None = None) -> torch.Tensor:
+    """G ⊙ (S diag(a²) S′ᵀ) as float64, from the features Φ (m×d, after the ReLU) of the points x,
+    those of the points x′ (`phi_other`, default the same points), the readout weights A (k×d, as
+    nn.Linear holds them) and G = XX′ᵀ + 11ᵀ. The product runs in Φ's dtype."""
+    phi = phi.detach()
+    phi_other = phi if phi_other is None else phi_other.detach()
+    a_squared = readout_weight.detach().to(phi.dtype).square().sum(dim=0)
+    # relu(h) > 0 exactly when h > 0, so the features carry the on/off pattern S.
+    active, active_other = (phi > 0).to(phi.dtype), (phi_other > 0).to(phi.dtype)
+    return gram.to(torch.float64) * ((active * a_squared) @ active_other.T).to(torch.float64)
+
+
+def readout_block(phi: torch.Tensor, n_outputs: int, phi_other: torch.Tensor | None = None) -> torch.Tensor:
+    """k(ΦΦ′ᵀ + 11ᵀ) as float64, the product in Φ's dtype."""
+    phi = phi.detach()
+    phi_other = phi if phi_other is None else phi_other.detach()
+    return n_outputs * ((phi @ phi_other.T).to(torch.float64) + 1.0)
+
+
+def tangent_kernel(model: MLP, x, by_layer: bool = False):
+    """The empirical tangent kernel of `model` on the points `x` (m×inputs, numpy or torch) as an
+    m×m float64 tensor, Σ_outputs Σ_parameters ∂f_o(x_i)/∂θ · ∂f_o(x_j)/∂θ; with `by_layer`, its
+    {"hidden": G ⊙ (S diag(a²) Sᵀ), "readout": k(ΦΦᵀ + 11ᵀ)} blocks, which sum to it."""
+    hidden, readout = model.features[0], model.readout
+    x = torch.from_numpy(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
+    x64 = x.detach().to(device=hidden.weight.device, dtype=torch.float64)
+    with torch.no_grad():
+        phi = torch.relu(x64 @ hidden.weight.to(torch.float64).T + hidden.bias.to(torch.float64))
+    blocks = {"hidden": hidden_block(phi, readout.weight, input_gram(x64)),
+              "readout": readout_block(phi, readout.weight.shape[0])}
+    return blocks if by_layer else blocks["hidden"] + blocks["readout"]

@@ -1,0 +1,38 @@
+"""The permutation null of ρ: each shuffled value against centered_alignment with the permuted
+target, and on the sample the initial ρ lies far above the band (random ReLU features already carry
+class structure)."""
+
+import torch
+
+from kalign_core import centered_alignment, run_experiment
+from kalign_core.null_band import null_band, shuffled_alignments
+
+
+def test_each_shuffle_is_the_alignment_with_the_permuted_target():
+    r = torch.Generator().manual_seed(5)
+    phi = torch.rand(30, 8, generator=r, dtype=torch.float64)
+    labels = torch.arange(30) % 3
+    values = shuffled_alignments(phi @ phi.T, labels, 3, torch.Generator().manual_seed(9), shuffles=12)
+    replay = torch.Generator().manual_seed(9)
+    y = torch.nn.functional.one_hot(labels, 3).double()
+    for value in values:
+        p = torch.randperm(30, generator=replay)
+        assert abs(float(value) - centered_alignment(phi @ phi.T, y[p] @ y[p].T)) < 1e-12
+
+
+def test_the_band_holds_the_central_95_percent_and_is_reproducible():
+    phi = torch.rand(40, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    labels = torch.arange(40) % 2
+    low, high = null_band(phi @ phi.T, labels, 2, torch.Generator().manual_seed(1))
+    values = shuffled_alignments(phi @ phi.T, labels, 2, torch.Generator().manual_seed(1))
+    inside = ((values >= low) & (values <= high)).double().mean()
+    assert low < high and 0.94 <= inside <= 0.96
+    assert (low, high) == null_band(phi @ phi.T, labels, 2, torch.Generator().manual_seed(1))
+
+
+def test_on_the_sample_the_initial_alignment_is_far_above_chance(small_config, sample_89):
+    result = run_experiment(small_config(epochs=1), sample_89)
+    first = result.history["slow"][0]
+    for kind, rho in (("feature", first.alignment), ("tangent", first.tangent_alignment)):
+        low, high = result.alignment_null[kind]
+        assert 0 <= low < high < 0.2 < rho, (kind, low, high, rho)
