@@ -19,6 +19,9 @@ from .alignment import AlignmentUndefined, centered_alignment
 from .config import ExperimentConfig
 from .training import ExperimentResult, initial_model
 
+# Charts a lesson may add to its runs' error and alignment curves: K_T − K₀ heatmaps of its first run,
+# how far the models moved (hidden weights, tangent kernel), and each run's kernel machines.
+CHARTS = ("kernel change", "movement", "machines")
 # The fastest settings that keep each claim clear: small batches give many steps per epoch.
 _FAST = dict(batch_size=50, probe_size=100)
 # "Learns the task": a final test error under this fraction of chance level's error.
@@ -38,7 +41,7 @@ class Expectation:
 class Lesson:
     """`configs` are the runs (one, or several for a small scan), `labels` name them for people;
     `check` turns their results, in the same order, into expectations. `notes` is what a student
-    should know before looking; `kernel_change` asks for K_T − K_0 heatmaps with the curves."""
+    should know before looking; `charts` names the charts shown beside the curves (see CHARTS)."""
 
     id: str
     title: str
@@ -48,7 +51,7 @@ class Lesson:
     check: Callable[[list[ExperimentResult]], list[Expectation]]
     next_steps: str
     notes: str = ""
-    kernel_change: bool = False
+    charts: tuple[str, ...] = ()
 
     def expectations(self, results: list[ExperimentResult]) -> list[Expectation]:
         """The lesson's claims, measured on `results` (one per config, in order, on any data source
@@ -290,6 +293,91 @@ def _check_too_fast(results):
     ]
 
 
+LAZY_STEP = (5.0, 20.0)  # "about 10×": each tenfold step of α divides the hidden change by this much
+LAZY_FREEZE = 100.0
+LAZY_ERROR_SPREAD = 3.0
+
+
+def _check_lazy_dial(results):
+    last = [r.history["regular"][-1] for r in results]
+    scales = [r.config.lazy_scale for r in results]
+    changes = [record.hidden_change for record in last]
+    steps = [a / b if a is not None and b else None for a, b in zip(changes, changes[1:])]
+    distances = [record.tangent_distance for record in last]
+    errors = [record.test_error for record in last]
+    low, high = LAZY_STEP
+    return [
+        Expectation(
+            f"The hidden weights move about 10× less per tenfold step of α (each step divides their change by "
+            f"{low:g} to {high:g}).",
+            None not in steps and all(low <= step <= high for step in steps),
+            "‖W_T − W_0‖ / ‖W_0‖ of the regular model: " + ", ".join(
+                f"α {a:g} {c:.2e}" if c is not None else f"α {a:g} undefined" for a, c in zip(scales, changes))
+            + " (steps " + ", ".join("undefined" if s is None else f"{s:.1f}×" for s in steps) + ")",
+        ),
+        Expectation(
+            f"The tangent kernel freezes: at α {scales[-1]:g} it moves less than 1/{LAZY_FREEZE:g} as much as at "
+            f"α {scales[0]:g} (distance 1 − ρ(Θ_T, Θ_0)).",
+            None not in distances and distances[-1] * LAZY_FREEZE < distances[0],
+            "1 − ρ(Θ_T, Θ_0) of the regular model: " + ", ".join(
+                f"α {a:g} {'undefined' if d is None else f'{d:.1e}'}" for a, d in zip(scales, distances)),
+        ),
+        Expectation(
+            f"Yet the network learns just as well: every α learns the task, and the test errors lie within "
+            f"{LAZY_ERROR_SPREAD:g} percentage points of each other.",
+            all(learned(r, "regular") for r in results) and max(errors) - min(errors) <= LAZY_ERROR_SPREAD,
+            "test error of the regular model: " + ", ".join(f"α {a:g} {e:.1f}%" for a, e in zip(scales, errors)),
+        ),
+    ]
+
+
+MACHINE_FACTOR = 0.75
+LAZY_TANGENT_DISTANCE = 0.01
+
+
+def machine_error(result: ExperimentResult, when: str, kernel: str) -> float | None:
+    """Test error % of the ridge machine of the regular model's `kernel` ("feature" or "tangent")
+    `when` ("init" or "final"); None where it was not measured."""
+    return result.kernel_machine_errors.get("regular", {}).get(when, {}).get(kernel)
+
+
+def percent(value: float | None) -> str:
+    return "not measured" if value is None else f"{value:.1f}%"
+
+
+def _check_more_than_kernel(results):
+    rich, lazy = results
+    rich_start, rich_end = machine_error(rich, "init", "feature"), machine_error(rich, "final", "feature")
+    lazy_end = machine_error(lazy, "final", "feature")
+    distance = lazy.history["regular"][-1].tangent_distance
+    scale = lazy.config.lazy_scale
+    return [
+        Expectation(
+            "The rich network is more than its initial kernel: the machine of the kernel its hidden features "
+            f"learned errs at most {MACHINE_FACTOR:g}× as often as the machine of its initial kernel.",
+            at_least(rich_start, rich_end, 1 / MACHINE_FACTOR),
+            f"feature-kernel machine: initial {percent(rich_start)}, learned {percent(rich_end)}; the network "
+            f"itself {rich.history['regular'][-1].test_error:.1f}%, the machine of its initial tangent kernel "
+            f"{percent(machine_error(rich, 'init', 'tangent'))}",
+        ),
+        Expectation(
+            f"The lazy network (α {scale:g}) keeps its initial kernel: its tangent kernel moves less than "
+            f"{LAZY_TANGENT_DISTANCE:g} (1 − ρ(Θ_T, Θ_0)).",
+            distance is not None and distance < LAZY_TANGENT_DISTANCE,
+            f"1 − ρ(Θ_T, Θ_0): lazy {'undefined' if distance is None else f'{distance:.1e}'}, rich "
+            f"{plain(rich.history['regular'][-1].tangent_distance)}; the lazy network's test error "
+            f"{lazy.history['regular'][-1].test_error:.1f}%, its initial tangent kernel's machine "
+            f"{percent(machine_error(lazy, 'init', 'tangent'))}",
+        ),
+        Expectation(
+            f"So the rich network ends with the better kernel: its learned kernel's machine errs at most "
+            f"{MACHINE_FACTOR:g}× as often as the lazy network's.",
+            at_least(lazy_end, rich_end, 1 / MACHINE_FACTOR),
+            f"learned feature-kernel machine: rich {percent(rich_end)}, lazy {percent(lazy_end)}",
+        ),
+    ]
+
+
 LESSONS: list[Lesson] = [
     Lesson(
         id="slow-vs-regular",
@@ -319,6 +407,24 @@ LESSONS: list[Lesson] = [
         next_steps="Random ReLU features of the pixels are already good enough for a linear readout. Then compare "
                    "the error gap at widths 100 and 4000 on the Train page (wider random features are richer), or "
                    "see a frozen kernel next to a learning one in 'Blocks appear'.",
+    ),
+    Lesson(
+        id="lazy-dial",
+        title="The lazy dial",
+        question="If a network's weights barely move, can it still learn?",
+        configs=[ExperimentConfig(digits=(8, 9), width=1000, slow_lr=0.001, regular_lr=0.01, epochs=5,
+                                  lazy_scale=scale, batch_size=50, probe_size=90) for scale in (1.0, 10.0, 100.0)],
+        labels=["α 1", "α 10", "α 100"],
+        check=_check_lazy_dial,
+        charts=("movement",),
+        notes="Three runs with the lazy scale α = 1, 10 and 100 (Chizat, Oyallon & Bach 2019): each network trains "
+              "α·(f − f₀) on the loss divided by α², so its output learns at the same speed while its weights need "
+              "to move α times less. That is the lazy (NTK) regime: the whole network, hidden layer included, "
+              "trains like its linearisation around the start, with a fixed tangent kernel Θ. It is not the slow "
+              "model's random features, where the hidden layer stops learning and only the readout learns.",
+        next_steps="Lazy networks learn without learning features. Then compare what their kernels are worth in "
+                   "'More than its initial kernel', or turn the lazy scale on the Train page and watch 'how far "
+                   "each model moved'.",
     ),
     Lesson(
         id="width",
@@ -359,7 +465,7 @@ LESSONS: list[Lesson] = [
               "The heatmaps show K_T − K_0, what each kernel gained since initialisation, on the probe digits "
               "sorted by class: a learned kernel gains high similarity inside each class (diagonal blocks) and "
               "low similarity across classes.",
-        kernel_change=True,
+        charts=("kernel change",),
         next_steps="Open the run on the Kernels page and move the epoch slider to watch the blocks form. Then try a "
                    "slow learning rate of 0.001 instead of 0 (the blocks form, far more slowly), or 5 digits.",
     ),
@@ -375,5 +481,24 @@ LESSONS: list[Lesson] = [
               "loss (or stops being a number), marks the epoch and stops training that model; the other goes on.",
         next_steps="Divide the learning rate by 10 until the model trains (on the Train page: slow lr 10, then 1). "
                    "The largest rate that still trains is usually the fastest way to learn.",
+    ),
+    Lesson(
+        id="more-than-its-kernel",
+        title="More than its initial kernel",
+        question="Does training give a network a better kernel than the one it started with?",
+        configs=[ExperimentConfig(digits=(3, 5, 8), width=500, slow_lr=0.001, regular_lr=0.05, epochs=10,
+                                  lazy_scale=scale, batch_size=50, probe_size=90) for scale in (None, 100.0)],
+        labels=["rich (α off)", "lazy (α 100)"],
+        check=_check_more_than_kernel,
+        charts=("machines",),
+        notes="Two runs of 3, 5 and 8 from the same start: the ordinary (rich) network, and the same network made "
+              "lazy with α = 100. At the start and the end of each run, kalign fits kernel ridge machines with "
+              "the network's feature kernel ΦΦᵀ and tangent kernel Θ on up to 1,000 training digits and scores "
+              "them on held-out ones. On this little data the machine of the initial tangent kernel is hard to "
+              "beat (the numbers below show it): the question here is whether training improved the network's "
+              "own kernel.",
+        next_steps="Rich training builds a better kernel; lazy training keeps the one it was given. Then train "
+                   "longer (more epochs) and watch the rich network's learned kernel pull ahead, or open a run on "
+                   "Train to see its networks-and-machines chart.",
     ),
 ]

@@ -80,7 +80,7 @@ def checked(lesson, results) -> None:
     for expectation in expectations:
         mark = ":green[✓]" if expectation.passed else ":red[✗]"
         st.markdown(f"{mark} {expectation.text}  \n&nbsp;&nbsp;&nbsp;&nbsp;:gray[{expectation.value}]")
-    for row, charts in enumerate(figures.lesson_figures(results, lesson.labels, lesson.kernel_change)):
+    for row, charts in enumerate(figures.lesson_figures(results, lesson.labels, lesson.charts)):
         for column, (index, chart) in zip(st.columns(len(charts)), enumerate(charts)):
             column.plotly_chart(chart, key=f"lesson_chart_{row}_{index}")
     st.markdown(f"**Next:** {lesson.next_steps}")
