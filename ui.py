@@ -218,6 +218,13 @@ def keep_job_alive() -> None:
         _heartbeat()
 
 
+def time_left(seconds: float | None) -> str:
+    """A running job's time left, in words."""
+    if seconds is None:
+        return "estimating time left…"
+    return f"about {seconds:.0f} s left" if seconds < 90 else f"about {seconds / 60:.0f} min left"
+
+
 def no_run_yet() -> None:
     st.info("No run yet. Pick digits and press **Train** on the Train page, or open a saved run on the Runs page.")
     st.page_link(TRAIN_PAGE, label="Go to Train", icon=":material/play_arrow:")

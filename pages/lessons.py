@@ -55,7 +55,8 @@ def draw_progress(lesson, group) -> None:
             st.caption(f"{label}: waiting for a free slot"
                        + (f" ({ahead} run{'s' if ahead > 1 else ''} ahead)" if ahead else " (next)"))
         elif status.state == "running":
-            st.progress(status.epochs_done / total, text=f"{label}: epoch {status.epochs_done}/{total}")
+            st.progress(status.epochs_done / total,
+                        text=f"{label}: epoch {status.epochs_done}/{total} · {ui.time_left(status.seconds_left)}")
         else:
             st.progress(1.0 if status.state == "finished" else status.epochs_done / total,
                         text=f"{label}: {'done' if status.state == 'finished' else status.state}")
