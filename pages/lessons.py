@@ -21,8 +21,9 @@ def configs(lesson):
 
 
 def run_lesson(lesson) -> None:
-    st.query_params["lesson"] = lesson.id  # the address is now this lesson's link
-    ui.start_lesson(lesson.id, configs(lesson))
+    with ui.apology():
+        st.query_params["lesson"] = lesson.id  # the address is now this lesson's link
+        ui.start_lesson(lesson.id, configs(lesson))
 
 
 def selected_lesson():

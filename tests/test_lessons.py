@@ -9,7 +9,7 @@ import torch
 
 from kalign_core import run_experiment
 from kalign_core.cli import main
-from kalign_core.lessons import LESSONS, Expectation, find_lesson
+from kalign_core.lessons import CHARTS, LESSONS, Expectation, find_lesson
 
 IDS = [lesson.id for lesson in LESSONS]
 
@@ -36,6 +36,7 @@ def test_lessons_are_complete_and_linkable():
         assert lesson.title and lesson.question.endswith("?") and lesson.next_steps
         assert len(lesson.labels) == len(lesson.configs) >= 1
         assert all(c.source == "auto" and c.device == "auto" for c in lesson.configs)
+        assert set(lesson.charts) <= set(CHARTS)
 
 
 def test_expectations_are_measured_from_the_results_not_stored(sample_results):
