@@ -158,7 +158,7 @@ class JobSlots:
 
 def result_nbytes(result: ExperimentResult) -> int:
     """Memory held by a result's kernels and model weights (the bulk of it)."""
-    kernels = sum(k.nbytes for stack in result.kernels.values() for k in stack)
+    kernels = sum(k.nbytes for k in _all_kernels(result))
     weights = sum(p.numel() * p.element_size() for m in result.models.values() for p in m.parameters())
     return kernels + result.target_kernel.nbytes + weights
 
@@ -197,7 +197,8 @@ class ResultCache:
 
 
 def _all_kernels(result: ExperimentResult) -> list[np.ndarray]:
-    return [k for stack in result.kernels.values() for k in stack]
+    """Every probe kernel of the run, feature and tangent, of both models and every epoch."""
+    return [k for stacks in (result.kernels, result.tangent_kernels) for stack in stacks.values() for k in stack]
 
 
 @dataclass(frozen=True)

@@ -359,9 +359,10 @@ class _PairTrainer:
         initial, _ = self._evaluate(self.train_x, self.train_y, self.train_offset)
         initial_loss = {m: initial[m][1] for m in self.active}
         self._record(0, initial, started)
-        self._measure_initial()
+        self._measure_null_bands()
         if on_epoch:
             on_epoch(self.result)
+        self._measure_initial_machines()  # after the epoch-0 callback, so the first charts come first
         n, batch = len(self.train_y), self.config.batch_size
         for epoch in range(1, self.config.epochs + 1):
             loss_sum = torch.zeros(2, device=self.device)
@@ -395,15 +396,19 @@ class _PairTrainer:
         self.result.models = {name: self._export(m) for m, name in enumerate(MODEL_NAMES)}
         return self.result
 
-    def _measure_initial(self) -> None:
-        """Once per run, at initialisation: the null bands of ρ and the initial kernel machines. Their
-        own generator leaves the training's random stream (batch order) untouched."""
+    def _measure_null_bands(self) -> None:
+        """Once per run, at initialisation, the null bands of ρ. Their own generator (like the kernel
+        machines') leaves the training's random stream (batch order) untouched."""
         generator = torch.Generator().manual_seed(self.config.seed)
         initial = self.tracker.initial
         self.result.alignment_null = {
             kind: null_band(kernel, self.probe_y, self.k, generator)
             for kind, kernel in (("feature", initial.feature_kernel), ("tangent", initial.tangent_kernel))
         }
+
+    def _measure_initial_machines(self) -> None:
+        """Once per run: the digits the kernel machines see, and the initial machines."""
+        generator = torch.Generator().manual_seed(self.config.seed)
         self.machine_points = choose_points(self.train_x, self.train_y, self.test_x, self.test_y, self.k,
                                             lambda labels, size: stratified_probe(labels, size, self.k, generator))
         self.machine_grams = self.machine_points.grams()

@@ -144,6 +144,10 @@ def test_cache_is_keyed_by_the_whole_config_read_only_and_bounded(small_config):
     assert cache.get(small_config(seed=1)) is None
     with pytest.raises(ValueError, match="read-only"):
         result.kernels["slow"][0][0, 0] = 1.0
+    with pytest.raises(ValueError, match="read-only"):
+        result.tangent_kernels["regular"][-1][0, 0] = 1.0
+    kernels = sum(k.nbytes for stacks in (result.kernels, result.tangent_kernels) for s in stacks.values() for k in s)
+    assert size > kernels > 0  # the tangent kernels count too
     others = [dataclasses.replace(result, config=small_config(seed=s)) for s in (1, 2)]
     for other in others:
         cache.put(other)

@@ -88,7 +88,8 @@ def test_train_live_then_kernels_in_chromium(server, tmp_path):
         page.get_by_role("button", name="Train").click()
 
         page.wait_for_selector("[data-testid='stProgress']")
-        expect(page.locator(CHART)).to_have_count(2)  # live error and alignment charts
+        # live: error, alignment (feature and tangent), how far each model moved, kernel machines
+        expect(page.locator(CHART)).to_have_count(4)
         expect(page.get_by_text("Epoch ", exact=False).first).to_be_visible()
         assert "digits=3%2C8%2C9" in page.url and "width=64" in page.url
         page.screenshot(path=tmp_path / "live.png")
@@ -96,12 +97,13 @@ def test_train_live_then_kernels_in_chromium(server, tmp_path):
         page.get_by_role("button", name="Stop").click()
         expect(page.locator("[data-testid='stMetric']")).to_have_count(4)
         expect(page.get_by_text("the epochs done are kept")).to_be_visible()
-        expect(page.locator(CHART)).to_have_count(2)
+        expect(page.locator(CHART)).to_have_count(4)
+        expect(page.get_by_text("hidden weights moved", exact=False)).to_be_visible()
         page.screenshot(path=tmp_path / "train.png")
 
         page.get_by_role("link", name="Kernels").click()
-        expect(page.locator(CHART)).to_have_count(3)
-        expect(page.locator(f"{CHART} .heatmaplayer image")).to_have_count(3)
+        expect(page.locator(CHART)).to_have_count(6)  # three kernels and their class-block means
+        expect(page.locator(f"{CHART} .heatmaplayer image")).to_have_count(6)
         expect(page.get_by_text("target YYᵀ").first).to_be_visible()
         page.screenshot(path=tmp_path / "kernels.png")
 
