@@ -182,7 +182,7 @@ def _check_random_features(results):
             f"(the regular model's hidden weights moved {100 * regular_relative:.2f} %)",
         ),
         Expectation(
-            "So its features and kernel never change: the slow model's alignment ρ is the same at every epoch, "
+            "So its features never change: the slow model's feature-kernel alignment ρ is the same at every epoch, "
             "while the regular model's rises.",
             len(slow_rho) == 1 and None not in slow_rho and (alignment_gain(result, "regular") or 0) > 0,
             f"slow ρ {rho}; regular ρ "
@@ -467,7 +467,7 @@ LESSONS: list[Lesson] = [
         labels=["3, 8, 9, width 256"],
         check=_check_blocks,
         notes="Three digits; the slow model's hidden layer is frozen (slow lr 0), the regular one learns at 0.05. "
-              "The heatmaps show K_T − K_0, what each kernel gained since initialisation, on the probe digits "
+              "The heatmaps show K_T − K_0, what each feature kernel φφᵀ gained since initialisation, on the probe digits "
               "sorted by class: a learned kernel gains high similarity inside each class (diagonal blocks) and "
               "low similarity across classes.",
         charts=("kernel change",),

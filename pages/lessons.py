@@ -129,7 +129,7 @@ for number, lesson in enumerate(LESSONS, 1):
         left, right = st.columns([1, 3], vertical_alignment="center")
         left.button("Run this lesson", key=f"run_{lesson.id}", type="primary", icon=":material/play_arrow:",
                     disabled=busy, on_click=run_lesson, args=(lesson,),
-                    help="another lesson is running; stop it first" if busy else None)
+                    help="a lesson is running: stop it first" if busy else None)
         right.markdown(f"[Link to this lesson](?lesson={lesson.id})")
         if current is not None and current[0] == lesson.id:
             with ui.apology():
