@@ -175,13 +175,11 @@ def start_lesson(lesson_id: str, configs) -> None:
     st.session_state.lesson_run = (lesson_id, jobs.RunGroup(runs))
 
 
-def show_lesson_if_finished(lesson_id: str, configs) -> bool:
+def show_lesson_if_finished(lesson_id: str, configs) -> None:
     """A lesson whose runs have all finished on this server becomes this session's at once."""
     cached = [results_cache().get(config) for config in configs]
-    if None in cached:
-        return False
-    st.session_state.lesson_run = (lesson_id, jobs.RunGroup(cached))
-    return True
+    if None not in cached:
+        st.session_state.lesson_run = (lesson_id, jobs.RunGroup(cached))
 
 
 def stop_lesson() -> None:
