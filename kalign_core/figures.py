@@ -138,7 +138,7 @@ def alignment_figure(result: ExperimentResult) -> go.Figure:
                 xref="paper", yref="paper", x=0, y=1, yanchor="bottom", showarrow=False,
                 font=dict(size=11, color=MODEL_COLORS[name]),
             )
-    return _layout(fig, "Kernel–target alignment ρ (features solid, tangent dashed)", "ρ", result.epochs_done)
+    return _layout(fig, "Alignment ρ (feature solid, Θ dashed)", "ρ", result.epochs_done)
 
 
 def movement_figure(result: ExperimentResult) -> go.Figure:

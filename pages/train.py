@@ -219,6 +219,10 @@ def reading(result) -> str:
                 f"{error[good]}); lower the {bad} model's learning rate to compare the two.")
     if None in change.values():
         return f"A model's alignment is undefined (see the note under the charts), so they cannot be compared; {errors}."
+    if max(abs(c) for c in change.values()) < 0.005 and result.config.lazy_scale is not None:
+        return (f"Neither model's features moved toward the task (ρ {change['slow']:+.3f} slow, "
+                f"{change['regular']:+.3f} regular): with the lazy scale α = {result.config.lazy_scale:g} every weight "
+                f"moves about 1/α as far, so both learn like their linearisation, on their initial kernels; {errors}.")
     if max(abs(c) for c in change.values()) < 0.005:
         return (f"Neither model's features have moved toward the task yet (ρ {change['slow']:+.3f} slow, "
                 f"{change['regular']:+.3f} regular): so far they learn through the readout; {errors}. "

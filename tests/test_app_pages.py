@@ -14,7 +14,7 @@ from kalign_core.training import run_experiment
 pytestmark = pytest.mark.usefixtures("fresh_server")
 
 
-ALIGNMENT_TITLE = "Kernel–target alignment ρ (features solid, tangent dashed)"
+ALIGNMENT_TITLE = "Alignment ρ (feature solid, Θ dashed)"
 
 
 def points(spec: dict) -> dict[str, int]:
@@ -97,6 +97,7 @@ def test_the_lazy_scale_switch_and_slider_train_both_models_lazily():
     result = at.session_state["result"]
     assert result.config.lazy_scale == 10.0
     assert "with α = 10" in texts(at.markdown)
+    assert "with the lazy scale α = 10 every weight moves about 1/α as far" in texts(at.markdown)
     at = at.toggle(key="train_lazy_scale_on").set_value(False).run()
     assert at.session_state["settings"]["lazy_scale"] is None and not at.select_slider
 

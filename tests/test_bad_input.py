@@ -412,7 +412,7 @@ def test_all_hidden_units_dead_show_a_gap_with_the_reason():
     assert not at.exception
     result = at.session_state["result"]
     assert [result.curve(name, "alignment")[1] for name in MODEL_NAMES] == [None, None]
-    alignment = charts(at, parse=strict_json)["Kernel–target alignment ρ (features solid, tangent dashed)"]
+    alignment = charts(at, parse=strict_json)["Alignment ρ (feature solid, Θ dashed)"]
     curves = {name: trace["y"] for trace in alignment["data"] for name in MODEL_NAMES if trace["name"] == f"{name} features"}
     assert curves["slow"][1:] == [None] and curves["regular"][1:] == [None]  # a gap, not a NaN or a zero
     assert any("ρ undefined at epoch 1" in note["text"] for note in alignment["layout"]["annotations"])

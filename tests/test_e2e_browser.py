@@ -79,7 +79,7 @@ def test_train_live_then_kernels_in_chromium(server, tmp_path):
 
     with sync_playwright() as p:
         browser, page = wide_page(p)
-        page.goto(f"{server}/?width=64&epochs=300&probe_size=60")
+        page.goto(f"{server}/?width=256&epochs=500&probe_size=60")  # long enough to stop
         page.wait_for_selector(IDLE)
 
         page.get_by_role("combobox", name="Digits").click()  # add 3 to the default 8 and 9
@@ -91,7 +91,7 @@ def test_train_live_then_kernels_in_chromium(server, tmp_path):
         # live: error, alignment (feature and tangent), how far each model moved, kernel machines
         expect(page.locator(CHART)).to_have_count(4)
         expect(page.get_by_text("Epoch ", exact=False).first).to_be_visible()
-        assert "digits=3%2C8%2C9" in page.url and "width=64" in page.url
+        assert "digits=3%2C8%2C9" in page.url and "width=256" in page.url
         page.screenshot(path=tmp_path / "live.png")
 
         page.get_by_role("button", name="Stop").click()
