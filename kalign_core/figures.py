@@ -335,7 +335,7 @@ def lesson_figures(results: list[ExperimentResult], labels: list[str], charts=()
         rows = [[error_figure(results[0]), alignment_figure(results[0])]]
     else:
         rows = [[overlay_figure(runs, "test_error", "Test error (slow dotted, regular solid)", "error %"),
-                 overlay_figure(runs, "alignment", "Kernel–target alignment ρ (slow dotted, regular solid)", "ρ")]]
+                 overlay_figure(runs, "alignment", "Alignment ρ (slow dotted, regular solid)", "ρ")]]
     if "movement" in charts:
         rows.append([movement_figure(results[0])] if len(results) == 1 else [
             overlay_figure(runs, "hidden_change", "Hidden weights' change ‖W − W₀‖ / ‖W₀‖", "relative change", log=True),

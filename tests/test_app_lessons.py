@@ -55,13 +55,13 @@ def test_a_lesson_runs_in_the_job_slots_then_checks_its_claims_with_the_numbers(
     for expectation in find_lesson("too-fast").expectations(group.results()):
         assert f":green[✓] {expectation.text}" in shown and expectation.value in shown
     assert "diverged at epoch 1" in shown
-    assert [title.split(" (")[0] for title in charts(at)] == ["Error", "Kernel–target alignment ρ"]
+    assert [title.split(" (")[0] for title in charts(at)] == ["Error", "Alignment ρ"]
     assert "**Next:** Divide the learning rate by 10" in shown
 
 
 def test_a_scan_overlays_its_runs_and_a_kernel_lesson_shows_what_each_kernel_gained():
     at = run_lesson(open_lessons(**TINY), "easy-and-hard")
-    overlay = charts(at)["Kernel–target alignment ρ (slow dotted, regular solid)"]
+    overlay = charts(at)["Alignment ρ (slow dotted, regular solid)"]
     assert {trace["name"] for trace in overlay["data"]} >= {"0 vs 1 (easy) · regular", "4 vs 9 (hard) · regular"}
     at = run_lesson(at, "blocks-appear")
     kernels = {title.split(" · ")[0]: spec for title, spec in charts(at).items()}
