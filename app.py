@@ -10,6 +10,7 @@ with ui.apology():
 page = st.navigation(
     [
         st.Page("pages/train.py", title="Train", icon=":material/model_training:", default=True),
+        st.Page("pages/lessons.py", title="Lessons", icon=":material/school:"),
         st.Page("pages/kernels.py", title="Kernels", icon=":material/grid_on:"),
         st.Page("pages/runs.py", title="Runs", icon=":material/folder_open:"),
         st.Page("pages/sweeps.py", title="Sweeps", icon=":material/apps:"),

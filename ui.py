@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import uuid
 
 import streamlit as st
 
@@ -118,7 +119,9 @@ def mirror_settings_to_url() -> None:
         wanted = params.config_to_params(params.config_from_settings(settings()))
     except params.SettingsError:
         return
-    if st.query_params.to_dict() != wanted:
+    current = st.query_params.to_dict()
+    wanted.update({name: value for name, value in current.items() if name in params.PAGE_PARAMS})
+    if current != wanted:
         st.query_params.from_dict(wanted)
 
 
@@ -165,21 +168,75 @@ def start_training(config) -> None:
     st.session_state.job = jobs.TrainingJob(config, job_slots(), results_cache()).start()
 
 
+def session_id() -> str:
+    """This browser session, as the shared jobs it joins know it."""
+    return st.session_state.setdefault("session_id", uuid.uuid4().hex)
+
+
+@st.cache_resource
+def shared_jobs() -> jobs.SharedJobs:
+    return jobs.SharedJobs(job_slots(), results_cache())
+
+
+def lesson_run() -> tuple[str, jobs.RunGroup] | None:
+    """(lesson id, its runs) of the lesson this session ran last, or None."""
+    return st.session_state.get("lesson_run")
+
+
+def start_lesson(lesson_id: str, configs) -> None:
+    """Each run comes from the cache when it finished already; otherwise the session joins the job
+    training it (started now, or by another session pressing the same lesson)."""
+    stop_lesson()
+    runs = [results_cache().get(config) or shared_jobs().join(config, session_id()) for config in configs]
+    st.session_state.lesson_run = (lesson_id, jobs.RunGroup(runs))
+
+
+def show_lesson_if_finished(lesson_id: str, configs) -> None:
+    """A lesson whose runs have all finished on this server becomes this session's at once."""
+    cached = [results_cache().get(config) for config in configs]
+    if None not in cached:
+        st.session_state.lesson_run = (lesson_id, jobs.RunGroup(cached))
+
+
+def stop_lesson() -> None:
+    """Leave the running lesson's jobs (each stops unless another session still wants it)."""
+    current = lesson_run()
+    if current is not None:
+        for job in current[1].jobs():
+            if not job.done:
+                shared_jobs().leave(job, session_id())
+
+
+def watched_jobs() -> list[jobs.TrainingJob]:
+    """The jobs this session is waiting for: its Train run and its lesson's runs."""
+    current = lesson_run()
+    lesson_jobs = [job for job in current[1].jobs() if not job.done] if current else []
+    train_job = st.session_state.get("job")
+    return ([train_job] if train_job is not None else []) + lesson_jobs
+
+
 @st.fragment(run_every=HEARTBEAT_S)
 def _heartbeat() -> None:
-    job = st.session_state.get("job")
-    if job is None:
-        return
-    if job.done:
+    train_job = st.session_state.get("job")
+    if train_job is not None and train_job.done:
         st.rerun()  # let whichever page is open show the finished run
     with apology():
-        job.touch()
+        for job in watched_jobs():
+            job.touch()
 
 
 def keep_job_alive() -> None:
-    """While a job runs, tell it every few seconds that this session is still open, on any page."""
-    if current_job() is not None:
+    """While jobs run, tell them every few seconds that this session is still open, on any page."""
+    current_job()
+    if watched_jobs():
         _heartbeat()
+
+
+def time_left(seconds: float | None) -> str:
+    """A running job's time left, in words."""
+    if seconds is None:
+        return "estimating time left…"
+    return f"about {seconds:.0f} s left" if seconds < 90 else f"about {seconds / 60:.0f} min left"
 
 
 def no_run_yet() -> None:

@@ -1,5 +1,6 @@
 """Command line: `python -m kalign_core train ...` prints a per-epoch table and writes the run;
-`python -m kalign_core sweep ...` runs a sweep with one line per trial and writes its folder."""
+`python -m kalign_core sweep ...` runs a sweep with one line per trial and writes its folder;
+`python -m kalign_core lesson ID` runs a lesson and prints each of its checks with its numbers."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import fields
 
 from .config import ConfigError, ExperimentConfig, _check_int
 from .data import DataUnavailable
+from .lessons import LESSONS, find_lesson
 from .runs import RunFileError, check_run_target, save_run
 from .sweep import (BACKENDS, MAX_THREADS, MAX_WORKERS, SweepProgress, SweepSpec, calibrate, default_workers, estimate_seconds,
                     duration_text, mean_spread, pairs_among, round_lr, run_sweep)
@@ -106,6 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="ray only: GPUs each trial asks Ray for, e.g. 0.25 to run four trials per GPU; "
                             "Ray hides GPUs from trials that ask for none (default: %(default)s)")
     sweep.set_defaults(handler=_sweep)
+    lesson = commands.add_parser(
+        "lesson", help="run a lesson and check its claims on the runs it just made",
+        description="Runs the lesson's experiments, then prints each of its expectations with ✓ or ✗ and the "
+                    "numbers behind it. --list shows the lessons.")
+    lesson.add_argument("id", nargs="?", help="the lesson to run (see --list)")
+    lesson.add_argument("--list", action="store_true", help="list the lessons and their questions")
+    lesson.add_argument("--source", choices=["auto", "mnist", "sample"], default=_DEFAULTS.source,
+                        help="as for train (default: %(default)s)")
+    lesson.add_argument("--device", default=_DEFAULTS.device, help="as for train (default: %(default)s)")
+    lesson.set_defaults(handler=_lesson)
     return parser
 
 
@@ -215,6 +227,29 @@ def _sweep(args: argparse.Namespace) -> int:
         (low, (low_gain, _, _)), (high, (high_gain, _, _)) = ranked[0], ranked[-1]
         print(f"largest mean alignment gain: {high[0]} vs {high[1]} ({high_gain:+.4f}); "
               f"smallest: {low[0]} vs {low[1]} ({low_gain:+.4f})")
+    return 0
+
+
+def _lesson(args: argparse.Namespace) -> int:
+    if args.list:
+        for lesson in LESSONS:
+            print(f"{lesson.id:<16} {lesson.title}: {lesson.question}")
+        return 0
+    if args.id is None:
+        raise ValueError(f"name a lesson to run, one of {', '.join(l.id for l in LESSONS)} (or --list)")
+    lesson = find_lesson(args.id)
+    print(f"{lesson.title}: {lesson.question}")
+    results = []
+    for number, (label, config) in enumerate(zip(lesson.labels, lesson.configs_on(args.source, args.device)), 1):
+        result = run_experiment(config)
+        print(f"run {number}/{len(lesson.configs)}, {label}: {result.epochs_done} epochs in {result.seconds:.1f} s "
+              f"(data: {result.source}, device: {result.device})")
+        results.append(result)
+    expectations = lesson.expectations(results)
+    for expectation in expectations:
+        print(f"{'✓' if expectation.passed else '✗'} {expectation.text}\n    {expectation.value}")
+    print(f"{sum(e.passed for e in expectations)} of {len(expectations)} expectations hold.")
+    print(lesson.next_steps)
     return 0
 
 

@@ -193,14 +193,19 @@ def undefined_alignment(result: ExperimentResult, name: str) -> tuple[str, str] 
     return where, missing[-1].alignment_note or "the value is not a finite number"
 
 
-def overlay_figure(runs: Mapping[str, ExperimentResult], metric: str, title: str, y_title: str) -> go.Figure:
-    """`metric` of several runs: one colour per run, slow dotted and regular solid."""
+def overlay_figure(runs: Mapping[str, ExperimentResult], metric: str, title: str, y_title: str,
+                   log: bool = False) -> go.Figure:
+    """`metric` of several runs: one colour per run, slow dotted and regular solid; `log` draws it on
+    a log axis (where 0, e.g. the start of a change, is a gap)."""
     fig = go.Figure()
     palette = qualitative.Plotly
     for i, (run, result) in enumerate(runs.items()):
         for name in MODEL_NAMES:
             label = f"{run} · {name}"
-            fig.add_traces(_curve(result, name, metric, label, palette[i % len(palette)], OVERLAY_DASH[name]))
+            fig.add_traces(_curve(result, name, metric, label, palette[i % len(palette)], OVERLAY_DASH[name],
+                                  positive=log))
+    if log:
+        fig.update_yaxes(type="log", exponentformat="power")
     return _layout(fig, title, y_title, max((r.epochs_done for r in runs.values()), default=1))
 
 
@@ -319,6 +324,29 @@ def block_means_figure(kernel: np.ndarray, labels: np.ndarray, digits, title: st
                       xaxis=dict(type="category", constrain="domain"),
                       yaxis=dict(type="category", autorange="reversed", scaleanchor="x", constrain="domain"))
     return fig
+
+
+def lesson_figures(results: list[ExperimentResult], labels: list[str], charts=()) -> list[list[go.Figure]]:
+    """A lesson's charts, row by row: one run's error and alignment curves, or several runs overlaid;
+    then those `charts` names (lessons.CHARTS): "movement", how far the models moved (hidden weights
+    and tangent kernel, log axes); "machines", each run's networks beside its kernel machines;
+    "kernel change", the target and each model's K_T − K₀ of the first run on one colour scale."""
+    runs = dict(zip(labels, results))
+    if len(results) == 1:
+        rows = [[error_figure(results[0]), alignment_figure(results[0])]]
+    else:
+        rows = [[overlay_figure(runs, "test_error", "Test error (slow dotted, regular solid)", "error %"),
+                 overlay_figure(runs, "alignment", "Alignment ρ (slow dotted, regular solid)", "ρ")]]
+    if "movement" in charts:
+        rows.append([movement_figure(results[0])] if len(results) == 1 else [
+            overlay_figure(runs, "hidden_change", "Hidden weights' change ‖W − W₀‖ / ‖W₀‖", "relative change", log=True),
+            overlay_figure(runs, "tangent_distance", "Tangent kernel's change 1 − ρ(Θ, Θ₀)", "distance", log=True)])
+    if "machines" in charts:
+        rows.append([machines_figure(result).update_layout(title=f"{label}: networks and kernel machines")
+                     for label, result in runs.items()])
+    if "kernel change" in charts:
+        rows.append(list(kernel_figures(results[0], results[0].epochs_done, change=True).values()))
+    return rows
 
 
 def figures_html(result: ExperimentResult, title: str) -> str:

@@ -365,3 +365,70 @@ def _seconds_left(result: ExperimentResult | None) -> float | None:
     records = max(result.history.values(), key=len)[-RECENT_EPOCHS - 1:]  # a diverged model's ends early
     per_epoch = (records[-1].seconds - records[0].seconds) / (len(records) - 1)
     return per_epoch * (result.config.epochs - result.epochs_done)
+
+
+class SharedJobs:
+    """Identical runs asked for at the same time train once: a session joins the unfinished job of an
+    identical config instead of queueing its own (a class pressing the same lesson together). Every
+    session that joined sees the same progress; the job stops when the last of them leaves."""
+
+    def __init__(self, slots: JobSlots, cache: ResultCache | None = None):
+        self._slots, self._cache = slots, cache
+        self._lock = threading.Lock()
+        self._jobs: dict[ExperimentConfig, TrainingJob] = {}
+        self._watchers: dict[TrainingJob, set[str]] = {}
+
+    def join(self, config: ExperimentConfig, watcher: str) -> TrainingJob:
+        """The unfinished job training `config`, started now if there is none; `watcher` (a session)
+        is counted among those who want it."""
+        with self._lock:
+            for ended in [job for job in self._jobs.values() if job.done]:
+                self._forget(ended)
+            job = self._jobs.get(config)
+            if job is None:
+                job = TrainingJob(config, self._slots, self._cache).start()
+                self._jobs[config], self._watchers[job] = job, set()
+            self._watchers[job].add(watcher)
+            job.touch()
+            return job
+
+    def leave(self, job: TrainingJob, watcher: str) -> None:
+        """`watcher` no longer wants `job`; when nobody does, it stops (the epochs done are kept)."""
+        with self._lock:
+            watchers = self._watchers.get(job, set())
+            watchers.discard(watcher)
+            if not watchers:
+                job.stop()
+                self._forget(job)
+
+    def _forget(self, job: TrainingJob) -> None:
+        """Later joins start afresh (a stopped job cannot be joined; a finished one is in the cache)."""
+        self._watchers.pop(job, None)
+        if self._jobs.get(job.config) is job:
+            del self._jobs[job.config]
+
+
+class RunGroup:
+    """Several runs shown together (a lesson's): each a finished result or a job. A run that was
+    already finished counts as a job that has finished."""
+
+    def __init__(self, runs: list[ExperimentResult | TrainingJob]):
+        self.runs = runs
+
+    def jobs(self) -> list[TrainingJob]:
+        return [run for run in self.runs if isinstance(run, TrainingJob)]
+
+    def statuses(self) -> list[JobStatus]:
+        return [run.status() if isinstance(run, TrainingJob) else
+                JobStatus("finished", run.config, run, None, None, None) for run in self.runs]
+
+    @property
+    def active(self) -> bool:
+        return any(not job.done for job in self.jobs())
+
+    def results(self) -> list[ExperimentResult] | None:
+        """Every run's result once all have finished; None while any is active or if any ended otherwise."""
+        statuses = self.statuses()
+        if any(status.state != "finished" for status in statuses):
+            return None
+        return [status.result for status in statuses]

@@ -32,6 +32,8 @@ FIELD_LABELS = {
     "lazy_scale": "Lazy scale α",
 }
 assert set(FIELD_LABELS) == {f.name for f in dataclasses.fields(ExperimentConfig)}
+# Query parameters that a page reads for itself (not settings): kept in the URL, never warned about.
+PAGE_PARAMS = ("lesson",)
 _INT_FIELDS = {"width", "epochs", "batch_size", "seed", "probe_size"}
 _FLOAT_FIELDS = {"slow_lr", "regular_lr"}
 # How a URL says lazy_scale is off (None); config_to_params writes the first.
@@ -115,7 +117,7 @@ def settings_from_params(params: Mapping[str, str], settings: Mapping) -> tuple[
     first those invalid on their own, then those that clash with the others (e.g. epochs=500 with
     probe_size=1000); the rest are kept."""
     updated, warnings = dict(settings), []
-    unknown = sorted(set(params) - set(FIELD_LABELS))
+    unknown = sorted(set(params) - set(FIELD_LABELS) - set(PAGE_PARAMS))
     if unknown:
         warnings.append(
             f"Ignored unknown URL parameter(s) {', '.join(_shown(k) for k in unknown)}; "

@@ -22,7 +22,7 @@ from .alignment import AlignmentUndefined, centered_feature_kernel, feature_alig
 from .config import ExperimentConfig
 from .data import DigitData, load_digits
 from .devices import resolve_device
-from .model import MLP, init_weights
+from .model import INPUT_SIZE, MLP, init_weights
 from .kernel_machines import choose_points, machine_errors
 from .null_band import null_band
 from .tracking import Tracker
@@ -188,13 +188,22 @@ def stratified_probe(labels: np.ndarray, size: int, n_classes: int, generator: t
     return np.concatenate(chosen)
 
 
+def initial_model(config: ExperimentConfig, n_classes: int, in_features: int = INPUT_SIZE,
+                  generator: torch.Generator | None = None) -> MLP:
+    """The weights both models of a run start from. Training draws them first from a generator
+    seeded with `config.seed` (pass it to continue drawing from it, as training does)."""
+    generator = generator if generator is not None else torch.Generator().manual_seed(config.seed)
+    model = MLP(config.width, n_classes, in_features)
+    init_weights(model, generator)
+    return model
+
+
 class _PairTrainer:
     def __init__(self, config: ExperimentConfig, data: DigitData, device: torch.device):
         self.config, self.device = config, device
         self.width, self.k = config.width, data.n_classes
         generator = torch.Generator().manual_seed(config.seed)
-        init = MLP(self.width, self.k, data.train_x.shape[1])
-        init_weights(init, generator)
+        init = initial_model(config, self.k, data.train_x.shape[1], generator)
         hidden, readout = init.features[0], init.readout
         # Rows [0, w) are the slow model's hidden units, rows [w, 2w) the regular model's; the
         # readouts are stacked (2 × k × w) so that batched products serve both models at once.

@@ -127,12 +127,6 @@ def charts(result, prefix: str) -> None:
         right.plotly_chart(figures.machines_figure(result), key=f"{prefix}_machines")
 
 
-def time_text(seconds: float | None) -> str:
-    if seconds is None:
-        return "estimating time left…"
-    return f"about {seconds:.0f} s left" if seconds < 90 else f"about {seconds / 60:.0f} min left"
-
-
 def charted(status) -> int:
     """Which snapshot of a job the page's charts show: its epochs done, or -1 before the first."""
     return -1 if status.result is None else status.epochs_done
@@ -166,7 +160,7 @@ def draw_progress(job, status) -> None:
         st.progress(0.0, text=f"Epoch 0/{total} · loading the digits and measuring the initial models…")
     else:
         done = status.epochs_done
-        st.progress(done / total, text=f"Epoch {done}/{total} · {time_text(status.seconds_left)}")
+        st.progress(done / total, text=f"Epoch {done}/{total} · {ui.time_left(status.seconds_left)}")
     if st.button("Stop", icon=":material/stop:", key="stop_training"):
         job.stop()
         st.caption("Stopping after the current batch; the epochs done are kept.")

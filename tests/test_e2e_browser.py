@@ -61,16 +61,24 @@ def server(tmp_path):
             process.kill()
 
 
+def wide_page(p):
+    """Chromium and a wide page in it, waiting up to 90 s for anything (training included)."""
+    from playwright.sync_api import expect
+
+    browser = p.chromium.launch(
+        executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+    )
+    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    page.set_default_timeout(90_000)
+    expect.set_options(timeout=90_000)
+    return browser, page
+
+
 def test_train_live_then_kernels_in_chromium(server, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-        )
-        page = browser.new_page(viewport={"width": 1500, "height": 1000})
-        page.set_default_timeout(90_000)
-        expect.set_options(timeout=90_000)
+        browser, page = wide_page(p)
         page.goto(f"{server}/?width=1024&epochs=500&probe_size=60")  # a minute of training: Stop comes first
         page.wait_for_selector(IDLE)
 
@@ -124,7 +132,7 @@ def test_a_link_straight_to_a_page_on_a_fresh_server_gets_the_whole_app(server):
             page.goto(f"{server}/{path}")
             page.wait_for_selector(IDLE)
             expect(page.locator("h1").first).to_have_text(title)
-            expect(page.locator("[data-testid='stSidebarNavLink']")).to_have_count(5)
+            expect(page.locator("[data-testid='stSidebarNavLink']")).to_have_count(6)
             expect(page.locator("[data-testid='stException']")).to_have_count(0)
             assert "width=64" in page.url
         browser.close()
@@ -136,12 +144,7 @@ def test_settings_that_clash_are_named_in_words_on_every_page(server):
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-        )
-        page = browser.new_page(viewport={"width": 1500, "height": 1000})
-        page.set_default_timeout(60_000)
-        expect.set_options(timeout=60_000)
+        browser, page = wide_page(p)
         page.goto(f"{server}/?probe_size=1000&epochs=500&width=64")
         page.wait_for_selector(IDLE)
         expect(page.get_by_text("Ignored URL parameter(s) epochs='500', probe_size='1000'")).to_be_visible()
@@ -160,3 +163,26 @@ def test_settings_that_clash_are_named_in_words_on_every_page(server):
             expect(page.locator("[data-testid='stException']")).to_have_count(0)
             expect(page.get_by_text("Sorry, something went wrong")).to_have_count(0)
         browser.close()
+
+
+def test_a_lesson_runs_from_its_page_and_checks_its_claims_in_chromium(server, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser, page = wide_page(p)
+        page.goto(f"{server}/lessons")
+        page.wait_for_selector(IDLE)
+        lesson = page.locator(".st-key-lesson_blocks-appear")
+        lesson.get_by_role("button", name="Run this lesson").click()
+        expect(page.get_by_text("(3 of 3 expectations hold)")).to_be_visible()
+        expect(lesson.locator(CHART)).to_have_count(5)  # error, alignment; target and both kernels' K_T − K_0
+        expect(lesson.locator(f"{CHART} .heatmaplayer image")).to_have_count(3)
+        assert "lesson=blocks-appear" in page.url
+        page.screenshot(path=tmp_path / "lesson.png", full_page=True)
+
+        lesson.get_by_role("button", name="3, 8, 9, width 256 on Kernels").click()
+        expect(page.locator("h1").first).to_have_text("Kernels")
+        expect(page.get_by_text("target YYᵀ").first).to_be_visible()
+        assert "slow_lr=0.0" in page.url and "digits=3%2C8%2C9" in page.url
+        browser.close()
+    assert (tmp_path / "lesson.png").stat().st_size > 10_000

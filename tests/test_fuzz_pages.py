@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 from apptest import TINY, open_app, session_job
 from kalign_core import params
 
-PAGES = ("pages/train.py", "pages/kernels.py", "pages/runs.py", "pages/sweeps.py", "pages/about.py")
+PAGES = ("pages/train.py", "pages/lessons.py", "pages/kernels.py", "pages/runs.py", "pages/sweeps.py", "pages/about.py")
 APOLOGY = "Sorry, something went wrong"
 FUZZ = settings(max_examples=int(os.environ.get("KALIGN_FUZZ_EXAMPLES", "12")), deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                        HealthCheck.function_scoped_fixture])

@@ -1,0 +1,136 @@
+"""Lessons page: guided experiments in one click; each states its claim and checks it on the runs it
+just made, with the numbers, then says what to try next."""
+
+import streamlit as st
+
+import ui
+from kalign_core import figures
+from kalign_core.lessons import LESSONS, find_lesson
+
+ui.require_app()
+
+KERNELS_PAGE = "pages/kernels.py"
+STATE_WORDS = {"stopped": "was stopped", "abandoned": "was given up (the page stopped asking for it)",
+               "failed": "failed"}
+
+
+def configs(lesson):
+    """The lesson's runs on the data source and device of the Train page's settings."""
+    settings = ui.settings()
+    return lesson.configs_on(settings["source"], settings["device"])
+
+
+def run_lesson(lesson) -> None:
+    with ui.apology():
+        st.query_params["lesson"] = lesson.id  # the address is now this lesson's link
+        ui.start_lesson(lesson.id, configs(lesson))
+
+
+def selected_lesson():
+    """The lesson the URL names (?lesson=ID), or None; an unknown one is named in a warning."""
+    wanted = st.query_params.get("lesson")
+    if not wanted:
+        return None
+    try:
+        return find_lesson(wanted)
+    except ValueError as error:
+        st.warning(f"Ignored URL parameter lesson: {error}.", icon=":material/link_off:")
+        return None
+
+
+@st.fragment(run_every=ui.PROGRESS_REFRESH_S)
+def live_progress(lesson, group) -> None:
+    if not group.active:
+        st.rerun()  # draw the finished lesson with the whole page
+    with ui.apology():
+        draw_progress(lesson, group)
+
+
+def draw_progress(lesson, group) -> None:
+    for job in group.jobs():
+        job.touch()
+    for label, status in zip(lesson.labels, group.statuses()):
+        total = status.config.epochs
+        if status.state == "waiting":
+            ahead = status.queue_position
+            st.caption(f"{label}: waiting for a free slot"
+                       + (f" ({ahead} run{'s' if ahead > 1 else ''} ahead)" if ahead else " (next)"))
+        elif status.state == "running":
+            st.progress(status.epochs_done / total,
+                        text=f"{label}: epoch {status.epochs_done}/{total} · {ui.time_left(status.seconds_left)}")
+        else:
+            st.progress(1.0 if status.state == "finished" else status.epochs_done / total,
+                        text=f"{label}: {'done' if status.state == 'finished' else status.state}")
+    if st.button("Stop", icon=":material/stop:", key="stop_lesson"):
+        ui.stop_lesson()
+        st.caption("Stopping; a run another session also asked for goes on for it.")
+
+
+def ended_otherwise(lesson, group) -> None:
+    """Some run did not finish: say which and why; the checks need every run."""
+    for label, status in zip(lesson.labels, group.statuses()):
+        if status.state != "finished":
+            why = f": {status.error}" if status.error else ""
+            st.warning(f"{label} {STATE_WORDS.get(status.state, status.state)}{why}.", icon=":material/warning:")
+    st.info("The lesson checks its claims once every run has finished: press **Run this lesson** again.")
+
+
+def checked(lesson, results) -> None:
+    expectations = lesson.expectations(results)
+    held = sum(e.passed for e in expectations)
+    st.markdown(f"**What this run shows** ({held} of {len(expectations)} expectations hold):")
+    for expectation in expectations:
+        mark = ":green[✓]" if expectation.passed else ":red[✗]"
+        st.markdown(f"{mark} {expectation.text}  \n&nbsp;&nbsp;&nbsp;&nbsp;:gray[{expectation.value}]")
+    for row, charts in enumerate(figures.lesson_figures(results, lesson.labels, lesson.charts)):
+        for column, (index, chart) in zip(st.columns(len(charts)), enumerate(charts)):
+            column.plotly_chart(chart, key=f"lesson_chart_{row}_{index}")
+    st.markdown(f"**Next:** {lesson.next_steps}")
+    st.caption("Open a run of this lesson like any other run:")
+    for index, (label, result) in enumerate(zip(lesson.labels, results)):
+        left, right = st.columns(2)
+        note = f"From the lesson “{lesson.title}”: {label}."
+        if left.button(f"{label} on Train", key=f"open_train_{index}", icon=":material/model_training:"):
+            ui.show_run(result, note)
+            st.switch_page(ui.TRAIN_PAGE)
+        if right.button(f"{label} on Kernels", key=f"open_kernels_{index}", icon=":material/grid_on:"):
+            ui.show_run(result, note)
+            st.switch_page(KERNELS_PAGE)
+
+
+def lesson_outcome(lesson, group) -> None:
+    if group.active:
+        live_progress(lesson, group)
+        return
+    results = group.results()
+    if results is None:
+        ended_otherwise(lesson, group)
+    else:
+        checked(lesson, results)
+        source = results[0].source
+        st.caption(f"Data: {'full MNIST' if source == 'mnist' else 'the bundled MNIST sample'} · "
+                   f"{sum(r.seconds for r in results):.1f} s of training")
+
+
+st.title("Lessons")
+st.caption("Guided experiments: each runs in one click, states what it expects and checks it on the runs it just "
+           "made, with the numbers. The runs use the Train page's data source and device.")
+selected = selected_lesson()
+current = ui.lesson_run()
+if selected is not None and (current is None or (current[0] != selected.id and not current[1].active)):
+    ui.show_lesson_if_finished(selected.id, configs(selected))  # a link to a lesson this server already ran
+    current = ui.lesson_run()
+busy = current is not None and current[1].active
+for number, lesson in enumerate(LESSONS, 1):
+    with st.container(border=True, key=f"lesson_{lesson.id}"):
+        st.subheader(f"{number}. {lesson.title}", anchor=lesson.id)
+        st.markdown(f"**{lesson.question}**")
+        st.caption(lesson.notes)
+        left, right = st.columns([1, 3], vertical_alignment="center")
+        left.button("Run this lesson", key=f"run_{lesson.id}", type="primary", icon=":material/play_arrow:",
+                    disabled=busy, on_click=run_lesson, args=(lesson,),
+                    help="a lesson is running: stop it first" if busy else None)
+        right.markdown(f"[Link to this lesson](?lesson={lesson.id})")
+        if current is not None and current[0] == lesson.id:
+            with ui.apology():
+                lesson_outcome(lesson, current[1])
