@@ -103,7 +103,8 @@ def run_alone(seed: int, threads: int) -> Alone:
         result = run_experiment(config_for(seed))
         wall = time.perf_counter() - started
     last = {name: result.history[name][-1] for name in MODEL_NAMES}
-    metrics = [last[n].test_error for n in MODEL_NAMES] + [last[n].alignment for n in MODEL_NAMES]
+    # In the page's order: each model's test error, then its alignment.
+    metrics = [value for n in MODEL_NAMES for value in (last[n].test_error, last[n].alignment)]
     return Alone(metrics, result.seconds, wall)
 
 
