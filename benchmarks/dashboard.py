@@ -57,10 +57,11 @@ def measure_dashboard(settings: dict[str, str] | None = None, repeats: int = 5) 
         while not at.exception and len(at.get("plotly_chart")) < 2 and time.perf_counter() - start < 60:
             at.run()
         first_charts = time.perf_counter() - start
-        job = at.session_state["job"]
-        if at.exception or job is None or not job.wait(600):
-            return [("5. Dashboard responsiveness", f"not measured: training failed ({at.exception})", "", "")]
+        job = at.session_state["job"]  # None when a short run has already ended and been collected
+        finished = job is None or job.wait(600)
         at.run()
+        if at.exception or not finished or "result" not in at.session_state:
+            return [("5. Dashboard responsiveness", f"not measured: training failed ({at.exception})", "", "")]
         epochs = len(at.session_state["result"].history["slow"]) - 1
 
         train_rerun = min(_timed(at.run) for _ in range(repeats))
