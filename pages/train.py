@@ -1,5 +1,7 @@
 """Train page: choose the experiment, watch both models train live, read what happened."""
 
+import time
+
 import streamlit as st
 
 import ui
@@ -127,6 +129,11 @@ def charts(result, prefix: str) -> None:
         right.plotly_chart(figures.machines_figure(result), key=f"{prefix}_machines")
 
 
+# Live charts are redrawn at most this often: each redraw is work for the server and more for the
+# browser (Plotly), which on a small machine shares the cores with the training.
+CHART_REFRESH_S = 2.0
+
+
 def charted(status) -> int:
     """Which snapshot of a job the page's charts show: its epochs done, or -1 before the first."""
     return -1 if status.result is None else status.epochs_done
@@ -135,12 +142,14 @@ def charted(status) -> int:
 @st.fragment(run_every=ui.PROGRESS_REFRESH_S)
 def live_progress(job) -> None:
     """Every second, what costs little: the progress bar and Stop. The charts are drawn by a run of
-    the whole page, started from here only when the job ended or a new epoch arrived: redrawing them
-    every second for every watching browser cost the server about 6 % of a core per session."""
+    the whole page, started from here when the job ended, or when a new epoch arrived and the charts
+    are CHART_REFRESH_S old: redrawing them every second for every watching browser cost the server
+    about 6 % of a core per session."""
     status = job.status()
     with ui.apology():
         draw_progress(job, status)  # first, so that a click on Stop is seen before any rerun
-    if not status.active or charted(status) != st.session_state.get("charted"):
+    news = charted(status) != st.session_state.get("charted")
+    if not status.active or (news and time.monotonic() - st.session_state.charted_at >= CHART_REFRESH_S):
         st.rerun()
 
 
@@ -168,7 +177,7 @@ def draw_progress(job, status) -> None:
 
 def live_run(job) -> None:
     status = job.status()
-    st.session_state.charted = charted(status)
+    st.session_state.charted, st.session_state.charted_at = charted(status), time.monotonic()
     live_progress(job)
     if status.result is not None:
         charts(status.result, "live")
