@@ -30,23 +30,21 @@ import contextlib
 import os
 import pathlib
 import re
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 os.environ.setdefault("KALIGN_DEFAULT_SOURCE", "sample")  # the server's, and the configs computed here
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as in the app's workers (see workers.py), before torch loads
 
 from kalign_core import jobs, params, run_experiment  # noqa: E402
 from kalign_core.sweep import torch_threads  # noqa: E402
 from kalign_core.training import MODEL_NAMES  # noqa: E402
+from apptest import streamlit_server  # noqa: E402
 from run import BENCHMARKS_MD, write_markdown  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
@@ -123,41 +121,6 @@ def matches(shown: list[str], expected: list[float]) -> bool:
 
 
 # -- the server ------------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def streamlit_server(folder: pathlib.Path):
-    """(url, pid) of the app served on a free port; its log goes to folder/server.log."""
-    port = free_port()
-    env = {**os.environ, "KALIGN_RUNS_DIR": str(folder / "runs")}
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-               "--server.port", str(port), "--browser.gatherUsageStats", "false"]
-    with open(folder / "server.log", "wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://localhost:{port}"
-    try:
-        for _ in range(240):
-            with contextlib.suppress(OSError):
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                    break
-            if process.poll() is not None:
-                raise RuntimeError(f"streamlit exited: {(folder / 'server.log').read_text()}")
-            time.sleep(0.5)
-        else:
-            raise RuntimeError("streamlit did not become healthy within 2 min")
-        yield url, process.pid
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of one process so far."""

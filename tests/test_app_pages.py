@@ -2,14 +2,13 @@
 config and checks the charts against the epochs, rejects bad input, keeps state across pages."""
 
 import json
-import time
 
 import pytest
 from streamlit.proto.Metric_pb2 import Metric
 from streamlit.testing.v1 import AppTest
 
 from apptest import TINY, TRAIN_CHARTS, charts, finish, open_app, press_train, texts, wait_until
-from kalign_core import ExperimentConfig, jobs, runs
+from kalign_core import ExperimentConfig, runs
 from kalign_core.training import run_experiment
 
 pytestmark = pytest.mark.usefixtures("fresh_server")

@@ -3,16 +3,11 @@
 Skips when Chromium or Playwright is missing, except under CI=true, where it must run.
 """
 
-import contextlib
 import os
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 
-from apptest import ROOT, free_port
+from apptest import streamlit_server
 
 CHROMIUM = "/usr/bin/chromium"
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
@@ -35,30 +30,11 @@ def require_browser():
 def server(tmp_path):
     """The app on a free local port, serving the bundled sample; its log goes to tmp_path."""
     require_browser()
-    port = free_port()
-    env = {**os.environ, "KALIGN_DEFAULT_SOURCE": "sample", "KALIGN_RUNS_DIR": str(tmp_path / "runs")}
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-               "--server.port", str(port), "--browser.gatherUsageStats", "false"]
-    with open(tmp_path / "server.log", "wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://localhost:{port}"
     try:
-        for _ in range(120):
-            with contextlib.suppress(OSError):
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                    break
-            if process.poll() is not None:
-                pytest.fail(f"streamlit exited: {(tmp_path / 'server.log').read_text()}")
-            time.sleep(0.5)
-        else:
-            pytest.fail("streamlit did not become healthy within 60 s")
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        with streamlit_server(tmp_path, {"KALIGN_DEFAULT_SOURCE": "sample"}) as (url, _):
+            yield url
+    except RuntimeError as failed:  # it exited, or never became healthy
+        pytest.fail(str(failed))
 
 
 def wide_page(p):
