@@ -8,6 +8,16 @@ from apptest import TINY_CONFIG
 from kalign_core import ExperimentConfig, load_digits, run_experiment
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_data_folder(tmp_path_factory):
+    """No test reads or writes the user's MNIST cache: KALIGN_DATA_DIR is an empty folder of the
+    test session's own (inherited by the training processes), so a test that fakes a download can
+    never leave fake digits where the app would train on them."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KALIGN_DATA_DIR", str(tmp_path_factory.mktemp("kalign-data")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def sample_89():
     return load_digits((8, 9), source="sample")
