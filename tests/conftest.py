@@ -1,8 +1,11 @@
 """Shared fixtures: the bundled 8-vs-9 sample, a small, fast experiment config, and a fresh app server."""
 
+import socket
+
 import pytest
 import streamlit as st
 import torch
+from torchvision.datasets import MNIST
 
 from apptest import TINY_CONFIG
 from kalign_core import ExperimentConfig, load_digits, run_experiment
@@ -12,9 +15,15 @@ from kalign_core import ExperimentConfig, load_digits, run_experiment
 def own_data_folder(tmp_path_factory):
     """No test reads or writes the user's MNIST cache: KALIGN_DATA_DIR is an empty folder of the
     test session's own (inherited by the training processes), so a test that fakes a download can
-    never leave fake digits where the app would train on them."""
+    never leave fake digits where the app would train on them. Nor does any test reach the network:
+    MNIST's mirrors point at a closed local port (a background fetch that an "auto" page starts
+    retries against it, not against the internet)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("KALIGN_DATA_DIR", str(tmp_path_factory.mktemp("kalign-data")))
+        patch.setattr(MNIST, "mirrors", [f"http://127.0.0.1:{closed_port}/"])
         yield
 
 
