@@ -13,8 +13,9 @@ from .config import ConfigError, ExperimentConfig, _check_int
 from .data import DataUnavailable
 from .lessons import LESSONS, find_lesson
 from .runs import RunFileError, check_run_target, save_run
-from .sweep import (BACKENDS, MAX_THREADS, MAX_WORKERS, SweepProgress, SweepSpec, calibrate, default_workers, estimate_seconds,
-                    duration_text, mean_spread, pairs_among, round_lr, run_sweep)
+from .sweep import SweepProgress, calibrate, duration_text, estimate_seconds, run_sweep
+from .sweep_backends import BACKENDS, MAX_THREADS, MAX_WORKERS, default_workers
+from .sweep_spec import SweepSpec, mean_spread, pairs_among, round_lr
 from .training import MODEL_NAMES, ExperimentResult, run_experiment
 
 _DEFAULTS = ExperimentConfig()

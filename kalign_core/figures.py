@@ -12,7 +12,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from .sweep import mean_spread, pair_matrix
+from .sweep_spec import mean_spread, pair_matrix
 from .training import MODEL_NAMES, ExperimentResult
 
 MODEL_COLORS = {"slow": "#1f77b4", "regular": "#d62728"}

@@ -12,18 +12,20 @@ touches for `abandon_after_s` (the tab was closed) stops itself and frees its sl
 from __future__ import annotations
 
 import logging
-import math
 import os
 import pathlib
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
 
 from .config import ExperimentConfig
+from .devices import cpu_count
+from .sweep import SweepProgress, run_sweep
+from .sweep_spec import SweepSpec, TrialSummary
 from .training import ExperimentResult
 from .workers import TrainingFailed, WorkerDied, WorkerInfo, shared_pool
 
@@ -34,63 +36,8 @@ DEFAULT_CACHE_BYTES = 512 * 2**20
 ACTIVE_STATES = ("waiting", "running")
 WORKER_DIED = ("the training process stopped unexpectedly (killed, or out of memory); "
                "press Train to try again")
-CGROUP_ROOT = pathlib.Path("/sys/fs/cgroup")
 
 log = logging.getLogger(__name__)
-
-
-def cpu_count() -> int:
-    """Cores this process may use, as a container sees them: its CPU affinity, capped by a cgroup
-    CPU quota (a container limited to 2 CPUs on a 64-core host gets 2, not 64)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    quota = cgroup_cpu_quota()
-    return cores if quota is None else max(1, min(cores, math.floor(quota)))
-
-
-def cgroup_cpu_quota(root=CGROUP_ROOT, membership=pathlib.Path("/proc/self/cgroup")) -> float | None:
-    """CPUs' worth of time per period that the cgroup quotas allow this process (cgroup v2
-    `cpu.max`, v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us`), the smallest over its cgroup and their
-    ancestors; None without a quota (or where cgroups cannot be read)."""
-    quotas = []
-    try:
-        lines = pathlib.Path(membership).read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        if not controllers:  # v2, "0::/path"; cpu.max holds "max 100000" or e.g. "200000 100000"
-            for folder in _cgroup_folders(pathlib.Path(root), path):
-                quotas.append(_ratio(*(_read(folder / "cpu.max") or "").split()))
-        elif "cpu" in controllers.split(","):  # v1, e.g. "4:cpu,cpuacct:/path"
-            for folder in _cgroup_folders(pathlib.Path(root) / "cpu", path):
-                quotas.append(_ratio(_read(folder / "cpu.cfs_quota_us"), _read(folder / "cpu.cfs_period_us")))
-    quotas = [q for q in quotas if q is not None]
-    return min(quotas) if quotas else None
-
-
-def _cgroup_folders(mount: pathlib.Path, path: str) -> list[pathlib.Path]:
-    """The cgroup's folder and its ancestors up to the mount; just the mount where the path is not
-    visible (a container shown its host's path)."""
-    folder = mount / path.strip().lstrip("/")
-    if not folder.is_dir():
-        return [mount]
-    return [folder, *(p for p in folder.parents if p.is_relative_to(mount))]
-
-
-def _read(file: pathlib.Path) -> str | None:
-    try:
-        return file.read_text()
-    except OSError:
-        return None
-
-
-def _ratio(quota=None, period=None) -> float | None:
-    """quota / period; None when unlimited ("max", -1) or unreadable."""
-    try:
-        value = int(quota) / int(period)
-    except (TypeError, ValueError, ZeroDivisionError):
-        return None
-    return value if value > 0 else None
 
 
 def job_limit_from_env(environ=os.environ) -> int:
@@ -432,3 +379,47 @@ class RunGroup:
         if any(status.state != "finished" for status in statuses):
             return None
         return [status.result for status in statuses]
+
+
+@dataclass(frozen=True)
+class SweepStatus:
+    """A snapshot of a SweepJob. state: "running", then "finished", "stopped" or "failed" (`error`)."""
+
+    state: str
+    progress: SweepProgress | None
+    summaries: list[TrialSummary]  # finished so far, in the order they finished
+    error: str | None
+
+
+class SweepJob(BackgroundJob):
+    """`run_sweep` in a daemon thread, for a user interface that polls `status()` and may `stop()`
+    (queue no more trials; the running ones finish unsaved, the saved ones stay); safe from any
+    thread. The trials run in worker processes (never in this one)."""
+
+    thread_name = "kalign-sweep"
+
+    def __init__(self, spec: SweepSpec, folder, **options):
+        super().__init__()
+        self.spec, self.folder, self._options = spec, pathlib.Path(folder), options
+        self._status = SweepStatus("running", None, [], None)
+
+    def status(self) -> SweepStatus:
+        with self._lock:
+            return self._status
+
+    def _on_progress(self, progress: SweepProgress) -> None:
+        with self._lock:
+            self._status = replace(self._status, progress=progress,
+                                   summaries=[*self._status.summaries, progress.last])
+
+    def _work(self) -> None:
+        try:
+            outcome = run_sweep(self.spec, self.folder, on_progress=self._on_progress,
+                                should_stop=self._stop.is_set, **{"in_process": False, **self._options})
+            state = "stopped" if outcome.stopped else "finished"
+            with self._lock:
+                self._status = replace(self._status, state=state, summaries=outcome.summaries)
+        except Exception as error:  # shown to the user; the trials saved so far stay on disk
+            with self._lock:
+                message = str(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
+                self._status = replace(self._status, state="failed", error=message)

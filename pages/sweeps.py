@@ -12,18 +12,10 @@ import ui
 from kalign_core import figures, params, runs
 from kalign_core.config import MAX_EPOCHS, ConfigError
 from kalign_core.data import DataUnavailable
-from kalign_core.jobs import cpu_count
-from kalign_core.sweep import (
-    SUMMARY_CSV,
-    SweepJob,
-    SweepSpec,
-    calibrate,
-    duration_text,
-    estimate_seconds,
-    pairs_among,
-    read_summary_csv,
-    summary_csv,
-)
+from kalign_core.devices import cpu_count
+from kalign_core.jobs import SweepJob
+from kalign_core.sweep import calibrate, duration_text, estimate_seconds
+from kalign_core.sweep_spec import SUMMARY_CSV, SweepSpec, pairs_among, read_summary_csv, summary_csv
 
 ui.require_app()
 

@@ -23,7 +23,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from kalign_core import ExperimentConfig, jobs, run_experiment
-from kalign_core.sweep import torch_threads
+from kalign_core.devices import torch_threads
 from kalign_core.training import MODEL_NAMES
 
 ROOT = pathlib.Path(__file__).parents[1]

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from apptest import wait_until
-from kalign_core import jobs, run_experiment
-from kalign_core.sweep import torch_threads
+from kalign_core import devices, jobs, run_experiment
+from kalign_core.devices import torch_threads
 
 
 def long_config(small_config, **overrides):
@@ -116,7 +116,7 @@ def test_settings_that_do_not_fit_the_data_fail_with_the_field_named(small_confi
 
 def test_job_limit_comes_from_the_environment():
     assert jobs.job_limit_from_env({"KALIGN_MAX_JOBS": "3"}) == 3
-    assert jobs.job_limit_from_env({}) == max(1, jobs.cpu_count() // 2)
+    assert jobs.job_limit_from_env({}) == max(1, devices.cpu_count() // 2)
     for bad in ("0", "-1", "two", "1.5"):
         with pytest.raises(ValueError, match="KALIGN_MAX_JOBS must be a whole number of 1 or more"):
             jobs.job_limit_from_env({"KALIGN_MAX_JOBS": bad})
@@ -128,7 +128,7 @@ def test_each_job_trains_on_its_share_of_the_cores_in_its_worker(small_config, l
     (torch's setting is per thread, so setting it in the server never reached the jobs anyway)."""
     threads = torch.get_num_threads()
     slots = jobs.JobSlots(limit)
-    assert slots.threads_per_job == max(1, jobs.cpu_count() // limit)
+    assert slots.threads_per_job == max(1, devices.cpu_count() // limit)
     job = jobs.TrainingJob(small_config(), slots).start()
     assert job.wait(60) and job.status().state == "finished"
     assert job.worker.torch_threads == slots.threads_per_job

@@ -12,7 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from apptest import charts, open_app, texts, wait_until
-from kalign_core.sweep import SUMMARY_CSV, read_summary_csv
+from kalign_core.sweep_spec import SUMMARY_CSV, read_summary_csv
 
 PAGE = "pages/sweeps.py"
 SWEEP = "2pairs-w16-32-r0.1-s1-e1"

@@ -19,7 +19,7 @@ import sys
 import pytest
 
 from apptest import ROOT, TINY, alone, assert_same_training, finish, open_app, press_train, texts, wait_until
-from kalign_core import ExperimentConfig, jobs, params
+from kalign_core import ExperimentConfig, devices, jobs, params
 
 LONG = {**TINY, "epochs": "500"}  # would train for minutes; these tests stop it
 
@@ -66,7 +66,7 @@ def test_sessions_training_at_once_each_get_their_own_result(monkeypatch):
 
     sessions = [finish(at) for at in sessions]
     assert [job.worker.torch_threads for job in started] == [slots.threads_per_job] * len(queries)
-    assert slots.threads_per_job == max(1, jobs.cpu_count() // 2)
+    assert slots.threads_per_job == max(1, devices.cpu_count() // 2)
     results = [at.session_state["result"] for at in sessions]
     assert results[0] is not results[1]  # the same settings at once train twice, then agree
     for query, result in zip(queries, results):

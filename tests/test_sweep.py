@@ -16,16 +16,15 @@ import pytest
 from kalign_core import ExperimentConfig
 from kalign_core.cli import main
 from kalign_core.runs import load_run
-from kalign_core.sweep import (
+from kalign_core.sweep import estimate_seconds, run_sweep
+from kalign_core.sweep_spec import (
     SUMMARY_CSV,
     SUMMARY_FIELDS,
     SweepSpec,
-    estimate_seconds,
     mean_spread,
     pair_matrix,
     pairs_among,
     read_summary_csv,
-    run_sweep,
     summary_csv,
 )
 
@@ -188,7 +187,7 @@ def test_process_pool_gives_the_sequential_results_and_never_reruns_the_main_fil
     script.write_text(
         'print("main file ran")\n'
         "from kalign_core import ExperimentConfig\n"
-        "from kalign_core.sweep import SweepSpec, run_sweep\n"
+        "from kalign_core.sweep import run_sweep\nfrom kalign_core.sweep_spec import SweepSpec\n"
         f"run_sweep({SPEC!r}, {str(tmp_path / 'sweep')!r}, workers=2)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from apptest import assert_same_training, wait_until
-from kalign_core import jobs, run_experiment, workers
-from kalign_core.sweep import torch_threads
+from kalign_core import devices, jobs, run_experiment, workers
+from kalign_core.devices import torch_threads
 from kalign_core.training import MODEL_NAMES
 
 
@@ -122,20 +122,20 @@ def test_cgroup_cpu_quota(tmp_path, files, membership, quota):
     for name, text in files.items():
         write(tmp_path / "cgroup" / name, text)
     write(tmp_path / "self-cgroup", membership)
-    assert jobs.cgroup_cpu_quota(tmp_path / "cgroup", tmp_path / "self-cgroup") == quota
+    assert devices.cgroup_cpu_quota(tmp_path / "cgroup", tmp_path / "self-cgroup") == quota
 
 
 def test_cores_are_capped_by_the_quota(monkeypatch):
     affinity = len(os.sched_getaffinity(0))
-    monkeypatch.setattr(jobs, "cgroup_cpu_quota", lambda: 1.5)
-    assert jobs.cpu_count() == 1
-    monkeypatch.setattr(jobs, "cgroup_cpu_quota", lambda: 512.0)
-    assert jobs.cpu_count() == affinity
-    monkeypatch.setattr(jobs, "cgroup_cpu_quota", lambda: None)
-    assert jobs.cpu_count() == affinity
+    monkeypatch.setattr(devices, "cgroup_cpu_quota", lambda: 1.5)
+    assert devices.cpu_count() == 1
+    monkeypatch.setattr(devices, "cgroup_cpu_quota", lambda: 512.0)
+    assert devices.cpu_count() == affinity
+    monkeypatch.setattr(devices, "cgroup_cpu_quota", lambda: None)
+    assert devices.cpu_count() == affinity
 
 
 def test_the_server_keeps_its_own_torch_threads():
     threads = torch.get_num_threads()
-    jobs.JobSlots(jobs.cpu_count())
+    jobs.JobSlots(devices.cpu_count())
     assert torch.get_num_threads() == threads

@@ -1,0 +1,259 @@
+"""What a sweep is and what it produced: one base config and axes (digit pairs, widths, slow/regular
+lr ratios, seeds) expanded into trials, a one-row summary per trial (and its CSV), the aggregates the
+figures draw, and the sweep folder as the record of finished trials.
+
+A sweep folder holds each finished trial as a saved run in its own subfolder (`<folder>/<trial id>`;
+save_run renames it into place only when complete), `sweep.json` (the spec) and `summary.csv` (the
+summaries of all finished trials).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import itertools
+import numbers
+import pathlib
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .config import ExperimentConfig, _check_digits
+from .runs import RUN_JSON, result_from_json
+from .training import ExperimentResult
+
+SUMMARY_CSV, SWEEP_JSON = "summary.csv", "sweep.json"
+
+def round_lr(value: float) -> float:
+    """ratio × lr to 12 significant digits, so that 0.1 × 0.01 is 0.001 and not 0.0010000000000000002."""
+    return float(f"{value:.12g}")
+
+
+def pairs_among(digits) -> tuple[tuple[int, int], ...]:
+    """Every pair of the given digits, smaller digit first: all 45 for the ten digits."""
+    return tuple(itertools.combinations(sorted(_check_digits(digits)), 2))
+
+
+ALL_PAIRS = pairs_among(range(10))
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """`base` gives every setting the axes do not: the axes replace its digits (by each of `pairs`),
+    width, slow_lr (= ratio × base.regular_lr) and seed. Empty axes take the base's value."""
+
+    base: ExperimentConfig = ExperimentConfig()
+    pairs: tuple[tuple[int, int], ...] = ALL_PAIRS
+    widths: tuple[int, ...] = ()
+    ratios: tuple[float, ...] = ()
+    seeds: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        base = self.base
+        axes = {
+            "pairs": tuple(_check_pair(p) for p in self.pairs),
+            "widths": tuple(self.widths) or (base.width,),
+            "ratios": tuple(self.ratios) or (round_lr(base.slow_lr / base.regular_lr),),
+            "seeds": tuple(self.seeds) or (base.seed,),
+        }
+        if not axes["pairs"]:
+            raise ValueError("pairs must hold at least one pair of digits")
+        for name, values in axes.items():
+            repeated = sorted({v for v in values if values.count(v) > 1})
+            if repeated:
+                raise ValueError(f"{name} repeats {', '.join(map(str, repeated))}")
+        for ratio in axes["ratios"]:
+            if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 <= ratio <= 1:
+                raise ValueError(f"ratios must be numbers from 0 to 1, slow_lr / regular_lr (got {ratio!r})")
+        axes["ratios"] = tuple(float(r) for r in axes["ratios"])
+        for name, values in axes.items():
+            object.__setattr__(self, name, values)
+        self.trials()  # every trial's config is validated now, not halfway through the sweep
+
+    def trials(self) -> list["Trial"]:
+        return [
+            Trial(pair, width, ratio, seed, replace(self.base, digits=pair, width=width, seed=seed,
+                                                     slow_lr=round_lr(ratio * self.base.regular_lr)))
+            for pair, width, ratio, seed in itertools.product(self.pairs, self.widths, self.ratios, self.seeds)
+        ]
+
+    def to_dict(self) -> dict:
+        return {"base": self.base.to_dict(), "pairs": [list(p) for p in self.pairs], "widths": list(self.widths),
+                "ratios": list(self.ratios), "seeds": list(self.seeds)}
+
+
+def _check_pair(pair) -> tuple[int, int]:
+    """A pair as (smaller digit, larger digit)."""
+    allowed = f"pairs must each be two different digits from 0 to 9 (got {pair!r})"
+    try:
+        a, b = pair
+    except (TypeError, ValueError):
+        raise ValueError(allowed) from None
+    if not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and 0 <= d <= 9 for d in (a, b)) or a == b:
+        raise ValueError(allowed)
+    return (int(min(a, b)), int(max(a, b)))
+
+
+@dataclass(frozen=True)
+class Trial:
+    pair: tuple[int, int]
+    width: int
+    ratio: float
+    seed: int
+    config: ExperimentConfig
+
+    @property
+    def id(self) -> str:
+        """Stable folder name, e.g. 8v9-w256-r0.1-s0 (repr keeps every digit of the ratio)."""
+        return f"{self.pair[0]}v{self.pair[1]}-w{self.width}-r{self.ratio!r}-s{self.seed}"
+
+
+@dataclass(frozen=True)
+class TrialSummary:
+    """One trial in one row. alignment_gain = (final − initial alignment of the regular model)
+    − (final − initial of the slow one): how much more feature learning moved the kernel towards
+    the target. Both models start from the same weights, so the initial values agree.
+    tangent_alignment_gain is the same for the tangent kernel's alignment; hidden_change_* is
+    ‖W − W₀‖_F / ‖W₀‖_F of each model's hidden weights at the end (summaries written before kalign
+    measured these lack them: None).
+    None = undefined (alignment 0/0, or a diverged model); diverged_* = epoch of divergence."""
+
+    trial_id: str
+    digit_a: int
+    digit_b: int
+    width: int
+    lr_ratio: float
+    seed: int
+    slow_lr: float
+    regular_lr: float
+    epochs: int
+    source: str
+    initial_alignment_slow: float | None
+    final_alignment_slow: float | None
+    initial_alignment_regular: float | None
+    final_alignment_regular: float | None
+    alignment_gain: float | None
+    test_error_slow: float
+    test_error_regular: float
+    diverged_slow: int | None
+    diverged_regular: int | None
+    seconds: float
+    tangent_alignment_gain: float | None = None
+    hidden_change_slow: float | None = None
+    hidden_change_regular: float | None = None
+
+    @property
+    def pair(self) -> tuple[int, int]:
+        return self.digit_a, self.digit_b
+
+
+SUMMARY_FIELDS = [f.name for f in dataclasses.fields(TrialSummary)]
+# Columns that summaries written by earlier versions lack.
+_LATER_FIELDS = {"tangent_alignment_gain", "hidden_change_slow", "hidden_change_regular"}
+
+
+def summarize(trial: Trial, result: ExperimentResult) -> TrialSummary:
+    slow, regular = result.history["slow"], result.history["regular"]
+    return TrialSummary(
+        trial.id, *trial.pair, trial.width, trial.ratio, trial.seed,
+        result.config.slow_lr, result.config.regular_lr, result.config.epochs, result.source,
+        *alignment_ends(result, "alignment"), alignment_gain(result, "alignment"), slow[-1].test_error, regular[-1].test_error,
+        result.diverged_at["slow"], result.diverged_at["regular"], result.seconds,
+        alignment_gain(result, "tangent_alignment"), slow[-1].hidden_change, regular[-1].hidden_change,
+    )
+
+
+def alignment_ends(result: ExperimentResult, metric: str) -> list:
+    """Initial and final `metric` of the slow model, then of the regular one."""
+    return [getattr(result.history[name][i], metric) for name in ("slow", "regular") for i in (0, -1)]
+
+
+def alignment_gain(result: ExperimentResult, metric: str) -> float | None:
+    """(final − initial `metric` of the regular model) − (the same of the slow one); None if undefined."""
+    ends = alignment_ends(result, metric)
+    if None in ends:
+        return None
+    slow_start, slow_end, regular_start, regular_end = ends
+    return (regular_end - regular_start) - (slow_end - slow_start)
+
+
+def summary_csv(summaries: list[TrialSummary]) -> str:
+    """One row per trial; undefined values are empty cells."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(SUMMARY_FIELDS)
+    for s in summaries:
+        writer.writerow(["" if v is None else v for v in dataclasses.astuple(s)])
+    return out.getvalue()
+
+
+def read_summary_csv(text: str) -> list[TrialSummary]:
+    """Back from `summary_csv` (floats round-trip exactly: csv writes their repr)."""
+    kinds = {f.name: f.type for f in dataclasses.fields(TrialSummary)}
+    rows = list(csv.DictReader(io.StringIO(text)))
+    if rows and not set(SUMMARY_FIELDS) - _LATER_FIELDS <= set(rows[0]) <= set(SUMMARY_FIELDS):
+        raise ValueError(f"a sweep summary needs exactly the columns {', '.join(SUMMARY_FIELDS)} "
+                         f"(summaries written by earlier versions lack {', '.join(sorted(_LATER_FIELDS))})")
+
+    def parse(name, cell):
+        kind = kinds[name]
+        if cell == "" and "None" in kind:
+            return None
+        if kind.startswith("int"):
+            return int(cell)
+        return float(cell) if kind.startswith("float") else cell
+
+    return [TrialSummary(**{k: parse(k, v) for k, v in row.items()}) for row in rows]
+
+
+# -- aggregation for the figures -------------------------------------------------------------------
+
+def mean_spread(summaries: list[TrialSummary], key: str, metric: str = "alignment_gain") -> dict:
+    """`metric` grouped by `key` (e.g. "width"): {value: (mean, spread, seeds)}. Within a group each
+    seed's trials (other pairs, ratios, ...) are averaged first; mean and spread (standard deviation)
+    are then taken over those per-seed means, so the spread is the seed-to-seed noise. Undefined
+    values are left out."""
+    groups: dict = {}
+    for s in summaries:
+        value = getattr(s, metric)
+        if value is not None:
+            groups.setdefault(getattr(s, key), {}).setdefault(s.seed, []).append(value)
+    spread = {}
+    for group, by_seed in sorted(groups.items()):
+        seed_means = [np.mean(values) for values in by_seed.values()]
+        spread[group] = (float(np.mean(seed_means)), float(np.std(seed_means)), len(seed_means))
+    return spread
+
+
+def pair_matrix(summaries: list[TrialSummary], metric: str = "alignment_gain") -> np.ndarray:
+    """10×10 symmetric matrix of `metric` averaged per digit pair over the other axes; NaN where absent
+    or undefined."""
+    matrix = np.full((10, 10), np.nan)
+    for (a, b), (mean, _, _) in mean_spread(summaries, "pair", metric).items():
+        matrix[a, b] = matrix[b, a] = mean
+    return matrix
+
+
+# -- the sweep folder ------------------------------------------------------------------------------
+
+def finished_trials(spec: SweepSpec, folder) -> dict[str, TrialSummary]:
+    """Summaries of the spec's trials already saved in `folder`; a saved trial with other settings
+    is an error (the folder belongs to another sweep)."""
+    folder = pathlib.Path(folder)
+    done = {}
+    for trial in spec.trials():
+        path = folder / trial.id / RUN_JSON
+        if not path.is_file():
+            continue
+        result = result_from_json(path.read_bytes())
+        if result.config != trial.config:
+            theirs, ours = result.config.to_dict(), trial.config.to_dict()
+            differ = ", ".join(f"{k}={theirs[k]!r} there, {ours[k]!r} here" for k in ours if theirs[k] != ours[k])
+            raise ValueError(f"{folder / trial.id} holds a run with other settings ({differ}); "
+                             "choose another sweep folder")
+        if not result.stopped:
+            done[trial.id] = summarize(trial, result)
+    return done
+
+
