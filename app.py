@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-import ui
+from kalign_app import ui
 
 st.set_page_config(page_title="kalign · kernel alignment lab", page_icon="🧠", layout="wide")
 with ui.apology():

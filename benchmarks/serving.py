@@ -41,7 +41,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 os.environ.setdefault("KALIGN_DEFAULT_SOURCE", "sample")  # the server's, and the configs computed here
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as in the app's workers (see workers.py), before torch loads
 
-from kalign_core import jobs, params, run_experiment  # noqa: E402
+from kalign_app import jobs, params  # noqa: E402
+from kalign_core import run_experiment  # noqa: E402
 from kalign_core.devices import torch_threads  # noqa: E402
 from kalign_core.training import MODEL_NAMES  # noqa: E402
 from apptest import streamlit_server  # noqa: E402

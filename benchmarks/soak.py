@@ -26,7 +26,8 @@ from dataclasses import dataclass
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kalign_core import ExperimentConfig, jobs  # noqa: E402
+from kalign_app import jobs  # noqa: E402
+from kalign_core import ExperimentConfig  # noqa: E402
 
 MB = 2**20
 

@@ -7,9 +7,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import fields
 
-from .config import ConfigError, ExperimentConfig, _check_int
+from .config import SETTINGS, SOURCES, ConfigError, ExperimentConfig, _check_int
 from .data import DataUnavailable
 from .lessons import LESSONS, find_lesson
 from .runs import RunFileError, check_run_target, save_run
@@ -21,9 +20,13 @@ from .training import MODEL_NAMES, ExperimentResult, run_experiment
 _DEFAULTS = ExperimentConfig()
 
 
+# Settings that a sweep turns into axes (--digits pairs among them, --widths, --ratios, --seeds).
+SWEEP_AXES = ("digits", "width", "slow_lr", "seed")
+
+
 def add_config_options(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
-    """The experiment's settings as options, defaults taken from ExperimentConfig. For a sweep,
-    digits, width, slow lr and seed become axes: --digits (pairs among them), --widths, --ratios, --seeds."""
+    """The experiment's settings as options: ExperimentConfig's fields with their help and defaults.
+    For a sweep, digits, width, slow lr and seed become axes: --digits (pairs among them), --widths, --ratios, --seeds."""
     d = _DEFAULTS
     if sweep:
         parser.add_argument("--digits", type=int, nargs="+", default=list(range(10)),
@@ -35,47 +38,21 @@ def add_config_options(parser: argparse.ArgumentParser, sweep: bool = False) -> 
                                  "(default: %(default)s)")
         parser.add_argument("--seeds", type=int, nargs="+", default=[d.seed],
                             help="seeds, one trial each (default: %(default)s)")
-    else:
-        parser.add_argument("--digits", type=int, nargs="+", default=list(d.digits),
-                            help="2 to 10 distinct digits 0-9 to classify (default: %(default)s)")
-        parser.add_argument("--width", type=int, default=d.width, help="hidden units (default: %(default)s)")
-        parser.add_argument("--slow-lr", type=float, default=d.slow_lr,
-                            help="learning rate of the slow model's hidden layer; 0 = random features "
-                                 "(default: %(default)s)")
-    parser.add_argument("--regular-lr", type=float, default=d.regular_lr,
-                        help="learning rate of the regular model's hidden layer and of both readouts "
-                             "(default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=d.batch_size, help="(default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=d.epochs, help="(default: %(default)s)")
-    if not sweep:
-        parser.add_argument("--seed", type=int, default=d.seed,
-                            help="seeds the shared initial weights, probe set and batch order (default: %(default)s)")
-    parser.add_argument("--device", default=d.device,
-                        help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps (default: %(default)s)")
-    parser.add_argument("--probe-size", type=int, default=d.probe_size,
-                        help="held-out digits on which alignment and kernels are measured (default: %(default)s)")
-    parser.add_argument("--source", choices=["auto", "mnist", "sample"], default=d.source,
-                        help="mnist = full MNIST (downloaded once), sample = bundled 5,000 digits, "
-                             "auto = MNIST when on disk, else the sample, never waiting for a download "
-                             "(default: %(default)s)")
-    parser.add_argument("--lazy-scale", type=float, default=d.lazy_scale, metavar="ALPHA",
-                        help="train both models as Chizat's α·(f − f₀) on loss/α², 1 to 1000: the larger, "
-                             "the lazier (weights move about 1/α as far); leave out for the plain model")
+    for setting in SETTINGS.values():
+        if sweep and setting.name in SWEEP_AXES:
+            continue
+        shown = "" if setting.default is None else " (default: %(default)s)"
+        parser.add_argument(setting.option, type=setting.kind, nargs="+" if setting.many else None,
+                            default=list(setting.default) if setting.many else setting.default,
+                            choices=setting.choices, metavar=setting.metavar, help=setting.help + shown)
 
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
-    return ExperimentConfig(
-        digits=tuple(args.digits), width=args.width, slow_lr=args.slow_lr, regular_lr=args.regular_lr,
-        batch_size=args.batch_size, epochs=args.epochs, seed=args.seed, device=args.device,
-        probe_size=args.probe_size, source=args.source, lazy_scale=args.lazy_scale,
-    )
+    return ExperimentConfig(**{name: getattr(args, name) for name in SETTINGS})
 
 
 def spec_from_args(args: argparse.Namespace) -> SweepSpec:
-    base = ExperimentConfig(
-        regular_lr=args.regular_lr, batch_size=args.batch_size, epochs=args.epochs, device=args.device,
-        probe_size=args.probe_size, source=args.source, lazy_scale=args.lazy_scale,
-    )
+    base = ExperimentConfig(**{name: getattr(args, name) for name in SETTINGS if name not in SWEEP_AXES})
     return SweepSpec(base, pairs_among(args.digits), tuple(args.widths), tuple(args.ratios), tuple(args.seeds))
 
 
@@ -115,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "numbers behind it. --list shows the lessons.")
     lesson.add_argument("id", nargs="?", help="the lesson to run (see --list)")
     lesson.add_argument("--list", action="store_true", help="list the lessons and their questions")
-    lesson.add_argument("--source", choices=["auto", "mnist", "sample"], default=_DEFAULTS.source,
+    lesson.add_argument("--source", choices=SOURCES, default=_DEFAULTS.source,
                         help="as for train (default: %(default)s)")
     lesson.add_argument("--device", default=_DEFAULTS.device, help="as for train (default: %(default)s)")
     lesson.set_defaults(handler=_lesson)
@@ -256,7 +233,7 @@ def _lesson(args: argparse.Namespace) -> int:
 
 def option_names(command: str) -> dict[str, str]:
     """What each setting is called on `command`'s command line, for its error messages."""
-    names = {field.name: "--" + field.name.replace("_", "-") for field in fields(ExperimentConfig)}
+    names = {name: setting.option for name, setting in SETTINGS.items()}
     names.update({"workers": "--workers", "threads_per_trial": "--threads-per-trial"})
     if command == "sweep":
         names.update(width="--widths", seed="--seeds", slow_lr="--ratios")

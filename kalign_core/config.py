@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import asdict, dataclass, fields
+import typing
+from dataclasses import asdict, dataclass, field, fields
 
 SOURCES = ("auto", "mnist", "sample")
 MAX_WIDTH = 32_768
@@ -51,6 +52,11 @@ def kernel_snapshot_bytes(epochs: int, probe_size: int) -> int:
     return 2 * (epochs + 1) * probe_size**2 * 4
 
 
+def _setting(default, label: str, help: str, **more):
+    """An ExperimentConfig field with what every user interface calls it and says about it (see Setting)."""
+    return field(default=default, metadata={"label": label, "help": help, **more})
+
+
 @dataclass(frozen=True)
 class ExperimentConfig:
     """Two one-hidden-layer MLPs from the same initial weights and the same batch order.
@@ -61,17 +67,29 @@ class ExperimentConfig:
     α·(f − f₀) on loss/α² (f₀ the output at initialisation): the larger α, the lazier.
     """
 
-    digits: tuple[int, ...] = (8, 9)
-    width: int = 2000
-    slow_lr: float = 0.001
-    regular_lr: float = 0.01
-    batch_size: int = 200
-    epochs: int = 10
-    seed: int = 0
-    device: str = "auto"
-    probe_size: int = 200
-    source: str = "auto"
-    lazy_scale: float | None = None
+    digits: tuple[int, ...] = _setting((8, 9), "Digits", "2 to 10 distinct digits 0-9 for the models to tell apart")
+    width: int = _setting(2000, "Hidden width", "hidden ReLU units in each model")
+    slow_lr: float = _setting(
+        0.001, "Slow learning rate",
+        "learning rate of the slow model's hidden layer; 0 freezes it (random features: only its readout learns)")
+    regular_lr: float = _setting(0.01, "Regular learning rate",
+                                 "learning rate of the regular model's hidden layer and of both readouts")
+    batch_size: int = _setting(200, "Batch size", "training digits per SGD step")
+    epochs: int = _setting(10, "Epochs", "passes over the training digits")
+    seed: int = _setting(0, "Seed", "seeds the shared initial weights, probe set and batch order")
+    device: str = _setting("auto", "Device", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    probe_size: int = _setting(200, "Probe size", "held-out digits on which kernels and alignment are measured")
+    source: str = _setting(
+        "auto", "Data source",
+        "full MNIST (70,000 digits) downloads once, about 12 MB; the bundled sample (5,000 digits) works offline; "
+        "auto uses MNIST when it is on disk, else the sample, never waiting for a download",
+        choices=SOURCES)
+    lazy_scale: float | None = _setting(
+        None, "Lazy scale α",
+        "Chizat's lazy dial, 1 to 1000: both models train α·(f − f₀) on loss/α² (f₀ their output at the start). "
+        "The larger α, the less the weights move (about 1/α as far) while the function learns as fast: the "
+        "network trains like its linearisation, its tangent kernel fixed (the lazy/NTK regime). Off (the default): the plain "
+        "network.", metavar="ALPHA")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "digits", _check_digits(self.digits))
@@ -180,3 +198,41 @@ def _is_device_name(name: str) -> bool:
         return True
     prefix, _, index = name.partition(":")
     return prefix == "cuda" and index.isdigit()
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One ExperimentConfig field as the command line, the form and the URL know it, from the field's
+    type and metadata: a new field is defined once, in ExperimentConfig."""
+
+    name: str
+    label: str  # the form's
+    help: str
+    default: object
+    kind: type  # int, float or str: of the value, or of each of its values when `many`
+    many: bool  # a list of values (the digits)
+    optional: bool  # may be off (None), e.g. the lazy scale
+    choices: tuple[str, ...] | None = None
+    metavar: str | None = None  # the command line's name for the value, when not the field's
+
+    @property
+    def option(self) -> str:
+        """The command-line option, e.g. --slow-lr."""
+        return "--" + self.name.replace("_", "-")
+
+
+def _settings() -> dict[str, Setting]:
+    hints = typing.get_type_hints(ExperimentConfig)
+    settings = {}
+    for f in fields(ExperimentConfig):
+        hint = hints[f.name]
+        args = [a for a in typing.get_args(hint) if a is not type(None) and a is not Ellipsis]
+        many = typing.get_origin(hint) is tuple
+        optional = type(None) in typing.get_args(hint)
+        kind = args[0] if many or optional else hint
+        settings[f.name] = Setting(f.name, default=f.default, kind=kind, many=many, optional=optional, **f.metadata)
+    return settings
+
+
+# Every setting by field name, in ExperimentConfig's order.
+SETTINGS = _settings()

@@ -449,6 +449,21 @@ def save_run(result: ExperimentResult, folder) -> pathlib.Path:
     return folder
 
 
+def saved_runs(folder) -> tuple[dict, dict]:
+    """(name -> result without kernels, name -> why it cannot be read) for the runs in `folder`."""
+    folder, found, broken = pathlib.Path(folder), {}, {}
+    if not folder.is_dir():
+        return found, broken
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or path.is_symlink() or not path.is_dir():
+            continue
+        try:
+            found[path.name] = result_from_json((path / RUN_JSON).read_bytes())
+        except (OSError, RunFileError) as error:
+            broken[path.name] = str(error)
+    return found, broken
+
+
 def load_run(folder) -> ExperimentResult:
     """Read a run written by `save_run`; models are rebuilt when weights were saved."""
     folder = pathlib.Path(folder)

@@ -257,3 +257,10 @@ def finished_trials(spec: SweepSpec, folder) -> dict[str, TrialSummary]:
     return done
 
 
+def saved_sweeps(base) -> list[str]:
+    """Names of the sweep folders (those with a summary) in `base`, newest first."""
+    base = pathlib.Path(base)
+    if not base.is_dir():
+        return []
+    found = [p for p in base.iterdir() if not p.name.startswith(".") and (p / SUMMARY_CSV).is_file()]
+    return [p.name for p in sorted(found, key=lambda p: (p / SUMMARY_CSV).stat().st_mtime, reverse=True)]

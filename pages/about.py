@@ -3,7 +3,7 @@ measures it, what to look for."""
 
 import streamlit as st
 
-import ui
+from kalign_app import ui
 
 ui.require_app()
 

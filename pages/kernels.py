@@ -3,7 +3,7 @@ epoch, or their change since initialisation on one colour scale, with class-bloc
 
 import streamlit as st
 
-import ui
+from kalign_app import ui
 from kalign_core import figures, runs
 from kalign_core.training import MODEL_NAMES
 

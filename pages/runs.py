@@ -5,8 +5,8 @@ import pathlib
 
 import streamlit as st
 
-import ui
-from kalign_core import figures, params, runs
+from kalign_app import params, ui
+from kalign_core import figures, runs
 from kalign_core.training import MODEL_NAMES
 
 ui.require_app()
@@ -28,21 +28,6 @@ def default_name(result) -> str:
     c = result.config
     digits = "v".join(map(str, c.digits))
     return f"{digits}-w{c.width}-lr{c.slow_lr:g}-{c.regular_lr:g}-e{result.epochs_done}-seed{c.seed}"
-
-
-def saved_runs(folder: pathlib.Path) -> tuple[dict, dict]:
-    """(name -> result without kernels, name -> why it cannot be read) for the runs in `folder`."""
-    found, broken = {}, {}
-    if not folder.is_dir():
-        return found, broken
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or path.is_symlink() or not path.is_dir():
-            continue
-        try:
-            found[path.name] = runs.result_from_json((path / runs.RUN_JSON).read_bytes())
-        except (OSError, runs.RunFileError) as error:
-            broken[path.name] = str(error)
-    return found, broken
 
 
 # Shown rounded; the numbers themselves stay exact (downloads, sorting).
@@ -210,7 +195,7 @@ else:
     save_and_download(folder, current)
 
 st.header("Saved runs")
-saved, broken = saved_runs(folder) if folder is not None else ({}, {})
+saved, broken = runs.saved_runs(folder) if folder is not None else ({}, {})
 if saved:
     st.dataframe([summary(name, result) for name, result in saved.items()], hide_index=True, key="runs_table",
                  column_config=SUMMARY_FORMATS)

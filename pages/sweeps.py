@@ -8,14 +8,14 @@ import time
 
 import streamlit as st
 
-import ui
-from kalign_core import figures, params, runs
+from kalign_app import params, ui
+from kalign_app.jobs import SweepJob
+from kalign_core import figures, runs
 from kalign_core.config import MAX_EPOCHS, ConfigError
 from kalign_core.data import DataUnavailable
 from kalign_core.devices import cpu_count
-from kalign_core.jobs import SweepJob
 from kalign_core.sweep import calibrate, duration_text, estimate_seconds
-from kalign_core.sweep_spec import SUMMARY_CSV, SweepSpec, pairs_among, read_summary_csv, summary_csv
+from kalign_core.sweep_spec import SUMMARY_CSV, SweepSpec, pairs_among, read_summary_csv, saved_sweeps, summary_csv
 
 ui.require_app()
 
@@ -240,14 +240,6 @@ def outcome_notice() -> None:
 
 
 # -- results ---------------------------------------------------------------------------------------
-
-def saved_sweeps(base: pathlib.Path) -> list[str]:
-    """Sweep folders (those with a summary), newest first."""
-    if not base.is_dir():
-        return []
-    found = [p for p in base.iterdir() if not p.name.startswith(".") and (p / SUMMARY_CSV).is_file()]
-    return [p.name for p in sorted(found, key=lambda p: (p / SUMMARY_CSV).stat().st_mtime, reverse=True)]
-
 
 def only(summaries, field: str, label: str):
     """A chooser for one value of `field` (or all of them, averaged) when the sweep has several."""

@@ -4,8 +4,9 @@ import time
 
 import streamlit as st
 
-import ui
-from kalign_core import figures, params
+from kalign_app import params, ui
+from kalign_core import figures
+from kalign_core.config import SETTINGS
 from kalign_core.devices import available_devices, resolve_device
 from kalign_core.training import DIVERGENCE_FACTOR, MODEL_NAMES
 
@@ -16,7 +17,6 @@ SOURCES = {
     "mnist": "full MNIST (70,000)",
     "sample": "bundled sample (5,000)",
 }
-LABELS = params.FIELD_LABELS
 # Whole-number settings are entered as floats so that 2.5 is refused, not silently cut to 2.
 WHOLE_NUMBERS = ("width", "epochs", "batch_size", "probe_size")
 # The lazy scale's slider: log-spaced steps from the plain scale to the very lazy.
@@ -25,6 +25,11 @@ LAZY_SCALE_FIRST_SHOWN = 100.0
 
 
 key = ui.form_key
+
+
+def described(field: str) -> dict:
+    """A widget's label and help: the setting's own (ExperimentConfig's field metadata)."""
+    return dict(label=SETTINGS[field].label, help=SETTINGS[field].help)
 
 
 def widget_value(field: str, value):
@@ -50,7 +55,7 @@ def restore_form() -> None:
 def on_change() -> None:
     """Every change becomes the session's settings at once, so problems show before Train."""
     current = ui.settings()
-    settings = {field: setting_value(field, st.session_state.get(key(field), current[field])) for field in LABELS}
+    settings = {field: setting_value(field, st.session_state.get(key(field), current[field])) for field in SETTINGS}
     if not st.session_state.get(ui.switch_key("lazy_scale")):
         settings["lazy_scale"] = None
     elif settings["lazy_scale"] is None:  # switched on while the slider was not drawn
@@ -73,26 +78,20 @@ def settings_form(running: bool) -> None:
     if st.session_state[key("device")] not in devices:
         st.session_state[key("device")] = "auto"
     changed = dict(on_change=on_change)
-    st.multiselect(LABELS["digits"], list(range(10)), key=key("digits"), **changed,
-                   help="2 to 10 digits for the models to tell apart")
-    st.number_input(LABELS["width"], step=100.0, format="%g", key=key("width"), **changed,
-                    help="hidden ReLU units in each model")
+    st.multiselect(**described("digits"), options=list(range(10)), key=key("digits"), **changed)
+    st.number_input(**described("width"), step=100.0, format="%g", key=key("width"), **changed)
     left, right = st.columns(2)
-    left.number_input(LABELS["slow_lr"], step=0.001, format="%g", key=key("slow_lr"), **changed,
-                      help="the slow model's hidden layer; 0 freezes it (random features: only its readout learns)")
-    right.number_input(LABELS["regular_lr"], step=0.001, format="%g", key=key("regular_lr"), **changed,
-                       help="the regular model's hidden layer and both readouts")
-    left.number_input(LABELS["epochs"], step=1.0, format="%g", key=key("epochs"), **changed)
-    right.number_input(LABELS["batch_size"], step=50.0, format="%g", key=key("batch_size"), **changed)
-    left.number_input(LABELS["seed"], step=1, key=key("seed"), **changed,
-                      help="same seed, same initial weights and batch order")
-    right.number_input(LABELS["probe_size"], step=50.0, format="%g", key=key("probe_size"), **changed,
-                       help="held-out digits on which kernels and alignment are measured")
-    st.selectbox(LABELS["source"], list(SOURCES), format_func=SOURCES.get, key=key("source"), **changed,
-                 help="full MNIST downloads once (about 12 MB); the sample ships with kalign, works offline")
+    left.number_input(**described("slow_lr"), step=0.001, format="%g", key=key("slow_lr"), **changed)
+    right.number_input(**described("regular_lr"), step=0.001, format="%g", key=key("regular_lr"), **changed)
+    left.number_input(**described("epochs"), step=1.0, format="%g", key=key("epochs"), **changed)
+    right.number_input(**described("batch_size"), step=50.0, format="%g", key=key("batch_size"), **changed)
+    left.number_input(**described("seed"), step=1, key=key("seed"), **changed)
+    right.number_input(**described("probe_size"), step=50.0, format="%g", key=key("probe_size"), **changed)
+    st.selectbox(**described("source"), options=list(SOURCES), format_func=SOURCES.get, key=key("source"),
+                 **changed)
     if st.session_state[key("source")] == "auto":
         st.caption(ui.mnist_status())
-    st.selectbox(LABELS["device"], devices, key=key("device"), **changed,
+    st.selectbox(**described("device"), options=devices, key=key("device"), **changed,
                  format_func=lambda d: f"auto (uses {resolve_device('auto')})" if d == "auto" else d)
     lazy_scale_control(changed)
     try:
@@ -108,11 +107,7 @@ def settings_form(running: bool) -> None:
 
 
 def lazy_scale_control(changed: dict) -> None:
-    st.toggle(LABELS["lazy_scale"], key=ui.switch_key("lazy_scale"), **changed,
-              help="Chizat's lazy dial: both models train α·(f − f₀) on loss/α² (f₀ their output at the start). "
-                   "The larger α, the less the weights move (about 1/α as far) while the function learns as fast: "
-                   "the network trains like its linearisation, its tangent kernel fixed (the lazy/NTK regime). "
-                   "Off: the plain network.")
+    st.toggle(**described("lazy_scale"), key=ui.switch_key("lazy_scale"), **changed)
     if st.session_state[ui.switch_key("lazy_scale")]:
         current = st.session_state[key("lazy_scale")]
         options = sorted({*LAZY_SCALES, current})  # a linked α between the steps stays selectable

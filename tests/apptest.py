@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from streamlit.testing.v1 import AppTest
 
-from kalign_core import ExperimentConfig, jobs, run_experiment
+from kalign_app import jobs
+from kalign_core import ExperimentConfig, run_experiment
 from kalign_core.devices import torch_threads
 from kalign_core.training import MODEL_NAMES
 

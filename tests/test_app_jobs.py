@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from apptest import wait_until
-from kalign_core import devices, jobs, run_experiment
+from kalign_app import jobs
+from kalign_core import devices, run_experiment
 from kalign_core.devices import torch_threads
 
 

@@ -7,7 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from apptest import TINY, charts, open_app, press_train, texts, wait_until
-from kalign_core import jobs
+from kalign_app import jobs
 from kalign_core.lessons import LESSONS, find_lesson
 
 pytestmark = pytest.mark.usefixtures("fresh_server")

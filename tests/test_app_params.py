@@ -3,7 +3,7 @@
 import pytest
 
 from kalign_core import ExperimentConfig
-from kalign_core import params
+from kalign_app import params
 
 DEFAULTS = ExperimentConfig().to_dict()
 

@@ -18,7 +18,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from apptest import MB, TINY, TINY_CONFIG, TRAIN_CHARTS, charts, open_app, press_train, session_job, texts
-from kalign_core import ExperimentConfig, cli, data, jobs, params, run_experiment, runs
+from kalign_app import jobs, params
+from kalign_core import ExperimentConfig, cli, data, run_experiment, runs
 from kalign_core.devices import available_devices
 from kalign_core.training import MODEL_NAMES
 

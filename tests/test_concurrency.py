@@ -19,7 +19,8 @@ import sys
 import pytest
 
 from apptest import ROOT, TINY, alone, assert_same_training, finish, open_app, press_train, texts, wait_until
-from kalign_core import ExperimentConfig, devices, jobs, params
+from kalign_app import jobs, params
+from kalign_core import ExperimentConfig, devices
 
 LONG = {**TINY, "epochs": "500"}  # would train for minutes; these tests stop it
 

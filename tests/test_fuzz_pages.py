@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from streamlit.testing.v1 import AppTest
 
 from apptest import TINY, open_app, session_job
-from kalign_core import params
+from kalign_app import params
 
 PAGES = ("pages/train.py", "pages/lessons.py", "pages/kernels.py", "pages/runs.py", "pages/sweeps.py", "pages/about.py")
 APOLOGY = "Sorry, something went wrong"

@@ -116,7 +116,7 @@ PICKLE_ALLOWED = {"kalign_core/workers.py"}
 
 
 def sources() -> list[pathlib.Path]:
-    return [ROOT / "app.py", ROOT / "ui.py", *sorted((ROOT / "pages").glob("*.py")), *sorted((ROOT / "kalign_core").glob("*.py"))]
+    return [ROOT / "app.py", *(path for folder in ("kalign_app", "pages", "kalign_core") for path in sorted((ROOT / folder).glob("*.py")))]
 
 
 def test_the_code_reads_files_only_without_unpickling():

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from apptest import assert_same_training, wait_until
-from kalign_core import devices, jobs, run_experiment, workers
+from kalign_app import jobs
+from kalign_core import devices, run_experiment, workers
 from kalign_core.devices import torch_threads
 from kalign_core.training import MODEL_NAMES
 
@@ -23,7 +24,7 @@ def test_a_killed_worker_fails_its_job_in_words_and_is_replaced(small_config, ca
     wait_until(lambda: doomed.status().epochs_done >= 1 and bystander.worker is not None)
     assert bystander.status().state == "running"
     killed = doomed.worker.pid
-    with caplog.at_level(logging.ERROR, logger="kalign_core.jobs"):
+    with caplog.at_level(logging.ERROR, logger="kalign_app.jobs"):
         os.kill(killed, signal.SIGKILL)
         assert doomed.wait(60)
     status = doomed.status()

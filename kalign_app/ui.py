@@ -9,7 +9,9 @@ import uuid
 
 import streamlit as st
 
-from kalign_core import data, jobs, params
+from kalign_app import jobs, params
+from kalign_core import data
+from kalign_core.config import SETTINGS
 from kalign_core.training import ExperimentResult
 
 log = logging.getLogger("kalign.app")
@@ -108,7 +110,7 @@ def set_settings(settings: dict, from_form: bool = False) -> None:
     st.session_state.settings = settings
     st.session_state.url_warnings = []
     if not from_form:
-        for field in params.FIELD_LABELS:
+        for field in SETTINGS:
             st.session_state.pop(form_key(field), None)
             st.session_state.pop(switch_key(field), None)
 

@@ -13,30 +13,15 @@ import pathlib
 import re
 from collections.abc import Mapping
 
-from .config import ConfigError, ExperimentConfig
-from .data import digit_counts
-from .devices import resolve_device
+from kalign_core.config import SETTINGS, ConfigError, ExperimentConfig, Setting
+from kalign_core.data import digit_counts
+from kalign_core.devices import resolve_device
 
-# The form's label for each ExperimentConfig field, in the form's order.
-FIELD_LABELS = {
-    "digits": "Digits",
-    "width": "Hidden width",
-    "slow_lr": "Slow learning rate",
-    "regular_lr": "Regular learning rate",
-    "epochs": "Epochs",
-    "batch_size": "Batch size",
-    "seed": "Seed",
-    "probe_size": "Probe size",
-    "source": "Data source",
-    "device": "Device",
-    "lazy_scale": "Lazy scale α",
-}
-assert set(FIELD_LABELS) == {f.name for f in dataclasses.fields(ExperimentConfig)}
+# The form's label for each ExperimentConfig field.
+FIELD_LABELS = {name: setting.label for name, setting in SETTINGS.items()}
 # Query parameters that a page reads for itself (not settings): kept in the URL, never warned about.
 PAGE_PARAMS = ("lesson",)
-_INT_FIELDS = {"width", "epochs", "batch_size", "seed", "probe_size"}
-_FLOAT_FIELDS = {"slow_lr", "regular_lr"}
-# How a URL says lazy_scale is off (None); config_to_params writes the first.
+# How a URL says an optional setting (the lazy scale) is off (None); config_to_params writes the first.
 _OFF_WORDS = ("off", "", "none")
 _SHOWN_CHARS = 40  # how much of a bad URL value a message repeats
 RUN_NAME_MAX = 64
@@ -72,7 +57,7 @@ def field_error(name: str, value) -> ConfigError | None:
 def config_from_settings(settings: Mapping) -> ExperimentConfig:
     """The config for these settings, checked field by field, then together (e.g. epochs × probe
     size), then against the digits the data source has; SettingsError lists every problem found."""
-    problems = [error for name in FIELD_LABELS if (error := field_error(name, settings[name]))]
+    problems = [error for name in SETTINGS if (error := field_error(name, settings[name]))]
     if problems:
         raise SettingsError(problems)
     try:
@@ -105,11 +90,13 @@ def settings_from_config(config: ExperimentConfig) -> dict:
 
 def config_to_params(config: ExperimentConfig) -> dict[str, str]:
     """The config as URL query parameters (all fields, so a link means the same on any server)."""
-    params = {name: str(value) for name, value in config.to_dict().items()}
-    params["digits"] = ",".join(str(d) for d in config.digits)
-    if config.lazy_scale is None:
-        params["lazy_scale"] = _OFF_WORDS[0]
-    return params
+    return {name: _text(SETTINGS[name], value) for name, value in config.to_dict().items()}
+
+
+def _text(setting: Setting, value) -> str:
+    if setting.many:
+        return ",".join(map(str, value))
+    return _OFF_WORDS[0] if value is None else str(value)
 
 
 def settings_from_params(params: Mapping[str, str], settings: Mapping) -> tuple[dict, list[str]]:
@@ -117,14 +104,14 @@ def settings_from_params(params: Mapping[str, str], settings: Mapping) -> tuple[
     first those invalid on their own, then those that clash with the others (e.g. epochs=500 with
     probe_size=1000); the rest are kept."""
     updated, warnings = dict(settings), []
-    unknown = sorted(set(params) - set(FIELD_LABELS) - set(PAGE_PARAMS))
+    unknown = sorted(set(params) - set(SETTINGS) - set(PAGE_PARAMS))
     if unknown:
         warnings.append(
             f"Ignored unknown URL parameter(s) {', '.join(_shown(k) for k in unknown)}; "
-            f"known ones are {', '.join(FIELD_LABELS)}."
+            f"known ones are {', '.join(SETTINGS)}."
         )
     applied = []
-    for name in FIELD_LABELS:
+    for name in SETTINGS:
         if name not in params:
             continue
         value = _parse(name, params[name])
@@ -132,7 +119,7 @@ def settings_from_params(params: Mapping[str, str], settings: Mapping) -> tuple[
         if problem:
             warnings.append(f"Ignored URL parameter {name}={_shown(params[name])}: {_clipped(problem.describe())}")
         else:
-            updated[name] = list(value) if name == "digits" else value
+            updated[name] = list(value) if SETTINGS[name].many else value
             applied.append(name)
     while applied:
         try:
@@ -153,19 +140,15 @@ def settings_from_params(params: Mapping[str, str], settings: Mapping) -> tuple[
 def _parse(name: str, text: str):
     """The typed value for a query parameter, or the text itself when it does not parse (the
     config's check then reports it with the allowed range)."""
-    text = text.strip()
+    setting, text = SETTINGS[name], text.strip()
     try:
-        if name == "digits":
-            return [int(part) for part in text.split(",")]
-        if name in _INT_FIELDS:
-            return int(text)
-        if name in _FLOAT_FIELDS:
-            return float(text)
-        if name == "lazy_scale":
-            return None if text.lower() in _OFF_WORDS else float(text)
+        if setting.many:
+            return [setting.kind(part) for part in text.split(",")]
+        if setting.optional and text.lower() in _OFF_WORDS:
+            return None
+        return setting.kind(text)
     except ValueError:
         return text
-    return text
 
 
 def capitalised(message: str) -> str:

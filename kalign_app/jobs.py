@@ -22,12 +22,12 @@ from typing import Callable
 
 import numpy as np
 
-from .config import ExperimentConfig
-from .devices import cpu_count
-from .sweep import SweepProgress, run_sweep
-from .sweep_spec import SweepSpec, TrialSummary
-from .training import ExperimentResult
-from .workers import TrainingFailed, WorkerDied, WorkerInfo, shared_pool
+from kalign_core.config import ExperimentConfig
+from kalign_core.devices import cpu_count
+from kalign_core.sweep import SweepProgress, run_sweep
+from kalign_core.sweep_spec import SweepSpec, TrialSummary
+from kalign_core.training import ExperimentResult
+from kalign_core.workers import TrainingFailed, WorkerDied, WorkerInfo, shared_pool
 
 # Browsers throttle timers in background tabs to about one a minute, so a visible-but-hidden tab
 # may go quiet for that long; a job is only given up after a good margin beyond it.
