@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import _check_digits
+from .files import sync_folder, write_atomically
 
 SAMPLE_PATH = pathlib.Path(__file__).parent / "data" / "mnist_sample.npz"
 SAMPLE_TEST_PER_CLASS = 100
@@ -273,7 +274,7 @@ def _file_sha256(path: pathlib.Path) -> str:
 def _write_checksums(raw: pathlib.Path) -> None:
     """Record the extracted files' hashes at download time (torchvision checks only the archives)."""
     sums = {path.name: _file_sha256(path) for path in sorted(raw.glob("*-ubyte"))}
-    (raw / CHECKSUMS).write_text(json.dumps(sums, indent=1))
+    write_atomically(raw / CHECKSUMS, json.dumps(sums, indent=1))
 
 
 def _verify_checksums(root: pathlib.Path) -> None:
@@ -323,5 +324,6 @@ def _download_mnist(root: pathlib.Path) -> None:
         if target.exists():
             shutil.rmtree(target)
         os.replace(staging / "MNIST", target)
+        sync_folder(root)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -24,6 +24,7 @@ import zlib
 import numpy as np
 import torch
 
+from .files import sync_folder, write_atomically
 from .config import MAX_EPOCHS, MAX_KERNEL_BYTES, MAX_PROBE_SIZE, ExperimentConfig
 from .model import MLP
 from .tracking import MEASURES
@@ -427,22 +428,22 @@ def save_run(result: ExperimentResult, folder) -> pathlib.Path:
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{folder.name}.saving-", dir=folder.parent))
     try:
-        (staging / RUN_JSON).write_text(result_to_json(result))
-        (staging / KERNELS_NPZ).write_bytes(kernels_to_npz(result))
+        write_atomically(staging / RUN_JSON, result_to_json(result))
+        write_atomically(staging / KERNELS_NPZ, kernels_to_npz(result))
         if result.models:
             weights = {
                 name: {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
                 for name, model in result.models.items()
             }
-            torch.save(weights, staging / WEIGHTS_PT)
-        for path in staging.iterdir():
-            with open(path, "rb") as f:
-                os.fsync(f.fileno())
+            buffer = io.BytesIO()
+            torch.save(weights, buffer)
+            write_atomically(staging / WEIGHTS_PT, buffer.getvalue())
         retired = folder.with_name(f".{folder.name}.old")
         if folder.exists():
             shutil.rmtree(retired, ignore_errors=True)
             os.replace(folder, retired)
         os.replace(staging, folder)
+        sync_folder(folder.parent)
         shutil.rmtree(retired, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

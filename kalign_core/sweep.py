@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import pathlib
 import tempfile
 import time
@@ -19,6 +18,7 @@ from typing import Callable
 
 from .data import load_digits
 from .devices import torch_threads
+from .files import write_atomically
 from .runs import save_run
 from .sweep_backends import trial_results
 from .sweep_spec import SUMMARY_CSV, SWEEP_JSON, SweepSpec, Trial, TrialSummary, finished_trials, summarize, summary_csv
@@ -26,12 +26,6 @@ from .training import run_experiment
 
 # Widths the cost model times a one-epoch trial at; costs in between and beyond are linear in width.
 CALIBRATION_WIDTHS = (64, 512)
-
-
-def _write_atomically(path: pathlib.Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
-        f.write(text)
-    os.replace(f.name, path)
 
 
 # -- cost model ------------------------------------------------------------------------------------
@@ -147,7 +141,7 @@ def run_sweep(
     results = trial_results(pending, backend, workers, threads_per_trial, address, in_process, gpus_per_trial,
                             should_stop)
     folder.mkdir(parents=True, exist_ok=True)
-    _write_atomically(folder / SWEEP_JSON, json.dumps(spec.to_dict(), indent=1))
+    write_atomically(folder / SWEEP_JSON, json.dumps(spec.to_dict(), indent=1))
     _write_summary(folder, trials, done)
     if pending and cost is None:
         cost = calibrate(spec, threads_per_trial)
@@ -177,5 +171,5 @@ def run_sweep(
 
 
 def _write_summary(folder: pathlib.Path, trials: list[Trial], done: dict) -> None:
-    _write_atomically(folder / SUMMARY_CSV, summary_csv([done[t.id] for t in trials if t.id in done]))
+    write_atomically(folder / SUMMARY_CSV, summary_csv([done[t.id] for t in trials if t.id in done]))
 

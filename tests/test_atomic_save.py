@@ -1,5 +1,6 @@
 """A crash while writing a run leaves the old or the new version, never a half-written one: a
-writer process saving two alternating versions is killed at random moments, then the run loads."""
+writer process saving two alternating versions is killed at random moments, then the run loads.
+Every file kalign writes goes through one helper, `files.write_atomically`."""
 
 import os
 import signal
@@ -11,6 +12,7 @@ import time
 import pytest
 
 from kalign_core import ExperimentConfig, run_experiment
+from kalign_core.files import write_atomically
 from kalign_core.runs import load_run, save_run
 
 WRITER = textwrap.dedent(
@@ -61,3 +63,14 @@ def test_saved_run_survives_a_restart(two_versions):
     code = f"from kalign_core.runs import load_run; r = load_run({str(two_versions[1])!r}); print(r.config.seed, *sorted(r.models))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["1", "regular", "slow"]
+
+
+def test_write_atomically_replaces_whole_files_like_a_plain_write(tmp_path):
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    path = write_atomically(tmp_path / "summary.csv", "first")
+    assert path.read_text() == "first"
+    write_atomically(path, "second, longer".encode())
+    assert path.read_bytes() == b"second, longer"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.txt", "summary.csv"]  # no temporary left
+    assert path.stat().st_mode == plain.stat().st_mode  # readable as any file the user writes
