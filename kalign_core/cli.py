@@ -8,6 +8,8 @@ import argparse
 import sys
 import time
 
+from tqdm import tqdm
+
 from .config import SETTINGS, SOURCES, ConfigError, ExperimentConfig, _check_int
 from .data import DataUnavailable
 from .lessons import LESSONS, find_lesson
@@ -103,18 +105,25 @@ def _format_cell(value, spec: str) -> str:
     return "—" if value is None else format(value, spec)
 
 
+def progress_bar(total: int, unit: str, err=None) -> tqdm:
+    """A bar with the time left on stderr, only on a terminal: in a log file the printed lines say it
+    all. Lines printed with `tqdm.write` go above it."""
+    err = err or sys.stderr
+    return tqdm(total=total, unit=unit, file=err, disable=not err.isatty(), leave=False, dynamic_ncols=True)
+
+
 class _EpochTable:
     """Prints a header, then one row per epoch, and a progress bar on stderr while training."""
 
     def __init__(self, config: ExperimentConfig, out=sys.stdout, err=sys.stderr):
         self.config, self.out, self.err = config, out, err
         self.printed = 0
+        self.bar = None  # started after epoch 0 (loading and measuring the initial models), so that it paces epochs
         print(f"{'epoch':>5} │ {'slow test%':>10} {'slow ρ':>7} │ {'reg. test%':>10} {'reg. ρ':>7} │ "
               f"{'seconds':>7}", file=out)
 
     def __call__(self, result: ExperimentResult) -> None:
         slow, regular = (result.history[name] for name in MODEL_NAMES)
-        self._clear_bar()
         for epoch in range(self.printed, result.epochs_done + 1):
             cells = []
             for history in (slow, regular):
@@ -122,24 +131,14 @@ class _EpochTable:
                 cells.append(f"{_format_cell(record and record.test_error, '10.2f')} "
                              f"{_format_cell(record and record.alignment, '7.4f')}")
             seconds = max(h[-1].seconds for h in (slow, regular))
-            print(f"{epoch:>5} │ {cells[0]} │ {cells[1]} │ {seconds:7.1f}", file=self.out, flush=True)
+            tqdm.write(f"{epoch:>5} │ {cells[0]} │ {cells[1]} │ {seconds:7.1f}", file=self.out)
         self.printed = result.epochs_done + 1
-        self._draw_bar(result)
+        self.bar = self.bar or progress_bar(self.config.epochs, "epoch", self.err)
+        self.bar.update(result.epochs_done - self.bar.n)
 
-    def _clear_bar(self) -> None:
-        if self.err.isatty():
-            print("\r\x1b[K", end="", file=self.err, flush=True)
-
-    def _draw_bar(self, result: ExperimentResult) -> None:
-        """Only on a terminal: in a log file the table says it all."""
-        done, total = result.epochs_done, self.config.epochs
-        if not self.err.isatty() or done >= total:
-            return
-        elapsed = max(h[-1].seconds for h in result.history.values())
-        per_epoch = (elapsed - result.history["slow"][0].seconds) / done if done else None
-        left = f", about {per_epoch * (total - done):.0f} s left" if per_epoch else ""
-        bar = "█" * round(24 * done / total)
-        print(f"\r[{bar:<24}] epoch {done}/{total}{left}", end="", file=self.err, flush=True)
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -150,7 +149,11 @@ def _train(args: argparse.Namespace) -> int:
         except RunFileError as error:
             raise ValueError(f"--out: {error}") from None
     started = time.perf_counter()
-    result = run_experiment(config, on_epoch=_EpochTable(config))
+    table = _EpochTable(config)
+    try:
+        result = run_experiment(config, on_epoch=table)
+    finally:
+        table.close()
     print(f"data: {result.source}, device: {result.device}, {time.perf_counter() - started:.1f} s")
     for name, epoch in result.diverged_at.items():
         if epoch is not None:
@@ -166,21 +169,23 @@ def _train(args: argparse.Namespace) -> int:
 class _TrialLog:
     """One line per finished trial on stdout, and a progress bar on stderr when it is a terminal."""
 
-    def __init__(self, out=None, err=None):
-        self.out, self.err = out or sys.stdout, err or sys.stderr
+    def __init__(self, total: int, done: int, out=None, err=None):
+        self.out = out or sys.stdout
+        self.bar = progress_bar(total, "trial", err)
+        self.bar.update(done)
 
     def __call__(self, progress: SweepProgress) -> None:
         s = progress.last
-        if self.err.isatty():
-            print("\r\x1b[K", end="", file=self.err, flush=True)
         gain = "—" if s.alignment_gain is None else f"{s.alignment_gain:+.4f}"
-        print(f"[{progress.done:>{len(str(progress.total))}}/{progress.total}] {s.trial_id:<24} gain {gain:>8}  "
-              f"test% {s.test_error_slow:5.1f} / {s.test_error_regular:5.1f}  {s.seconds:6.1f} s",
-              file=self.out, flush=True)
-        if self.err.isatty() and progress.done < progress.total:
-            bar = "█" * round(24 * progress.done / progress.total)
-            print(f"\r[{bar:<24}] {progress.done}/{progress.total}, about {duration_text(progress.seconds_left)} left",
-                  end="", file=self.err, flush=True)
+        tqdm.write(f"[{progress.done:>{len(str(progress.total))}}/{progress.total}] {s.trial_id:<24} gain {gain:>8}  "
+                   f"test% {s.test_error_slow:5.1f} / {s.test_error_regular:5.1f}  {s.seconds:6.1f} s", file=self.out)
+        # The time left from the cost model, scaled by how fast the trials went: better than a mean
+        # rate while the first wide trials run.
+        self.bar.set_postfix_str(f"about {duration_text(progress.seconds_left)} left", refresh=False)
+        self.bar.update(progress.done - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -197,8 +202,12 @@ def _sweep(args: argparse.Namespace) -> int:
         where = f"Ray at {args.address}" if args.address else f"{workers} {args.backend} worker(s)"
         print(f"running {pending} on {where}; estimated {duration_text(seconds)} of training on idle cores "
               "of this machine, plus worker start-up")
-    outcome = run_sweep(spec, args.out, args.backend, workers, args.threads_per_trial, args.address,
-                        on_progress=_TrialLog(), cost=cost, gpus_per_trial=args.gpus_per_trial)
+    log = _TrialLog(total, total - pending)
+    try:
+        outcome = run_sweep(spec, args.out, args.backend, workers, args.threads_per_trial, args.address,
+                            on_progress=log, cost=cost, gpus_per_trial=args.gpus_per_trial)
+    finally:
+        log.close()
     print(f"{len(outcome.ran)} trials run in {duration_text(outcome.seconds)}; summary: {args.out}/summary.csv")
     ranked = sorted(mean_spread(outcome.summaries, "pair").items(), key=lambda item: item[1][0])
     if len(ranked) > 1:

@@ -1,0 +1,35 @@
+"""The command line's progress bars (tqdm): on a terminal a bar with the time left runs below the
+table and is gone at the end; in a log file there is none, only the table."""
+
+import io
+
+from kalign_core import ExperimentConfig, run_experiment
+from kalign_core.cli import _EpochTable
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def table_and_bar(err) -> tuple[str, str]:
+    config = ExperimentConfig(width=16, epochs=2, probe_size=20, source="sample", device="cpu")
+    out = io.StringIO()
+    table = _EpochTable(config, out=out, err=err)
+    try:
+        run_experiment(config, on_epoch=table)
+    finally:
+        table.close()
+    return out.getvalue(), err.getvalue()
+
+
+def test_a_terminal_gets_a_bar_below_the_table():
+    out, err = table_and_bar(Terminal())
+    assert [line.split("│")[0].strip() for line in out.splitlines()[1:]] == ["0", "1", "2"]
+    assert "0/2" in err and "epoch/s" in err  # drawn (later states only as often as tqdm redraws)
+    assert err.endswith(" \r")  # and wiped at the end
+
+
+def test_a_log_file_gets_only_the_table():
+    out, err = table_and_bar(io.StringIO())
+    assert len(out.splitlines()) == 4 and err == ""  # the header and epochs 0 to 2
