@@ -69,7 +69,7 @@ def measure_dashboard(settings: dict[str, str] | None = None, repeats: int = 5) 
         slider_times = []
         for i in range(repeats):
             epoch = (i * 3 + 1) % (epochs + 1)  # a different epoch each time
-            slider_times.append(_timed(lambda: at.slider(key="kernel_epoch").set_value(epoch).run()))
+            slider_times.append(_timed(lambda epoch=epoch: at.slider(key="kernel_epoch").set_value(epoch).run()))
         payloads = [len(chart.proto.spec.encode()) for chart in at.get("plotly_chart")]
         failed = at.exception
     if failed:

@@ -37,11 +37,17 @@ from torch.utils._pytree import tree_leaves
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kalign_core import DigitData, ExperimentConfig, feature_alignment, load_digits, resolve_device  # noqa: E402
-from kalign_core import training  # noqa: E402
-from kalign_core.kernel_machines import MAX_POINTS, MachinePoints  # noqa: E402
-from kalign_core.alignment import _GRAM_CHUNK_ROWS  # noqa: E402
 from dashboard import measure_dashboard  # noqa: E402
+from kalign_core import (  # noqa: E402
+    DigitData,
+    ExperimentConfig,
+    feature_alignment,
+    load_digits,
+    resolve_device,
+    training,  # noqa: E402
+)
+from kalign_core.alignment import GRAM_CHUNK_ROWS  # noqa: E402
+from kalign_core.kernel_machines import MAX_POINTS, MachinePoints  # noqa: E402
 from reference import ReferencePair  # noqa: E402
 
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
@@ -158,7 +164,7 @@ class EpochClock:
             mock.patch.object(training, "machine_errors", self._timing(training.machine_errors, "_once")),
             mock.patch.object(MachinePoints, "grams", self._timing(MachinePoints.grams, "_once")),
             mock.patch.object(
-                training._PairTrainer, "_record", self._timing(training._PairTrainer._record, "_evaluation")
+                training.PairTrainer, "_record", self._timing(training.PairTrainer._record, "_evaluation")
             ),
         ):
             yield
@@ -372,7 +378,7 @@ def counted_bytes(m: int, d: int) -> int:
     """What feature_alignment holds at its peak, by its algorithm: the centered float32 features,
     and for the smaller Gram (side min(m, d)) one chunk's float32 product and its float64 copy,
     plus a float64 accumulator when the longer side takes more than one chunk."""
-    one_chunk = max(m, d) <= _GRAM_CHUNK_ROWS
+    one_chunk = max(m, d) <= GRAM_CHUNK_ROWS
     return 4 * m * d + (4 + 8 + (0 if one_chunk else 8)) * min(m, d) ** 2
 
 
@@ -404,8 +410,8 @@ def measure_alignment(scale: Scale, device: torch.device) -> list[dict]:
         gram = torch.empty(d, d, device=device)
         fa_time = mm_time = math.inf
         for _ in range(scale.alignment_repeats):  # alternated, so that both meet the same noise
-            fa_time = min(fa_time, timed(lambda: feature_alignment(phi, y), device))
-            mm_time = min(mm_time, timed(lambda: torch.mm(phi.T, phi, out=gram), device))
+            fa_time = min(fa_time, timed(lambda phi=phi, y=y: feature_alignment(phi, y), device))
+            mm_time = min(mm_time, timed(lambda phi=phi, gram=gram: torch.mm(phi.T, phi, out=gram), device))
         census = TensorCensus()
         with census:
             rho = feature_alignment(phi, y)
@@ -486,7 +492,7 @@ def build_rows(train: dict | None, alignment: list | None, dashboard: list | Non
             return f"{samples / seconds:,.0f} model-samples/s ({seconds:.2f} s/epoch best, {median:.2f} median)"
 
         bound = train["bound"]
-        layouts = ", ".join(f"{p} {l} {bound.rates[p] / 1e9:.0f} GFLOP/s" for p, l in bound.chosen.items() if p.startswith("hidden"))
+        layouts = ", ".join(f"{p} {layout} {bound.rates[p] / 1e9:.0f} GFLOP/s" for p, layout in bound.chosen.items() if p.startswith("hidden"))
         rows += [
             (f"1. Training, `run_experiment`, alignment on (w={width:,}, batch 200, 8 vs 9, {n:,} digits)",
              rate(train["engine"], train["engine_median"]), "", ""),
@@ -501,9 +507,11 @@ def build_rows(train: dict | None, alignment: list | None, dashboard: list | Non
             ("1. Engine ÷ matmul bound", f"{train['bound_epoch'] / train['engine']:.2f}",
              f"≥ {TARGETS['bound']:.2f}", _verdict(train["bound_epoch"] / train["engine"] >= TARGETS["bound"])),
             ("1. Reference ÷ matmul bound (the most an engine doing these matmuls could gain; its training alone)",
-             f"{train['reference'] / train['bound_epoch']:.2f}× ({train['reference_training'] / train['bound_epoch']:.2f}×)",
+             f"{train['reference'] / train['bound_epoch']:.2f}× "
+             f"({train['reference_training'] / train['bound_epoch']:.2f}×)",
              "", ""),
-            (f"2. Tracking share of epoch time (probe {train['config'].probe_size}: feature ρ and kernel, tangent kernel "
+            (f"2. Tracking share of epoch time (probe {train['config'].probe_size}: "
+             "feature ρ and kernel, tangent kernel "
              "Θ and its ρ, feature and tangent distance, weight changes, ReLU patterns)",
              f"{100 * train['probe_share']:.1f} % median over epochs ({train['probe_seconds'] * 1e3:,.0f} ms; "
              f"mean share {100 * train['probe_share_mean']:.1f} %)",
@@ -518,7 +526,8 @@ def build_rows(train: dict | None, alignment: list | None, dashboard: list | Non
         m = r["m"]
         shape = f"m={m:,}×d={r['d']:,}"
         rows.append((f"3. `feature_alignment` ÷ one float32 ΦᵀΦ, {shape}",
-                     f"{r['seconds'] / r['mm_seconds']:.2f} ({r['seconds'] * 1e3:,.0f} ms vs {r['mm_seconds'] * 1e3:,.0f} ms)",
+                     f"{r['seconds'] / r['mm_seconds']:.2f} "
+                     f"({r['seconds'] * 1e3:,.0f} ms vs {r['mm_seconds'] * 1e3:,.0f} ms)",
                      f"≤ {TARGETS['alignment']}", _verdict(r["seconds"] / r["mm_seconds"] <= TARGETS["alignment"])))
         largest = "×".join(f"{s:,}" for s in r["largest"])
         peak = "n/a" if r["peak"] is None else _mb(r["peak"])
@@ -532,7 +541,8 @@ def build_rows(train: dict | None, alignment: list | None, dashboard: list | Non
                          f"≤ {TARGETS['agreement']:.0e}", _verdict(r["error"] <= TARGETS["agreement"])))
             if r["naive"] == "explicit H":
                 rows.append((f"3. Speed-up over explicit-H centering, m={m:,}",
-                             f"{r['naive_seconds'] / r['seconds']:,.0f}× ({r['naive_seconds']:.2f} s vs {r['seconds'] * 1e3:,.0f} ms)",
+                             f"{r['naive_seconds'] / r['seconds']:,.0f}× "
+                             f"({r['naive_seconds']:.2f} s vs {r['seconds'] * 1e3:,.0f} ms)",
                              "", ""))
     rows += dashboard or []
     return rows

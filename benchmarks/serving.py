@@ -41,11 +41,11 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 os.environ.setdefault("KALIGN_DEFAULT_SOURCE", "sample")  # the server's, and the configs computed here
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as in the app's workers (see workers.py), before torch loads
 
+from apptest import streamlit_server  # noqa: E402
 from kalign_app import jobs, params  # noqa: E402
 from kalign_core import run_experiment  # noqa: E402
 from kalign_core.devices import torch_threads  # noqa: E402
 from kalign_core.training import MODEL_NAMES  # noqa: E402
-from apptest import streamlit_server  # noqa: E402
 from run import BENCHMARKS_MD, write_markdown  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
@@ -254,7 +254,8 @@ def report(rounds: list[Round], alone: dict[int, Alone], threads: int, limit: in
         goal = 2 * n * wall_s + 5
         server_share = r.server_cpu / r.wall
         lines.append(
-            f"| {n} | {statistics.median(times):.1f} s / {r.latest:.1f} s | {goal:.1f} s: {verdict(r.latest <= goal)} | "
+            f"| {n} | {statistics.median(times):.1f} s / {r.latest:.1f} s | "
+            f"{goal:.1f} s: {verdict(r.latest <= goal)} | "
             f"{app_median:.2f} s / {app_median / run_s:.2f}×: {verdict(app_median <= 1.2 * run_s)} | "
             f"{sum(s.correct for s in r.sessions)}/{n} | {r.server_cpu:.1f} s over {r.wall:.1f} s "
             f"({100 * server_share:.0f} %): {verdict(server_share <= 0.10)} | {r.workers_cpu:.1f} s | "

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 # Rows per chunk when a float32 Gram matrix is accumulated in float64.
-_GRAM_CHUNK_ROWS = 4096
+GRAM_CHUNK_ROWS = 4096
 # Rows per chunk when features are converted to float64 on a CPU: small enough to stay in cache,
-# where the conversion is ten times faster than through main memory. GPUs take _GRAM_CHUNK_ROWS.
+# where the conversion is ten times faster than through main memory. GPUs take GRAM_CHUNK_ROWS.
 _CPU_CONVERT_CHUNK_ROWS = 256
 # A centered matrix this small next to the uncentered one is rounding error in the subtracted means
 # (e.g. constant features), not signal: it counts as zero, so alignment is undefined, not noise.
@@ -108,7 +108,7 @@ def _gram_norm(xc: torch.Tensor) -> torch.Tensor:
     """‖XcᵀXc‖_F = ‖XcXcᵀ‖_F, via whichever Gram is smaller: products in the input's dtype over
     chunks of the longer side, summed in float64 (a float64 product would run at half speed)."""
     rows = xc if xc.shape[0] > xc.shape[1] else xc.T
-    parts = ((chunk.T @ chunk).to(torch.float64) for chunk in rows.split(_GRAM_CHUNK_ROWS))
+    parts = ((chunk.T @ chunk).to(torch.float64) for chunk in rows.split(GRAM_CHUNK_ROWS))
     return functools.reduce(torch.Tensor.add_, parts).norm()  # the first part is the accumulator
 
 
@@ -148,7 +148,7 @@ def _mean_and_cross(x: torch.Tensor, y_c: torch.Tensor) -> tuple[torch.Tensor, t
 
 
 def _convert_chunk_rows(x: torch.Tensor) -> int:
-    return _CPU_CONVERT_CHUNK_ROWS if x.device.type == "cpu" else _GRAM_CHUNK_ROWS
+    return _CPU_CONVERT_CHUNK_ROWS if x.device.type == "cpu" else GRAM_CHUNK_ROWS
 
 
 def _unbiased_hsic(k: torch.Tensor, l: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ import time
 
 from tqdm import tqdm
 
-from .config import SETTINGS, SOURCES, ConfigError, ExperimentConfig, _check_int
+from .config import SETTINGS, SOURCES, ConfigError, ExperimentConfig, check_int
 from .data import DataUnavailable
 from .lessons import LESSONS, find_lesson
 from .runs import RunFileError, check_run_target, save_run
@@ -28,7 +28,8 @@ SWEEP_AXES = ("digits", "width", "slow_lr", "seed")
 
 def add_config_options(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
     """The experiment's settings as options: ExperimentConfig's fields with their help and defaults.
-    For a sweep, digits, width, slow lr and seed become axes: --digits (pairs among them), --widths, --ratios, --seeds."""
+    For a sweep, digits, width, slow lr and seed become axes: --digits (pairs among them), --widths,
+    --ratios, --seeds."""
     d = _DEFAULTS
     if sweep:
         parser.add_argument("--digits", type=int, nargs="+", default=list(range(10)),
@@ -112,7 +113,7 @@ def progress_bar(total: int, unit: str, err=None) -> tqdm:
     return tqdm(total=total, unit=unit, file=err, disable=not err.isatty(), leave=False, dynamic_ncols=True)
 
 
-class _EpochTable:
+class EpochTable:
     """Prints a header, then one row per epoch, and a progress bar on stderr while training."""
 
     def __init__(self, config: ExperimentConfig, out=sys.stdout, err=sys.stderr):
@@ -149,7 +150,7 @@ def _train(args: argparse.Namespace) -> int:
         except RunFileError as error:
             raise ValueError(f"--out: {error}") from None
     started = time.perf_counter()
-    table = _EpochTable(config)
+    table = EpochTable(config)
     try:
         result = run_experiment(config, on_epoch=table)
     finally:
@@ -166,7 +167,7 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-class _TrialLog:
+class TrialLog:
     """One line per finished trial on stdout, and a progress bar on stderr when it is a terminal."""
 
     def __init__(self, total: int, done: int, out=None, err=None):
@@ -190,9 +191,9 @@ class _TrialLog:
 
 def _sweep(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
-    _check_int("threads_per_trial", args.threads_per_trial, 1, MAX_THREADS)
+    check_int("threads_per_trial", args.threads_per_trial, 1, MAX_THREADS)
     workers = default_workers(spec, args.threads_per_trial) if args.workers is None else args.workers
-    _check_int("workers", workers, 1, MAX_WORKERS)
+    check_int("workers", workers, 1, MAX_WORKERS)
     total = len(spec.trials())
     cost = calibrate(spec, args.threads_per_trial)
     pending, seconds = estimate_seconds(spec, workers, args.threads_per_trial, args.out, cost)
@@ -202,7 +203,7 @@ def _sweep(args: argparse.Namespace) -> int:
         where = f"Ray at {args.address}" if args.address else f"{workers} {args.backend} worker(s)"
         print(f"running {pending} on {where}; estimated {duration_text(seconds)} of training on idle cores "
               "of this machine, plus worker start-up")
-    log = _TrialLog(total, total - pending)
+    log = TrialLog(total, total - pending)
     try:
         outcome = run_sweep(spec, args.out, args.backend, workers, args.threads_per_trial, args.address,
                             on_progress=log, cost=cost, gpus_per_trial=args.gpus_per_trial)
@@ -223,7 +224,7 @@ def _lesson(args: argparse.Namespace) -> int:
             print(f"{lesson.id:<16} {lesson.title}: {lesson.question}")
         return 0
     if args.id is None:
-        raise ValueError(f"name a lesson to run, one of {', '.join(l.id for l in LESSONS)} (or --list)")
+        raise ValueError(f"name a lesson to run, one of {', '.join(lesson.id for lesson in LESSONS)} (or --list)")
     lesson = find_lesson(args.id)
     print(f"{lesson.title}: {lesson.question}")
     results = []

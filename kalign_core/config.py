@@ -88,18 +88,18 @@ class ExperimentConfig:
         None, "Lazy scale α",
         "Chizat's lazy dial, 1 to 1000: both models train α·(f − f₀) on loss/α² (f₀ their output at the start). "
         "The larger α, the less the weights move (about 1/α as far) while the function learns as fast: the "
-        "network trains like its linearisation, its tangent kernel fixed (the lazy/NTK regime). Off (the default): the plain "
-        "network.", metavar="ALPHA")
+        "network trains like its linearisation, its tangent kernel fixed (the lazy/NTK regime). "
+        "Off (the default): the plain network.", metavar="ALPHA")
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "digits", _check_digits(self.digits))
-        _check_int("width", self.width, 1, MAX_WIDTH)
+        object.__setattr__(self, "digits", check_digits(self.digits))
+        check_int("width", self.width, 1, MAX_WIDTH)
         _check_rate("slow_lr", self.slow_lr, allow_zero=True)
         _check_rate("regular_lr", self.regular_lr, allow_zero=False)
-        _check_int("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
-        _check_int("epochs", self.epochs, 1, MAX_EPOCHS)
-        _check_int("seed", self.seed, 0, MAX_SEED)
-        _check_int("probe_size", self.probe_size, MIN_PROBE_SIZE, MAX_PROBE_SIZE)
+        check_int("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
+        check_int("epochs", self.epochs, 1, MAX_EPOCHS)
+        check_int("seed", self.seed, 0, MAX_SEED)
+        check_int("probe_size", self.probe_size, MIN_PROBE_SIZE, MAX_PROBE_SIZE)
         snapshots = kernel_snapshot_bytes(self.epochs, self.probe_size)
         if snapshots > MAX_KERNEL_BYTES:
             raise ConfigError(
@@ -139,7 +139,7 @@ class ExperimentConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ExperimentConfig":
+    def from_dict(cls, d: dict) -> ExperimentConfig:
         """Build from JSON-like data; unknown keys are an error, missing keys take defaults."""
         if not isinstance(d, dict):
             raise ValueError(f"config must be a JSON object (got {type(d).__name__})")
@@ -153,7 +153,7 @@ class ExperimentConfig:
         return cls(**kwargs)
 
 
-def _check_digits(digits) -> tuple[int, ...]:
+def check_digits(digits) -> tuple[int, ...]:
     allowed = "{digits} must be 2 to 10 distinct whole numbers from 0 to 9"
     try:
         values = tuple(digits)
@@ -173,7 +173,7 @@ def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _check_int(name: str, value, low: int, high: int) -> None:
+def check_int(name: str, value, low: int, high: int) -> None:
     if not _is_int(value) or not low <= value <= high:
         raise ConfigError(name, f"{{{name}}} must be a whole number from {low} to {high:,}" + got(value))
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import _check_digits
+from .config import check_digits
 from .files import sync_folder, write_atomically
 
 SAMPLE_PATH = pathlib.Path(__file__).parent / "data" / "mnist_sample.npz"
@@ -92,7 +92,7 @@ def load_digits(digits=(8, 9), source: str = "auto", root=None) -> DigitData:
     never waits for the network; `MnistFetch` brings MNIST in the background). The result's `source`
     says which was used, and its `note` why the sample was.
     """
-    digits = _check_digits(digits)
+    digits = check_digits(digits)
     if source not in ("auto", "mnist", "sample"):
         raise ValueError(f"source must be 'auto', 'mnist' or 'sample' (got {source!r})")
     root = pathlib.Path(root) if root is not None else default_data_dir()
@@ -110,7 +110,7 @@ def load_digits(digits=(8, 9), source: str = "auto", root=None) -> DigitData:
 def digit_counts(digits, source: str = "auto", root=None) -> tuple[int, int]:
     """(training, held-out) digits of these classes that a run with `source` will have, without
     loading images: "auto" counts MNIST when kalign's copy is on disk, else the sample."""
-    digits = _check_digits(digits)
+    digits = check_digits(digits)
     root = pathlib.Path(root) if root is not None else default_data_dir()
     if source == "mnist" or (source == "auto" and (root / "MNIST" / "raw" / CHECKSUMS).is_file()):
         return sum(MNIST_TRAIN_COUNTS[d] for d in digits), sum(MNIST_TEST_COUNTS[d] for d in digits)
@@ -200,7 +200,7 @@ class MnistFetch:
         self._state, self._since, self._problem = "fetching", time.time(), ""
         self._thread = threading.Thread(target=self._run, name="kalign-mnist-fetch", daemon=True)
 
-    def start(self) -> "MnistFetch":
+    def start(self) -> MnistFetch:
         self._thread.start()
         return self
 

@@ -9,8 +9,8 @@ bundled sample (README, "Lessons", has the margins measured on the sample).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -72,7 +72,7 @@ def find_lesson(lesson_id: str) -> Lesson:
     for lesson in LESSONS:
         if lesson.id == lesson_id:
             return lesson
-    raise ValueError(f"there is no lesson {lesson_id!r}; the lessons are {', '.join(l.id for l in LESSONS)}")
+    raise ValueError(f"there is no lesson {lesson_id!r}; the lessons are {', '.join(lesson.id for lesson in LESSONS)}")
 
 
 # What the checks measure.
@@ -233,7 +233,8 @@ def _check_pairs(results):
             f"The easy pair starts far better aligned: its initial ρ is at least {PAIRS_FACTOR:g}× the hard pair's "
             "(random features of the pixels already separate it).",
             at_least(start[0], start[1], PAIRS_FACTOR),
-            f"initial ρ {names[0]}: {plain(start[0])}, {names[1]}: {plain(start[1])} ({ratio_text(start[0], start[1])})",
+            f"initial ρ {names[0]}: {plain(start[0])}, {names[1]}: {plain(start[1])} "
+            f"({ratio_text(start[0], start[1])})",
         ),
         Expectation(
             f"The hard pair gains the most: the regular model's ρ gain is at least {PAIRS_FACTOR:g}× the easy pair's.",
@@ -269,7 +270,8 @@ def _check_blocks(results):
             f"largest |K_T − K_0|: slow {abs(slow_change).max():g}, regular {abs(regular_change).max():.3g}",
         ),
         Expectation(
-            f"What the regular kernel gained is the blocks themselves: ρ(K_T − K_0, YYᵀ) ≥ {BLOCKS_CHANGE_ALIGNMENT:g}.",
+            "What the regular kernel gained is the blocks themselves: "
+            f"ρ(K_T − K_0, YYᵀ) ≥ {BLOCKS_CHANGE_ALIGNMENT:g}.",
             change_alignment is not None and change_alignment >= BLOCKS_CHANGE_ALIGNMENT,
             f"ρ(K_T − K_0, YYᵀ) of the regular model: {plain(change_alignment)}",
         ),

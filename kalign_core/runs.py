@@ -24,8 +24,8 @@ import zlib
 import numpy as np
 import torch
 
-from .files import sync_folder, write_atomically
 from .config import MAX_EPOCHS, MAX_KERNEL_BYTES, MAX_PROBE_SIZE, ExperimentConfig
+from .files import sync_folder, write_atomically
 from .model import MLP
 from .tracking import MEASURES
 from .training import MODEL_NAMES, EpochRecord, ExperimentResult

@@ -13,8 +13,8 @@ import json
 import pathlib
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 from .data import load_digits
 from .devices import torch_threads
@@ -123,11 +123,13 @@ def run_sweep(
 
     backend "local": in this process when `in_process` (default: when workers=1; should_stop can then
     end a trial midway, which is not saved), else in a pool of `workers` processes (a server passes
-    in_process=False to keep its own torch thread setting untouched). backend "ray": tasks on the cluster at `address`, or on
-    a local Ray instance with workers × threads_per_trial CPUs (an already initialised Ray is used as
-    is). Ray hides GPUs from tasks that do not ask for them: `gpus_per_trial` (e.g. 0.25 to share one
-    GPU among four trials) asks, and device "auto" then finds one. `cost` (default: calibrated now) paces the time left. With a pool or Ray, should_stop and a raising on_progress cancel the queued trials and wait
-    for the running ones, whose results are dropped unsaved.
+    in_process=False to keep its own torch thread setting untouched). backend "ray": tasks on the
+    cluster at `address`, or on a local Ray instance with workers × threads_per_trial CPUs (an already
+    initialised Ray is used as is). Ray hides GPUs from tasks that do not ask for them:
+    `gpus_per_trial` (e.g. 0.25 to share one GPU among four trials) asks, and device "auto" then finds
+    one. `cost` (default: calibrated now) paces the time left. With a pool or Ray, should_stop and a
+    raising on_progress cancel the queued trials and wait for the running ones, whose results are
+    dropped unsaved.
     """
     should_stop = should_stop or (lambda: False)
     started = time.perf_counter()

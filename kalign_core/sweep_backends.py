@@ -10,11 +10,11 @@ from __future__ import annotations
 import itertools
 import logging
 import pathlib
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
-from typing import Callable, Iterator
 
-from .config import ExperimentConfig, _check_int
+from .config import ExperimentConfig, check_int
 from .devices import cpu_count, resolve_device, torch_threads
 from .sweep_spec import SweepSpec, Trial
 from .training import ExperimentResult, run_experiment
@@ -47,8 +47,8 @@ def trial_results(
     options are checked now, before any trial starts. Close the iterator to cancel what is left."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)} (got {backend!r})")
-    _check_int("workers", workers, 1, MAX_WORKERS)
-    _check_int("threads_per_trial", threads_per_trial, 1, MAX_THREADS)
+    check_int("workers", workers, 1, MAX_WORKERS)
+    check_int("threads_per_trial", threads_per_trial, 1, MAX_THREADS)
     if not (isinstance(gpus_per_trial, (int, float)) and 0 <= gpus_per_trial <= MAX_GPUS_PER_TRIAL):
         raise ValueError(f"gpus_per_trial must be a number from 0 to {MAX_GPUS_PER_TRIAL} (got {gpus_per_trial!r})")
     if backend == "ray":

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .config import ExperimentConfig, _check_digits
+from .config import ExperimentConfig, check_digits
 from .runs import RUN_JSON, result_from_json
 from .training import ExperimentResult
 
@@ -32,7 +32,7 @@ def round_lr(value: float) -> float:
 
 def pairs_among(digits) -> tuple[tuple[int, int], ...]:
     """Every pair of the given digits, smaller digit first: all 45 for the ten digits."""
-    return tuple(itertools.combinations(sorted(_check_digits(digits)), 2))
+    return tuple(itertools.combinations(sorted(check_digits(digits)), 2))
 
 
 ALL_PAIRS = pairs_among(range(10))
@@ -71,7 +71,7 @@ class SweepSpec:
             object.__setattr__(self, name, values)
         self.trials()  # every trial's config is validated now, not halfway through the sweep
 
-    def trials(self) -> list["Trial"]:
+    def trials(self) -> list[Trial]:
         return [
             Trial(pair, width, ratio, seed, replace(self.base, digits=pair, width=width, seed=seed,
                                                      slow_lr=round_lr(ratio * self.base.regular_lr)))

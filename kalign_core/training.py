@@ -12,8 +12,8 @@ import functools
 import math
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
 import numpy as np
 import torch
@@ -22,8 +22,8 @@ from .alignment import AlignmentUndefined, centered_feature_kernel, feature_alig
 from .config import ExperimentConfig
 from .data import DigitData, load_digits
 from .devices import resolve_device
-from .model import INPUT_SIZE, MLP, init_weights
 from .kernel_machines import choose_points, machine_errors
+from .model import INPUT_SIZE, MLP, init_weights
 from .null_band import null_band
 from .tracking import Tracker
 
@@ -104,7 +104,7 @@ class ExperimentResult:
         """One metric of one model over epochs, e.g. curve("regular", "alignment")."""
         return [getattr(record, metric) for record in self.history[name]]
 
-    def copy(self) -> "ExperimentResult":
+    def copy(self) -> ExperimentResult:
         """A snapshot whose containers no longer grow with the run (records and arrays are shared)."""
         return replace(
             self,
@@ -133,7 +133,7 @@ def run_experiment(
     device = resolve_device(config.device)
     data = data if data is not None else load_digits(config.digits, config.source)
     _check_fits(config, data)
-    trainer = _PairTrainer(config, data, device)
+    trainer = PairTrainer(config, data, device)
     return trainer.run(on_epoch, should_stop or (lambda: False))
 
 
@@ -175,16 +175,16 @@ def stratified_probe(labels: np.ndarray, size: int, n_classes: int, generator: t
     quota = [size // n_classes + (c < size % n_classes) for c in range(n_classes)]
     # Classes short of their quota hand the rest to the others.
     for _ in range(n_classes):
-        spare = sum(max(0, q - len(m)) for q, m in zip(quota, members))
-        quota = [min(q, len(m)) for q, m in zip(quota, members)]
+        spare = sum(max(0, q - len(member)) for q, member in zip(quota, members))
+        quota = [min(q, len(member)) for q, member in zip(quota, members)]
         for c in range(n_classes):
             give = min(spare, len(members[c]) - quota[c])
             quota[c] += give
             spare -= give
     chosen = []
-    for m, q in zip(members, quota):
-        order = torch.randperm(len(m), generator=generator).numpy()
-        chosen.append(np.sort(m[order[:q]]))
+    for member, q in zip(members, quota):
+        order = torch.randperm(len(member), generator=generator).numpy()
+        chosen.append(np.sort(member[order[:q]]))
     return np.concatenate(chosen)
 
 
@@ -198,7 +198,7 @@ def initial_model(config: ExperimentConfig, n_classes: int, in_features: int = I
     return model
 
 
-class _PairTrainer:
+class PairTrainer:
     def __init__(self, config: ExperimentConfig, data: DigitData, device: torch.device):
         self.config, self.device = config, device
         self.width, self.k = config.width, data.n_classes
@@ -245,14 +245,14 @@ class _PairTrainer:
             provenance=run_provenance(device),
         )
 
-    def _models(self) -> slice:
+    def _active_slice(self) -> slice:
         """The active models' entries in the stacked per-model tensors (active ones are adjacent)."""
         return slice(self.active[0], self.active[-1] + 1)
 
     def _span(self) -> slice:
         """The active models' rows of the fused hidden layer."""
-        models = self._models()
-        return slice(models.start * self.width, models.stop * self.width)
+        active = self._active_slice()
+        return slice(active.start * self.width, active.stop * self.width)
 
     def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Hidden activations, transposed ((n_active·w) × batch), and logits (n_active × k × batch).
@@ -260,7 +260,7 @@ class _PairTrainer:
         The transposed layout keeps each model's units a contiguous block of rows, so one batched
         product computes both readouts.
         """
-        span, models = self._span(), self._models()
+        span, models = self._span(), self._active_slice()
         h_t = torch.addmm(self.b_hidden[span, None], self.w_hidden[span], x.T).relu_()
         per_model = h_t.view(-1, self.width, x.shape[0])
         logits = torch.baddbmm(self.b_out[models, :, None], self.w_out[models], per_model)
@@ -279,7 +279,7 @@ class _PairTrainer:
     def _step(self, x, y, offset, loss_sum, loss_max, errors) -> None:
         """One SGD step of both models on the batch (x, y); accumulates loss and errors on the device.
         `offset` is f₀ on the batch (k × batch) with a lazy scale, else None."""
-        span, models = self._span(), self._models()
+        span, models = self._span(), self._active_slice()
         batch = x.shape[0]
         h_t, logits = self._forward(x)
         logits = self._lazy(logits, offset)
@@ -308,7 +308,7 @@ class _PairTrainer:
         """(error %, mean loss) per active model on a whole set, in chunks, and the hidden
         activations ((n_active·w) × keep) of its first `keep` rows. `offset`: f₀ on x, or None."""
         chunk = max(1, EVAL_CHUNK_ELEMENTS // (len(self.active) * self.width))
-        n, models = x.shape[0], self._models()
+        n, models = x.shape[0], self._active_slice()
         errors = torch.zeros(2, dtype=torch.float64, device=self.device)
         losses = torch.zeros(2, dtype=torch.float64, device=self.device)
         kept = None
@@ -321,14 +321,14 @@ class _PairTrainer:
             losses[models] -= logits.log_softmax(dim=1).gather(1, yb.expand(logits.shape[0], 1, -1)).sum(dim=(1, 2))
             errors[models] += (logits.argmax(dim=1) != yb).sum(dim=1)
         errors, losses = errors.tolist(), losses.tolist()
-        return {m: (100.0 * errors[m] / n, losses[m] / n) for m in self.active}, kept
+        return {model_index: (100.0 * errors[model_index] / n, losses[model_index] / n) for model_index in self.active}, kept
 
     def _record(self, epoch: int, train: dict, started: float) -> None:
         test, probe_features = self._evaluate(self.test_x, self.test_y, self.test_offset, keep=len(self.probe_y))
-        for position, m in enumerate(self.active):
+        for position, model_index in enumerate(self.active):
             phi = probe_features[position * self.width : (position + 1) * self.width].T
-            rows = slice(m * self.width, (m + 1) * self.width)
-            snapshot = self.tracker.snapshot(phi, self.w_hidden[rows], self.w_out[m])
+            rows = slice(model_index * self.width, (model_index + 1) * self.width)
+            snapshot = self.tracker.snapshot(phi, self.w_hidden[rows], self.w_out[model_index])
             if epoch == 0 and self.tracker.initial is None:
                 self.tracker.start(snapshot)
             measures, measure_note = self.tracker.measure(snapshot)
@@ -336,13 +336,13 @@ class _PairTrainer:
                 alignment, note = feature_alignment(phi, self.probe_y), None
             except AlignmentUndefined as undefined:
                 alignment, note = None, undefined.reason
-            name = MODEL_NAMES[m]
+            name = MODEL_NAMES[model_index]
             self.result.history[name].append(
                 EpochRecord(
                     epoch=epoch,
-                    train_error=train[m][0],
-                    test_error=test[m][0],
-                    loss=train[m][1],
+                    train_error=train[model_index][0],
+                    test_error=test[model_index][0],
+                    loss=train[model_index][1],
                     alignment=alignment,
                     alignment_note=note,
                     seconds=time.perf_counter() - started,
@@ -357,7 +357,7 @@ class _PairTrainer:
     def run(self, on_epoch, should_stop) -> ExperimentResult:
         started = time.perf_counter()
         initial, _ = self._evaluate(self.train_x, self.train_y, self.train_offset)
-        initial_loss = {m: initial[m][1] for m in self.active}
+        initial_loss = {model_index: initial[model_index][1] for model_index in self.active}
         self._record(0, initial, started)
         self._measure_null_bands()
         if on_epoch:
@@ -379,21 +379,21 @@ class _PairTrainer:
             if self.result.stopped:
                 break
             loss_sum, loss_max, errors = loss_sum.tolist(), loss_max.tolist(), errors.tolist()
-            train = {m: (100.0 * errors[m] / n, loss_sum[m] / n) for m in self.active}
+            train = {model_index: (100.0 * errors[model_index] / n, loss_sum[model_index] / n) for model_index in self.active}
             self._record(epoch, train, started)
-            for m in list(self.active):
-                exploded = loss_max[m] > DIVERGENCE_FACTOR * initial_loss[m]
-                if exploded or not math.isfinite(loss_sum[m]):
-                    self.result.diverged_at[MODEL_NAMES[m]] = epoch
-                    self.active.remove(m)
+            for model_index in list(self.active):
+                exploded = loss_max[model_index] > DIVERGENCE_FACTOR * initial_loss[model_index]
+                if exploded or not math.isfinite(loss_sum[model_index]):
+                    self.result.diverged_at[MODEL_NAMES[model_index]] = epoch
+                    self.active.remove(model_index)
             if on_epoch:
                 on_epoch(self.result)
             if not self.active:
                 break
-        for m, name in enumerate(MODEL_NAMES):
-            self.result.kernel_machine_errors[name]["final"] = self._machine_errors(m)
+        for model_index, name in enumerate(MODEL_NAMES):
+            self.result.kernel_machine_errors[name]["final"] = self._machine_errors(model_index)
         self.result.seconds = time.perf_counter() - started
-        self.result.models = {name: self._export(m) for m, name in enumerate(MODEL_NAMES)}
+        self.result.models = {name: self._export(model_index) for model_index, name in enumerate(MODEL_NAMES)}
         return self.result
 
     def _measure_null_bands(self) -> None:
@@ -415,19 +415,19 @@ class _PairTrainer:
         errors = self._machine_errors(0)  # both models are still the same
         self.result.kernel_machine_errors = {name: {"init": errors} for name in MODEL_NAMES}
 
-    def _machine_errors(self, m: int) -> dict[str, float | None]:
-        rows = slice(m * self.width, (m + 1) * self.width)
-        return machine_errors(self.machine_points, self.w_hidden[rows], self.b_hidden[rows], self.w_out[m],
+    def _machine_errors(self, model_index: int) -> dict[str, float | None]:
+        rows = slice(model_index * self.width, (model_index + 1) * self.width)
+        return machine_errors(self.machine_points, self.w_hidden[rows], self.b_hidden[rows], self.w_out[model_index],
                               self.machine_grams)
 
-    def _export(self, m: int) -> MLP:
+    def _export(self, model_index: int) -> MLP:
         model = MLP(self.width, self.k, self.train_x.shape[1])
-        rows = slice(m * self.width, (m + 1) * self.width)
+        rows = slice(model_index * self.width, (model_index + 1) * self.width)
         # Inactive models keep their rows in w_hidden untouched since they stopped training.
         model.features[0].weight.copy_(self.w_hidden[rows])
         model.features[0].bias.copy_(self.b_hidden[rows])
-        model.readout.weight.copy_(self.w_out[m])
-        model.readout.bias.copy_(self.b_out[m])
+        model.readout.weight.copy_(self.w_out[model_index])
+        model.readout.bias.copy_(self.b_out[model_index])
         return model.eval()
 
 

@@ -15,9 +15,11 @@ st.markdown(
     "**Kernel–target alignment** asks how much the features already look like the task."
 )
 st.markdown("Both kernels are first **centered** with $H = I - \\frac{1}{m}\\mathbf{1}\\mathbf{1}^\\top$:")
-st.latex(r"K_c = H K H, \qquad (K_c)_{ij} = K_{ij} - \tfrac{1}{m}\textstyle\sum_k K_{kj} - \tfrac{1}{m}\sum_k K_{ik} + \tfrac{1}{m^2}\sum_{k,l} K_{kl}")
+st.latex(r"K_c = H K H, \qquad (K_c)_{ij} = K_{ij} - \tfrac{1}{m}\textstyle\sum_k K_{kj} "
+         r"- \tfrac{1}{m}\sum_k K_{ik} + \tfrac{1}{m^2}\sum_{k,l} K_{kl}")
 st.markdown("and the **centered alignment** is the cosine between them:")
-st.latex(r"\rho(K, K') = \frac{\langle K_c, K'_c \rangle_F}{\lVert K_c \rVert_F \, \lVert K'_c \rVert_F}, \qquad \langle A, B \rangle_F = \sum_{ij} A_{ij} B_{ij}")
+st.latex(r"\rho(K, K') = \frac{\langle K_c, K'_c \rangle_F}{\lVert K_c \rVert_F \, \lVert K'_c \rVert_F}, "
+         r"\qquad \langle A, B \rangle_F = \sum_{ij} A_{ij} B_{ij}")
 st.markdown(
     "$\\rho = 1$ only when $K_c$ is proportional to the centered $YY^\\top$: every pair of same-class digits "
     "equally similar, every cross-class pair equally dissimilar. Features that separate the classes are not "

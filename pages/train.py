@@ -254,7 +254,8 @@ def reading(result) -> str:
                 f"{change['regular']:+.3f} regular); {errors}.")
     if mover == "regular" and change["slow"] < change["regular"] / 4:
         return (f"The **regular** model's features moved toward the task (ρ {change['regular']:+.3f}) while the "
-                f"slow model's stayed close to their random start (ρ {change['slow']:+.3f}: close to a random-features model, "
+                f"slow model's stayed close to their random start (ρ {change['slow']:+.3f}: "
+                "close to a random-features model, "
                 f"where only the readout learns); "
                 f"{errors}.")
     return (f"The **{mover}** model's features moved toward the task more (ρ {change[mover]:+.3f}) than the "

@@ -195,7 +195,7 @@ def test_feature_alignment_equals_kernel_alignment_and_naive_formula():
 
 @pytest.mark.parametrize("m, d", [(10, 40), (50, 5)], ids=["more-features-than-points", "more-points-than-features"])
 def test_feature_alignment_both_gram_routes_and_chunking(m, d, monkeypatch):
-    monkeypatch.setattr(alignment, "_GRAM_CHUNK_ROWS", 7)  # many chunks, the last one partial
+    monkeypatch.setattr(alignment, "GRAM_CHUNK_ROWS", 7)  # many chunks, the last one partial
     phi, y = labelled_features(m, d, seed=16)
     target = np.eye(2)[y]
     expected = naive_alignment(phi @ phi.T, target @ target.T)

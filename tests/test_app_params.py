@@ -2,8 +2,8 @@
 
 import pytest
 
-from kalign_core import ExperimentConfig
 from kalign_app import params
+from kalign_core import ExperimentConfig
 
 DEFAULTS = ExperimentConfig().to_dict()
 

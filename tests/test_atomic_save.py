@@ -60,7 +60,8 @@ def test_killed_writer_leaves_a_whole_version(two_versions, tmp_path):
 
 def test_saved_run_survives_a_restart(two_versions):
     """A fresh interpreter (a restarted server) loads the run with its weights."""
-    code = f"from kalign_core.runs import load_run; r = load_run({str(two_versions[1])!r}); print(r.config.seed, *sorted(r.models))"
+    code = (f"from kalign_core.runs import load_run; r = load_run({str(two_versions[1])!r}); "
+            "print(r.config.seed, *sorted(r.models))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["1", "regular", "slow"]
 
@@ -70,7 +71,7 @@ def test_write_atomically_replaces_whole_files_like_a_plain_write(tmp_path):
     plain.write_text("x")
     path = write_atomically(tmp_path / "summary.csv", "first")
     assert path.read_text() == "first"
-    write_atomically(path, "second, longer".encode())
+    write_atomically(path, b"second, longer")
     assert path.read_bytes() == b"second, longer"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.txt", "summary.csv"]  # no temporary left
     assert path.stat().st_mode == plain.stat().st_mode  # readable as any file the user writes

@@ -4,7 +4,7 @@ table and is gone at the end; in a log file there is none, only the table."""
 import io
 
 from kalign_core import ExperimentConfig, run_experiment
-from kalign_core.cli import _EpochTable
+from kalign_core.cli import EpochTable
 
 
 class Terminal(io.StringIO):
@@ -15,7 +15,7 @@ class Terminal(io.StringIO):
 def table_and_bar(err) -> tuple[str, str]:
     config = ExperimentConfig(width=16, epochs=2, probe_size=20, source="sample", device="cpu")
     out = io.StringIO()
-    table = _EpochTable(config, out=out, err=err)
+    table = EpochTable(config, out=out, err=err)
     try:
         run_experiment(config, on_epoch=table)
     finally:

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from torchvision.datasets import MNIST
 
+from apptest import wait_until
 from kalign_core import data
 from kalign_core.data import DataUnavailable, DigitData, load_digits
 from test_data_faults import write_fake_mnist
-from apptest import wait_until
 
 
 def row_set(x):

@@ -12,13 +12,13 @@ import socket
 import subprocess
 import sys
 import time
-import tomllib
 import tracemalloc
 import urllib.request
 import zipfile
 
 import numpy as np
 import pytest
+import tomllib
 import torch
 from streamlit.testing.v1 import AppTest
 

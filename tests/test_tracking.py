@@ -7,7 +7,7 @@ import torch
 
 from kalign_core import ExperimentConfig, run_experiment, tangent_kernel
 from kalign_core.tracking import MEASURES
-from kalign_core.training import MODEL_NAMES, _PairTrainer
+from kalign_core.training import MODEL_NAMES, PairTrainer
 
 
 def naive_alignment(k: torch.Tensor, l: torch.Tensor) -> float:
@@ -19,7 +19,7 @@ def naive_alignment(k: torch.Tensor, l: torch.Tensor) -> float:
 
 
 def probe(config, data):
-    trainer = _PairTrainer(config, data, torch.device("cpu"))
+    trainer = PairTrainer(config, data, torch.device("cpu"))
     return trainer.test_x[: config.probe_size].double(), torch.from_numpy(trainer.probe_y)
 
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from kalign_core import DigitData, ExperimentConfig, centered_alignment, run_experiment
-from kalign_core.training import MODEL_NAMES, _PairTrainer
+from kalign_core.training import MODEL_NAMES, PairTrainer
 
 
 def blobs(n_train=60, n_test=20, n_features=12, n_classes=2, seed=0) -> DigitData:
@@ -80,7 +80,7 @@ def test_fused_step_matches_autograd_and_torch_sgd(slow_lr, regular_lr, lazy_sca
     data = blobs(n_train=17, n_features=20, n_classes=3)
     config = ExperimentConfig(digits=(0, 1, 2), width=8, slow_lr=slow_lr, regular_lr=regular_lr, batch_size=7,
                               probe_size=6, device="cpu", lazy_scale=lazy_scale)
-    trainer = _PairTrainer(config, data, torch.device("cpu"))
+    trainer = PairTrainer(config, data, torch.device("cpu"))
     with torch.no_grad():
         reference = [trainer._export(m) for m in range(2)]
         initial = trainer._export(0)
@@ -146,13 +146,13 @@ def test_every_sample_is_used_once_per_epoch_in_a_fresh_order(monkeypatch):
     ids = np.arange(n, dtype=np.float32)
     data = dataclasses.replace(data, train_x=np.column_stack([ids, data.train_x[:, 1:]]))
     seen = []
-    original_step = _PairTrainer._step
+    original_step = PairTrainer._step
 
     def spy(self, x, *args):
         seen.append(x[:, 0].round().long().tolist())
         return original_step(self, x, *args)
 
-    monkeypatch.setattr(_PairTrainer, "_step", spy)
+    monkeypatch.setattr(PairTrainer, "_step", spy)
     stop_checks = []
     config = ExperimentConfig(digits=(0, 1), width=8, batch_size=batch, epochs=epochs, probe_size=10, device="cpu")
     run_experiment(config, data, should_stop=lambda: stop_checks.append(1) and False)
