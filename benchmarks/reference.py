@@ -100,5 +100,7 @@ class ReferencePair:
             phi = model.features(self.probe_x).double()
             kernel = self.h @ (phi @ phi.T) @ self.h
             alignment = (kernel * self.target_kernel).sum() / (kernel.norm() * self.target_kernel.norm())
-            results.append((100.0 * errors / len(self.test_loader.dataset), alignment.item(), kernel.float().cpu().numpy()))
+            results.append(
+                (100.0 * errors / len(self.test_loader.dataset), alignment.item(), kernel.float().cpu().numpy())
+            )
         return results

@@ -82,21 +82,49 @@ class Scale:
 
 SCALES = {
     "full": Scale(
-        rounds=4, epochs=3, data_fraction=1.0, width=2000, alignment_features=2000,
-        alignment_m=(1000, 2000, 4000, 10_000, 20_000, 50_000), explicit_h_m=(1000, 2000, 4000),
-        kernel_float64_m=(10_000,), alignment_repeats=3, widths=(250, 500, 1000, 2000, 4000, 8000, 16_384),
-        digit_counts=(2, 3, 5, 7, 10), growth_epochs=2, dashboard={},
+        rounds=4,
+        epochs=3,
+        data_fraction=1.0,
+        width=2000,
+        alignment_features=2000,
+        alignment_m=(1000, 2000, 4000, 10_000, 20_000, 50_000),
+        explicit_h_m=(1000, 2000, 4000),
+        kernel_float64_m=(10_000,),
+        alignment_repeats=3,
+        widths=(250, 500, 1000, 2000, 4000, 8000, 16_384),
+        digit_counts=(2, 3, 5, 7, 10),
+        growth_epochs=2,
+        dashboard={},
     ),
     "quick": Scale(
-        rounds=2, epochs=2, data_fraction=1.0, width=2000, alignment_features=2000,
-        alignment_m=(1000, 2000, 10_000), explicit_h_m=(1000, 2000), kernel_float64_m=(),
-        alignment_repeats=2, widths=(250, 1000, 4000), digit_counts=(2, 5, 10), growth_epochs=1, dashboard={},
+        rounds=2,
+        epochs=2,
+        data_fraction=1.0,
+        width=2000,
+        alignment_features=2000,
+        alignment_m=(1000, 2000, 10_000),
+        explicit_h_m=(1000, 2000),
+        kernel_float64_m=(),
+        alignment_repeats=2,
+        widths=(250, 1000, 4000),
+        digit_counts=(2, 5, 10),
+        growth_epochs=1,
+        dashboard={},
     ),
     # For the test that keeps this script from rotting: every code path at tiny sizes.
     "smoke": Scale(
-        rounds=1, epochs=1, data_fraction=0.02, width=64, alignment_features=64,
-        alignment_m=(100, 300), explicit_h_m=(100,), kernel_float64_m=(300,), alignment_repeats=1,
-        widths=(16, 64), digit_counts=(2, 3), growth_epochs=1,
+        rounds=1,
+        epochs=1,
+        data_fraction=0.02,
+        width=64,
+        alignment_features=64,
+        alignment_m=(100, 300),
+        explicit_h_m=(100,),
+        kernel_float64_m=(300,),
+        alignment_repeats=1,
+        widths=(16, 64),
+        digit_counts=(2, 3),
+        growth_epochs=1,
         dashboard={"width": "32", "epochs": "2", "batch_size": "100", "probe_size": "40"},
     ),
 }
@@ -178,8 +206,9 @@ class EpochClock:
         ]
 
 
-def engine_epochs(config: ExperimentConfig, data: DigitData, between=None, once: list | None = None
-                  ) -> list[tuple[float, float, float]]:
+def engine_epochs(
+    config: ExperimentConfig, data: DigitData, between=None, once: list | None = None
+) -> list[tuple[float, float, float]]:
     """Each epoch's (seconds, probe-metric seconds, evaluation seconds); the run's once-per-run
     seconds are appended to `once`."""
     clock = EpochClock(between)
@@ -253,9 +282,21 @@ class MatmulBound:
         self.batches = [min(batch, n - start) for start in range(0, n, batch)]
         self.flops = 2 * sum(2 * 2 * b * inputs * width + 3 * 2 * b * width * k for b in self.batches)
         shapes = dict(
-            x=(batch, inputs), w=(width, inputs), wt=(inputs, width), g=(batch, width), gt=(width, batch),
-            h=(batch, width), v=(k, width), d=(batch, k), bw=(batch, width), wb=(width, batch),
-            wi=(width, inputs), iw=(inputs, width), bk=(batch, k), kw=(k, width), bw2=(batch, width),
+            x=(batch, inputs),
+            w=(width, inputs),
+            wt=(inputs, width),
+            g=(batch, width),
+            gt=(width, batch),
+            h=(batch, width),
+            v=(k, width),
+            d=(batch, k),
+            bw=(batch, width),
+            wb=(width, batch),
+            wi=(width, inputs),
+            iw=(inputs, width),
+            bk=(batch, k),
+            kw=(k, width),
+            bw2=(batch, width),
         )
         # Each model has its own operands, as two models' weights would be.
         self.operands = [{name: torch.rand(s, device=device) for name, s in shapes.items()} for _ in range(2)]
@@ -288,7 +329,11 @@ def measure_training(scale: Scale, device: torch.device) -> dict:
     data = mnist_sized((8, 9), scale.data_fraction)
     n = len(data.train_y)
     config = ExperimentConfig(
-        digits=(8, 9), width=scale.width, batch_size=200, epochs=scale.epochs, device=str(device),
+        digits=(8, 9),
+        width=scale.width,
+        batch_size=200,
+        epochs=scale.epochs,
+        device=str(device),
         probe_size=min(200, len(data.test_y)),
     )
     bound = MatmulBound(n, config.batch_size, config.width, data.n_classes, data.train_x.shape[1], device, 10)
@@ -296,17 +341,25 @@ def measure_training(scale: Scale, device: torch.device) -> dict:
     engine, bound_times, reference_times, reference_training, once = [], [], [], [], []
     for _ in range(scale.rounds):
         # A bare-matmul epoch between every two engine epochs, so that both meet the same noise.
-        engine += engine_epochs(config, data, between=lambda _: bound_times.append(timed(bound.epoch, device)),
-                                once=once)
+        engine += engine_epochs(
+            config, data, between=lambda _: bound_times.append(timed(bound.epoch, device)), once=once
+        )
         reference_training.append(timed(reference.epoch, device))
         reference_times.append(reference_training[-1] + timed(reference.evaluate, device))
     epoch_times = [e[0] for e in engine]
     return dict(
-        n=n, n_test=len(data.test_y), config=config, bound=bound,
-        engine=min(epoch_times), engine_median=statistics.median(epoch_times),
-        bound_epoch=min(bound_times), bound_median=statistics.median(bound_times),
-        reference=min(reference_times), reference_median=statistics.median(reference_times),
-        reference_training=min(reference_training), reference_training_median=statistics.median(reference_training),
+        n=n,
+        n_test=len(data.test_y),
+        config=config,
+        bound=bound,
+        engine=min(epoch_times),
+        engine_median=statistics.median(epoch_times),
+        bound_epoch=min(bound_times),
+        bound_median=statistics.median(bound_times),
+        reference=min(reference_times),
+        reference_median=statistics.median(reference_times),
+        reference_training=min(reference_training),
+        reference_training_median=statistics.median(reference_training),
         # Median of the epochs' shares: a process preempted in one epoch's tracking (a shared machine)
         # would otherwise set the whole figure; the mean is shown beside it.
         probe_share=statistics.median(e[1] / e[0] for e in engine),
@@ -405,7 +458,9 @@ def measure_alignment(scale: Scale, device: torch.device) -> list[dict]:
     for m in scale.alignment_m:
         y = torch.randint(k, (m,), generator=generator)
         # Nonnegative features with some class signal, like ReLU features of digits.
-        phi = torch.rand(m, d, generator=generator) + 0.3 * F.one_hot(y, k).float() @ torch.rand(k, d, generator=generator)
+        phi = torch.rand(m, d, generator=generator) + 0.3 * F.one_hot(y, k).float() @ torch.rand(
+            k, d, generator=generator
+        )
         phi, y = phi.to(device), y.to(device)
         gram = torch.empty(d, d, device=device)
         fa_time = mm_time = math.inf
@@ -416,8 +471,14 @@ def measure_alignment(scale: Scale, device: torch.device) -> list[dict]:
         with census:
             rho = feature_alignment(phi, y)
         row = dict(
-            m=m, d=d, seconds=fa_time, mm_seconds=mm_time, rho=rho, largest=census.largest,
-            largest_square=census.largest_square, peak=peak_extra_bytes(m, d, k, device),
+            m=m,
+            d=d,
+            seconds=fa_time,
+            mm_seconds=mm_time,
+            rho=rho,
+            largest=census.largest,
+            largest_square=census.largest_square,
+            peak=peak_extra_bytes(m, d, k, device),
         )
         if m in scale.explicit_h_m or m in scale.kernel_float64_m:
             explicit = m in scale.explicit_h_m
@@ -492,58 +553,122 @@ def build_rows(train: dict | None, alignment: list | None, dashboard: list | Non
             return f"{samples / seconds:,.0f} model-samples/s ({seconds:.2f} s/epoch best, {median:.2f} median)"
 
         bound = train["bound"]
-        layouts = ", ".join(f"{p} {layout} {bound.rates[p] / 1e9:.0f} GFLOP/s" for p, layout in bound.chosen.items() if p.startswith("hidden"))
+        layouts = ", ".join(
+            f"{p} {layout} {bound.rates[p] / 1e9:.0f} GFLOP/s"
+            for p, layout in bound.chosen.items()
+            if p.startswith("hidden")
+        )
         rows += [
-            (f"1. Training, `run_experiment`, alignment on (w={width:,}, batch 200, 8 vs 9, {n:,} digits)",
-             rate(train["engine"], train["engine_median"]), "", ""),
-            ("1. Reference pipeline, the notebook's way (PIL + ToTensor + DataLoader, 2 nn.Modules, autograd + SGD; "
-             "test error and explicit-H alignment each epoch)", rate(train["reference"], train["reference_median"]), "", ""),
-            ("1. Reference pipeline, its training alone (no per-epoch evaluation)",
-             rate(train["reference_training"], train["reference_training_median"]), "", ""),
-            (f"1. Bare matmul bound ({bound.flops / 1e9:,.0f} GFLOP/epoch; {layouts})",
-             rate(train["bound_epoch"], train["bound_median"]), "", ""),
-            ("1. Engine ÷ reference", f"{train['reference'] / train['engine']:.2f}×",
-             f"≥ {TARGETS['reference']}×", _verdict(train["reference"] / train["engine"] >= TARGETS["reference"])),
-            ("1. Engine ÷ matmul bound", f"{train['bound_epoch'] / train['engine']:.2f}",
-             f"≥ {TARGETS['bound']:.2f}", _verdict(train["bound_epoch"] / train["engine"] >= TARGETS["bound"])),
-            ("1. Reference ÷ matmul bound (the most an engine doing these matmuls could gain; its training alone)",
-             f"{train['reference'] / train['bound_epoch']:.2f}× "
-             f"({train['reference_training'] / train['bound_epoch']:.2f}×)",
-             "", ""),
-            (f"2. Tracking share of epoch time (probe {train['config'].probe_size}: "
-             "feature ρ and kernel, tangent kernel "
-             "Θ and its ρ, feature and tangent distance, weight changes, ReLU patterns)",
-             f"{100 * train['probe_share']:.1f} % median over epochs ({train['probe_seconds'] * 1e3:,.0f} ms; "
-             f"mean share {100 * train['probe_share_mean']:.1f} %)",
-             f"≤ {100 * TARGETS['overhead']:.0f} %", _verdict(train["probe_share"] <= TARGETS["overhead"])),
-            ("2. Once per run: ρ's null bands (2 × 200 label shuffles) and 3 kernel machines (feature and tangent "
-             f"ridge, ≤ {MAX_POINTS:,} digits each way)",
-             f"{train['once_seconds']:.2f} s ({train['once_seconds'] / train['engine']:.2f} of an epoch)", "", ""),
-            (f"2. All per-epoch evaluation (test error on {train['n_test']:,} digits + alignment) share",
-             f"{100 * train['evaluation_share']:.1f} %", "", ""),
+            (
+                f"1. Training, `run_experiment`, alignment on (w={width:,}, batch 200, 8 vs 9, {n:,} digits)",
+                rate(train["engine"], train["engine_median"]),
+                "",
+                "",
+            ),
+            (
+                "1. Reference pipeline, the notebook's way (PIL + ToTensor + DataLoader, 2 nn.Modules, autograd + SGD; "
+                "test error and explicit-H alignment each epoch)",
+                rate(train["reference"], train["reference_median"]),
+                "",
+                "",
+            ),
+            (
+                "1. Reference pipeline, its training alone (no per-epoch evaluation)",
+                rate(train["reference_training"], train["reference_training_median"]),
+                "",
+                "",
+            ),
+            (
+                f"1. Bare matmul bound ({bound.flops / 1e9:,.0f} GFLOP/epoch; {layouts})",
+                rate(train["bound_epoch"], train["bound_median"]),
+                "",
+                "",
+            ),
+            (
+                "1. Engine ÷ reference",
+                f"{train['reference'] / train['engine']:.2f}×",
+                f"≥ {TARGETS['reference']}×",
+                _verdict(train["reference"] / train["engine"] >= TARGETS["reference"]),
+            ),
+            (
+                "1. Engine ÷ matmul bound",
+                f"{train['bound_epoch'] / train['engine']:.2f}",
+                f"≥ {TARGETS['bound']:.2f}",
+                _verdict(train["bound_epoch"] / train["engine"] >= TARGETS["bound"]),
+            ),
+            (
+                "1. Reference ÷ matmul bound (the most an engine doing these matmuls could gain; its training alone)",
+                f"{train['reference'] / train['bound_epoch']:.2f}× "
+                f"({train['reference_training'] / train['bound_epoch']:.2f}×)",
+                "",
+                "",
+            ),
+            (
+                f"2. Tracking share of epoch time (probe {train['config'].probe_size}: "
+                "feature ρ and kernel, tangent kernel "
+                "Θ and its ρ, feature and tangent distance, weight changes, ReLU patterns)",
+                f"{100 * train['probe_share']:.1f} % median over epochs ({train['probe_seconds'] * 1e3:,.0f} ms; "
+                f"mean share {100 * train['probe_share_mean']:.1f} %)",
+                f"≤ {100 * TARGETS['overhead']:.0f} %",
+                _verdict(train["probe_share"] <= TARGETS["overhead"]),
+            ),
+            (
+                "2. Once per run: ρ's null bands (2 × 200 label shuffles) and 3 kernel machines (feature and tangent "
+                f"ridge, ≤ {MAX_POINTS:,} digits each way)",
+                f"{train['once_seconds']:.2f} s ({train['once_seconds'] / train['engine']:.2f} of an epoch)",
+                "",
+                "",
+            ),
+            (
+                f"2. All per-epoch evaluation (test error on {train['n_test']:,} digits + alignment) share",
+                f"{100 * train['evaluation_share']:.1f} %",
+                "",
+                "",
+            ),
         ]
     for r in alignment or []:
         m = r["m"]
         shape = f"m={m:,}×d={r['d']:,}"
-        rows.append((f"3. `feature_alignment` ÷ one float32 ΦᵀΦ, {shape}",
-                     f"{r['seconds'] / r['mm_seconds']:.2f} "
-                     f"({r['seconds'] * 1e3:,.0f} ms vs {r['mm_seconds'] * 1e3:,.0f} ms)",
-                     f"≤ {TARGETS['alignment']}", _verdict(r["seconds"] / r["mm_seconds"] <= TARGETS["alignment"])))
+        rows.append(
+            (
+                f"3. `feature_alignment` ÷ one float32 ΦᵀΦ, {shape}",
+                f"{r['seconds'] / r['mm_seconds']:.2f} "
+                f"({r['seconds'] * 1e3:,.0f} ms vs {r['mm_seconds'] * 1e3:,.0f} ms)",
+                f"≤ {TARGETS['alignment']}",
+                _verdict(r["seconds"] / r["mm_seconds"] <= TARGETS["alignment"]),
+            )
+        )
         largest = "×".join(f"{s:,}" for s in r["largest"])
         peak = "n/a" if r["peak"] is None else _mb(r["peak"])
         no_mm = r["largest_square"] < m
-        rows.append((f"3. Peak extra memory, {shape} (an m×m float32 kernel: {_mb(4 * m * m)})",
-                     f"{peak} measured, {_mb(counted_bytes(m, r['d']))} by the algorithm's count; "
-                     f"largest tensor {largest}, largest square {r['largest_square']:,}²",
-                     "O(m·d + d²), no m×m", _verdict(no_mm) if m > r["d"] else "m ≤ d: m×m is the smaller Gram"))
+        rows.append(
+            (
+                f"3. Peak extra memory, {shape} (an m×m float32 kernel: {_mb(4 * m * m)})",
+                f"{peak} measured, {_mb(counted_bytes(m, r['d']))} by the algorithm's count; "
+                f"largest tensor {largest}, largest square {r['largest_square']:,}²",
+                "O(m·d + d²), no m×m",
+                _verdict(no_mm) if m > r["d"] else "m ≤ d: m×m is the smaller Gram",
+            )
+        )
         if "error" in r:
-            rows.append((f"3. Agreement with naive float64 ({r['naive']}), m={m:,}", f"{r['error']:.1e} relative",
-                         f"≤ {TARGETS['agreement']:.0e}", _verdict(r["error"] <= TARGETS["agreement"])))
+            rows.append(
+                (
+                    f"3. Agreement with naive float64 ({r['naive']}), m={m:,}",
+                    f"{r['error']:.1e} relative",
+                    f"≤ {TARGETS['agreement']:.0e}",
+                    _verdict(r["error"] <= TARGETS["agreement"]),
+                )
+            )
             if r["naive"] == "explicit H":
-                rows.append((f"3. Speed-up over explicit-H centering, m={m:,}",
-                             f"{r['naive_seconds'] / r['seconds']:,.0f}× "
-                             f"({r['naive_seconds']:.2f} s vs {r['seconds'] * 1e3:,.0f} ms)",
-                             "", ""))
+                rows.append(
+                    (
+                        f"3. Speed-up over explicit-H centering, m={m:,}",
+                        f"{r['naive_seconds'] / r['seconds']:,.0f}× "
+                        f"({r['naive_seconds']:.2f} s vs {r['seconds'] * 1e3:,.0f} ms)",
+                        "",
+                        "",
+                    )
+                )
     rows += dashboard or []
     return rows
 
@@ -557,17 +682,29 @@ def markdown_table(header: tuple[str, ...], rows) -> str:
 def growth_tables(by_width, by_digits, alignment, n_train: int) -> str:
     parts = []
     if by_width:
-        parts.append(f"Epoch time vs hidden width (8 vs 9, {n_train:,} digits, batch 200, both models, alignment on):\n")
-        parts.append(markdown_table(("width", "s/epoch", "model-samples/s"),
-                                    [(f"{w:,}", f"{s:.2f}", f"{2 * n_train / s:,.0f}") for w, s in by_width]))
+        parts.append(
+            f"Epoch time vs hidden width (8 vs 9, {n_train:,} digits, batch 200, both models, alignment on):\n"
+        )
+        parts.append(
+            markdown_table(
+                ("width", "s/epoch", "model-samples/s"),
+                [(f"{w:,}", f"{s:.2f}", f"{2 * n_train / s:,.0f}") for w, s in by_width],
+            )
+        )
     if by_digits:
         parts.append("\nEpoch time vs number of digits (MNIST-sized classes, batch 200, both models):\n")
-        parts.append(markdown_table(("digits", "training digits", "s/epoch"),
-                                    [(c, f"{n:,}", f"{s:.2f}") for c, n, s in by_digits]))
+        parts.append(
+            markdown_table(
+                ("digits", "training digits", "s/epoch"), [(c, f"{n:,}", f"{s:.2f}") for c, n, s in by_digits]
+            )
+        )
     if alignment:
         parts.append("\n`feature_alignment` time vs m (float32 features):\n")
-        parts.append(markdown_table(("m", "d", "seconds"),
-                                    [(f"{r['m']:,}", f"{r['d']:,}", f"{r['seconds']:.3f}") for r in alignment]))
+        parts.append(
+            markdown_table(
+                ("m", "d", "seconds"), [(f"{r['m']:,}", f"{r['d']:,}", f"{r['seconds']:.3f}") for r in alignment]
+            )
+        )
     return "\n".join(parts)
 
 
@@ -593,22 +730,26 @@ def notes(train: dict) -> list[str]:
     return lines
 
 
-def section(device: torch.device, mode: str, description: list[str], rows, notes_lines, growth: str, elapsed: float) -> str:
+def section(
+    device: torch.device, mode: str, description: list[str], rows, notes_lines, growth: str, elapsed: float
+) -> str:
     kind = "CUDA" if device.type == "cuda" else "CPU"
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    return "\n".join([
-        f"<!-- section:{device.type} -->",
-        f"## {kind}: `python benchmarks/run.py{' --quick' if mode == 'quick' else ''}` ({stamp}, {elapsed:.0f} s)",
-        "",
-        *[f"- {line}" for line in description],
-        "",
-        markdown_table(("measurement", "result", "target", "status"), rows),
-        "",
-        *[f"- {line}" for line in notes_lines],
-        "",
-        growth,
-        f"<!-- /section:{device.type} -->",
-    ])
+    return "\n".join(
+        [
+            f"<!-- section:{device.type} -->",
+            f"## {kind}: `python benchmarks/run.py{' --quick' if mode == 'quick' else ''}` ({stamp}, {elapsed:.0f} s)",
+            "",
+            *[f"- {line}" for line in description],
+            "",
+            markdown_table(("measurement", "result", "target", "status"), rows),
+            "",
+            *[f"- {line}" for line in notes_lines],
+            "",
+            growth,
+            f"<!-- /section:{device.type} -->",
+        ]
+    )
 
 
 HEADER = """# Benchmarks

@@ -123,6 +123,7 @@ def matches(shown: list[str], expected: list[float]) -> bool:
 
 # -- the server ------------------------------------------------------------------------------------
 
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of one process so far."""
     fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
@@ -173,6 +174,7 @@ def load_average() -> str:
 
 # -- the browsers ----------------------------------------------------------------------------------
 
+
 async def open_session(browser, url: str, seed: int, timeout_s: float):
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
     page = await context.new_page()
@@ -193,8 +195,9 @@ async def train(page, seed: int, alone: Alone) -> Session:
     return Session(seed, to_result, float(caption.group(1)) if caption else None, matches(shown, alone.metrics))
 
 
-async def press_together(browser, url: str, server: int, seeds: list[int], alone: dict[int, Alone],
-                         timeout_s: float, nice: int) -> Round:
+async def press_together(
+    browser, url: str, server: int, seeds: list[int], alone: dict[int, Alone], timeout_s: float, nice: int
+) -> Round:
     opened = await asyncio.gather(*(open_session(browser, url, seed, timeout_s) for seed in seeds))
     renice_browsers(server, nice)
     load_before = load_average()
@@ -204,8 +207,13 @@ async def press_together(browser, url: str, server: int, seeds: list[int], alone
     cpu_after = cpu_split(server)
     for context, _ in opened:
         await context.close()
-    return Round(list(sessions), wall, *(after - before for after, before in zip(cpu_after, cpu_before)),
-                 load_before, load_average())
+    return Round(
+        list(sessions),
+        wall,
+        *(after - before for after, before in zip(cpu_after, cpu_before)),
+        load_before,
+        load_average(),
+    )
 
 
 async def measure(url: str, server: int, rounds: list[list[int]], alone, timeout_s: float, nice: int) -> list[Round]:
@@ -224,6 +232,7 @@ async def measure(url: str, server: int, rounds: list[list[int]], alone, timeout
 
 
 # -- report ----------------------------------------------------------------------------------------
+
 
 def verdict(met: bool) -> str:
     return "met" if met else "**missed**"
@@ -288,8 +297,10 @@ def main(argv=None) -> list[Round]:
     table = report(measured, {s: a for s, a in alone.items() if s != WARM_UP_SEED}, threads, limit, args.browser_nice)
     print(table)
     if not args.no_write:
-        section = (f"<!-- section:serving -->\n## Serving a class: `python benchmarks/serving.py` ({started})\n\n"
-                   f"{ABOUT}\n\n{table}\n<!-- /section:serving -->")
+        section = (
+            f"<!-- section:serving -->\n## Serving a class: `python benchmarks/serving.py` ({started})\n\n"
+            f"{ABOUT}\n\n{table}\n<!-- /section:serving -->"
+        )
         write_markdown(BENCHMARKS_MD, section, "serving")
         print(f"\nwrote {BENCHMARKS_MD}")
     return measured

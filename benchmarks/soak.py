@@ -71,14 +71,17 @@ def soak(args: argparse.Namespace) -> list[Row]:
     defaults = ExperimentConfig()
     slots = jobs.JobSlots(jobs.job_limit_from_env())
     cache = jobs.ResultCache(args.cache_mb * MB) if args.cache_mb else jobs.ResultCache()
-    print(f"{args.runs} runs: width {args.width}, {args.epochs} epoch(s), probe {args.probe_size}, digits "
-          f"{defaults.digits}, sample data, {slots.threads_per_job} torch thread(s); results cache up to "
-          f"{cache.max_bytes / MB:.0f} MB")
+    print(
+        f"{args.runs} runs: width {args.width}, {args.epochs} epoch(s), probe {args.probe_size}, digits "
+        f"{defaults.digits}, sample data, {slots.threads_per_job} torch thread(s); results cache up to "
+        f"{cache.max_bytes / MB:.0f} MB"
+    )
     print(f"{'run':>4} {'seconds':>8} {'RSS MB':>8} {'workers MB':>11} {'cached':>7} {'cache MB':>9} {'run MB':>7}")
     rows = []
     for run in range(1, args.runs + 1):
-        config = ExperimentConfig(width=args.width, epochs=args.epochs, probe_size=args.probe_size,
-                                  seed=run, source="sample")
+        config = ExperimentConfig(
+            width=args.width, epochs=args.epochs, probe_size=args.probe_size, seed=run, source="sample"
+        )
         started = time.perf_counter()
         result = train_like_the_app(config, slots, cache)
         seconds = time.perf_counter() - started
@@ -90,8 +93,11 @@ def soak(args: argparse.Namespace) -> list[Row]:
         workers_mb = sum(rss_mb(pid) for pid in slots.workers.pids)
         rows.append(Row(run, seconds, rss_mb(), workers_mb, len(cache), cache_mb, result_mb))
         r = rows[-1]
-        print(f"{r.run:>4} {r.seconds:>8.2f} {r.rss_mb:>8.1f} {r.workers_mb:>11.1f} {r.cached:>7} {r.cache_mb:>9.1f} "
-              f"{r.result_mb:>7.1f}", flush=True)
+        print(
+            f"{r.run:>4} {r.seconds:>8.2f} {r.rss_mb:>8.1f} {r.workers_mb:>11.1f} {r.cached:>7} {r.cache_mb:>9.1f} "
+            f"{r.result_mb:>7.1f}",
+            flush=True,
+        )
     summarize(rows)
     return rows
 
@@ -100,12 +106,16 @@ def summarize(rows: list[Row]) -> None:
     """RSS growth per run once the cache has stopped growing: about 0 when nothing else accumulates."""
     full = next(r for r in rows if r.cached == rows[-1].cached)
     last = rows[-1]
-    print(f"RSS: {rows[0].rss_mb:.0f} MB after run 1, {full.rss_mb:.0f} MB after run {full.run} (when the cache "
-          f"reached its final {full.cached} entries, {full.cache_mb:.0f} MB), {last.rss_mb:.0f} MB after run {last.run}",
-          end="")
+    print(
+        f"RSS: {rows[0].rss_mb:.0f} MB after run 1, {full.rss_mb:.0f} MB after run {full.run} (when the cache "
+        f"reached its final {full.cached} entries, {full.cache_mb:.0f} MB), {last.rss_mb:.0f} MB after run {last.run}",
+        end="",
+    )
     if last.run - full.run >= 5:
-        print(f"; {(last.rss_mb - full.rss_mb) / (last.run - full.run):+.2f} MB per run since the cache filled "
-              f"(each run holds {last.result_mb:.1f} MB)")
+        print(
+            f"; {(last.rss_mb - full.rss_mb) / (last.run - full.run):+.2f} MB per run since the cache filled "
+            f"(each run holds {last.result_mb:.1f} MB)"
+        )
     else:
         print("; too few runs after the cache filled to tell whether RSS levels off: raise --runs or lower --cache-mb")
     print(f"Worker processes: {rows[0].workers_mb:.0f} MB after run 1, {last.workers_mb:.0f} MB after run {last.run}")
@@ -118,8 +128,9 @@ def main(argv=None) -> list[Row]:
     parser.add_argument("--width", type=int, default=defaults.width)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--probe-size", type=int, default=defaults.probe_size)
-    parser.add_argument("--cache-mb", type=int, help="results cache limit (default: the app's, "
-                        f"{jobs.DEFAULT_CACHE_BYTES // MB} MB)")
+    parser.add_argument(
+        "--cache-mb", type=int, help=f"results cache limit (default: the app's, {jobs.DEFAULT_CACHE_BYTES // MB} MB)"
+    )
     return soak(parser.parse_args(argv))
 
 

@@ -34,8 +34,7 @@ from kalign_core.workers import TrainingFailed, WorkerDied, WorkerInfo, shared_p
 ABANDON_AFTER_S = 90.0
 DEFAULT_CACHE_BYTES = 512 * 2**20
 ACTIVE_STATES = ("waiting", "running")
-WORKER_DIED = ("the training process stopped unexpectedly (killed, or out of memory); "
-               "press Train to try again")
+WORKER_DIED = "the training process stopped unexpectedly (killed, or out of memory); press Train to try again"
 
 log = logging.getLogger(__name__)
 
@@ -309,7 +308,7 @@ def _seconds_left(result: ExperimentResult | None) -> float | None:
     """Remaining epochs times the mean time of the recent ones; None before the first epoch ends."""
     if result is None or result.epochs_done < 1:
         return None
-    records = max(result.history.values(), key=len)[-RECENT_EPOCHS - 1:]  # a diverged model's ends early
+    records = max(result.history.values(), key=len)[-RECENT_EPOCHS - 1 :]  # a diverged model's ends early
     per_epoch = (records[-1].seconds - records[0].seconds) / (len(records) - 1)
     return per_epoch * (result.config.epochs - result.epochs_done)
 
@@ -366,8 +365,10 @@ class RunGroup:
         return [run for run in self.runs if isinstance(run, TrainingJob)]
 
     def statuses(self) -> list[JobStatus]:
-        return [run.status() if isinstance(run, TrainingJob) else
-                JobStatus("finished", run.config, run, None, None, None) for run in self.runs]
+        return [
+            run.status() if isinstance(run, TrainingJob) else JobStatus("finished", run.config, run, None, None, None)
+            for run in self.runs
+        ]
 
     @property
     def active(self) -> bool:
@@ -409,13 +410,17 @@ class SweepJob(BackgroundJob):
 
     def _on_progress(self, progress: SweepProgress) -> None:
         with self._lock:
-            self._status = replace(self._status, progress=progress,
-                                   summaries=[*self._status.summaries, progress.last])
+            self._status = replace(self._status, progress=progress, summaries=[*self._status.summaries, progress.last])
 
     def _work(self) -> None:
         try:
-            outcome = run_sweep(self.spec, self.folder, on_progress=self._on_progress,
-                                should_stop=self._stop.is_set, **{"in_process": False, **self._options})
+            outcome = run_sweep(
+                self.spec,
+                self.folder,
+                on_progress=self._on_progress,
+                should_stop=self._stop.is_set,
+                **{"in_process": False, **self._options},
+            )
             state = "stopped" if outcome.stopped else "finished"
             with self._lock:
                 self._status = replace(self._status, state=state, summaries=outcome.summaries)

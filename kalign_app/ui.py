@@ -43,8 +43,10 @@ def mnist_status() -> str:
     source (KALIGN_DEFAULT_SOURCE, e.g. offline classrooms and the tests) never touches the network."""
     if params.default_settings()[0]["source"] == "auto":
         return _mnist_fetch(str(data.default_data_dir())).status()
-    return ("'auto' trains on full MNIST when it is on this machine, else on the bundled sample; "
-            "choose full MNIST to download it.")
+    return (
+        "'auto' trains on full MNIST when it is on this machine, else on the bundled sample; "
+        "choose full MNIST to download it."
+    )
 
 
 def require_app() -> None:
@@ -67,9 +69,11 @@ def apology():
         yield
     except Exception:
         log.exception("a page failed")
-        st.error("Sorry, something went wrong while drawing this part of the page. Your settings and your "
-                 "last run are kept: reload the page, or go back to Train. The details are in the server's log.",
-                 icon=":material/sentiment_dissatisfied:")
+        st.error(
+            "Sorry, something went wrong while drawing this part of the page. Your settings and your "
+            "last run are kept: reload the page, or go back to Train. The details are in the server's log.",
+            icon=":material/sentiment_dissatisfied:",
+        )
 
 
 def init_session() -> None:

@@ -129,9 +129,7 @@ def feature_alignment(phi, y) -> float:
     y_c = _zero_if_negligible(target - target.mean(dim=0), target)
     mean, cross = _mean_and_cross(phi, y_c)
     phi_c = _zero_if_negligible(phi - mean.to(phi.dtype), phi)
-    return _ratio(
-        (cross**2).sum(), _gram_norm(phi_c), (y_c.T @ y_c).norm(), ("feature kernel", "target kernel")
-    )
+    return _ratio((cross**2).sum(), _gram_norm(phi_c), (y_c.T @ y_c).norm(), ("feature kernel", "target kernel"))
 
 
 def _mean_and_cross(x: torch.Tensor, y_c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -175,9 +173,7 @@ def debiased_alignment(k, l) -> float:
     hsic_kk, hsic_ll = _unbiased_hsic(k, k), _unbiased_hsic(l, l)
     for value, kernel, name in ((hsic_kk, k, "first kernel"), (hsic_ll, l, "second kernel")):
         if value <= _NEGLIGIBLE * (kernel * kernel).mean():
-            raise AlignmentUndefined(
-                f"the unbiased HSIC of the {name} with itself is {float(value):.3g}, not above 0"
-            )
+            raise AlignmentUndefined(f"the unbiased HSIC of the {name} with itself is {float(value):.3g}, not above 0")
     return float(_unbiased_hsic(k, l) / (hsic_kk.sqrt() * hsic_ll.sqrt()))
 
 

@@ -32,22 +32,43 @@ def add_config_options(parser: argparse.ArgumentParser, sweep: bool = False) -> 
     --ratios, --seeds."""
     d = _DEFAULTS
     if sweep:
-        parser.add_argument("--digits", type=int, nargs="+", default=list(range(10)),
-                            help="run every pair among these digits (default: all 10, i.e. all 45 pairs)")
-        parser.add_argument("--widths", type=int, nargs="+", default=[d.width],
-                            help="hidden units, one trial each (default: %(default)s)")
-        parser.add_argument("--ratios", type=float, nargs="+", default=[round_lr(d.slow_lr / d.regular_lr)],
-                            help="slow lr / regular lr, 0 to 1, one trial each; 0 = random features "
-                                 "(default: %(default)s)")
-        parser.add_argument("--seeds", type=int, nargs="+", default=[d.seed],
-                            help="seeds, one trial each (default: %(default)s)")
+        parser.add_argument(
+            "--digits",
+            type=int,
+            nargs="+",
+            default=list(range(10)),
+            help="run every pair among these digits (default: all 10, i.e. all 45 pairs)",
+        )
+        parser.add_argument(
+            "--widths",
+            type=int,
+            nargs="+",
+            default=[d.width],
+            help="hidden units, one trial each (default: %(default)s)",
+        )
+        parser.add_argument(
+            "--ratios",
+            type=float,
+            nargs="+",
+            default=[round_lr(d.slow_lr / d.regular_lr)],
+            help="slow lr / regular lr, 0 to 1, one trial each; 0 = random features (default: %(default)s)",
+        )
+        parser.add_argument(
+            "--seeds", type=int, nargs="+", default=[d.seed], help="seeds, one trial each (default: %(default)s)"
+        )
     for setting in SETTINGS.values():
         if sweep and setting.name in SWEEP_AXES:
             continue
         shown = "" if setting.default is None else " (default: %(default)s)"
-        parser.add_argument(setting.option, type=setting.kind, nargs="+" if setting.many else None,
-                            default=list(setting.default) if setting.many else setting.default,
-                            choices=setting.choices, metavar=setting.metavar, help=setting.help + shown)
+        parser.add_argument(
+            setting.option,
+            type=setting.kind,
+            nargs="+" if setting.many else None,
+            default=list(setting.default) if setting.many else setting.default,
+            choices=setting.choices,
+            metavar=setting.metavar,
+            help=setting.help + shown,
+        )
 
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
@@ -70,33 +91,53 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="folder to save the run in (config, histories, kernels, weights)")
     train.set_defaults(handler=_train)
     sweep = commands.add_parser(
-        "sweep", help="train every digit pair × width × lr ratio × seed; rerunning resumes",
+        "sweep",
+        help="train every digit pair × width × lr ratio × seed; rerunning resumes",
         description="Runs every trial not yet in --out, saving each run in its own subfolder and one "
-                    "row per trial in OUT/summary.csv.")
+        "row per trial in OUT/summary.csv.",
+    )
     add_config_options(sweep, sweep=True)
     sweep.add_argument("--out", required=True, help="sweep folder; rerunning with the same folder resumes")
-    sweep.add_argument("--backend", choices=BACKENDS, default="local",
-                       help="local: this machine (a process pool when --workers > 1); "
-                            "ray: a Ray cluster (default: %(default)s)")
-    sweep.add_argument("--address", help="Ray cluster to join, e.g. ray://head:10001 or auto "
-                                         "(default: start a local Ray instance with --workers CPUs)")
-    sweep.add_argument("--workers", type=int,
-                       help="trials at a time (default: one per --threads-per-trial cores, 1 on a GPU)")
-    sweep.add_argument("--threads-per-trial", type=int, default=1,
-                       help="torch threads of each trial; results depend on it, so keep it fixed "
-                            "within a sweep (default: %(default)s)")
-    sweep.add_argument("--gpus-per-trial", type=float, default=0.0,
-                       help="ray only: GPUs each trial asks Ray for, e.g. 0.25 to run four trials per GPU; "
-                            "Ray hides GPUs from trials that ask for none (default: %(default)s)")
+    sweep.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="local",
+        help="local: this machine (a process pool when --workers > 1); ray: a Ray cluster (default: %(default)s)",
+    )
+    sweep.add_argument(
+        "--address",
+        help="Ray cluster to join, e.g. ray://head:10001 or auto "
+        "(default: start a local Ray instance with --workers CPUs)",
+    )
+    sweep.add_argument(
+        "--workers", type=int, help="trials at a time (default: one per --threads-per-trial cores, 1 on a GPU)"
+    )
+    sweep.add_argument(
+        "--threads-per-trial",
+        type=int,
+        default=1,
+        help="torch threads of each trial; results depend on it, so keep it fixed "
+        "within a sweep (default: %(default)s)",
+    )
+    sweep.add_argument(
+        "--gpus-per-trial",
+        type=float,
+        default=0.0,
+        help="ray only: GPUs each trial asks Ray for, e.g. 0.25 to run four trials per GPU; "
+        "Ray hides GPUs from trials that ask for none (default: %(default)s)",
+    )
     sweep.set_defaults(handler=_sweep)
     lesson = commands.add_parser(
-        "lesson", help="run a lesson and check its claims on the runs it just made",
+        "lesson",
+        help="run a lesson and check its claims on the runs it just made",
         description="Runs the lesson's experiments, then prints each of its expectations with ✓ or ✗ and the "
-                    "numbers behind it. --list shows the lessons.")
+        "numbers behind it. --list shows the lessons.",
+    )
     lesson.add_argument("id", nargs="?", help="the lesson to run (see --list)")
     lesson.add_argument("--list", action="store_true", help="list the lessons and their questions")
-    lesson.add_argument("--source", choices=SOURCES, default=_DEFAULTS.source,
-                        help="as for train (default: %(default)s)")
+    lesson.add_argument(
+        "--source", choices=SOURCES, default=_DEFAULTS.source, help="as for train (default: %(default)s)"
+    )
     lesson.add_argument("--device", default=_DEFAULTS.device, help="as for train (default: %(default)s)")
     lesson.set_defaults(handler=_lesson)
     return parser
@@ -120,8 +161,10 @@ class EpochTable:
         self.config, self.out, self.err = config, out, err
         self.printed = 0
         self.bar = None  # started after epoch 0 (loading and measuring the initial models), so that it paces epochs
-        print(f"{'epoch':>5} │ {'slow test%':>10} {'slow ρ':>7} │ {'reg. test%':>10} {'reg. ρ':>7} │ "
-              f"{'seconds':>7}", file=out)
+        print(
+            f"{'epoch':>5} │ {'slow test%':>10} {'slow ρ':>7} │ {'reg. test%':>10} {'reg. ρ':>7} │ {'seconds':>7}",
+            file=out,
+        )
 
     def __call__(self, result: ExperimentResult) -> None:
         slow, regular = (result.history[name] for name in MODEL_NAMES)
@@ -129,8 +172,10 @@ class EpochTable:
             cells = []
             for history in (slow, regular):
                 record = history[epoch] if epoch < len(history) else None
-                cells.append(f"{_format_cell(record and record.test_error, '10.2f')} "
-                             f"{_format_cell(record and record.alignment, '7.4f')}")
+                cells.append(
+                    f"{_format_cell(record and record.test_error, '10.2f')} "
+                    f"{_format_cell(record and record.alignment, '7.4f')}"
+                )
             seconds = max(h[-1].seconds for h in (slow, regular))
             tqdm.write(f"{epoch:>5} │ {cells[0]} │ {cells[1]} │ {seconds:7.1f}", file=self.out)
         self.printed = result.epochs_done + 1
@@ -178,8 +223,11 @@ class TrialLog:
     def __call__(self, progress: SweepProgress) -> None:
         s = progress.last
         gain = "—" if s.alignment_gain is None else f"{s.alignment_gain:+.4f}"
-        tqdm.write(f"[{progress.done:>{len(str(progress.total))}}/{progress.total}] {s.trial_id:<24} gain {gain:>8}  "
-                   f"test% {s.test_error_slow:5.1f} / {s.test_error_regular:5.1f}  {s.seconds:6.1f} s", file=self.out)
+        tqdm.write(
+            f"[{progress.done:>{len(str(progress.total))}}/{progress.total}] {s.trial_id:<24} gain {gain:>8}  "
+            f"test% {s.test_error_slow:5.1f} / {s.test_error_regular:5.1f}  {s.seconds:6.1f} s",
+            file=self.out,
+        )
         # The time left from the cost model, scaled by how fast the trials went: better than a mean
         # rate while the first wide trials run.
         self.bar.set_postfix_str(f"about {duration_text(progress.seconds_left)} left", refresh=False)
@@ -197,24 +245,39 @@ def _sweep(args: argparse.Namespace) -> int:
     total = len(spec.trials())
     cost = calibrate(spec, args.threads_per_trial)
     pending, seconds = estimate_seconds(spec, workers, args.threads_per_trial, args.out, cost)
-    print(f"{total} trials ({len(spec.pairs)} pairs × {len(spec.widths)} widths × {len(spec.ratios)} ratios × "
-          f"{len(spec.seeds)} seeds), {total - pending} already in {args.out}")
+    print(
+        f"{total} trials ({len(spec.pairs)} pairs × {len(spec.widths)} widths × {len(spec.ratios)} ratios × "
+        f"{len(spec.seeds)} seeds), {total - pending} already in {args.out}"
+    )
     if pending:
         where = f"Ray at {args.address}" if args.address else f"{workers} {args.backend} worker(s)"
-        print(f"running {pending} on {where}; estimated {duration_text(seconds)} of training on idle cores "
-              "of this machine, plus worker start-up")
+        print(
+            f"running {pending} on {where}; estimated {duration_text(seconds)} of training on idle cores "
+            "of this machine, plus worker start-up"
+        )
     log = TrialLog(total, total - pending)
     try:
-        outcome = run_sweep(spec, args.out, args.backend, workers, args.threads_per_trial, args.address,
-                            on_progress=log, cost=cost, gpus_per_trial=args.gpus_per_trial)
+        outcome = run_sweep(
+            spec,
+            args.out,
+            args.backend,
+            workers,
+            args.threads_per_trial,
+            args.address,
+            on_progress=log,
+            cost=cost,
+            gpus_per_trial=args.gpus_per_trial,
+        )
     finally:
         log.close()
     print(f"{len(outcome.ran)} trials run in {duration_text(outcome.seconds)}; summary: {args.out}/summary.csv")
     ranked = sorted(mean_spread(outcome.summaries, "pair").items(), key=lambda item: item[1][0])
     if len(ranked) > 1:
         (low, (low_gain, _, _)), (high, (high_gain, _, _)) = ranked[0], ranked[-1]
-        print(f"largest mean alignment gain: {high[0]} vs {high[1]} ({high_gain:+.4f}); "
-              f"smallest: {low[0]} vs {low[1]} ({low_gain:+.4f})")
+        print(
+            f"largest mean alignment gain: {high[0]} vs {high[1]} ({high_gain:+.4f}); "
+            f"smallest: {low[0]} vs {low[1]} ({low_gain:+.4f})"
+        )
     return 0
 
 
@@ -230,8 +293,10 @@ def _lesson(args: argparse.Namespace) -> int:
     results = []
     for number, (label, config) in enumerate(zip(lesson.labels, lesson.configs_on(args.source, args.device)), 1):
         result = run_experiment(config)
-        print(f"run {number}/{len(lesson.configs)}, {label}: {result.epochs_done} epochs in {result.seconds:.1f} s "
-              f"(data: {result.source}, device: {result.device})")
+        print(
+            f"run {number}/{len(lesson.configs)}, {label}: {result.epochs_done} epochs in {result.seconds:.1f} s "
+            f"(data: {result.source}, device: {result.device})"
+        )
         results.append(result)
     expectations = lesson.expectations(results)
     for expectation in expectations:

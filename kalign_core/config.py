@@ -70,26 +70,34 @@ class ExperimentConfig:
     digits: tuple[int, ...] = _setting((8, 9), "Digits", "2 to 10 distinct digits 0-9 for the models to tell apart")
     width: int = _setting(2000, "Hidden width", "hidden ReLU units in each model")
     slow_lr: float = _setting(
-        0.001, "Slow learning rate",
-        "learning rate of the slow model's hidden layer; 0 freezes it (random features: only its readout learns)")
-    regular_lr: float = _setting(0.01, "Regular learning rate",
-                                 "learning rate of the regular model's hidden layer and of both readouts")
+        0.001,
+        "Slow learning rate",
+        "learning rate of the slow model's hidden layer; 0 freezes it (random features: only its readout learns)",
+    )
+    regular_lr: float = _setting(
+        0.01, "Regular learning rate", "learning rate of the regular model's hidden layer and of both readouts"
+    )
     batch_size: int = _setting(200, "Batch size", "training digits per SGD step")
     epochs: int = _setting(10, "Epochs", "passes over the training digits")
     seed: int = _setting(0, "Seed", "seeds the shared initial weights, probe set and batch order")
     device: str = _setting("auto", "Device", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     probe_size: int = _setting(200, "Probe size", "held-out digits on which kernels and alignment are measured")
     source: str = _setting(
-        "auto", "Data source",
+        "auto",
+        "Data source",
         "full MNIST (70,000 digits) downloads once, about 12 MB; the bundled sample (5,000 digits) works offline; "
         "auto uses MNIST when it is on disk, else the sample, never waiting for a download",
-        choices=SOURCES)
+        choices=SOURCES,
+    )
     lazy_scale: float | None = _setting(
-        None, "Lazy scale α",
+        None,
+        "Lazy scale α",
         "Chizat's lazy dial, 1 to 1000: both models train α·(f − f₀) on loss/α² (f₀ their output at the start). "
         "The larger α, the less the weights move (about 1/α as far) while the function learns as fast: the "
         "network trains like its linearisation, its tangent kernel fixed (the lazy/NTK regime). "
-        "Off (the default): the plain network.", metavar="ALPHA")
+        "Off (the default): the plain network.",
+        metavar="ALPHA",
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "digits", check_digits(self.digits))
@@ -125,13 +133,16 @@ class ExperimentConfig:
         held-out ones (those of the chosen digits in the data source)."""
         if self.batch_size > n_train:
             raise ConfigError(
-                "batch_size", f"{{batch_size}} must be from 1 to {n_train:,}, the training digits available"
-                + got(self.batch_size))
+                "batch_size",
+                f"{{batch_size}} must be from 1 to {n_train:,}, the training digits available" + got(self.batch_size),
+            )
         smallest = max(MIN_PROBE_SIZE, len(self.digits))
         if not smallest <= self.probe_size <= n_test:
             raise ConfigError(
-                "probe_size", f"{{probe_size}} must be from {smallest} to {n_test:,}, the held-out digits available"
-                + got(self.probe_size))
+                "probe_size",
+                f"{{probe_size}} must be from {smallest} to {n_test:,}, the held-out digits available"
+                + got(self.probe_size),
+            )
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -183,14 +194,17 @@ def _check_rate(name: str, value, allow_zero: bool) -> None:
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or value < 0 or (value == 0 and not allow_zero) or value > MAX_LEARNING_RATE:
         raise ConfigError(
-            name, f"{{{name}}} must be a finite number {lowest} and at most {MAX_LEARNING_RATE:,.0f}" + got(value))
+            name, f"{{{name}}} must be a finite number {lowest} and at most {MAX_LEARNING_RATE:,.0f}" + got(value)
+        )
 
 
 def _check_lazy_scale(value) -> None:
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or not MIN_LAZY_SCALE <= value <= MAX_LAZY_SCALE:
-        raise ConfigError("lazy_scale", f"{{lazy_scale}} must be off or a number from {MIN_LAZY_SCALE:g} to "
-                                        f"{MAX_LAZY_SCALE:,g}" + got(value))
+        raise ConfigError(
+            "lazy_scale",
+            f"{{lazy_scale}} must be off or a number from {MIN_LAZY_SCALE:g} to {MAX_LAZY_SCALE:,g}" + got(value),
+        )
 
 
 def _is_device_name(name: str) -> bool:

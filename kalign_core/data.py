@@ -58,10 +58,7 @@ class DigitData:
         k = len(self.digits)
         for x, y, split in ((self.train_x, self.train_y, "train"), (self.test_x, self.test_y, "test")):
             if x.ndim != 2 or x.shape[0] != y.shape[0]:
-                raise ValueError(
-                    f"{split}_x must be N×features with one label per row "
-                    f"(got {x.shape} and {y.shape})"
-                )
+                raise ValueError(f"{split}_x must be N×features with one label per row (got {x.shape} and {y.shape})")
             if y.size and (y.min() < 0 or y.max() >= k):
                 raise ValueError(f"{split}_y must hold class indices 0..{k - 1} for {k} digits")
         if self.train_x.shape[1] != self.test_x.shape[1]:
@@ -127,9 +124,7 @@ def _select(arrays, digits: tuple[int, ...], source: str, note: str = "") -> Dig
         keep = lookup[y] >= 0
         return (x[keep].astype(np.float32) / 255.0), lookup[y[keep]].astype(np.int64)
 
-    return DigitData(
-        *subset(train_x, train_y), *subset(test_x, test_y), digits=digits, source=source, note=note
-    )
+    return DigitData(*subset(train_x, train_y), *subset(test_x, test_y), digits=digits, source=source, note=note)
 
 
 @functools.lru_cache(maxsize=1)
@@ -215,10 +210,14 @@ class MnistFetch:
         if state == "available":
             return f"Full MNIST is on this machine ({self.root}): 'auto' trains on it."
         if state == "fetching":
-            return (f"Full MNIST is downloading in the background (since {_clock(since)}); until it is "
-                    "here, 'auto' trains on the bundled sample.")
-        return (f"Full MNIST could not be downloaded ({problem}); kalign tries again at {_clock(since)}. "
-                "Until then 'auto' trains on the bundled sample.")
+            return (
+                f"Full MNIST is downloading in the background (since {_clock(since)}); until it is "
+                "here, 'auto' trains on the bundled sample."
+            )
+        return (
+            f"Full MNIST could not be downloaded ({problem}); kalign tries again at {_clock(since)}. "
+            "Until then 'auto' trains on the bundled sample."
+        )
 
     def _set(self, state: str, since: float, problem: str = "") -> None:
         with self._lock:

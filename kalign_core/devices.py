@@ -32,7 +32,9 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device(devices[0])
     wanted = "cuda:0" if name == "cuda" else name
     if wanted not in devices:
-        raise ConfigError("device", f"{{device}} {name!r} is not available here; choose one of auto, {', '.join(devices)}")
+        raise ConfigError(
+            "device", f"{{device}} {name!r} is not available here; choose one of auto, {', '.join(devices)}"
+        )
     return torch.device(wanted)
 
 

@@ -20,9 +20,11 @@ ERROR_DASH = {"test_error": "solid", "train_error": "dash"}
 # The alignment chart: each model's feature kernel solid, its tangent kernel dashed.
 ALIGNMENT_DASH = {"alignment": ("features", "solid"), "tangent_alignment": ("tangent", "dash")}
 # "How far each model moved", all relative to initialisation, on one log axis.
-MOVEMENT_DASH = {"hidden_change": ("hidden weights ‖ΔW‖/‖W₀‖", "solid"),
-                 "feature_distance": ("feature kernel 1 − ρ(K, K₀)", "dash"),
-                 "tangent_distance": ("tangent kernel 1 − ρ(Θ, Θ₀)", "dot")}
+MOVEMENT_DASH = {
+    "hidden_change": ("hidden weights ‖ΔW‖/‖W₀‖", "solid"),
+    "feature_distance": ("feature kernel 1 − ρ(K, K₀)", "dash"),
+    "tangent_distance": ("tangent kernel 1 − ρ(Θ, Θ₀)", "dot"),
+}
 NULL_FILL = {"feature": "rgba(120, 120, 120, 0.25)", "tangent": "rgba(120, 120, 120, 0.12)"}
 OVERLAY_DASH = {"slow": "dot", "regular": "solid"}
 # Kernels larger than this are block-averaged for display (the browser gets at most this² cells).
@@ -35,8 +37,9 @@ def _finite(value) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def _curve(result: ExperimentResult, name: str, metric: str, label: str, color: str, dash: str,
-           positive: bool = False) -> list:
+def _curve(
+    result: ExperimentResult, name: str, metric: str, label: str, color: str, dash: str, positive: bool = False
+) -> list:
     """One model's metric over epochs, plus an ✕ where the model diverged; `positive` leaves out
     values a log axis cannot show (0: not moved at all)."""
     records = result.history[name]
@@ -124,9 +127,15 @@ def alignment_figure(result: ExperimentResult) -> go.Figure:
     fig = go.Figure()
     for kind, (low, high) in result.alignment_null.items():
         right = max(1, result.epochs_done)
-        fig.add_scatter(x=[0, right, right, 0], y=[low, low, high, high], fill="toself", mode="none",
-                        fillcolor=NULL_FILL[kind], name=f"chance, {kind} ρ (95 % of label shuffles)",
-                        hovertemplate=f"{kind} ρ with shuffled labels: 95 % fall in {low:.3f}–{high:.3f}<extra></extra>")
+        fig.add_scatter(
+            x=[0, right, right, 0],
+            y=[low, low, high, high],
+            fill="toself",
+            mode="none",
+            fillcolor=NULL_FILL[kind],
+            name=f"chance, {kind} ρ (95 % of label shuffles)",
+            hovertemplate=f"{kind} ρ with shuffled labels: 95 % fall in {low:.3f}–{high:.3f}<extra></extra>",
+        )
     for metric, (kind, dash) in ALIGNMENT_DASH.items():
         for name in MODEL_NAMES:
             fig.add_traces(_curve(result, name, metric, f"{name} {kind}", MODEL_COLORS[name], dash))
@@ -136,7 +145,12 @@ def alignment_figure(result: ExperimentResult) -> go.Figure:
         if reason:
             fig.add_annotation(
                 text=f"{name}: ρ undefined {reason[0]}",
-                xref="paper", yref="paper", x=0, y=1, yanchor="bottom", showarrow=False,
+                xref="paper",
+                yref="paper",
+                x=0,
+                y=1,
+                yanchor="bottom",
+                showarrow=False,
                 font=dict(size=11, color=MODEL_COLORS[name]),
             )
     return _layout(fig, "Alignment ρ (feature solid, Θ dashed)", "ρ", result.epochs_done)
@@ -149,20 +163,35 @@ def movement_figure(result: ExperimentResult) -> go.Figure:
     for metric, (label, dash) in MOVEMENT_DASH.items():
         for name in MODEL_NAMES:
             fig.add_traces(_curve(result, name, metric, f"{name} {label}", MODEL_COLORS[name], dash, positive=True))
-    notes = [f"{name}: hidden weights never moved (exactly 0)" for name in MODEL_NAMES
-             if result.history[name][-1].hidden_change == 0]
+    notes = [
+        f"{name}: hidden weights never moved (exactly 0)"
+        for name in MODEL_NAMES
+        if result.history[name][-1].hidden_change == 0
+    ]
     if all(r.hidden_change is None for records in result.history.values() for r in records):
         notes = ["not measured: this run was saved before kalign measured how far models move"]
     for i, note in enumerate(notes):
-        fig.add_annotation(text=note, xref="paper", yref="paper", x=0, y=1 - 0.07 * i, yanchor="top",
-                           showarrow=False, font=dict(size=11))
+        fig.add_annotation(
+            text=note,
+            xref="paper",
+            yref="paper",
+            x=0,
+            y=1 - 0.07 * i,
+            yanchor="top",
+            showarrow=False,
+            font=dict(size=11),
+        )
     _mark_divergence(fig, result)
     fig.update_yaxes(type="log", exponentformat="power")
     return _layout(fig, "How far each model moved from its start", "relative change (log)", result.epochs_done)
 
 
-MACHINE_BARS = {("init", "feature"): "feature K₀", ("final", "feature"): "feature K (end)",
-                ("init", "tangent"): "tangent Θ₀", ("final", "tangent"): "tangent Θ (end)"}
+MACHINE_BARS = {
+    ("init", "feature"): "feature K₀",
+    ("final", "feature"): "feature K (end)",
+    ("init", "tangent"): "tangent Θ₀",
+    ("final", "tangent"): "tangent Θ (end)",
+}
 
 
 def machines_figure(result: ExperimentResult) -> go.Figure:
@@ -172,14 +201,30 @@ def machines_figure(result: ExperimentResult) -> go.Figure:
     for name in MODEL_NAMES:
         errors = result.kernel_machine_errors.get(name, {})
         bars = {"network": result.history[name][-1].test_error}
-        bars.update({label: errors[when][kind] for (when, kind), label in MACHINE_BARS.items()
-                     if when in errors and errors[when][kind] is not None})
-        fig.add_bar(x=list(bars), y=list(bars.values()), name=name, marker_color=MODEL_COLORS[name],
-                    texttemplate="%{y:.1f}", textposition="outside",
-                    hovertemplate=f"{name} · %{{x}}: %{{y:.2f}} % test error<extra></extra>")
-    fig.update_layout(title="Test error: networks and kernel machines", barmode="group", height=380,
-                      yaxis=dict(title="test error %", rangemode="tozero"), legend=dict(orientation="h", y=-0.25),
-                      margin=dict(l=50, r=20, t=50, b=40))
+        bars.update(
+            {
+                label: errors[when][kind]
+                for (when, kind), label in MACHINE_BARS.items()
+                if when in errors and errors[when][kind] is not None
+            }
+        )
+        fig.add_bar(
+            x=list(bars),
+            y=list(bars.values()),
+            name=name,
+            marker_color=MODEL_COLORS[name],
+            texttemplate="%{y:.1f}",
+            textposition="outside",
+            hovertemplate=f"{name} · %{{x}}: %{{y:.2f}} % test error<extra></extra>",
+        )
+    fig.update_layout(
+        title="Test error: networks and kernel machines",
+        barmode="group",
+        height=380,
+        yaxis=dict(title="test error %", rangemode="tozero"),
+        legend=dict(orientation="h", y=-0.25),
+        margin=dict(l=50, r=20, t=50, b=40),
+    )
     return fig
 
 
@@ -193,8 +238,9 @@ def undefined_alignment(result: ExperimentResult, name: str) -> tuple[str, str] 
     return where, missing[-1].alignment_note or "the value is not a finite number"
 
 
-def overlay_figure(runs: Mapping[str, ExperimentResult], metric: str, title: str, y_title: str,
-                   log: bool = False) -> go.Figure:
+def overlay_figure(
+    runs: Mapping[str, ExperimentResult], metric: str, title: str, y_title: str, log: bool = False
+) -> go.Figure:
     """`metric` of several runs: one colour per run, slow dotted and regular solid; `log` draws it on
     a log axis (where 0, e.g. the start of a change, is a gap)."""
     fig = go.Figure()
@@ -202,8 +248,9 @@ def overlay_figure(runs: Mapping[str, ExperimentResult], metric: str, title: str
     for i, (run, result) in enumerate(runs.items()):
         for name in MODEL_NAMES:
             label = f"{run} · {name}"
-            fig.add_traces(_curve(result, name, metric, label, palette[i % len(palette)], OVERLAY_DASH[name],
-                                  positive=log))
+            fig.add_traces(
+                _curve(result, name, metric, label, palette[i % len(palette)], OVERLAY_DASH[name], positive=log)
+            )
     if log:
         fig.update_yaxes(type="log", exponentformat="power")
     return _layout(fig, title, y_title, max((r.epochs_done for r in runs.values()), default=1))
@@ -240,7 +287,13 @@ def kernel_figure(kernel: np.ndarray, labels: np.ndarray, digits, title: str, li
     m = len(labels)
     fig = go.Figure(
         go.Heatmap(
-            z=shown, x=centres, y=centres, colorscale=KERNEL_COLORSCALE, zmid=0, zmin=-limit, zmax=limit,
+            z=shown,
+            x=centres,
+            y=centres,
+            colorscale=KERNEL_COLORSCALE,
+            zmid=0,
+            zmin=-limit,
+            zmax=limit,
             colorbar=dict(thickness=10, len=0.8),
             hovertemplate="i %{y:.0f}, j %{x:.0f}: %{z:.3g}<extra></extra>",
         )
@@ -263,8 +316,10 @@ def kernel_figure(kernel: np.ndarray, labels: np.ndarray, digits, title: str, li
 
 
 # Per kind of kernel: the result's per-epoch stacks, its symbol and the record field of its ρ.
-KERNEL_KINDS = {"feature": ("kernels", "φφᵀ", "alignment", "feature_distance"),
-                "tangent": ("tangent_kernels", "Θ", "tangent_alignment", "tangent_distance")}
+KERNEL_KINDS = {
+    "feature": ("kernels", "φφᵀ", "alignment", "feature_distance"),
+    "tangent": ("tangent_kernels", "Θ", "tangent_alignment", "tangent_distance"),
+}
 
 
 def shown_kernels(result: ExperimentResult, epoch: int, kind: str = "feature", change: bool = False) -> dict:
@@ -278,7 +333,9 @@ def shown_kernels(result: ExperimentResult, epoch: int, kind: str = "feature", c
     return shown
 
 
-def kernel_figures(result: ExperimentResult, epoch: int, kind: str = "feature", change: bool = False) -> dict[str, go.Figure]:
+def kernel_figures(
+    result: ExperimentResult, epoch: int, kind: str = "feature", change: bool = False
+) -> dict[str, go.Figure]:
     """Target YYᵀ and both models' kernels of `kind` ("feature" φφᵀ or "tangent" Θ) at `epoch`; with
     `change`, K_t − K₀ of both models on one shared colour scale, so that their movement compares."""
     digits, labels = result.config.digits, result.probe_labels
@@ -316,13 +373,27 @@ def block_means_figure(kernel: np.ndarray, labels: np.ndarray, digits, title: st
     names = [str(digits[c]) for c in np.unique(labels)]
     finite = np.abs(means[np.isfinite(means)])
     limit = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
-    fig = go.Figure(go.Heatmap(z=means, x=names, y=names, colorscale=KERNEL_COLORSCALE, zmid=0, zmin=-limit,
-                               zmax=limit, texttemplate="%{z:.3g}", showscale=False,
-                               hovertemplate="digits %{y} and %{x}: mean %{z:.4g}<extra></extra>"))
-    fig.update_layout(title=dict(text=title, font=dict(size=13)), height=90 + 30 * len(names),
-                      margin=dict(l=30, r=10, t=40, b=20),
-                      xaxis=dict(type="category", constrain="domain"),
-                      yaxis=dict(type="category", autorange="reversed", scaleanchor="x", constrain="domain"))
+    fig = go.Figure(
+        go.Heatmap(
+            z=means,
+            x=names,
+            y=names,
+            colorscale=KERNEL_COLORSCALE,
+            zmid=0,
+            zmin=-limit,
+            zmax=limit,
+            texttemplate="%{z:.3g}",
+            showscale=False,
+            hovertemplate="digits %{y} and %{x}: mean %{z:.4g}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=dict(text=title, font=dict(size=13)),
+        height=90 + 30 * len(names),
+        margin=dict(l=30, r=10, t=40, b=20),
+        xaxis=dict(type="category", constrain="domain"),
+        yaxis=dict(type="category", autorange="reversed", scaleanchor="x", constrain="domain"),
+    )
     return fig
 
 
@@ -335,15 +406,30 @@ def lesson_figures(results: list[ExperimentResult], labels: list[str], charts=()
     if len(results) == 1:
         rows = [[error_figure(results[0]), alignment_figure(results[0])]]
     else:
-        rows = [[overlay_figure(runs, "test_error", "Test error (slow dotted, regular solid)", "error %"),
-                 overlay_figure(runs, "alignment", "Alignment ρ (slow dotted, regular solid)", "ρ")]]
+        rows = [
+            [
+                overlay_figure(runs, "test_error", "Test error (slow dotted, regular solid)", "error %"),
+                overlay_figure(runs, "alignment", "Alignment ρ (slow dotted, regular solid)", "ρ"),
+            ]
+        ]
     if "movement" in charts:
-        rows.append([movement_figure(results[0])] if len(results) == 1 else [
-            overlay_figure(runs, "hidden_change", "Hidden weights' change ‖W − W₀‖ / ‖W₀‖", "relative change", log=True),
-            overlay_figure(runs, "tangent_distance", "Tangent kernel's change 1 − ρ(Θ, Θ₀)", "distance", log=True)])
+        rows.append(
+            [movement_figure(results[0])]
+            if len(results) == 1
+            else [
+                overlay_figure(
+                    runs, "hidden_change", "Hidden weights' change ‖W − W₀‖ / ‖W₀‖", "relative change", log=True
+                ),
+                overlay_figure(runs, "tangent_distance", "Tangent kernel's change 1 − ρ(Θ, Θ₀)", "distance", log=True),
+            ]
+        )
     if "machines" in charts:
-        rows.append([machines_figure(result).update_layout(title=f"{label}: networks and kernel machines")
-                     for label, result in runs.items()])
+        rows.append(
+            [
+                machines_figure(result).update_layout(title=f"{label}: networks and kernel machines")
+                for label, result in runs.items()
+            ]
+        )
     if "kernel change" in charts:
         rows.append(list(kernel_figures(results[0], results[0].epochs_done, change=True).values()))
     return rows
@@ -366,13 +452,24 @@ def pair_heatmap(summaries, metric: str, title: str, colorscale=KERNEL_COLORSCAL
     """10×10 digit × digit heatmap of `metric`, averaged over the other axes; blank = not run."""
     matrix = pair_matrix(summaries, metric)
     z = [[None if np.isnan(v) else float(v) for v in row] for row in matrix]
-    heatmap = go.Heatmap(z=z, x=list(range(10)), y=list(range(10)), colorscale=colorscale, zmid=zmid,
-                         hoverongaps=False, colorbar=dict(thickness=10),
-                         hovertemplate="%{y} vs %{x}: %{z:.4g}<extra></extra>")
+    heatmap = go.Heatmap(
+        z=z,
+        x=list(range(10)),
+        y=list(range(10)),
+        colorscale=colorscale,
+        zmid=zmid,
+        hoverongaps=False,
+        colorbar=dict(thickness=10),
+        hovertemplate="%{y} vs %{x}: %{z:.4g}<extra></extra>",
+    )
     fig = go.Figure(heatmap)
-    fig.update_layout(title=title, height=420, margin=dict(l=40, r=10, t=50, b=40),
-                      xaxis=dict(title="digit", dtick=1, constrain="domain"),
-                      yaxis=dict(title="digit", dtick=1, autorange="reversed", scaleanchor="x"))
+    fig.update_layout(
+        title=title,
+        height=420,
+        margin=dict(l=40, r=10, t=50, b=40),
+        xaxis=dict(title="digit", dtick=1, constrain="domain"),
+        yaxis=dict(title="digit", dtick=1, autorange="reversed", scaleanchor="x"),
+    )
     return fig
 
 
@@ -382,16 +479,26 @@ def sweep_trend_figure(summaries, x: str, line: str, x_title: str, line_title: s
     palette = qualitative.Plotly
     for i, value in enumerate(sorted({getattr(s, line) for s in summaries})):
         stats = mean_spread([s for s in summaries if getattr(s, line) == value], x)
-        fig.add_scatter(x=list(stats), y=[m for m, _, _ in stats.values()], name=f"{line_title} {value:g}",
-                        mode="lines+markers", line=dict(color=palette[i % len(palette)]),
-                        error_y=dict(type="data", array=[sd for _, sd, _ in stats.values()]),
-                        customdata=[n for _, _, n in stats.values()],
-                        hovertemplate=f"{x_title} %{{x:g}}: %{{y:.4f}} ± %{{error_y.array:.4f}} "
-                                      "(%{customdata} seeds)<extra></extra>")
+        fig.add_scatter(
+            x=list(stats),
+            y=[m for m, _, _ in stats.values()],
+            name=f"{line_title} {value:g}",
+            mode="lines+markers",
+            line=dict(color=palette[i % len(palette)]),
+            error_y=dict(type="data", array=[sd for _, sd, _ in stats.values()]),
+            customdata=[n for _, _, n in stats.values()],
+            hovertemplate=f"{x_title} %{{x:g}}: %{{y:.4f}} ± %{{error_y.array:.4f}} "
+            "(%{customdata} seeds)<extra></extra>",
+        )
     fig.add_hline(y=0, line=dict(color="gray", width=1, dash="dot"))
-    fig.update_layout(title=f"Alignment gain vs {x_title} (mean ± spread over seeds)", height=380,
-                      xaxis=dict(title=x_title, type="log" if log_x else "linear",
-                                 tickvals=sorted({getattr(s, x) for s in summaries})),
-                      yaxis=dict(title="alignment gain"), legend=dict(orientation="h", y=-0.25),
-                      margin=dict(l=50, r=20, t=50, b=40))
+    fig.update_layout(
+        title=f"Alignment gain vs {x_title} (mean ± spread over seeds)",
+        height=380,
+        xaxis=dict(
+            title=x_title, type="log" if log_x else "linear", tickvals=sorted({getattr(s, x) for s in summaries})
+        ),
+        yaxis=dict(title="alignment gain"),
+        legend=dict(orientation="h", y=-0.25),
+        margin=dict(l=50, r=20, t=50, b=40),
+    )
     return fig

@@ -61,8 +61,10 @@ def machine_errors(points: MachinePoints, hidden_weight, hidden_bias, readout_we
     kernels = {
         "feature": (feature_fit, feature_test),
         # Θ = k(ΦΦᵀ + 11ᵀ) + G ⊙ (S diag(a²) Sᵀ)
-        "tangent": (hidden_block(phi_fit, readout_weight, gram_fit).add_(feature_fit + 1.0, alpha=k),
-                    hidden_block(phi_test, readout_weight, gram_test, phi_fit).add_(feature_test + 1.0, alpha=k)),
+        "tangent": (
+            hidden_block(phi_fit, readout_weight, gram_fit).add_(feature_fit + 1.0, alpha=k),
+            hidden_block(phi_test, readout_weight, gram_test, phi_fit).add_(feature_test + 1.0, alpha=k),
+        ),
     }
     return {name: ridge_error(*pair, points.fit_y, points.test_y, k) for name, pair in kernels.items()}
 
@@ -75,10 +77,11 @@ def ridge_error(k_fit: torch.Tensor, k_test: torch.Tensor, fit_y, test_y, n_clas
     ridge = RIDGE * k_fit.diagonal().mean()
     if not ridge > 0:  # a zero kernel (every ReLU dead) has no machine
         return None
-    factor, failed = torch.linalg.cholesky_ex(k_fit + ridge * torch.eye(len(k_fit), dtype=k_fit.dtype, device=k_fit.device))
+    factor, failed = torch.linalg.cholesky_ex(
+        k_fit + ridge * torch.eye(len(k_fit), dtype=k_fit.dtype, device=k_fit.device)
+    )
     if failed:
         return None
     coefficients = torch.cholesky_solve(targets, factor)
     predicted = (k_test @ coefficients).argmax(dim=1)
     return 100.0 * float((predicted != test_y).to(torch.float64).mean())
-

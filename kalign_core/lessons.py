@@ -57,8 +57,8 @@ class Lesson:
         """The lesson's claims, measured on `results` (one per config, in order, on any data source
         and device)."""
         if len(results) != len(self.configs) or any(
-                dataclasses.replace(r.config, source=c.source, device=c.device) != c
-                for c, r in zip(self.configs, results)):
+            dataclasses.replace(r.config, source=c.source, device=c.device) != c for c, r in zip(self.configs, results)
+        ):
             raise ValueError(f"lesson {self.id!r} needs the results of its {len(self.configs)} run(s), in order")
         return self.check(results)
 
@@ -76,6 +76,7 @@ def find_lesson(lesson_id: str) -> Lesson:
 
 
 # What the checks measure.
+
 
 def alignment_gain(result: ExperimentResult, name: str) -> float | None:
     """Final minus initial alignment ρ of one model; None where either is undefined."""
@@ -185,8 +186,7 @@ def _check_random_features(results):
             "So its features never change: the slow model's feature-kernel alignment ρ is the same at every epoch, "
             "while the regular model's rises.",
             len(slow_rho) == 1 and None not in slow_rho and (alignment_gain(result, "regular") or 0) > 0,
-            f"slow ρ {rho}; regular ρ "
-            f"{plain(regular[0].alignment)} → {plain(regular[-1].alignment)}",
+            f"slow ρ {rho}; regular ρ {plain(regular[0].alignment)} → {plain(regular[-1].alignment)}",
         ),
         Expectation(
             f"Yet its readout alone learns the task: test error below a third of chance level "
@@ -239,8 +239,7 @@ def _check_pairs(results):
         Expectation(
             f"The hard pair gains the most: the regular model's ρ gain is at least {PAIRS_FACTOR:g}× the easy pair's.",
             at_least(gains[1], gains[0], PAIRS_FACTOR),
-            f"ρ gain {names[1]}: {signed(gains[1])}, {names[0]}: {signed(gains[0])} "
-            f"({ratio_text(gains[1], gains[0])})",
+            f"ρ gain {names[1]}: {signed(gains[1])}, {names[0]}: {signed(gains[0])} ({ratio_text(gains[1], gains[0])})",
         ),
     ]
 
@@ -287,13 +286,15 @@ def _check_too_fast(results):
         Expectation(
             "The model with the huge learning rate diverges; it is marked at that epoch and stops training there.",
             diverged is not None and epochs == diverged,
-            f"slow model: diverged at epoch {diverged}, last recorded epoch {epochs}" if diverged is not None
+            f"slow model: diverged at epoch {diverged}, last recorded epoch {epochs}"
+            if diverged is not None
             else f"slow model: did not diverge in {epochs} epochs",
         ),
         Expectation(
             "The regular model goes on to the last epoch and learns the task: test error below a third of chance "
             f"level ({chance_error(result):.0f}%).",
-            result.diverged_at["regular"] is None and len(regular) == result.config.epochs + 1
+            result.diverged_at["regular"] is None
+            and len(regular) == result.config.epochs + 1
             and learned(result, "regular"),
             f"regular model: {len(regular) - 1} of {result.config.epochs} epochs, {error_text(result, 'regular')}",
         ),
@@ -318,16 +319,18 @@ def _check_lazy_dial(results):
             f"The hidden weights move about 10× less per tenfold step of α (each step divides their change by "
             f"{low:g} to {high:g}).",
             None not in steps and all(low <= step <= high for step in steps),
-            "‖W_T − W_0‖ / ‖W_0‖ of the regular model: " + ", ".join(
-                f"α {a:g} {c:.2e}" if c is not None else f"α {a:g} undefined" for a, c in zip(scales, changes))
-            + " (steps " + ", ".join("undefined" if s is None else f"{s:.1f}×" for s in steps) + ")",
+            "‖W_T − W_0‖ / ‖W_0‖ of the regular model: "
+            + ", ".join(f"α {a:g} {c:.2e}" if c is not None else f"α {a:g} undefined" for a, c in zip(scales, changes))
+            + " (steps "
+            + ", ".join("undefined" if s is None else f"{s:.1f}×" for s in steps)
+            + ")",
         ),
         Expectation(
             f"The tangent kernel freezes: at α {scales[-1]:g} it moves less than 1/{LAZY_FREEZE:g} as much as at "
             f"α {scales[0]:g} (distance 1 − ρ(Θ_T, Θ_0)).",
             None not in distances and distances[-1] * LAZY_FREEZE < distances[0],
-            "1 − ρ(Θ_T, Θ_0) of the regular model: " + ", ".join(
-                f"α {a:g} {'undefined' if d is None else f'{d:.1e}'}" for a, d in zip(scales, distances)),
+            "1 − ρ(Θ_T, Θ_0) of the regular model: "
+            + ", ".join(f"α {a:g} {'undefined' if d is None else f'{d:.1e}'}" for a, d in zip(scales, distances)),
         ),
         Expectation(
             f"Yet the network learns just as well: every α learns the task, and the test errors lie within "
@@ -390,16 +393,16 @@ LESSONS: list[Lesson] = [
         id="slow-vs-regular",
         title="Slow vs regular",
         question="Two networks start from the same weights; one hidden layer learns 10× slower. Whose features "
-                 "line up with the task?",
+        "line up with the task?",
         configs=[ExperimentConfig(digits=(8, 9), width=2000, slow_lr=0.001, regular_lr=0.01, epochs=3, **_FAST)],
         labels=["8 vs 9, width 2000"],
         check=_check_slow_vs_regular,
         notes="The notebook's experiment: 8 vs 9, width 2000, hidden learning rates 0.001 (slow) and 0.01 "
-              "(regular); both readouts learn at 0.01. Alignment ρ measures how much the hidden features' kernel "
-              "looks like the labels' kernel YYᵀ.",
+        "(regular); both readouts learn at 0.01. Alignment ρ measures how much the hidden features' kernel "
+        "looks like the labels' kernel YYᵀ.",
         next_steps="Both models reach a low test error, but only the regular one learned features: the slow one "
-                   "mostly learned its readout on top of nearly random features. Then freeze the slow hidden layer "
-                   "completely (lesson 'Random features'), or train for more epochs and watch the gap grow.",
+        "mostly learned its readout on top of nearly random features. Then freeze the slow hidden layer "
+        "completely (lesson 'Random features'), or train for more epochs and watch the gap grow.",
     ),
     Lesson(
         id="random-features",
@@ -409,72 +412,90 @@ LESSONS: list[Lesson] = [
         labels=["8 vs 9, slow lr 0"],
         check=_check_random_features,
         notes="The slow model's hidden learning rate is 0: its hidden layer stays at its random initial weights "
-              "and only its readout learns. That is a random-features model. It is not the lazy (NTK) regime, "
-              "where the whole network, hidden layer included, trains like its linearisation.",
+        "and only its readout learns. That is a random-features model. It is not the lazy (NTK) regime, "
+        "where the whole network, hidden layer included, trains like its linearisation.",
         next_steps="Random ReLU features of the pixels are already good enough for a linear readout. Then compare "
-                   "the error gap at widths 100 and 4000 on the Train page (wider random features are richer), or "
-                   "see a frozen kernel next to a learning one in 'Blocks appear'.",
+        "the error gap at widths 100 and 4000 on the Train page (wider random features are richer), or "
+        "see a frozen kernel next to a learning one in 'Blocks appear'.",
     ),
     Lesson(
         id="lazy-dial",
         title="The lazy dial",
         question="If a network's weights barely move, can it still learn?",
-        configs=[ExperimentConfig(digits=(8, 9), width=1000, slow_lr=0.001, regular_lr=0.01, epochs=5,
-                                  lazy_scale=scale, batch_size=50, probe_size=90) for scale in (1.0, 10.0, 100.0)],
+        configs=[
+            ExperimentConfig(
+                digits=(8, 9),
+                width=1000,
+                slow_lr=0.001,
+                regular_lr=0.01,
+                epochs=5,
+                lazy_scale=scale,
+                batch_size=50,
+                probe_size=90,
+            )
+            for scale in (1.0, 10.0, 100.0)
+        ],
         labels=["α 1", "α 10", "α 100"],
         check=_check_lazy_dial,
         charts=("movement",),
         notes="Three runs with the lazy scale α = 1, 10 and 100 (Chizat, Oyallon & Bach 2019): each network trains "
-              "α·(f − f₀) on the loss divided by α², so its output learns at the same speed while its weights need "
-              "to move α times less. That is the lazy (NTK) regime: the whole network, hidden layer included, "
-              "trains like its linearisation around the start, with a fixed tangent kernel Θ. It is not the slow "
-              "model's random features, where the hidden layer stops learning and only the readout learns.",
+        "α·(f − f₀) on the loss divided by α², so its output learns at the same speed while its weights need "
+        "to move α times less. That is the lazy (NTK) regime: the whole network, hidden layer included, "
+        "trains like its linearisation around the start, with a fixed tangent kernel Θ. It is not the slow "
+        "model's random features, where the hidden layer stops learning and only the readout learns.",
         next_steps="Lazy networks learn without learning features. Then compare what their kernels are worth in "
-                   "'More than its initial kernel', or turn the lazy scale on the Train page and watch 'how far "
-                   "each model moved'.",
+        "'More than its initial kernel', or turn the lazy scale on the Train page and watch 'how far "
+        "each model moved'.",
     ),
     Lesson(
         id="width",
         title="Width makes it lazier",
         question="At the same learning rate, do the features of a wider network move more or less?",
-        configs=[ExperimentConfig(digits=(4, 9), width=width, slow_lr=0.001, regular_lr=0.01, epochs=10, **_FAST)
-                 for width in (64, 4096)],
+        configs=[
+            ExperimentConfig(digits=(4, 9), width=width, slow_lr=0.001, regular_lr=0.01, epochs=10, **_FAST)
+            for width in (64, 4096)
+        ],
         labels=["width 64", "width 4096"],
         check=_check_width,
         notes="Two runs of 4 vs 9 that differ only in the hidden width. With PyTorch's default initialisation "
-              "each hidden unit's share of the output shrinks as the width grows, so at a fixed learning rate the "
-              "features need to move less.",
+        "each hidden unit's share of the output shrinks as the width grows, so at a fixed learning rate the "
+        "features need to move less.",
         next_steps="Wide networks drift toward the lazy regime, where features barely move and the network behaves "
-                   "like a fixed kernel. The Sweeps page scans widths over many digit pairs and seeds.",
+        "like a fixed kernel. The Sweeps page scans widths over many digit pairs and seeds.",
     ),
     Lesson(
         id="easy-and-hard",
         title="Easy and hard pairs",
         question="Does feature learning help most where the task is easy or where it is hard?",
-        configs=[ExperimentConfig(digits=digits, width=256, slow_lr=0.001, regular_lr=0.01, epochs=10, **_FAST)
-                 for digits in ((0, 1), (4, 9))],
+        configs=[
+            ExperimentConfig(digits=digits, width=256, slow_lr=0.001, regular_lr=0.01, epochs=10, **_FAST)
+            for digits in ((0, 1), (4, 9))
+        ],
         labels=["0 vs 1 (easy)", "4 vs 9 (hard)"],
         check=_check_pairs,
         notes="0 and 1 look different pixel by pixel; 4 and 9 share most strokes. Both runs use the same width and "
-              "learning rates. The initial ρ is the same for both models of a run (they share their start).",
+        "learning rates. The initial ρ is the same for both models of a run (they share their start).",
         next_steps="Features learn most where the random start is least aligned with the task. Then run the "
-                   "Sweeps page on all 45 pairs and read the alignment-gain heatmap.",
+        "Sweeps page on all 45 pairs and read the alignment-gain heatmap.",
     ),
     Lesson(
         id="blocks-appear",
         title="Blocks appear",
         question="What does a kernel that learned the task look like?",
-        configs=[ExperimentConfig(digits=(3, 8, 9), width=256, slow_lr=0.0, regular_lr=0.05, epochs=20,
-                                  batch_size=50, probe_size=90)],
+        configs=[
+            ExperimentConfig(
+                digits=(3, 8, 9), width=256, slow_lr=0.0, regular_lr=0.05, epochs=20, batch_size=50, probe_size=90
+            )
+        ],
         labels=["3, 8, 9, width 256"],
         check=_check_blocks,
         notes="Three digits; the slow model's hidden layer is frozen (slow lr 0), the regular one learns at 0.05. "
-              "The heatmaps show K_T − K_0, what each feature kernel φφᵀ gained since initialisation, on the probe digits "
-              "sorted by class: a learned kernel gains high similarity inside each class (diagonal blocks) and "
-              "low similarity across classes.",
+        "The heatmaps show K_T − K_0, what each feature kernel φφᵀ gained since initialisation, on the probe digits "
+        "sorted by class: a learned kernel gains high similarity inside each class (diagonal blocks) and "
+        "low similarity across classes.",
         charts=("kernel change",),
         next_steps="Open the run on the Kernels page and move the epoch slider to watch the blocks form. Then try a "
-                   "slow learning rate of 0.001 instead of 0 (the blocks form, far more slowly), or 5 digits.",
+        "slow learning rate of 0.001 instead of 0 (the blocks form, far more slowly), or 5 digits.",
     ),
     Lesson(
         id="too-fast",
@@ -484,28 +505,39 @@ LESSONS: list[Lesson] = [
         labels=["slow model's hidden lr 100"],
         check=_check_too_fast,
         notes="Here the 'slow' model's hidden layer gets a learning rate of 100, 10,000× the regular model's 0.01: "
-              "it is not slow at all. kalign calls a model diverged when a batch loss grows past 10× its initial "
-              "loss (or stops being a number), marks the epoch and stops training that model; the other goes on.",
+        "it is not slow at all. kalign calls a model diverged when a batch loss grows past 10× its initial "
+        "loss (or stops being a number), marks the epoch and stops training that model; the other goes on.",
         next_steps="Divide the learning rate by 10 until the model trains (on the Train page: slow lr 10, then 1). "
-                   "The largest rate that still trains is usually the fastest way to learn.",
+        "The largest rate that still trains is usually the fastest way to learn.",
     ),
     Lesson(
         id="more-than-its-kernel",
         title="More than its initial kernel",
         question="Does training give a network a better kernel than the one it started with?",
-        configs=[ExperimentConfig(digits=(3, 5, 8), width=500, slow_lr=0.001, regular_lr=0.05, epochs=10,
-                                  lazy_scale=scale, batch_size=50, probe_size=90) for scale in (None, 100.0)],
+        configs=[
+            ExperimentConfig(
+                digits=(3, 5, 8),
+                width=500,
+                slow_lr=0.001,
+                regular_lr=0.05,
+                epochs=10,
+                lazy_scale=scale,
+                batch_size=50,
+                probe_size=90,
+            )
+            for scale in (None, 100.0)
+        ],
         labels=["rich (α off)", "lazy (α 100)"],
         check=_check_more_than_kernel,
         charts=("machines",),
         notes="Two runs of 3, 5 and 8 from the same start: the ordinary (rich) network, and the same network made "
-              "lazy with α = 100. At the start and the end of each run, kalign fits kernel ridge machines with "
-              "the network's feature kernel ΦΦᵀ and tangent kernel Θ on up to 1,000 training digits and scores "
-              "them on held-out ones. On this little data the machine of the initial tangent kernel is hard to "
-              "beat (the numbers below show it): the question here is whether training improved the network's "
-              "own kernel.",
+        "lazy with α = 100. At the start and the end of each run, kalign fits kernel ridge machines with "
+        "the network's feature kernel ΦΦᵀ and tangent kernel Θ on up to 1,000 training digits and scores "
+        "them on held-out ones. On this little data the machine of the initial tangent kernel is hard to "
+        "beat (the numbers below show it): the question here is whether training improved the network's "
+        "own kernel.",
         next_steps="Rich training builds a better kernel; lazy training keeps the one it was given. Then train "
-                   "longer (more epochs) and watch the rich network's learned kernel pull ahead, or open a run on "
-                   "Train to see its networks-and-machines chart.",
+        "longer (more epochs) and watch the rich network's learned kernel pull ahead, or open a run on "
+        "Train to see its networks-and-machines chart.",
     ),
 ]

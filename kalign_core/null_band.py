@@ -15,7 +15,9 @@ SHUFFLES = 200
 COVERAGE = 0.95
 
 
-def shuffled_alignments(kernel, labels, n_classes: int, generator: torch.Generator, shuffles: int = SHUFFLES) -> torch.Tensor:
+def shuffled_alignments(
+    kernel, labels, n_classes: int, generator: torch.Generator, shuffles: int = SHUFFLES
+) -> torch.Tensor:
     """ρ(K, P·YYᵀ·Pᵀ) for `shuffles` random permutations P drawn from `generator`, in float64.
 
     With Kc centered, ⟨Kc, (PY)(PY)ᵀ⟩_F = tr((PY_c)ᵀ Kc (PY_c)), and ‖(PYYᵀPᵀ)_c‖_F = ‖YYᵀ_c‖_F

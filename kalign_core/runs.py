@@ -70,9 +70,7 @@ def result_to_json(result: ExperimentResult) -> str:
             "provenance": result.provenance,
             "kernel_machine_errors": result.kernel_machine_errors,
             "alignment_null": result.alignment_null,
-            "history": {
-                name: [_finite_record(record) for record in result.history[name]] for name in MODEL_NAMES
-            },
+            "history": {name: [_finite_record(record) for record in result.history[name]] for name in MODEL_NAMES},
         },
         indent=1,
     )
@@ -94,7 +92,7 @@ def result_from_json(text: str | bytes) -> ExperimentResult:
     except RecursionError:
         raise RunFileError("run file is not valid JSON: nested too deeply") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise RunFileError(f"not a kalign run: expected a JSON object with \"format\": \"{FORMAT}\"")
+        raise RunFileError(f'not a kalign run: expected a JSON object with "format": "{FORMAT}"')
     if doc.get("version") != VERSION:
         raise RunFileError(f"unsupported run version {doc.get('version')!r} (this kalign reads {VERSION})")
     try:
@@ -144,24 +142,38 @@ def _provenance_from(value) -> dict:
 def _machine_errors_from(value) -> dict:
     """kernel_machine_errors as saved: model → init/final → feature/tangent → error % or null
     (runs saved before kalign measured them have none)."""
-    def valid(errors):
-        return isinstance(errors, dict) and set(errors) == {"feature", "tangent"} and all(
-            e is None or (_is_number(e) and 0 <= e <= 100) for e in errors.values())
 
-    if not isinstance(value, dict) or not set(value) <= set(MODEL_NAMES) or not all(
-        isinstance(by_time, dict) and set(by_time) <= {"init", "final"} and all(map(valid, by_time.values()))
-        for by_time in value.values()
+    def valid(errors):
+        return (
+            isinstance(errors, dict)
+            and set(errors) == {"feature", "tangent"}
+            and all(e is None or (_is_number(e) and 0 <= e <= 100) for e in errors.values())
+        )
+
+    if (
+        not isinstance(value, dict)
+        or not set(value) <= set(MODEL_NAMES)
+        or not all(
+            isinstance(by_time, dict) and set(by_time) <= {"init", "final"} and all(map(valid, by_time.values()))
+            for by_time in value.values()
+        )
     ):
-        raise ValueError(f"kernel_machine_errors must map each model to init/final feature and tangent errors "
-                         f"in % (got {value!r:.80})")
+        raise ValueError(
+            f"kernel_machine_errors must map each model to init/final feature and tangent errors "
+            f"in % (got {value!r:.80})"
+        )
     return value
 
 
 def _null_from(value) -> dict:
     """alignment_null as saved: feature/tangent → [low, high] (older runs have none)."""
-    if not isinstance(value, dict) or not set(value) <= {"feature", "tangent"} or not all(
-        isinstance(band, list) and len(band) == 2 and all(map(_is_number, band)) and band[0] <= band[1]
-        for band in value.values()
+    if (
+        not isinstance(value, dict)
+        or not set(value) <= {"feature", "tangent"}
+        or not all(
+            isinstance(band, list) and len(band) == 2 and all(map(_is_number, band)) and band[0] <= band[1]
+            for band in value.values()
+        )
     ):
         raise ValueError(f"alignment_null must map feature/tangent to [low, high] (got {value!r:.80})")
     return {kind: tuple(band) for kind, band in value.items()}
@@ -176,8 +188,10 @@ def _optional_int(value, name: str) -> int | None:
 def _record_from_dict(d) -> EpochRecord:
     required = set(_RECORD_FIELDS) - _LATER_RECORD_FIELDS
     if not isinstance(d, dict) or not required <= set(d) <= set(_RECORD_FIELDS):
-        raise ValueError(f"each history entry needs exactly the fields {', '.join(_RECORD_FIELDS)} "
-                         f"(runs saved by earlier versions lack {', '.join(sorted(_LATER_RECORD_FIELDS))})")
+        raise ValueError(
+            f"each history entry needs exactly the fields {', '.join(_RECORD_FIELDS)} "
+            f"(runs saved by earlier versions lack {', '.join(sorted(_LATER_RECORD_FIELDS))})"
+        )
     record = EpochRecord(**d)
     if not _is_number(record.epoch, whole=True) or not 0 <= record.epoch <= MAX_EPOCHS:
         raise ValueError(f"epoch must be a whole number from 0 to {MAX_EPOCHS} (got {record.epoch!r})")
@@ -269,8 +283,10 @@ def read_run_file(data: bytes) -> ExperimentResult:
             members = {info.filename: info for info in archive.infolist()}
             limits = {RUN_JSON: MAX_RUN_JSON_BYTES, KERNELS_NPZ: MAX_RUN_FILE_BYTES}
             if RUN_JSON not in members or set(members) - set(limits):
-                raise RunFileError(f"not a kalign run file: it must hold {RUN_JSON} and optionally {KERNELS_NPZ}, "
-                                   f"nothing else (it holds {', '.join(sorted(members)) or 'nothing'})")
+                raise RunFileError(
+                    f"not a kalign run file: it must hold {RUN_JSON} and optionally {KERNELS_NPZ}, "
+                    f"nothing else (it holds {', '.join(sorted(members)) or 'nothing'})"
+                )
             for name, info in members.items():
                 _check_compression(info)
                 _check_size(info, limits[name])
@@ -295,8 +311,9 @@ def _check_compression(info: zipfile.ZipInfo) -> None:
 
 def _check_size(info: zipfile.ZipInfo, limit: int) -> None:
     if info.file_size > limit:
-        raise RunFileError(f"{info.filename} unpacks to {info.file_size / 2**20:,.1f} MB; "
-                           f"at most {limit / 2**20:,.0f} MB is allowed")
+        raise RunFileError(
+            f"{info.filename} unpacks to {info.file_size / 2**20:,.1f} MB; at most {limit / 2**20:,.0f} MB is allowed"
+        )
 
 
 def _npz_headers(source) -> dict[str, tuple[tuple, np.dtype]]:
@@ -382,8 +399,11 @@ def _wanted_shapes(result: ExperimentResult, m: int, compact: bool) -> dict[str,
     epochs = {name: len(result.history[name]) for name in MODEL_NAMES}
     if not compact:
         return {"target": (m, m), **{name: (n, m, m) for name, n in epochs.items()}}
-    return {"target": (m, m), **{name: (n, _triangle_size(m)) for name, n in epochs.items()},
-            **{f"{name}_scale": (n,) for name, n in epochs.items()}}
+    return {
+        "target": (m, m),
+        **{name: (n, _triangle_size(m)) for name, n in epochs.items()},
+        **{f"{name}_scale": (n,) for name, n in epochs.items()},
+    }
 
 
 def _check_compact_types(headers) -> None:

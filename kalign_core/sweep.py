@@ -30,6 +30,7 @@ CALIBRATION_WIDTHS = (64, 512)
 
 # -- cost model ------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class CostModel:
     """Seconds of one trial on this machine: setup (data, initial evaluation, saving) plus epochs,
@@ -66,8 +67,9 @@ def calibrate(spec: SweepSpec, threads_per_trial: int | None = 1) -> CostModel:
     return CostModel((s_small - slopes[0] * w, slopes[0]), (e_small - slopes[1] * w, slopes[1]))
 
 
-def estimate_seconds(spec: SweepSpec, workers: int = 1, threads_per_trial: int = 1, folder=None,
-                     cost: CostModel | None = None) -> tuple[int, float]:
+def estimate_seconds(
+    spec: SweepSpec, workers: int = 1, threads_per_trial: int = 1, folder=None, cost: CostModel | None = None
+) -> tuple[int, float]:
     """(trials still to run, about how many seconds they take on `workers` workers here)."""
     cost = cost or calibrate(spec, threads_per_trial)
     done = finished_trials(spec, folder) if folder is not None else {}
@@ -85,6 +87,7 @@ def duration_text(seconds: float) -> str:
 
 
 # -- running ---------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class SweepProgress:
@@ -140,8 +143,9 @@ def run_sweep(
     # Heaviest first, so that a pool does not end waiting on one wide trial.
     pending = sorted((t for t in trials if t.id not in done), key=lambda t: -t.width * t.config.epochs)
     # Checks the options now; no trial starts before the loop below asks for results.
-    results = trial_results(pending, backend, workers, threads_per_trial, address, in_process, gpus_per_trial,
-                            should_stop)
+    results = trial_results(
+        pending, backend, workers, threads_per_trial, address, in_process, gpus_per_trial, should_stop
+    )
     folder.mkdir(parents=True, exist_ok=True)
     write_atomically(folder / SWEEP_JSON, json.dumps(spec.to_dict(), indent=1))
     _write_summary(folder, trials, done)
@@ -171,7 +175,5 @@ def run_sweep(
     return SweepOutcome(summaries, ran, skipped, stopped, time.perf_counter() - started)
 
 
-
 def _write_summary(folder: pathlib.Path, trials: list[Trial], done: dict) -> None:
     write_atomically(folder / SUMMARY_CSV, summary_csv([done[t.id] for t in trials if t.id in done]))
-

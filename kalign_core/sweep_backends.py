@@ -99,9 +99,14 @@ def _ray_results(pending, workers, threads, address, gpus) -> Iterator[tuple[Tri
     started_here = not ray.is_initialized()
     if started_here:
         # The package travels with the job, so cluster nodes need torch and numpy but not kalign.
-        ray.init(address=address, num_cpus=None if address else workers * threads,
-                 runtime_env={"py_modules": [str(pathlib.Path(__file__).parent)]},
-                 include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        ray.init(
+            address=address,
+            num_cpus=None if address else workers * threads,
+            runtime_env={"py_modules": [str(pathlib.Path(__file__).parent)]},
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+        )
     task = ray.remote(num_cpus=threads, num_gpus=gpus, max_retries=0)(shippable(run_trial))
     refs = {}
     try:

@@ -25,6 +25,7 @@ from .training import ExperimentResult
 
 SUMMARY_CSV, SWEEP_JSON = "summary.csv", "sweep.json"
 
+
 def round_lr(value: float) -> float:
     """ratio × lr to 12 significant digits, so that 0.1 × 0.01 is 0.001 and not 0.0010000000000000002."""
     return float(f"{value:.12g}")
@@ -73,14 +74,24 @@ class SweepSpec:
 
     def trials(self) -> list[Trial]:
         return [
-            Trial(pair, width, ratio, seed, replace(self.base, digits=pair, width=width, seed=seed,
-                                                     slow_lr=round_lr(ratio * self.base.regular_lr)))
+            Trial(
+                pair,
+                width,
+                ratio,
+                seed,
+                replace(self.base, digits=pair, width=width, seed=seed, slow_lr=round_lr(ratio * self.base.regular_lr)),
+            )
             for pair, width, ratio, seed in itertools.product(self.pairs, self.widths, self.ratios, self.seeds)
         ]
 
     def to_dict(self) -> dict:
-        return {"base": self.base.to_dict(), "pairs": [list(p) for p in self.pairs], "widths": list(self.widths),
-                "ratios": list(self.ratios), "seeds": list(self.seeds)}
+        return {
+            "base": self.base.to_dict(),
+            "pairs": [list(p) for p in self.pairs],
+            "widths": list(self.widths),
+            "ratios": list(self.ratios),
+            "seeds": list(self.seeds),
+        }
 
 
 def _check_pair(pair) -> tuple[int, int]:
@@ -156,11 +167,25 @@ _LATER_FIELDS = {"tangent_alignment_gain", "hidden_change_slow", "hidden_change_
 def summarize(trial: Trial, result: ExperimentResult) -> TrialSummary:
     slow, regular = result.history["slow"], result.history["regular"]
     return TrialSummary(
-        trial.id, *trial.pair, trial.width, trial.ratio, trial.seed,
-        result.config.slow_lr, result.config.regular_lr, result.config.epochs, result.source,
-        *alignment_ends(result, "alignment"), alignment_gain(result, "alignment"), slow[-1].test_error, regular[-1].test_error,
-        result.diverged_at["slow"], result.diverged_at["regular"], result.seconds,
-        alignment_gain(result, "tangent_alignment"), slow[-1].hidden_change, regular[-1].hidden_change,
+        trial.id,
+        *trial.pair,
+        trial.width,
+        trial.ratio,
+        trial.seed,
+        result.config.slow_lr,
+        result.config.regular_lr,
+        result.config.epochs,
+        result.source,
+        *alignment_ends(result, "alignment"),
+        alignment_gain(result, "alignment"),
+        slow[-1].test_error,
+        regular[-1].test_error,
+        result.diverged_at["slow"],
+        result.diverged_at["regular"],
+        result.seconds,
+        alignment_gain(result, "tangent_alignment"),
+        slow[-1].hidden_change,
+        regular[-1].hidden_change,
     )
 
 
@@ -193,8 +218,10 @@ def read_summary_csv(text: str) -> list[TrialSummary]:
     kinds = {f.name: f.type for f in dataclasses.fields(TrialSummary)}
     rows = list(csv.DictReader(io.StringIO(text)))
     if rows and not set(SUMMARY_FIELDS) - _LATER_FIELDS <= set(rows[0]) <= set(SUMMARY_FIELDS):
-        raise ValueError(f"a sweep summary needs exactly the columns {', '.join(SUMMARY_FIELDS)} "
-                         f"(summaries written by earlier versions lack {', '.join(sorted(_LATER_FIELDS))})")
+        raise ValueError(
+            f"a sweep summary needs exactly the columns {', '.join(SUMMARY_FIELDS)} "
+            f"(summaries written by earlier versions lack {', '.join(sorted(_LATER_FIELDS))})"
+        )
 
     def parse(name, cell):
         kind = kinds[name]
@@ -208,6 +235,7 @@ def read_summary_csv(text: str) -> list[TrialSummary]:
 
 
 # -- aggregation for the figures -------------------------------------------------------------------
+
 
 def mean_spread(summaries: list[TrialSummary], key: str, metric: str = "alignment_gain") -> dict:
     """`metric` grouped by `key` (e.g. "width"): {value: (mean, spread, seeds)}. Within a group each
@@ -237,6 +265,7 @@ def pair_matrix(summaries: list[TrialSummary], metric: str = "alignment_gain") -
 
 # -- the sweep folder ------------------------------------------------------------------------------
 
+
 def finished_trials(spec: SweepSpec, folder) -> dict[str, TrialSummary]:
     """Summaries of the spec's trials already saved in `folder`; a saved trial with other settings
     is an error (the folder belongs to another sweep)."""
@@ -250,8 +279,9 @@ def finished_trials(spec: SweepSpec, folder) -> dict[str, TrialSummary]:
         if result.config != trial.config:
             theirs, ours = result.config.to_dict(), trial.config.to_dict()
             differ = ", ".join(f"{k}={theirs[k]!r} there, {ours[k]!r} here" for k in ours if theirs[k] != ours[k])
-            raise ValueError(f"{folder / trial.id} holds a run with other settings ({differ}); "
-                             "choose another sweep folder")
+            raise ValueError(
+                f"{folder / trial.id} holds a run with other settings ({differ}); choose another sweep folder"
+            )
         if not result.stopped:
             done[trial.id] = summarize(trial, result)
     return done

@@ -24,8 +24,9 @@ def input_gram(x: torch.Tensor, x_other: torch.Tensor | None = None) -> torch.Te
     return x @ (x if x_other is None else x_other.detach()).T + 1.0
 
 
-def hidden_block(phi: torch.Tensor, readout_weight: torch.Tensor, gram: torch.Tensor,
-                 phi_other: torch.Tensor | None = None) -> torch.Tensor:
+def hidden_block(
+    phi: torch.Tensor, readout_weight: torch.Tensor, gram: torch.Tensor, phi_other: torch.Tensor | None = None
+) -> torch.Tensor:
     """G ⊙ (S diag(a²) S′ᵀ) as float64, from the features Φ (m×d, after the ReLU) of the points x,
     those of the points x′ (`phi_other`, default the same points), the readout weights A (k×d, as
     nn.Linear holds them) and G = XX′ᵀ + 11ᵀ. The product runs in Φ's dtype."""
@@ -53,6 +54,8 @@ def tangent_kernel(model: MLP, x, by_layer: bool = False):
     x64 = x.detach().to(device=hidden.weight.device, dtype=torch.float64)
     with torch.no_grad():
         phi = torch.relu(x64 @ hidden.weight.to(torch.float64).T + hidden.bias.to(torch.float64))
-    blocks = {"hidden": hidden_block(phi, readout.weight, input_gram(x64)),
-              "readout": readout_block(phi, readout.weight.shape[0])}
+    blocks = {
+        "hidden": hidden_block(phi, readout.weight, input_gram(x64)),
+        "readout": readout_block(phi, readout.weight.shape[0]),
+    }
     return blocks if by_layer else blocks["hidden"] + blocks["readout"]

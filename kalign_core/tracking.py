@@ -16,8 +16,14 @@ import torch
 from .alignment import AlignmentUndefined, center_kernel, centered_alignment
 from .tangent import hidden_block, input_gram
 
-MEASURES = ("tangent_alignment", "feature_distance", "tangent_distance", "hidden_change", "readout_change",
-            "pattern_stability")
+MEASURES = (
+    "tangent_alignment",
+    "feature_distance",
+    "tangent_distance",
+    "hidden_change",
+    "readout_change",
+    "pattern_stability",
+)
 
 
 @dataclass
@@ -54,8 +60,13 @@ class Tracker:
 
     def start(self, initial: Snapshot) -> None:
         """Keep the initial model (its weights copied, since training updates them in place)."""
-        self.initial = Snapshot(initial.feature_kernel, initial.tangent_kernel, initial.pattern,
-                                initial.hidden_weight.clone(), initial.readout_weight.clone())
+        self.initial = Snapshot(
+            initial.feature_kernel,
+            initial.tangent_kernel,
+            initial.pattern,
+            initial.hidden_weight.clone(),
+            initial.readout_weight.clone(),
+        )
 
     def measure(self, now: Snapshot) -> tuple[dict[str, float | None], str | None]:
         """Each of MEASURES for `now` against the initial model, and why any is None (else None)."""
@@ -69,12 +80,15 @@ class Tracker:
                 return None
 
         values = {
-            "tangent_alignment": defined(lambda: centered_alignment(now.tangent_kernel, self.target),
-                                         "tangent alignment", "tangent kernel"),
-            "feature_distance": defined(lambda: kernel_distance(now.feature_kernel, start.feature_kernel),
-                                        "feature distance", "feature kernel"),
-            "tangent_distance": defined(lambda: kernel_distance(now.tangent_kernel, start.tangent_kernel),
-                                        "tangent distance", "tangent kernel"),
+            "tangent_alignment": defined(
+                lambda: centered_alignment(now.tangent_kernel, self.target), "tangent alignment", "tangent kernel"
+            ),
+            "feature_distance": defined(
+                lambda: kernel_distance(now.feature_kernel, start.feature_kernel), "feature distance", "feature kernel"
+            ),
+            "tangent_distance": defined(
+                lambda: kernel_distance(now.tangent_kernel, start.tangent_kernel), "tangent distance", "tangent kernel"
+            ),
             "hidden_change": relative_change(now.hidden_weight, start.hidden_weight),
             "readout_change": relative_change(now.readout_weight, start.readout_weight),
             "pattern_stability": (now.pattern == start.pattern).to(torch.float64).mean().item(),

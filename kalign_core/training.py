@@ -150,8 +150,13 @@ def run_provenance(device: torch.device) -> dict:
     name = str(device)
     if device.type == "cuda":
         name += f" ({torch.cuda.get_device_name(device)})"
-    return {"torch": torch.__version__, "numpy": np.__version__, "torch_threads": torch.get_num_threads(),
-            "device": name, "cpu": cpu_model()}
+    return {
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "device": name,
+        "cpu": cpu_model(),
+    }
 
 
 @functools.cache
@@ -188,8 +193,9 @@ def stratified_probe(labels: np.ndarray, size: int, n_classes: int, generator: t
     return np.concatenate(chosen)
 
 
-def initial_model(config: ExperimentConfig, n_classes: int, in_features: int = INPUT_SIZE,
-                  generator: torch.Generator | None = None) -> MLP:
+def initial_model(
+    config: ExperimentConfig, n_classes: int, in_features: int = INPUT_SIZE, generator: torch.Generator | None = None
+) -> MLP:
     """The weights both models of a run start from. Training draws them first from a generator
     seeded with `config.seed` (pass it to continue drawing from it, as training does)."""
     generator = generator if generator is not None else torch.Generator().manual_seed(config.seed)
@@ -321,7 +327,9 @@ class PairTrainer:
             losses[models] -= logits.log_softmax(dim=1).gather(1, yb.expand(logits.shape[0], 1, -1)).sum(dim=(1, 2))
             errors[models] += (logits.argmax(dim=1) != yb).sum(dim=1)
         errors, losses = errors.tolist(), losses.tolist()
-        return {model_index: (100.0 * errors[model_index] / n, losses[model_index] / n) for model_index in self.active}, kept
+        return {
+            model_index: (100.0 * errors[model_index] / n, losses[model_index] / n) for model_index in self.active
+        }, kept
 
     def _record(self, epoch: int, train: dict, started: float) -> None:
         test, probe_features = self._evaluate(self.test_x, self.test_y, self.test_offset, keep=len(self.probe_y))
@@ -379,7 +387,9 @@ class PairTrainer:
             if self.result.stopped:
                 break
             loss_sum, loss_max, errors = loss_sum.tolist(), loss_max.tolist(), errors.tolist()
-            train = {model_index: (100.0 * errors[model_index] / n, loss_sum[model_index] / n) for model_index in self.active}
+            train = {
+                model_index: (100.0 * errors[model_index] / n, loss_sum[model_index] / n) for model_index in self.active
+            }
             self._record(epoch, train, started)
             for model_index in list(self.active):
                 exploded = loss_max[model_index] > DIVERGENCE_FACTOR * initial_loss[model_index]
@@ -409,16 +419,23 @@ class PairTrainer:
     def _measure_initial_machines(self) -> None:
         """Once per run: the digits the kernel machines see, and the initial machines."""
         generator = torch.Generator().manual_seed(self.config.seed)
-        self.machine_points = choose_points(self.train_x, self.train_y, self.test_x, self.test_y, self.k,
-                                            lambda labels, size: stratified_probe(labels, size, self.k, generator))
+        self.machine_points = choose_points(
+            self.train_x,
+            self.train_y,
+            self.test_x,
+            self.test_y,
+            self.k,
+            lambda labels, size: stratified_probe(labels, size, self.k, generator),
+        )
         self.machine_grams = self.machine_points.grams()
         errors = self._machine_errors(0)  # both models are still the same
         self.result.kernel_machine_errors = {name: {"init": errors} for name in MODEL_NAMES}
 
     def _machine_errors(self, model_index: int) -> dict[str, float | None]:
         rows = slice(model_index * self.width, (model_index + 1) * self.width)
-        return machine_errors(self.machine_points, self.w_hidden[rows], self.b_hidden[rows], self.w_out[model_index],
-                              self.machine_grams)
+        return machine_errors(
+            self.machine_points, self.w_hidden[rows], self.b_hidden[rows], self.w_out[model_index], self.machine_grams
+        )
 
     def _export(self, model_index: int) -> MLP:
         model = MLP(self.width, self.k, self.train_x.shape[1])

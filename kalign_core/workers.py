@@ -66,6 +66,7 @@ class TrainingFailed(Exception):
 
 # -- inside a worker process -----------------------------------------------------------------------
 
+
 def serve(connection, stop, threads: int) -> None:
     """A worker's life: train each config the server sends until it sends None or goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the server's to handle; it ends us
@@ -99,13 +100,14 @@ def _train(connection, stop, request: tuple[dict, str]) -> None:
 
 # -- results in pieces -----------------------------------------------------------------------------
 
+
 def tail(result: ExperimentResult, sent: dict[str, int]) -> ExperimentResult:
     """`result` holding only the epochs after the first `sent[name]` of each model."""
     return replace(
         result,
-        history={name: records[sent.get(name, 0):] for name, records in result.history.items()},
-        kernels={name: stack[sent.get(name, 0):] for name, stack in result.kernels.items()},
-        tangent_kernels={name: stack[sent.get(name, 0):] for name, stack in result.tangent_kernels.items()},
+        history={name: records[sent.get(name, 0) :] for name, records in result.history.items()},
+        kernels={name: stack[sent.get(name, 0) :] for name, stack in result.kernels.items()},
+        tangent_kernels={name: stack[sent.get(name, 0) :] for name, stack in result.tangent_kernels.items()},
     )
 
 
@@ -124,6 +126,7 @@ def extend(earlier: ExperimentResult | None, newer: ExperimentResult) -> Experim
 
 # -- in the server ---------------------------------------------------------------------------------
 
+
 class Worker:
     """One training process and the server's end of its pipe and stop flag."""
 
@@ -132,8 +135,9 @@ class Worker:
         context = multiprocessing.get_context("spawn")
         self._connection, child_end = context.Pipe()
         self._stop = context.Event()
-        self.process = context.Process(target=shippable(serve), args=(child_end, self._stop, threads),
-                                       name="kalign-trainer", daemon=True)
+        self.process = context.Process(
+            target=shippable(serve), args=(child_end, self._stop, threads), name="kalign-trainer", daemon=True
+        )
         with bare_main_module():
             # OpenMP reads this as torch loads, in the new process. Its default has idle threads spin,
             # which on a busy machine (the server, browsers, other runs) made runs at 2 threads 4
@@ -279,6 +283,7 @@ def shared_pool(size: int, threads: int) -> WorkerPool:
 
 
 # -- starting processes ----------------------------------------------------------------------------
+
 
 def shippable(function: Callable) -> Callable:
     """`function` as pickle finds it now. Pickle ships functions by module and name, and Streamlit

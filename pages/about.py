@@ -15,11 +15,15 @@ st.markdown(
     "**Kernel–target alignment** asks how much the features already look like the task."
 )
 st.markdown("Both kernels are first **centered** with $H = I - \\frac{1}{m}\\mathbf{1}\\mathbf{1}^\\top$:")
-st.latex(r"K_c = H K H, \qquad (K_c)_{ij} = K_{ij} - \tfrac{1}{m}\textstyle\sum_k K_{kj} "
-         r"- \tfrac{1}{m}\sum_k K_{ik} + \tfrac{1}{m^2}\sum_{k,l} K_{kl}")
+st.latex(
+    r"K_c = H K H, \qquad (K_c)_{ij} = K_{ij} - \tfrac{1}{m}\textstyle\sum_k K_{kj} "
+    r"- \tfrac{1}{m}\sum_k K_{ik} + \tfrac{1}{m^2}\sum_{k,l} K_{kl}"
+)
 st.markdown("and the **centered alignment** is the cosine between them:")
-st.latex(r"\rho(K, K') = \frac{\langle K_c, K'_c \rangle_F}{\lVert K_c \rVert_F \, \lVert K'_c \rVert_F}, "
-         r"\qquad \langle A, B \rangle_F = \sum_{ij} A_{ij} B_{ij}")
+st.latex(
+    r"\rho(K, K') = \frac{\langle K_c, K'_c \rangle_F}{\lVert K_c \rVert_F \, \lVert K'_c \rVert_F}, "
+    r"\qquad \langle A, B \rangle_F = \sum_{ij} A_{ij} B_{ij}"
+)
 st.markdown(
     "$\\rho = 1$ only when $K_c$ is proportional to the centered $YY^\\top$: every pair of same-class digits "
     "equally similar, every cross-class pair equally dissimilar. Features that separate the classes are not "
@@ -53,8 +57,10 @@ st.markdown(
     "$f(x) = A^\\top \\mathrm{relu}(Wx + b) + c$ with $k$ outputs it has a closed form, with $S$ the ReLUs' on/off "
     "pattern, $a_j^2 = \\sum_o A_{jo}^2$ and $G = XX^\\top + \\mathbf{1}\\mathbf{1}^\\top$:"
 )
-st.latex(r"\Theta = \underbrace{k(\Phi\Phi^\top + \mathbf{1}\mathbf{1}^\top)}_{\text{readout}} + "
-         r"\underbrace{G \odot (S\,\mathrm{diag}(a^2)\,S^\top)}_{\text{hidden layer}}")
+st.latex(
+    r"\Theta = \underbrace{k(\Phi\Phi^\top + \mathbf{1}\mathbf{1}^\top)}_{\text{readout}} + "
+    r"\underbrace{G \odot (S\,\mathrm{diag}(a^2)\,S^\top)}_{\text{hidden layer}}"
+)
 st.markdown(
     "- In the **lazy** (NTK) regime of Chizat, Oyallon & Bach the network trains like its linearisation: "
     "$\\Theta$ stays at its start $\\Theta_0$ and the network ends up close to the kernel machine of $\\Theta_0$. "

@@ -22,30 +22,48 @@ if ui.current_job() is not None:
 if result is None:
     ui.no_run_yet()
 elif not result.kernels[MODEL_NAMES[0]]:
-    st.info("This run has no kernels: it was opened from a run JSON alone. Upload its kernels .npz with it "
-            "on the Runs page to see them.")
+    st.info(
+        "This run has no kernels: it was opened from a run JSON alone. Upload its kernels .npz with it "
+        "on the Runs page to see them."
+    )
 else:
     last = max(len(result.kernels[name]) for name in MODEL_NAMES) - 1
     if st.session_state.get("kernel_epoch", 0) > last:
         del st.session_state["kernel_epoch"]  # the slider's old value belongs to a longer run
     epoch = st.slider("Epoch (0 = initialisation)", 0, last, value=last, key="kernel_epoch") if last > 0 else 0
     choice, view = st.columns(2)
-    kind = choice.radio("Kernel", list(KINDS), format_func=KINDS.get, horizontal=True, key="kernel_kind",
-                        help="the feature kernel is what the readout sees; the tangent kernel Θ is what gradient "
-                             "descent on every weight sees (it stays fixed in the lazy regime)")
-    change = view.toggle("Change since initialisation, K − K₀", key="kernel_change",
-                         help="both models on one colour scale, so their movement compares")
+    kind = choice.radio(
+        "Kernel",
+        list(KINDS),
+        format_func=KINDS.get,
+        horizontal=True,
+        key="kernel_kind",
+        help="the feature kernel is what the readout sees; the tangent kernel Θ is what gradient "
+        "descent on every weight sees (it stays fixed in the lazy regime)",
+    )
+    change = view.toggle(
+        "Change since initialisation, K − K₀",
+        key="kernel_change",
+        help="both models on one colour scale, so their movement compares",
+    )
     if kind == "tangent" and not result.tangent_kernels[MODEL_NAMES[0]]:
-        st.info("Tangent kernels are kept for runs trained since the server started, not in saved or uploaded "
-                "runs: showing the feature kernels.", icon=":material/info:")
+        st.info(
+            "Tangent kernels are kept for runs trained since the server started, not in saved or uploaded "
+            "runs: showing the feature kernels.",
+            icon=":material/info:",
+        )
         kind = "feature"
     m = len(result.probe_labels)
     if m > figures.DISPLAY_POINTS:
-        st.caption(f"{m} probe points: shown block-averaged to at most {figures.DISPLAY_POINTS} per side; "
-                   "the download has the full matrices.")
+        st.caption(
+            f"{m} probe points: shown block-averaged to at most {figures.DISPLAY_POINTS} per side; "
+            "the download has the full matrices."
+        )
     if change:
-        st.caption("K − K₀ of both models share one colour scale: a pale map moved little. Centered kernels, so the "
-                   "change is in the kernel's shape, not its size.")
+        st.caption(
+            "K − K₀ of both models share one colour scale: a pale map moved little. Centered kernels, so the "
+            "change is in the kernel's shape, not its size."
+        )
     shown = figures.shown_kernels(result, epoch, kind, change)
     columns = st.columns(3)
     for column, (name, figure) in zip(columns, figures.kernel_figures(result, epoch, kind, change).items()):
@@ -53,8 +71,10 @@ else:
     matrices = {"target": result.target_kernel, **{name: matrix for name, (matrix, _) in shown.items()}}
     for column, (name, matrix) in zip(columns, matrices.items()):
         title = f"{name}: class-block means" + (" of the change" if change and name != "target" else "")
-        column.plotly_chart(figures.block_means_figure(matrix, result.probe_labels, result.config.digits, title),
-                            key=f"block_means_{name}")
+        column.plotly_chart(
+            figures.block_means_figure(matrix, result.probe_labels, result.config.digits, title),
+            key=f"block_means_{name}",
+        )
     st.download_button(
         "Download the full kernels of every epoch (.npz)",
         data=lambda: runs.kernels_to_npz(result),

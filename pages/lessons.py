@@ -10,8 +10,11 @@ from kalign_core.lessons import LESSONS, find_lesson
 ui.require_app()
 
 KERNELS_PAGE = "pages/kernels.py"
-STATE_WORDS = {"stopped": "was stopped", "abandoned": "was given up (the page stopped asking for it)",
-               "failed": "failed"}
+STATE_WORDS = {
+    "stopped": "was stopped",
+    "abandoned": "was given up (the page stopped asking for it)",
+    "failed": "failed",
+}
 
 
 def configs(lesson):
@@ -53,14 +56,20 @@ def draw_progress(lesson, group) -> None:
         total = status.config.epochs
         if status.state == "waiting":
             ahead = status.queue_position
-            st.caption(f"{label}: waiting for a free slot"
-                       + (f" ({ahead} run{'s' if ahead > 1 else ''} ahead)" if ahead else " (next)"))
+            st.caption(
+                f"{label}: waiting for a free slot"
+                + (f" ({ahead} run{'s' if ahead > 1 else ''} ahead)" if ahead else " (next)")
+            )
         elif status.state == "running":
-            st.progress(status.epochs_done / total,
-                        text=f"{label}: epoch {status.epochs_done}/{total} · {ui.time_left(status.seconds_left)}")
+            st.progress(
+                status.epochs_done / total,
+                text=f"{label}: epoch {status.epochs_done}/{total} · {ui.time_left(status.seconds_left)}",
+            )
         else:
-            st.progress(1.0 if status.state == "finished" else status.epochs_done / total,
-                        text=f"{label}: {'done' if status.state == 'finished' else status.state}")
+            st.progress(
+                1.0 if status.state == "finished" else status.epochs_done / total,
+                text=f"{label}: {'done' if status.state == 'finished' else status.state}",
+            )
     if st.button("Stop", icon=":material/stop:", key="stop_lesson"):
         ui.stop_lesson()
         st.caption("Stopping; a run another session also asked for goes on for it.")
@@ -108,13 +117,17 @@ def lesson_outcome(lesson, group) -> None:
     else:
         checked(lesson, results)
         source = results[0].source
-        st.caption(f"Data: {'full MNIST' if source == 'mnist' else 'the bundled MNIST sample'} · "
-                   f"{sum(r.seconds for r in results):.1f} s of training")
+        st.caption(
+            f"Data: {'full MNIST' if source == 'mnist' else 'the bundled MNIST sample'} · "
+            f"{sum(r.seconds for r in results):.1f} s of training"
+        )
 
 
 st.title("Lessons")
-st.caption("Guided experiments: each runs in one click, states what it expects and checks it on the runs it just "
-           "made, with the numbers. The runs use the Train page's data source and device.")
+st.caption(
+    "Guided experiments: each runs in one click, states what it expects and checks it on the runs it just "
+    "made, with the numbers. The runs use the Train page's data source and device."
+)
 selected = selected_lesson()
 current = ui.lesson_run()
 if selected is not None and (current is None or (current[0] != selected.id and not current[1].active)):
@@ -127,9 +140,16 @@ for number, lesson in enumerate(LESSONS, 1):
         st.markdown(f"**{lesson.question}**")
         st.caption(lesson.notes)
         left, right = st.columns([1, 3], vertical_alignment="center")
-        left.button("Run this lesson", key=f"run_{lesson.id}", type="primary", icon=":material/play_arrow:",
-                    disabled=busy, on_click=run_lesson, args=(lesson,),
-                    help="a lesson is running: stop it first" if busy else None)
+        left.button(
+            "Run this lesson",
+            key=f"run_{lesson.id}",
+            type="primary",
+            icon=":material/play_arrow:",
+            disabled=busy,
+            on_click=run_lesson,
+            args=(lesson,),
+            help="a lesson is running: stop it first" if busy else None,
+        )
         right.markdown(f"[Link to this lesson](?lesson={lesson.id})")
         if current is not None and current[0] == lesson.id:
             with ui.apology():

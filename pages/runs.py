@@ -42,9 +42,18 @@ SUMMARY_FORMATS = {
 
 def summary(name: str, result) -> dict:
     c = result.config
-    row = {"run": name, "digits": ", ".join(map(str, c.digits)), "width": c.width, "slow lr": c.slow_lr,
-           "regular lr": c.regular_lr, "epochs": f"{result.epochs_done}/{c.epochs}", "batch": c.batch_size,
-           "seed": c.seed, "lazy α": "off" if c.lazy_scale is None else f"{c.lazy_scale:g}", "data": result.source}
+    row = {
+        "run": name,
+        "digits": ", ".join(map(str, c.digits)),
+        "width": c.width,
+        "slow lr": c.slow_lr,
+        "regular lr": c.regular_lr,
+        "epochs": f"{result.epochs_done}/{c.epochs}",
+        "batch": c.batch_size,
+        "seed": c.seed,
+        "lazy α": "off" if c.lazy_scale is None else f"{c.lazy_scale:g}",
+        "data": result.source,
+    }
     for model in MODEL_NAMES:
         last = result.history[model][-1]
         row[f"{model} test error %"] = last.test_error
@@ -62,15 +71,23 @@ def provenance_line(result) -> str:
     if not p:
         return "Provenance: not recorded (saved by an earlier kalign)."
     threads = p.get("torch_threads")
-    parts = [f"torch {p.get('torch', '?')}", f"{threads} torch thread{'s' if threads != 1 else ''}",
-             f"device {p.get('device', '?')}", f"CPU {p.get('cpu', '?')}", f"numpy {p.get('numpy', '?')}"]
+    parts = [
+        f"torch {p.get('torch', '?')}",
+        f"{threads} torch thread{'s' if threads != 1 else ''}",
+        f"device {p.get('device', '?')}",
+        f"CPU {p.get('cpu', '?')}",
+        f"numpy {p.get('numpy', '?')}",
+    ]
     return "Computed with " + " · ".join(parts) + ": runs agree to the last bit only where all of these do."
 
 
 def folder_picker() -> pathlib.Path | None:
     base = runs_base()
-    text = st.text_input("Runs folder", value=st.session_state.get("runs_dir", str(base)),
-                         help=f"{base} (set by KALIGN_RUNS_DIR) or a folder inside it")
+    text = st.text_input(
+        "Runs folder",
+        value=st.session_state.get("runs_dir", str(base)),
+        help=f"{base} (set by KALIGN_RUNS_DIR) or a folder inside it",
+    )
     try:
         folder = params.runs_folder(text, base)
     except ValueError as error:
@@ -90,10 +107,14 @@ def compare(saved: dict, current) -> None:
     if not chosen:
         return
     left, right = st.columns(2)
-    left.plotly_chart(figures.overlay_figure(chosen, "alignment", "Alignment ρ (slow dotted, regular solid)", "ρ"),
-                      key="overlay_alignment")
-    right.plotly_chart(figures.overlay_figure(chosen, "test_error", "Test error (slow dotted, regular solid)",
-                                              "error %"), key="overlay_error")
+    left.plotly_chart(
+        figures.overlay_figure(chosen, "alignment", "Alignment ρ (slow dotted, regular solid)", "ρ"),
+        key="overlay_alignment",
+    )
+    right.plotly_chart(
+        figures.overlay_figure(chosen, "test_error", "Test error (slow dotted, regular solid)", "error %"),
+        key="overlay_error",
+    )
 
 
 def save_and_download(folder: pathlib.Path | None, result) -> None:
@@ -118,11 +139,20 @@ def save_and_download(folder: pathlib.Path | None, result) -> None:
     ]
     row = st.container(horizontal=True)
     for label, data, extension, mime in downloads:
-        row.download_button(label, data=data, file_name=f"{name}.{extension}", mime=mime, on_click="ignore",
-                            icon=":material/download:", key=f"download_{extension}")
-    st.caption("The run file holds the settings, histories and kernels (in float16) of every epoch: upload it "
-               "below to view the run again. The Kernels page downloads them in full float32; Save also keeps "
-               "the weights.")
+        row.download_button(
+            label,
+            data=data,
+            file_name=f"{name}.{extension}",
+            mime=mime,
+            on_click="ignore",
+            icon=":material/download:",
+            key=f"download_{extension}",
+        )
+    st.caption(
+        "The run file holds the settings, histories and kernels (in float16) of every epoch: upload it "
+        "below to view the run again. The Kernels page downloads them in full float32; Save also keeps "
+        "the weights."
+    )
 
 
 def show_opened(result, where: str, name: str) -> None:
@@ -168,10 +198,18 @@ def read_uploaded_run(run_file, kernel_file):
 
 def open_upload() -> None:
     left, right = st.columns(2)
-    run_file = left.file_uploader("Run file (.kalign, or a run .json)", type=["kalign", "json"], key="upload_json",
-                                  max_upload_size=UPLOAD_LIMIT_MB["kalign"])
-    kernel_file = right.file_uploader("Its kernels (.npz, only beside a .json)", type=["npz"], key="upload_npz",
-                                      max_upload_size=UPLOAD_LIMIT_MB["npz"])
+    run_file = left.file_uploader(
+        "Run file (.kalign, or a run .json)",
+        type=["kalign", "json"],
+        key="upload_json",
+        max_upload_size=UPLOAD_LIMIT_MB["kalign"],
+    )
+    kernel_file = right.file_uploader(
+        "Its kernels (.npz, only beside a .json)",
+        type=["npz"],
+        key="upload_npz",
+        max_upload_size=UPLOAD_LIMIT_MB["npz"],
+    )
     if not st.button("View the uploaded run", disabled=run_file is None, key="open_upload", icon=":material/upload:"):
         return
     try:
@@ -197,8 +235,12 @@ else:
 st.header("Saved runs")
 saved, broken = runs.saved_runs(folder) if folder is not None else ({}, {})
 if saved:
-    st.dataframe([summary(name, result) for name, result in saved.items()], hide_index=True, key="runs_table",
-                 column_config=SUMMARY_FORMATS)
+    st.dataframe(
+        [summary(name, result) for name, result in saved.items()],
+        hide_index=True,
+        key="runs_table",
+        column_config=SUMMARY_FORMATS,
+    )
 elif folder is not None:
     st.caption(f"No saved runs in {folder} yet.")
 for name, problem in broken.items():

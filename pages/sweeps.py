@@ -25,20 +25,36 @@ RATIOS = [0.0, 0.001, 0.01, 0.03, 0.1, 0.3, 1.0]
 MAX_SEEDS = 20
 ALL = "all (mean)"
 # The sweep's own settings; the other experiment settings come from the Train page.
-DEFAULTS = {"digits": list(range(10)), "pairs": [], "widths": [256], "ratios": [0.1], "seeds": 1, "epochs": 10,
-            "workers": cpu_count(), "name": ""}
+DEFAULTS = {
+    "digits": list(range(10)),
+    "pairs": [],
+    "widths": [256],
+    "ratios": [0.1],
+    "seeds": 1,
+    "epochs": 10,
+    "workers": cpu_count(),
+    "name": "",
+}
 
 
 # What the sweep's settings are called here: its own controls, and the Train page's for the rest.
-SWEEP_LABELS = {**{field: f"{label} (Train page)" for field, label in params.FIELD_LABELS.items()},
-                "digits": "Digits", "width": "Hidden widths", "slow_lr": "Slow / regular learning rate ratios",
-                "seed": "Seeds", "epochs": "Epochs"}
+SWEEP_LABELS = {
+    **{field: f"{label} (Train page)" for field, label in params.FIELD_LABELS.items()},
+    "digits": "Digits",
+    "width": "Hidden widths",
+    "slow_lr": "Slow / regular learning rate ratios",
+    "seed": "Seeds",
+    "epochs": "Epochs",
+}
 
 
 # The trial table shows numbers rounded; the summary CSV keeps them exact.
 TABLE_FORMATS = {
-    **{f"{when}_alignment_{model}": st.column_config.NumberColumn(format="%.4f")
-       for when in ("initial", "final") for model in ("slow", "regular")},
+    **{
+        f"{when}_alignment_{model}": st.column_config.NumberColumn(format="%.4f")
+        for when in ("initial", "final")
+        for model in ("slow", "regular")
+    },
     "alignment_gain": st.column_config.NumberColumn(format="%+.4f"),
     **{f"test_error_{model}": st.column_config.NumberColumn(format="%.1f") for model in ("slow", "regular")},
     "seconds": st.column_config.NumberColumn(format="%.1f"),
@@ -117,36 +133,71 @@ def pair_label(pair) -> str:
 
 def axes_form() -> tuple[SweepSpec | None, pathlib.Path | None, int]:
     """The axes and where the sweep goes; errors are drawn here and give (None, None, workers)."""
-    st.multiselect("Digits", list(range(10)), key=key("digits"),
-                   help="the sweep runs every pair among these digits (all ten: all 45 pairs)")
+    st.multiselect(
+        "Digits",
+        list(range(10)),
+        key=key("digits"),
+        help="the sweep runs every pair among these digits (all ten: all 45 pairs)",
+    )
     choosable = pairs_among(st.session_state[key("digits")]) if len(st.session_state[key("digits")]) >= 2 else ()
     st.session_state[key("pairs")] = [p for p in st.session_state[key("pairs")] if tuple(p) in choosable]
-    st.multiselect("Only these pairs", choosable, key=key("pairs"), format_func=pair_label,
-                   placeholder="all pairs among the digits")
-    st.multiselect("Hidden widths", WIDTHS, key=key("widths"), help="one trial per width: the wider the network, the less its features need to move")
-    st.multiselect("Slow / regular learning rate ratios", RATIOS, key=key("ratios"),
-                   format_func=lambda r: {0.0: "0 (random features)", 1.0: "1 (both the same)"}.get(r, f"{r:g}"),
-                   help="the slow model's hidden layer learns at ratio × the regular learning rate")
+    st.multiselect(
+        "Only these pairs",
+        choosable,
+        key=key("pairs"),
+        format_func=pair_label,
+        placeholder="all pairs among the digits",
+    )
+    st.multiselect(
+        "Hidden widths",
+        WIDTHS,
+        key=key("widths"),
+        help="one trial per width: the wider the network, the less its features need to move",
+    )
+    st.multiselect(
+        "Slow / regular learning rate ratios",
+        RATIOS,
+        key=key("ratios"),
+        format_func=lambda r: {0.0: "0 (random features)", 1.0: "1 (both the same)"}.get(r, f"{r:g}"),
+        help="the slow model's hidden layer learns at ratio × the regular learning rate",
+    )
     left, right = st.columns(2)
     left.number_input("Seeds", 1, MAX_SEEDS, key=key("seeds"), help="seeds 0, 1, …: the spread over them is the noise")
     right.number_input("Epochs", 1, MAX_EPOCHS, key=key("epochs"))
-    left.number_input("Parallel workers", 1, cpu_count(), key=key("workers"),
-                      help="processes training trials at once, one torch thread each")
-    right.text_input("Sweep name", key=key("name"), placeholder="from the axes",
-                     help="a folder in the server's sweeps folder; the same name resumes a sweep")
+    left.number_input(
+        "Parallel workers",
+        1,
+        cpu_count(),
+        key=key("workers"),
+        help="processes training trials at once, one torch thread each",
+    )
+    right.text_input(
+        "Sweep name",
+        key=key("name"),
+        placeholder="from the axes",
+        help="a folder in the server's sweeps folder; the same name resumes a sweep",
+    )
     remember_settings()
     s = st.session_state.sweep_settings
     workers = s["workers"]
-    errors = [f"{label}: choose at least one" for label, field in
-              (("Hidden widths", "widths"), ("Learning rate ratios", "ratios")) if not s[field]]
+    errors = [
+        f"{label}: choose at least one"
+        for label, field in (("Hidden widths", "widths"), ("Learning rate ratios", "ratios"))
+        if not s[field]
+    ]
     if len(s["digits"]) < 2:
         errors.append("Digits: choose at least two")
     spec = None
     try:
         base = params.config_from_settings(ui.settings())
         if not errors:
-            spec = SweepSpec(dataclasses.replace(base, epochs=s["epochs"]), tuple(s["pairs"]) or choosable,
-                             tuple(sorted(s["widths"])), tuple(sorted(s["ratios"])), tuple(range(s["seeds"])))
+            spec = SweepSpec(
+                dataclasses.replace(base, epochs=s["epochs"]),
+                tuple(s["pairs"]) or choosable,
+                tuple(sorted(s["widths"])),
+                tuple(sorted(s["ratios"])),
+                tuple(range(s["seeds"])),
+            )
     except params.SettingsError as error:
         errors.append(f"The Train page's settings are not valid ({error}); fix them there")
     except ConfigError as error:  # e.g. the sweep's epochs with the Train page's probe size
@@ -155,8 +206,10 @@ def axes_form() -> tuple[SweepSpec | None, pathlib.Path | None, int]:
         for message in errors:
             st.error(message, icon=":material/error:")
         return None, None, workers
-    st.caption(f"Each trial also uses the Train page's settings: regular learning rate {base.regular_lr:g}, batch "
-               f"{base.batch_size}, probe {base.probe_size} digits, data {base.source}, device {base.device}.")
+    st.caption(
+        f"Each trial also uses the Train page's settings: regular learning rate {base.regular_lr:g}, batch "
+        f"{base.batch_size}, probe {base.probe_size} digits, data {base.source}, device {base.device}."
+    )
     try:
         folder = params.run_path(sweeps_base(), s["name"] or default_name(spec))
     except ValueError as error:
@@ -169,8 +222,9 @@ def plan(spec: SweepSpec, folder: pathlib.Path, workers: int) -> bool:
     """Trials and estimated time; True when there is something to run."""
     total = len(spec.trials())
     try:
-        pending, seconds = estimate_seconds(spec, workers, folder=folder,
-                                            cost=cost_model(dataclasses.replace(spec.base, epochs=1), spec.pairs[0]))
+        pending, seconds = estimate_seconds(
+            spec, workers, folder=folder, cost=cost_model(dataclasses.replace(spec.base, epochs=1), spec.pairs[0])
+        )
     except (ValueError, OSError, DataUnavailable) as error:  # e.g. the folder holds trials with other settings
         why = params.capitalised(error.describe(SWEEP_LABELS)) if isinstance(error, ConfigError) else error
         st.error(f"Sweep {folder.name}: {why}", icon=":material/error:")
@@ -180,8 +234,11 @@ def plan(spec: SweepSpec, folder: pathlib.Path, workers: int) -> bool:
         st.success(f"All {total} trials ({axes}) are in **{folder.name}**: see the results below.")
         return False
     already = f", {total - pending} already done" if pending < total else ""
-    st.info(f"**{total} trials** ({axes}{already}) into **{folder.name}**: about **{duration_text(seconds)}** of "
-            f"training on {min(workers, pending)} worker(s), {startup_text()}.", icon=":material/schedule:")
+    st.info(
+        f"**{total} trials** ({axes}{already}) into **{folder.name}**: about **{duration_text(seconds)}** of "
+        f"training on {min(workers, pending)} worker(s), {startup_text()}.",
+        icon=":material/schedule:",
+    )
     return True
 
 
@@ -226,7 +283,9 @@ def draw_progress(job: SweepJob) -> None:
         job.stop()
         st.caption("Stopping: no new trial starts; the finished ones are saved, and the same sweep resumes later.")
     if status.summaries:
-        st.plotly_chart(figures.pair_heatmap(status.summaries, "alignment_gain", "Alignment gain so far"), key="live_gain")
+        st.plotly_chart(
+            figures.pair_heatmap(status.summaries, "alignment_gain", "Alignment gain so far"), key="live_gain"
+        )
 
 
 def outcome_notice() -> None:
@@ -236,10 +295,13 @@ def outcome_notice() -> None:
     if status.state == "failed":
         st.error(f"The sweep failed: {status.error}. The trials finished before it are saved.", icon=":material/error:")
     elif status.state == "stopped":
-        st.info(f"Stopped with {len(status.summaries)} trials done; press Run to resume.", icon=":material/stop_circle:")
+        st.info(
+            f"Stopped with {len(status.summaries)} trials done; press Run to resume.", icon=":material/stop_circle:"
+        )
 
 
 # -- results ---------------------------------------------------------------------------------------
+
 
 def only(summaries, field: str, label: str):
     """A chooser for one value of `field` (or all of them, averaged) when the sweep has several."""
@@ -253,8 +315,12 @@ def only(summaries, field: str, label: str):
 def open_trial(folder: pathlib.Path, summaries) -> None:
     gains = {s.trial_id: s.alignment_gain for s in summaries}
     left, right = st.columns([3, 1], vertical_alignment="bottom")
-    trial = left.selectbox("Open a trial", list(gains), key=key("trial"),
-                           format_func=lambda t: t if gains[t] is None else f"{t} (gain {gains[t]:+.4f})")
+    trial = left.selectbox(
+        "Open a trial",
+        list(gains),
+        key=key("trial"),
+        format_func=lambda t: t if gains[t] is None else f"{t} (gain {gains[t]:+.4f})",
+    )
     if right.button("Open on the Kernels page", icon=":material/grid_on:", key="open_trial"):
         try:
             result = runs.load_run(folder / trial)
@@ -282,8 +348,10 @@ def results() -> None:
     if not summaries:
         st.caption("No trial of this sweep has finished yet.")
         return
-    st.caption("Alignment gain = how much further the regular model's features moved toward the task than the "
-               "slow model's: (final − initial ρ, regular) − (final − initial ρ, slow).")
+    st.caption(
+        "Alignment gain = how much further the regular model's features moved toward the task than the "
+        "slow model's: (final − initial ρ, regular) − (final − initial ρ, slow)."
+    )
     width_column, ratio_column, model_column = st.columns(3)
     with width_column:
         filtered = only(summaries, "width", "Width shown")
@@ -291,27 +359,47 @@ def results() -> None:
         filtered = only(filtered, "lr_ratio", "Learning rate ratio shown")
     model = model_column.radio("Test error of", ["regular", "slow"], horizontal=True, key=key("error_model"))
     left, right = st.columns(2)
-    left.plotly_chart(figures.pair_heatmap(filtered, "alignment_gain", "Alignment gain per digit pair"), key="gain_matrix")
-    right.plotly_chart(figures.pair_heatmap(filtered, f"test_error_{model}", f"Final test error % ({model} model)",
-                                    colorscale="Viridis", zmid=None), key="error_matrix")
+    left.plotly_chart(
+        figures.pair_heatmap(filtered, "alignment_gain", "Alignment gain per digit pair"), key="gain_matrix"
+    )
+    right.plotly_chart(
+        figures.pair_heatmap(
+            filtered, f"test_error_{model}", f"Final test error % ({model} model)", colorscale="Viridis", zmid=None
+        ),
+        key="error_matrix",
+    )
     left, right = st.columns(2)
-    trends = ((left, "width", "lr_ratio", "width", "ratio", True),
-              (right, "lr_ratio", "width", "lr ratio", "width", min(s.lr_ratio for s in summaries) > 0))
+    trends = (
+        (left, "width", "lr_ratio", "width", "ratio", True),
+        (right, "lr_ratio", "width", "lr ratio", "width", min(s.lr_ratio for s in summaries) > 0),
+    )
     for column, x, line, x_title, line_title, log_x in trends:
         if len({getattr(s, x) for s in summaries}) > 1:
-            column.plotly_chart(figures.sweep_trend_figure(summaries, x, line, x_title, line_title, log_x), key=f"gain_vs_{x}")
+            column.plotly_chart(
+                figures.sweep_trend_figure(summaries, x, line, x_title, line_title, log_x), key=f"gain_vs_{x}"
+            )
         else:
             column.caption(f"Sweep more than one {x_title} to see the gain against it.")
-    st.dataframe([dataclasses.asdict(s) for s in summaries], hide_index=True, key="sweep_table",
-                 column_config=TABLE_FORMATS)
+    st.dataframe(
+        [dataclasses.asdict(s) for s in summaries], hide_index=True, key="sweep_table", column_config=TABLE_FORMATS
+    )
     open_trial(folder, summaries)
-    st.download_button("Summary (.csv)", data=summary_csv(summaries), file_name=f"{folder.name}-summary.csv",
-                       mime="text/csv", on_click="ignore", icon=":material/download:", key="download_summary")
+    st.download_button(
+        "Summary (.csv)",
+        data=summary_csv(summaries),
+        file_name=f"{folder.name}-summary.csv",
+        mime="text/csv",
+        on_click="ignore",
+        icon=":material/download:",
+        key="download_summary",
+    )
 
 
 st.title("Sweeps")
-st.caption("Many runs at once: every pair of the chosen digits, at each width, learning-rate ratio and seed. "
-           "Each trial is saved, so a sweep stopped or interrupted resumes where it was.")
+st.caption(
+    "Many runs at once: every pair of the chosen digits, at each width, learning-rate ratio and seed. "
+    "Each trial is saved, so a sweep stopped or interrupted resumes where it was."
+)
 restore_settings()
 job = current_job()
 form_column, run_column = st.columns([1.2, 3], gap="large")
@@ -326,7 +414,9 @@ with run_column:
             elsewhere = running_elsewhere()
             if elsewhere:
                 st.info(f"Another session's sweep ({elsewhere}) is running on this server; one runs at a time.")
-            if st.button("Run", type="primary", icon=":material/play_arrow:", key="run_sweep", disabled=bool(elsewhere)):
+            if st.button(
+                "Run", type="primary", icon=":material/play_arrow:", key="run_sweep", disabled=bool(elsewhere)
+            ):
                 start(spec, folder, workers)
                 st.rerun()
 st.header("Results")

@@ -87,21 +87,32 @@ def settings_form(running: bool) -> None:
     right.number_input(**described("batch_size"), step=50.0, format="%g", key=key("batch_size"), **changed)
     left.number_input(**described("seed"), step=1, key=key("seed"), **changed)
     right.number_input(**described("probe_size"), step=50.0, format="%g", key=key("probe_size"), **changed)
-    st.selectbox(**described("source"), options=list(SOURCES), format_func=SOURCES.get, key=key("source"),
-                 **changed)
+    st.selectbox(**described("source"), options=list(SOURCES), format_func=SOURCES.get, key=key("source"), **changed)
     if st.session_state[key("source")] == "auto":
         st.caption(ui.mnist_status())
-    st.selectbox(**described("device"), options=devices, key=key("device"), **changed,
-                 format_func=lambda d: f"auto (uses {resolve_device('auto')})" if d == "auto" else d)
+    st.selectbox(
+        **described("device"),
+        options=devices,
+        key=key("device"),
+        **changed,
+        format_func=lambda d: f"auto (uses {resolve_device('auto')})" if d == "auto" else d,
+    )
     lazy_scale_control(changed)
     try:
         params.config_from_settings(ui.settings())
         problems = []
     except params.SettingsError as error:
         problems = error.messages()
-    st.button("Train", type="primary", icon=":material/play_arrow:", disabled=running or bool(problems),
-              on_click=on_train, width="stretch", key="train",
-              help="fix the settings named below first" if problems else None)
+    st.button(
+        "Train",
+        type="primary",
+        icon=":material/play_arrow:",
+        disabled=running or bool(problems),
+        on_click=on_train,
+        width="stretch",
+        key="train",
+        help="fix the settings named below first" if problems else None,
+    )
     for message in problems:
         st.error(message, icon=":material/error:")
 
@@ -153,8 +164,11 @@ def draw_progress(job, status) -> None:
     total = status.config.epochs
     if status.state == "waiting":
         slots = ui.job_slots()
-        ahead = ("yours is next" if status.queue_position == 0
-                 else f"{status.queue_position} run{'s' if status.queue_position > 1 else ''} ahead of yours")
+        ahead = (
+            "yours is next"
+            if status.queue_position == 0
+            else f"{status.queue_position} run{'s' if status.queue_position > 1 else ''} ahead of yours"
+        )
         st.info(
             f"Waiting for a free slot: {ahead}. This server trains {slots.limit} "
             f"run{'s' if slots.limit > 1 else ''} at a time so that each gets the CPU it needs.",
@@ -184,27 +198,39 @@ def outcome_notice() -> None:
     if status is None or status.state == "finished":
         return
     if status.state == "failed":
-        done = (f"It had trained {status.epochs_done} epochs, which are not kept" if status.epochs_done
-                else "Nothing was trained")
+        done = (
+            f"It had trained {status.epochs_done} epochs, which are not kept"
+            if status.epochs_done
+            else "Nothing was trained"
+        )
         st.error(f"Training failed: {status.error}. {done}; earlier results are kept.", icon=":material/error:")
     elif status.result is None:
         st.info("Stopped before training began; nothing was trained.")
     elif status.state == "stopped":
-        st.info(f"Stopped after {status.epochs_done} of {status.config.epochs} epochs; the epochs done are kept.",
-                icon=":material/stop_circle:")
+        st.info(
+            f"Stopped after {status.epochs_done} of {status.config.epochs} epochs; the epochs done are kept.",
+            icon=":material/stop_circle:",
+        )
     else:
-        st.warning(f"This run was given up after {status.epochs_done} epochs because the page stopped "
-                   "asking for it (the tab was closed or asleep). Press Train to run it again.")
+        st.warning(
+            f"This run was given up after {status.epochs_done} epochs because the page stopped "
+            "asking for it (the tab was closed or asleep). Press Train to run it again."
+        )
 
 
 def source_notice(result) -> None:
     if result.source == "sample" and result.config.source == "auto":
         why = result.source_note or "full MNIST was not on disk and could not be downloaded"
-        st.info(f"Trained on the **bundled MNIST sample** (400 training and 100 test digits per class): {why}. "
-                "Choose 'full MNIST' once online for all 70,000.", icon=":material/wifi_off:")
+        st.info(
+            f"Trained on the **bundled MNIST sample** (400 training and 100 test digits per class): {why}. "
+            "Choose 'full MNIST' once online for all 70,000.",
+            icon=":material/wifi_off:",
+        )
     names = {"mnist": "full MNIST", "sample": "the bundled MNIST sample (400 train / 100 test per digit)"}
-    st.caption(f"Data: {names.get(result.source, result.source)} · device {result.device} · "
-               f"{result.seconds:.1f} s · digits {', '.join(map(str, result.config.digits))}")
+    st.caption(
+        f"Data: {names.get(result.source, result.source)} · device {result.device} · "
+        f"{result.seconds:.1f} s · digits {', '.join(map(str, result.config.digits))}"
+    )
 
 
 def divergence_notices(result) -> None:
@@ -212,12 +238,17 @@ def divergence_notices(result) -> None:
         epoch = result.diverged_at[name]
         if epoch is None:
             continue
-        advice = ("a smaller slow learning rate, or a smaller regular one (it also trains this model's readout)"
-                  if name == "slow" else "a smaller regular learning rate (e.g. 10 times smaller)")
-        st.error(f"The **{name}** model diverged at epoch {epoch}: a batch loss grew past {DIVERGENCE_FACTOR:g}× "
-                 f"its initial loss (or stopped being a number), so it stopped training there; its curves end at "
-                 f"the ✕. Its ReLUs may have died, which leaves alignment undefined. Try {advice}.",
-                 icon=":material/trending_up:")
+        advice = (
+            "a smaller slow learning rate, or a smaller regular one (it also trains this model's readout)"
+            if name == "slow"
+            else "a smaller regular learning rate (e.g. 10 times smaller)"
+        )
+        st.error(
+            f"The **{name}** model diverged at epoch {epoch}: a batch loss grew past {DIVERGENCE_FACTOR:g}× "
+            f"its initial loss (or stopped being a number), so it stopped training there; its curves end at "
+            f"the ✕. Its ReLUs may have died, which leaves alignment undefined. Try {advice}.",
+            icon=":material/trending_up:",
+        )
 
 
 def alignment_change(result, name: str) -> float | None:
@@ -236,30 +267,44 @@ def reading(result) -> str:
     if diverged:
         bad, good = diverged[0], other_model(diverged[0])
         moved = "undefined" if change[good] is None else f"{change[good]:+.3f}"
-        return (f"The {bad} model diverged, so only the {good} model trained to the end (ρ {moved}, test error "
-                f"{error[good]}); lower the {bad} model's learning rate to compare the two.")
+        return (
+            f"The {bad} model diverged, so only the {good} model trained to the end (ρ {moved}, test error "
+            f"{error[good]}); lower the {bad} model's learning rate to compare the two."
+        )
     if None in change.values():
-        return f"A model's alignment is undefined (see the note under the charts), so they cannot be compared; {errors}."
+        return (
+            f"A model's alignment is undefined (see the note under the charts), so they cannot be compared; {errors}."
+        )
     if max(abs(c) for c in change.values()) < 0.005 and result.config.lazy_scale is not None:
-        return (f"Neither model's features moved toward the task (ρ {change['slow']:+.3f} slow, "
-                f"{change['regular']:+.3f} regular): with the lazy scale α = {result.config.lazy_scale:g} every weight "
-                f"moves about 1/α as far, so both learn like their linearisation, on their initial kernels; {errors}.")
+        return (
+            f"Neither model's features moved toward the task (ρ {change['slow']:+.3f} slow, "
+            f"{change['regular']:+.3f} regular): with the lazy scale α = {result.config.lazy_scale:g} every weight "
+            f"moves about 1/α as far, so both learn like their linearisation, on their initial kernels; {errors}."
+        )
     if max(abs(c) for c in change.values()) < 0.005:
-        return (f"Neither model's features have moved toward the task yet (ρ {change['slow']:+.3f} slow, "
-                f"{change['regular']:+.3f} regular): so far they learn through the readout; {errors}. "
-                "Try more epochs or larger learning rates.")
+        return (
+            f"Neither model's features have moved toward the task yet (ρ {change['slow']:+.3f} slow, "
+            f"{change['regular']:+.3f} regular): so far they learn through the readout; {errors}. "
+            "Try more epochs or larger learning rates."
+        )
     mover = max(MODEL_NAMES, key=change.get)
     if change[mover] < 0:
-        return (f"Both models' features moved away from the task (ρ {change['slow']:+.3f} slow, "
-                f"{change['regular']:+.3f} regular); {errors}.")
+        return (
+            f"Both models' features moved away from the task (ρ {change['slow']:+.3f} slow, "
+            f"{change['regular']:+.3f} regular); {errors}."
+        )
     if mover == "regular" and change["slow"] < change["regular"] / 4:
-        return (f"The **regular** model's features moved toward the task (ρ {change['regular']:+.3f}) while the "
-                f"slow model's stayed close to their random start (ρ {change['slow']:+.3f}: "
-                "close to a random-features model, "
-                f"where only the readout learns); "
-                f"{errors}.")
-    return (f"The **{mover}** model's features moved toward the task more (ρ {change[mover]:+.3f}) than the "
-            f"{other_model(mover)} model's (ρ {change[other_model(mover)]:+.3f}); {errors}.")
+        return (
+            f"The **regular** model's features moved toward the task (ρ {change['regular']:+.3f}) while the "
+            f"slow model's stayed close to their random start (ρ {change['slow']:+.3f}: "
+            "close to a random-features model, "
+            f"where only the readout learns); "
+            f"{errors}."
+        )
+    return (
+        f"The **{mover}** model's features moved toward the task more (ρ {change[mover]:+.3f}) than the "
+        f"{other_model(mover)} model's (ρ {change[other_model(mover)]:+.3f}); {errors}."
+    )
 
 
 def percent(fraction: float) -> str:
@@ -271,27 +316,39 @@ def movement_reading(result) -> str:
     sentences = []
     last = {name: result.history[name][-1] for name in MODEL_NAMES}
     if None not in (last["slow"].hidden_change, last["regular"].hidden_change):
-        moved = (f"The slow model's hidden weights moved {percent(last['slow'].hidden_change)} of their initial "
-                 f"size against {percent(last['regular'].hidden_change)} for the regular one")
+        moved = (
+            f"The slow model's hidden weights moved {percent(last['slow'].hidden_change)} of their initial "
+            f"size against {percent(last['regular'].hidden_change)} for the regular one"
+        )
         if None not in (last["slow"].tangent_distance, last["regular"].tangent_distance):
-            moved += (f"; their tangent kernels moved 1 − ρ(Θ, Θ₀) = {last['slow'].tangent_distance:.2g} and "
-                      f"{last['regular'].tangent_distance:.2g}")
+            moved += (
+                f"; their tangent kernels moved 1 − ρ(Θ, Θ₀) = {last['slow'].tangent_distance:.2g} and "
+                f"{last['regular'].tangent_distance:.2g}"
+            )
         sentences.append(moved + ".")
     band, start = result.alignment_null.get("feature"), result.history["slow"][0].alignment
     if band is not None and start is not None:
         where = "far above" if start > band[1] + (band[1] - band[0]) else ("above" if start > band[1] else "within")
-        sentences.append(f"At initialisation ρ = {start:.3f} is {where} chance (95 % of label shuffles give "
-                         f"{band[0]:.3f} to {band[1]:.3f}): random ReLU features of pixels already carry class structure.")
+        sentences.append(
+            f"At initialisation ρ = {start:.3f} is {where} chance (95 % of label shuffles give "
+            f"{band[0]:.3f} to {band[1]:.3f}): random ReLU features of pixels already carry class structure."
+        )
     if result.config.lazy_scale is not None:
-        sentences.append(f"Both models trained Chizat's lazily scaled α(f − f₀) with α = {result.config.lazy_scale:g}: "
-                         "the larger α, the less every weight moves while the function learns.")
+        sentences.append(
+            f"Both models trained Chizat's lazily scaled α(f − f₀) with α = {result.config.lazy_scale:g}: "
+            "the larger α, the less every weight moves while the function learns."
+        )
     else:
-        sentences.append("A slow hidden layer is close to a random-features model (its readout learns on nearly "
-                         "fixed features), not the lazy regime: for that, turn on the lazy scale α.")
+        sentences.append(
+            "A slow hidden layer is close to a random-features model (its readout learns on nearly "
+            "fixed features), not the lazy regime: for that, turn on the lazy scale α."
+        )
     initial = result.kernel_machine_errors.get("regular", {}).get("init", {}).get("tangent")
     if initial is not None:
-        sentences.append(f"The machine of the initial tangent kernel Θ₀ scores {initial:.1f} % test error, the "
-                         f"regular network {last['regular'].test_error:.1f} %.")
+        sentences.append(
+            f"The machine of the initial tangent kernel Θ₀ scores {initial:.1f} % test error, the "
+            f"regular network {last['regular'].test_error:.1f} %."
+        )
     return " ".join(sentences)
 
 
@@ -314,14 +371,20 @@ def metrics(result) -> None:
     for name, column in zip(MODEL_NAMES, st.columns(2)):
         first, last = result.history[name][0], result.history[name][-1]
         flag = " (diverged)" if result.diverged_at[name] is not None else ""
-        column.metric(f"{name} · test error{flag}", f"{last.test_error:.1f}%",
-                      **delta(last.test_error - first.test_error, 1, " pp", colour="inverse"))
+        column.metric(
+            f"{name} · test error{flag}",
+            f"{last.test_error:.1f}%",
+            **delta(last.test_error - first.test_error, 1, " pp", colour="inverse"),
+        )
         change = alignment_change(result, name)
         if last.alignment is None:
             column.metric(f"{name} · alignment ρ{flag}", "undefined", help=last.alignment_note)
         else:
-            column.metric(f"{name} · alignment ρ{flag}", f"{last.alignment:.3f}",
-                          **({} if change is None else delta(change, 3, "")))
+            column.metric(
+                f"{name} · alignment ρ{flag}",
+                f"{last.alignment:.3f}",
+                **({} if change is None else delta(change, 3, "")),
+            )
 
 
 def finished_run(result) -> None:
@@ -342,8 +405,10 @@ def finished_run(result) -> None:
 
 
 st.title("Train two networks side by side")
-st.caption("Both start from the same weights and see the same batches; only the hidden layer's learning rate "
-           "differs. Watch whether their features align with the task.")
+st.caption(
+    "Both start from the same weights and see the same batches; only the hidden layer's learning rate "
+    "differs. Watch whether their features align with the task."
+)
 job = ui.current_job()
 form_column, result_column = st.columns([1.4, 3], gap="large")
 with form_column:
@@ -355,8 +420,10 @@ with result_column:
         outcome_notice()
         result = ui.current_result()
         if result is None:
-            st.info("Choose digits and settings, then press **Train**: the error and alignment curves draw "
-                    "themselves epoch by epoch, and you can stop at any time.",
-                    icon=":material/arrow_back:")
+            st.info(
+                "Choose digits and settings, then press **Train**: the error and alignment curves draw "
+                "themselves epoch by epoch, and you can stop at any time.",
+                icon=":material/arrow_back:",
+            )
         else:
             finished_run(result)

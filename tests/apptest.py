@@ -106,7 +106,9 @@ def assert_same_training(result, alone, epochs: int | None = None) -> None:
         for ours, theirs in zip(result.kernels[name], alone.kernels[name]):
             np.testing.assert_array_equal(ours, theirs)
         if epochs is None:
-            for (key, ours), theirs in zip(result.models[name].state_dict().items(), alone.models[name].state_dict().values()):
+            for (key, ours), theirs in zip(
+                result.models[name].state_dict().items(), alone.models[name].state_dict().values()
+            ):
                 assert torch.equal(ours, theirs), (name, key)
     np.testing.assert_array_equal(result.target_kernel, alone.target_kernel)
 
@@ -123,8 +125,19 @@ def streamlit_server(folder: pathlib.Path, environ: dict | None = None):
     environment and its runs in folder/runs; its log goes to folder/server.log."""
     port = free_port()
     env = {**os.environ, "KALIGN_RUNS_DIR": str(folder / "runs"), **(environ or {})}
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-               "--server.port", str(port), "--browser.gatherUsageStats", "false"]
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--browser.gatherUsageStats",
+        "false",
+    ]
     with open(folder / "server.log", "wb") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://localhost:{port}"

@@ -125,7 +125,8 @@ def test_standalone_html_embeds_plotly_and_every_figure():
 def measured(result, **per_epoch) -> None:
     """Give the regular model's records the lazy-vs-rich measures `per_epoch` (lists over epochs)."""
     result.history["regular"] = [
-        dataclasses.replace(r, **{k: v[r.epoch] for k, v in per_epoch.items()}) for r in result.history["regular"]]
+        dataclasses.replace(r, **{k: v[r.epoch] for k, v in per_epoch.items()}) for r in result.history["regular"]
+    ]
 
 
 def test_alignment_figure_draws_tangent_curves_dashed_over_the_chance_bands():
@@ -142,8 +143,9 @@ def test_alignment_figure_draws_tangent_curves_dashed_over_the_chance_bands():
 
 def test_movement_figure_is_on_a_log_axis_and_leaves_out_zeros():
     result = make_result([0.4, 0.5, 0.6])
-    measured(result, hidden_change=[0.0, 0.01, 0.02], feature_distance=[0.0, 1e-3, 4e-3],
-             tangent_distance=[0.0, 2e-3, 5e-3])
+    measured(
+        result, hidden_change=[0.0, 0.01, 0.02], feature_distance=[0.0, 1e-3, 4e-3], tangent_distance=[0.0, 2e-3, 5e-3]
+    )
     fig = figures.movement_figure(result)
     by_name = traces(fig)
     assert fig.layout.yaxis.type == "log"
@@ -152,21 +154,27 @@ def test_movement_figure_is_on_a_log_axis_and_leaves_out_zeros():
     assert by_name["regular feature kernel 1 − ρ(K, K₀)"].line.dash == "dash"
     assert not any("never moved" in a.text for a in fig.layout.annotations)  # slow: not measured, not 0
     measured(result, hidden_change=[0.0, 0.0, 0.0])
-    assert any(a.text == "regular: hidden weights never moved (exactly 0)"
-               for a in figures.movement_figure(result).layout.annotations)
+    assert any(
+        a.text == "regular: hidden weights never moved (exactly 0)"
+        for a in figures.movement_figure(result).layout.annotations
+    )
 
 
 def test_a_run_saved_before_the_measures_says_so_on_the_movement_chart():
     fig = figures.movement_figure(make_result([0.4, 0.5]))
     assert [a.text for a in fig.layout.annotations] == [
-        "not measured: this run was saved before kalign measured how far models move"]
+        "not measured: this run was saved before kalign measured how far models move"
+    ]
 
 
 def test_change_since_initialisation_puts_both_models_on_one_colour_scale():
     result = make_result([0.4, 0.5])
     labels = result.probe_labels
     base = np.eye(len(labels), dtype=np.float32)
-    result.kernels = {"slow": [base, base + 0.01], "regular": [base, base + np.float32(0.5) * (labels[:, None] == labels)]}
+    result.kernels = {
+        "slow": [base, base + 0.01],
+        "regular": [base, base + np.float32(0.5) * (labels[:, None] == labels)],
+    }
     figs = figures.kernel_figures(result, 1, change=True)
     slow, regular = figs["slow"].data[0], figs["regular"].data[0]
     assert slow.zmax == regular.zmax == pytest.approx(0.5) and slow.zmin == -slow.zmax

@@ -71,7 +71,6 @@ def test_a_scan_overlays_its_runs_and_a_kernel_lesson_shows_what_each_kernel_gai
     assert "(3 of 3 expectations hold)" in texts(at.markdown)
 
 
-
 def test_the_lazy_lessons_show_how_far_each_run_moved_and_its_kernel_machines():
     at = run_lesson(open_lessons(**TINY), "lazy-dial")
     moved = charts(at)["Hidden weights' change ‖W − W₀‖ / ‖W₀‖"]
@@ -79,8 +78,11 @@ def test_the_lazy_lessons_show_how_far_each_run_moved_and_its_kernel_machines():
     assert {trace["name"] for trace in moved["data"]} >= {"α 1 · regular", "α 100 · regular"}
     assert "Tangent kernel's change 1 − ρ(Θ, Θ₀)" in charts(at)
     at = run_lesson(at, "more-than-its-kernel")
-    assert {"rich (α off): networks and kernel machines", "lazy (α 100): networks and kernel machines"} <= set(charts(at))
+    assert {"rich (α off): networks and kernel machines", "lazy (α 100): networks and kernel machines"} <= set(
+        charts(at)
+    )
     assert "(3 of 3 expectations hold)" in texts(at.markdown)
+
 
 def test_a_link_to_a_lesson_this_server_ran_shows_it_at_once_and_its_runs_open_like_any_other():
     run_lesson(open_lessons(**TINY), "random-features")
@@ -97,7 +99,9 @@ def test_a_link_to_a_lesson_this_server_ran_shows_it_at_once_and_its_runs_open_l
 
 def test_an_unknown_lesson_in_the_link_is_named_with_the_lessons_there_are():
     at = open_lessons(lesson="lazy")
-    assert "Ignored URL parameter lesson: there is no lesson 'lazy'; the lessons are slow-vs-regular" in texts(at.warning)
+    assert "Ignored URL parameter lesson: there is no lesson 'lazy'; the lessons are slow-vs-regular" in texts(
+        at.warning
+    )
 
 
 def test_a_class_pressing_the_same_lesson_together_trains_it_once(monkeypatch):

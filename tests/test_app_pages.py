@@ -62,18 +62,25 @@ def test_tiny_run_draws_both_models_over_every_epoch():
     assert points(error) == {"slow test": 3, "slow train": 3, "regular test": 3, "regular train": 3}
     assert [t["line"]["dash"] for t in error["data"]] == ["solid", "dash", "solid", "dash"]
     curves = {t["name"]: t for t in alignment["data"] if not t["name"].startswith("chance")}
-    assert points({"data": list(curves.values())}) == {"slow features": 3, "regular features": 3,
-                                                       "slow tangent": 3, "regular tangent": 3}
+    assert points({"data": list(curves.values())}) == {
+        "slow features": 3,
+        "regular features": 3,
+        "slow tangent": 3,
+        "regular tangent": 3,
+    }
     assert curves["slow features"]["x"] == [0, 1, 2]
     assert all(isinstance(y, float) for t in curves.values() for y in t["y"])
     assert {t["name"] for t in alignment["data"]} - set(curves) == {
-        "chance, feature ρ (95 % of label shuffles)", "chance, tangent ρ (95 % of label shuffles)"}
+        "chance, feature ρ (95 % of label shuffles)",
+        "chance, tangent ρ (95 % of label shuffles)",
+    }
     movement = figures["How far each model moved from its start"]
     assert movement["layout"]["yaxis"]["type"] == "log"
     assert points(movement)["regular hidden weights ‖ΔW‖/‖W₀‖"] == 3
     machines = figures["Test error: networks and kernel machines"]
-    assert [t["x"] for t in machines["data"]] == [["network", "feature K₀", "feature K (end)", "tangent Θ₀",
-                                                   "tangent Θ (end)"]] * 2
+    assert [t["x"] for t in machines["data"]] == [
+        ["network", "feature K₀", "feature K (end)", "tangent Θ₀", "tangent Θ (end)"]
+    ] * 2
     labels = [m.label for m in at.metric]
     assert labels == ["slow · test error", "slow · alignment ρ", "regular · test error", "regular · alignment ρ"]
     assert all("since init" in m.delta for m in at.metric)
@@ -277,8 +284,9 @@ def test_runs_page_refuses_a_folder_outside_the_runs_folder(tmp_path):
 
 def test_an_opened_run_puts_its_settings_in_the_form_and_the_url(tmp_path):
     """A run opened on the Runs page shows with its own settings, never beside the previous ones."""
-    saved = run_experiment(ExperimentConfig(digits=(1, 7), width=24, epochs=1, batch_size=100, probe_size=20,
-                                            seed=5, source="sample"))
+    saved = run_experiment(
+        ExperimentConfig(digits=(1, 7), width=24, epochs=1, batch_size=100, probe_size=20, seed=5, source="sample")
+    )
     runs.save_run(saved, tmp_path / "runs" / "one-vs-seven")
     at = open_app(**TINY)  # 8 vs 9, width 32
     at.switch_page("pages/runs.py").run()

@@ -9,8 +9,9 @@ DEFAULTS = ExperimentConfig().to_dict()
 
 
 def test_config_round_trips_through_query_parameters():
-    config = ExperimentConfig(digits=(3, 5, 7), width=64, slow_lr=0.0, regular_lr=2.5e-3, epochs=3, seed=11,
-                              probe_size=60, source="sample")
+    config = ExperimentConfig(
+        digits=(3, 5, 7), width=64, slow_lr=0.0, regular_lr=2.5e-3, epochs=3, seed=11, probe_size=60, source="sample"
+    )
     query = params.config_to_params(config)
     assert query["digits"] == "3,5,7" and all(isinstance(v, str) for v in query.values())
     settings, warnings = params.settings_from_params(query, DEFAULTS)
@@ -87,15 +88,27 @@ def test_form_settings_report_every_bad_field_with_its_label():
 @pytest.mark.parametrize(
     "clash, fields, expected",
     [
-        ({"epochs": 500, "probe_size": 300}, {"epochs", "probe_size"},
-         "Epochs 500 × Probe size 300 keep 344 MB of kernels (they grow with the probe size squared); the limit is "
-         "256 MB: lower either"),
-        ({"batch_size": 801, "source": "sample"}, {"batch_size"},
-         "Batch size must be from 1 to 800, the training digits available (got 801)"),
-        ({"probe_size": 201, "source": "sample"}, {"probe_size"},
-         "Probe size must be from 4 to 200, the held-out digits available (got 201)"),
-        ({"digits": list(range(10)), "probe_size": 5, "source": "sample"}, {"probe_size"},
-         "Probe size must be from 10 to 1,000"),
+        (
+            {"epochs": 500, "probe_size": 300},
+            {"epochs", "probe_size"},
+            "Epochs 500 × Probe size 300 keep 344 MB of kernels (they grow with the probe size squared); the limit is "
+            "256 MB: lower either",
+        ),
+        (
+            {"batch_size": 801, "source": "sample"},
+            {"batch_size"},
+            "Batch size must be from 1 to 800, the training digits available (got 801)",
+        ),
+        (
+            {"probe_size": 201, "source": "sample"},
+            {"probe_size"},
+            "Probe size must be from 4 to 200, the held-out digits available (got 201)",
+        ),
+        (
+            {"digits": list(range(10)), "probe_size": 5, "source": "sample"},
+            {"probe_size"},
+            "Probe size must be from 10 to 1,000",
+        ),
     ],
 )
 def test_settings_valid_alone_but_not_together_are_named_in_words(clash, fields, expected):
@@ -109,8 +122,10 @@ def test_clashing_query_parameters_are_ignored_and_the_rest_kept():
     query = {"probe_size": "1000", "epochs": "500", "width": "64", "source": "sample"}
     settings, warnings = params.settings_from_params(query, DEFAULTS)
     assert settings == {**DEFAULTS, "width": 64, "source": "sample"}
-    assert warnings == ["Ignored URL parameter(s) epochs='500', probe_size='1000': epochs 500 × probe_size 1000 keep "
-                        "3,822 MB of kernels (they grow with the probe size squared); the limit is 256 MB: lower either"]
+    assert warnings == [
+        "Ignored URL parameter(s) epochs='500', probe_size='1000': epochs 500 × probe_size 1000 keep "
+        "3,822 MB of kernels (they grow with the probe size squared); the limit is 256 MB: lower either"
+    ]
     params.config_from_settings(settings)  # what is kept trains
 
     settings, warnings = params.settings_from_params({"batch_size": "5000", "source": "sample"}, DEFAULTS)
@@ -126,8 +141,14 @@ def test_default_source_comes_from_the_environment_when_valid():
 
 @pytest.mark.parametrize(
     "text, name",
-    [("lesson 1", "lesson-1"), ("../../etc/passwd", "etc-passwd"), ("/abs/path", "abs-path"),
-     (".hidden", "hidden"), ("ok_name-2.v1", "ok_name-2.v1"), ("x" * 100, "x" * params.RUN_NAME_MAX)],
+    [
+        ("lesson 1", "lesson-1"),
+        ("../../etc/passwd", "etc-passwd"),
+        ("/abs/path", "abs-path"),
+        (".hidden", "hidden"),
+        ("ok_name-2.v1", "ok_name-2.v1"),
+        ("x" * 100, "x" * params.RUN_NAME_MAX),
+    ],
 )
 def test_run_names_cannot_leave_the_runs_folder(text, name):
     assert params.run_name(text) == name

@@ -51,7 +51,8 @@ def test_tiny_sweep_from_axes_to_results_and_a_trial_on_the_kernels_page(tmp_pat
 
     summaries = read_summary_csv((tmp_path / "sweeps" / SWEEP / SUMMARY_CSV).read_text())
     assert sorted(s.trial_id for s in summaries) == sorted(
-        f"{a}v{b}-w{w}-r0.1-s0" for a, b in ((3, 5), (5, 8)) for w in (16, 32))
+        f"{a}v{b}-w{w}-r0.1-s0" for a, b in ((3, 5), (5, 8)) for w in (16, 32)
+    )
     shown = charts(at)
     gain = np.array(shown["Alignment gain per digit pair"]["data"][0]["z"], dtype=float)
     error = np.array(shown["Final test error % (regular model)"]["data"][0]["z"], dtype=float)
@@ -64,7 +65,8 @@ def test_tiny_sweep_from_axes_to_results_and_a_trial_on_the_kernels_page(tmp_pat
     assert trend["layout"]["xaxis"]["type"] == "log"
     assert trend["data"][0]["x"] == [16, 32]
     assert trend["data"][0]["y"] == pytest.approx(
-        [np.mean([s.alignment_gain for s in summaries if s.width == w]) for w in (16, 32)])
+        [np.mean([s.alignment_gain for s in summaries if s.width == w]) for w in (16, 32)]
+    )
     assert "Sweep more than one lr ratio" in texts(at.caption)
     assert len(at.dataframe[0].value) == 4
     assert [d.proto.label for d in at.get("download_button")] == ["Summary (.csv)"]
@@ -74,7 +76,9 @@ def test_tiny_sweep_from_axes_to_results_and_a_trial_on_the_kernels_page(tmp_pat
     assert not at.exception
     result = at.session_state["result"]
     assert (result.config.digits, result.config.width, result.epochs_done) == ((5, 8), 32, 1)
-    assert [json.loads(c.proto.spec)["data"][0]["type"] for c in at.get("plotly_chart")] == ["heatmap"] * 6  # kernels and class-block means
+    assert [json.loads(c.proto.spec)["data"][0]["type"] for c in at.get("plotly_chart")] == [
+        "heatmap"
+    ] * 6  # kernels and class-block means
 
     at.switch_page(PAGE).run()  # the axes survive the trip to another page
     assert at.multiselect(key="sweep_widths").value == [16, 32]
@@ -120,8 +124,10 @@ def test_sweep_epochs_that_clash_with_the_train_pages_probe_are_named_before_run
     at.session_state["settings"] = {**at.session_state["settings"], "digits": [3, 5, 8], "probe_size": 300}
     at.number_input(key="sweep_epochs").set_value(500).run()
     assert not at.exception
-    assert ("Epochs 500 × Probe size (Train page) 300 keep 344 MB of kernels (they grow with the probe size squared); "
-            "the limit is 256 MB: lower either") in texts(at.error)
+    assert (
+        "Epochs 500 × Probe size (Train page) 300 keep 344 MB of kernels (they grow with the probe size squared); "
+        "the limit is 256 MB: lower either"
+    ) in texts(at.error)
     assert not [b for b in at.button if b.key == "run_sweep"]
 
 

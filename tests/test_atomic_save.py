@@ -44,7 +44,8 @@ def test_killed_writer_leaves_a_whole_version(two_versions, tmp_path):
     for attempt in range(4):
         writer = subprocess.Popen(
             [sys.executable, "-c", WRITER, *map(str, two_versions), str(target)],
-            stdout=subprocess.PIPE, cwd=os.getcwd(),
+            stdout=subprocess.PIPE,
+            cwd=os.getcwd(),
         )
         assert writer.stdout.readline().strip() == b"ready"
         time.sleep(0.05 + 0.07 * attempt)
@@ -60,8 +61,10 @@ def test_killed_writer_leaves_a_whole_version(two_versions, tmp_path):
 
 def test_saved_run_survives_a_restart(two_versions):
     """A fresh interpreter (a restarted server) loads the run with its weights."""
-    code = (f"from kalign_core.runs import load_run; r = load_run({str(two_versions[1])!r}); "
-            "print(r.config.seed, *sorted(r.models))")
+    code = (
+        f"from kalign_core.runs import load_run; r = load_run({str(two_versions[1])!r}); "
+        "print(r.config.seed, *sorted(r.models))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["1", "regular", "slow"]
 

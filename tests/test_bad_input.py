@@ -52,13 +52,33 @@ def case(name: str, *values, bug: str | None = None):
 FORM = [
     case("no digit", "digits", [], "Digits must be 2 to 10 distinct whole numbers from 0 to 9 (got [])"),
     case("one digit", "digits", [8], "Digits must be 2 to 10 distinct whole numbers from 0 to 9 (got [8])"),
-    case("repeated digits", "digits", [8, 8], "Digits must be 2 to 10 distinct whole numbers from 0 to 9; [8, 8] repeats a digit"),
+    case(
+        "repeated digits",
+        "digits",
+        [8, 8],
+        "Digits must be 2 to 10 distinct whole numbers from 0 to 9; [8, 8] repeats a digit",
+    ),
     case("width 0", "width", 0, "Hidden width must be a whole number from 1 to 32,768 (got 0)"),
     case("width negative", "width", -64, "Hidden width must be a whole number from 1 to 32,768 (got -64)"),
     case("width huge", "width", 10**9, "Hidden width must be a whole number from 1 to 32,768 (got 1000000000)"),
-    case("slow lr negative", "slow_lr", -0.001, "Slow learning rate must be a finite number 0 or more and at most 1,000,000 (got -0.001)"),
-    case("regular lr 0", "regular_lr", 0.0, "Regular learning rate must be a finite number greater than 0 and at most 1,000,000 (got 0.0)"),
-    case("regular lr negative", "regular_lr", -0.01, "Regular learning rate must be a finite number greater than 0 and at most 1,000,000 (got -0.01)"),
+    case(
+        "slow lr negative",
+        "slow_lr",
+        -0.001,
+        "Slow learning rate must be a finite number 0 or more and at most 1,000,000 (got -0.001)",
+    ),
+    case(
+        "regular lr 0",
+        "regular_lr",
+        0.0,
+        "Regular learning rate must be a finite number greater than 0 and at most 1,000,000 (got 0.0)",
+    ),
+    case(
+        "regular lr negative",
+        "regular_lr",
+        -0.01,
+        "Regular learning rate must be a finite number greater than 0 and at most 1,000,000 (got -0.01)",
+    ),
     case("epochs 0", "epochs", 0, "Epochs must be a whole number from 1 to 500 (got 0)"),
     case("epochs huge", "epochs", 10**6, "Epochs must be a whole number from 1 to 500 (got 1000000)"),
     case("batch 0", "batch_size", 0, "Batch size must be a whole number from 1 to 60,000 (got 0)"),
@@ -88,11 +108,22 @@ def test_bad_form_input_is_named_trains_nothing_and_keeps_the_earlier_run(earlie
 # Settings valid one by one that the data cannot satisfy (the bundled sample has 400 training and
 # 100 test digits per class: 800 and 200 for 8 vs 9), or that clash: named in the form before Train.
 DOES_NOT_FIT = [
-    case("batch larger than the data", {"batch_size": 5000}, "Batch size must be from 1 to 800, the training digits available (got 5000)"),
-    case("probe larger than the test set", {"probe_size": 500}, "Probe size must be from 4 to 200, the held-out digits available (got 500)"),
-    case("epochs × probe too large", {"epochs": 500, "probe_size": 300},
-         "Epochs 500 × Probe size 300 keep 344 MB of kernels (they grow with the probe size squared); the limit is "
-         "256 MB: lower either"),
+    case(
+        "batch larger than the data",
+        {"batch_size": 5000},
+        "Batch size must be from 1 to 800, the training digits available (got 5000)",
+    ),
+    case(
+        "probe larger than the test set",
+        {"probe_size": 500},
+        "Probe size must be from 4 to 200, the held-out digits available (got 500)",
+    ),
+    case(
+        "epochs × probe too large",
+        {"epochs": 500, "probe_size": 300},
+        "Epochs 500 × Probe size 300 keep 344 MB of kernels (they grow with the probe size squared); the limit is "
+        "256 MB: lower either",
+    ),
 ]
 
 
@@ -124,18 +155,48 @@ def test_a_non_finite_rate_never_reaches_training(value):
 URL = [
     case("unknown key", {"colour": "red"}, "Ignored unknown URL parameter(s) 'colour'; known ones are digits, width"),
     case("many unknown keys", {f"k{i}": "1" for i in range(50)}, "Ignored unknown URL parameter(s) 'k0', 'k1'"),
-    case("width text", {"width": "wide"}, "Ignored URL parameter width='wide': width must be a whole number from 1 to 32,768"),
-    case("width float", {"width": "1e9"}, "Ignored URL parameter width='1e9': width must be a whole number from 1 to 32,768"),
+    case(
+        "width text",
+        {"width": "wide"},
+        "Ignored URL parameter width='wide': width must be a whole number from 1 to 32,768",
+    ),
+    case(
+        "width float",
+        {"width": "1e9"},
+        "Ignored URL parameter width='1e9': width must be a whole number from 1 to 32,768",
+    ),
     case("width 400 digits", {"width": "9" * 400}, "Ignored URL parameter width='9999999999"),
-    case("digits empty", {"digits": ""}, "Ignored URL parameter digits='': digits must be 2 to 10 distinct whole numbers"),
+    case(
+        "digits empty", {"digits": ""}, "Ignored URL parameter digits='': digits must be 2 to 10 distinct whole numbers"
+    ),
     case("one digit", {"digits": "8"}, "Ignored URL parameter digits='8': digits must be 2 to 10"),
     case("repeated digits", {"digits": "8,8"}, "[8, 8] repeats a digit"),
-    case("digit 10", {"digits": "8,10"}, "Ignored URL parameter digits='8,10': digits must be 2 to 10 distinct whole numbers from 0 to 9"),
+    case(
+        "digit 10",
+        {"digits": "8,10"},
+        "Ignored URL parameter digits='8,10': digits must be 2 to 10 distinct whole numbers from 0 to 9",
+    ),
     case("digits text", {"digits": "eight,nine"}, "Ignored URL parameter digits='eight,nine'"),
-    case("slow lr NaN", {"slow_lr": "nan"}, "Ignored URL parameter slow_lr='nan': slow_lr must be a finite number 0 or more"),
-    case("slow lr negative", {"slow_lr": "-0.1"}, "slow_lr must be a finite number 0 or more and at most 1,000,000 (got -0.1)"),
-    case("regular lr 0", {"regular_lr": "0"}, "regular_lr must be a finite number greater than 0 and at most 1,000,000 (got 0.0)"),
-    case("regular lr inf", {"regular_lr": "inf"}, "regular_lr must be a finite number greater than 0 and at most 1,000,000 (got inf)"),
+    case(
+        "slow lr NaN",
+        {"slow_lr": "nan"},
+        "Ignored URL parameter slow_lr='nan': slow_lr must be a finite number 0 or more",
+    ),
+    case(
+        "slow lr negative",
+        {"slow_lr": "-0.1"},
+        "slow_lr must be a finite number 0 or more and at most 1,000,000 (got -0.1)",
+    ),
+    case(
+        "regular lr 0",
+        {"regular_lr": "0"},
+        "regular_lr must be a finite number greater than 0 and at most 1,000,000 (got 0.0)",
+    ),
+    case(
+        "regular lr inf",
+        {"regular_lr": "inf"},
+        "regular_lr must be a finite number greater than 0 and at most 1,000,000 (got inf)",
+    ),
     case("epochs 0", {"epochs": "0"}, "epochs must be a whole number from 1 to 500 (got 0)"),
     case("epochs huge", {"epochs": "100000"}, "epochs must be a whole number from 1 to 500 (got 100000)"),
     case("batch 0", {"batch_size": "0"}, "batch_size must be a whole number from 1 to 60,000 (got 0)"),
@@ -175,7 +236,9 @@ def test_bad_url_parameters_warn_and_the_controls_keep_sane_values(tiny_controls
 
 
 def test_the_app_keeps_serving_after_a_garbage_url():
-    at = press_train(open_app(**{**TINY, "digits": "1", "seed": "minus one", "bogus": "?", "device": "cuda:9"}), wait=True)
+    at = press_train(
+        open_app(**{**TINY, "digits": "1", "seed": "minus one", "bogus": "?", "device": "cuda:9"}), wait=True
+    )
     assert not at.exception
     assert at.session_state["result"].config == TINY_CONFIG
     at.switch_page("pages/kernels.py").run()
@@ -189,25 +252,57 @@ def test_the_app_keeps_serving_after_a_garbage_url():
 CLI = [
     case("one digit", ["--digits", "8"], "--digits must be 2 to 10 distinct whole numbers from 0 to 9 (got [8])"),
     case("repeated digits", ["--digits", "8", "8"], "[8, 8] repeats a digit"),
-    case("digit 12", ["--digits", "8", "12"], "--digits must be 2 to 10 distinct whole numbers from 0 to 9 (got [8, 12])"),
+    case(
+        "digit 12", ["--digits", "8", "12"], "--digits must be 2 to 10 distinct whole numbers from 0 to 9 (got [8, 12])"
+    ),
     case("digits text", ["--digits", "eight", "nine"], "argument --digits: invalid int value: 'eight'"),
     case("width 0", ["--width", "0"], "--width must be a whole number from 1 to 32,768 (got 0)"),
     case("width fractional", ["--width", "1.5"], "argument --width: invalid int value: '1.5'"),
     case("width huge", ["--width", "100000000"], "--width must be a whole number from 1 to 32,768 (got 100000000)"),
-    case("slow lr NaN", ["--slow-lr", "nan"], "--slow-lr must be a finite number 0 or more and at most 1,000,000 (got nan)"),
-    case("slow lr negative", ["--slow-lr", "-1"], "--slow-lr must be a finite number 0 or more and at most 1,000,000 (got -1.0)"),
-    case("lazy scale too small", ["--lazy-scale", "0.5"], "--lazy-scale must be off or a number from 1 to 1,000 (got 0.5)"),
-    case("regular lr 0", ["--regular-lr", "0"], "--regular-lr must be a finite number greater than 0 and at most 1,000,000 (got 0.0)"),
-    case("regular lr inf", ["--regular-lr", "inf"], "--regular-lr must be a finite number greater than 0 and at most 1,000,000 (got inf)"),
+    case(
+        "slow lr NaN",
+        ["--slow-lr", "nan"],
+        "--slow-lr must be a finite number 0 or more and at most 1,000,000 (got nan)",
+    ),
+    case(
+        "slow lr negative",
+        ["--slow-lr", "-1"],
+        "--slow-lr must be a finite number 0 or more and at most 1,000,000 (got -1.0)",
+    ),
+    case(
+        "lazy scale too small",
+        ["--lazy-scale", "0.5"],
+        "--lazy-scale must be off or a number from 1 to 1,000 (got 0.5)",
+    ),
+    case(
+        "regular lr 0",
+        ["--regular-lr", "0"],
+        "--regular-lr must be a finite number greater than 0 and at most 1,000,000 (got 0.0)",
+    ),
+    case(
+        "regular lr inf",
+        ["--regular-lr", "inf"],
+        "--regular-lr must be a finite number greater than 0 and at most 1,000,000 (got inf)",
+    ),
     case("regular lr text", ["--regular-lr", "fast"], "argument --regular-lr: invalid float value: 'fast'"),
     case("epochs 0", ["--epochs", "0"], "--epochs must be a whole number from 1 to 500 (got 0)"),
     case("epochs huge", ["--epochs", "1000000"], "--epochs must be a whole number from 1 to 500 (got 1000000)"),
     case("batch 0", ["--batch-size", "0"], "--batch-size must be a whole number from 1 to 60,000 (got 0)"),
-    case("batch larger than the data", ["--batch-size", "5000"], "--batch-size must be from 1 to 800, the training digits available"),
-    case("probe larger than the test set", ["--probe-size", "500"], "--probe-size must be from 4 to 200, the held-out digits available (got 500)"),
+    case(
+        "batch larger than the data",
+        ["--batch-size", "5000"],
+        "--batch-size must be from 1 to 800, the training digits available",
+    ),
+    case(
+        "probe larger than the test set",
+        ["--probe-size", "500"],
+        "--probe-size must be from 4 to 200, the held-out digits available (got 500)",
+    ),
     case("seed negative", ["--seed", "-1"], "--seed must be a whole number from 0"),
     case("unknown source", ["--source", "web"], "argument --source: invalid choice: 'web'"),
-    case("unknown device", ["--device", "tpu"], "--device must be 'auto', 'cpu', 'mps', 'cuda' or 'cuda:N' (got 'tpu')"),
+    case(
+        "unknown device", ["--device", "tpu"], "--device must be 'auto', 'cpu', 'mps', 'cuda' or 'cuda:N' (got 'tpu')"
+    ),
     case("absent device", ["--device", "cuda:7"], "--device 'cuda:7' is not available here; choose one of auto"),
     case("unknown option", ["--colour", "red"], "unrecognized arguments: --colour red"),
     case("out is below a file", ["--out", "{file}/run"], "--out"),
@@ -249,7 +344,20 @@ SWEEP_CLI = [
 @pytest.mark.parametrize("options, message", SWEEP_CLI)
 def test_bad_sweep_options_exit_2_naming_the_option(capsys, tmp_path, options, message):
     folder = tmp_path / "sweep"
-    argv = ["sweep", "--out", str(folder), "--digits", "8", "9", "--widths", "16", "--epochs", "1", "--source", "sample"]
+    argv = [
+        "sweep",
+        "--out",
+        str(folder),
+        "--digits",
+        "8",
+        "9",
+        "--widths",
+        "16",
+        "--epochs",
+        "1",
+        "--source",
+        "sample",
+    ]
     code, _, err = run_cli(argv + options, capsys)
     assert code == 2
     assert message in err and "Traceback" not in err
@@ -319,24 +427,58 @@ REFUSED_UPLOADS = [
     case("not JSON", lambda r: (b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR", None), "Upload: run file is not valid JSON"),
     case("a JSON list", lambda r: (b"[1, 2, 3]", None), "Upload: not a kalign run"),
     case("another program's JSON", lambda r: (b'{"format": "mlflow"}', None), "Upload: not a kalign run"),
-    case("width as text", lambda r: (as_json(r, (["config", "width"], "wide")), None),
-         "width must be a whole number from 1 to 32,768 (got 'wide')"),
-    case("digits as a string", lambda r: (as_json(r, (["config", "digits"], "89")), None),
-         "digits must be 2 to 10 distinct whole numbers"),
+    case(
+        "width as text",
+        lambda r: (as_json(r, (["config", "width"], "wide")), None),
+        "width must be a whole number from 1 to 32,768 (got 'wide')",
+    ),
+    case(
+        "digits as a string",
+        lambda r: (as_json(r, (["config", "digits"], "89")), None),
+        "digits must be 2 to 10 distinct whole numbers",
+    ),
     case("history as a number", lambda r: (as_json(r, (["history"], 7)), None), "Upload: run file has a wrong value"),
-    case("error as text", lambda r: (as_json(r, (["history", "slow", 0, "test_error"], "low")), None), "test_error must be a finite number"),
+    case(
+        "error as text",
+        lambda r: (as_json(r, (["history", "slow", 0, "test_error"], "low")), None),
+        "test_error must be a finite number",
+    ),
     case("stopped as text", lambda r: (as_json(r, (["stopped"], "yes")), None), "stopped must be true or false"),
-    case("npz not a zip", lambda r: (as_json(r), b"PK\x03\x04 nothing else"), "Upload: kernel file is not a readable .npz"),
-    case("npz wrong target shape", lambda r: (as_json(r), as_npz(r, target=np.zeros((5, 5), np.float32))),
-         "Upload: kernel file: target must have shape (40, 40) (got (5, 5))"),
-    case("npz too few epochs", lambda r: (as_json(r), as_npz(r, slow=np.zeros((1, 40, 40), np.float32))),
-         "Upload: kernel file: slow must have shape (3, 40, 40) (got (1, 40, 40))"),
-    case("npz 2-d labels", lambda r: (as_json(r), as_npz(r, probe_labels=np.zeros((40, 1), np.int64))),
-         "probe labels must be one list of whole class numbers"),
-    case("JSON over 5 MB", lambda r: (as_json(r) + b" " * (5 * MB), None), "run.json is 5.0 MB; a json file may be at most 5 MB"),
-    case("npz over 50 MB", lambda r: (as_json(r), b"\0" * (50 * MB + 1)), "kernels.npz is 50.0 MB; a npz file may be at most 50 MB"),
-    case("JSON nested 100,000 deep", lambda r: (b"[" * 100_000 + b"]" * 100_000, None),
-         "Upload: run file is not valid JSON"),
+    case(
+        "npz not a zip",
+        lambda r: (as_json(r), b"PK\x03\x04 nothing else"),
+        "Upload: kernel file is not a readable .npz",
+    ),
+    case(
+        "npz wrong target shape",
+        lambda r: (as_json(r), as_npz(r, target=np.zeros((5, 5), np.float32))),
+        "Upload: kernel file: target must have shape (40, 40) (got (5, 5))",
+    ),
+    case(
+        "npz too few epochs",
+        lambda r: (as_json(r), as_npz(r, slow=np.zeros((1, 40, 40), np.float32))),
+        "Upload: kernel file: slow must have shape (3, 40, 40) (got (1, 40, 40))",
+    ),
+    case(
+        "npz 2-d labels",
+        lambda r: (as_json(r), as_npz(r, probe_labels=np.zeros((40, 1), np.int64))),
+        "probe labels must be one list of whole class numbers",
+    ),
+    case(
+        "JSON over 5 MB",
+        lambda r: (as_json(r) + b" " * (5 * MB), None),
+        "run.json is 5.0 MB; a json file may be at most 5 MB",
+    ),
+    case(
+        "npz over 50 MB",
+        lambda r: (as_json(r), b"\0" * (50 * MB + 1)),
+        "kernels.npz is 50.0 MB; a npz file may be at most 50 MB",
+    ),
+    case(
+        "JSON nested 100,000 deep",
+        lambda r: (b"[" * 100_000 + b"]" * 100_000, None),
+        "Upload: run file is not valid JSON",
+    ),
     case("npz labels as text", lambda r: (as_json(r), as_npz(r, probe_labels=np.array(["a"] * 40))), "probe labels"),
 ]
 
@@ -350,19 +492,35 @@ def test_a_bad_upload_is_refused_with_a_reason_and_the_earlier_run_stays(earlier
 
 # Files that pass the checks but hold odd values: each is refused with a reason, or every page draws it.
 ODD_UPLOADS = [
-    case("NaN and inf kernels", lambda r: (as_json(r), as_npz(r, slow=np.full((3, 40, 40), np.nan, np.float32),
-                                                                 target=np.full((40, 40), np.inf, np.float32)))),
-    case("float16 kernels", lambda r: (as_json(r), as_npz(r, regular=np.stack(r.kernels["regular"]).astype(np.float16)))),
+    case(
+        "NaN and inf kernels",
+        lambda r: (
+            as_json(r),
+            as_npz(r, slow=np.full((3, 40, 40), np.nan, np.float32), target=np.full((40, 40), np.inf, np.float32)),
+        ),
+    ),
+    case(
+        "float16 kernels", lambda r: (as_json(r), as_npz(r, regular=np.stack(r.kernels["regular"]).astype(np.float16)))
+    ),
     case("alignment 1e308", lambda r: (as_json(r, (["history", "slow", 1, "alignment"], 1e308)), None)),
     case("diverged after the last epoch", lambda r: (as_json(r, (["diverged_at", "regular"], 10**6)), None)),
     case("600 epochs of history", lambda r: (longer(r, 600), None)),
     case("test error null", lambda r: (as_json(r, (["history", "regular", 2, "test_error"], None)), None)),
     case("epoch 10**30", lambda r: (as_json(r, (["history", "slow", 1, "epoch"], 10**30)), None)),
     case("probe labels beyond the digits", lambda r: (as_json(r), as_npz(r, probe_labels=np.full(40, 5)))),
-    case("no probe points", lambda r: (as_json(r), as_npz(r, probe_labels=np.zeros(0, np.int64),
-                                                         target=np.zeros((0, 0), np.float32),
-                                                         slow=np.zeros((3, 0, 0), np.float32),
-                                                         regular=np.zeros((3, 0, 0), np.float32)))),
+    case(
+        "no probe points",
+        lambda r: (
+            as_json(r),
+            as_npz(
+                r,
+                probe_labels=np.zeros(0, np.int64),
+                target=np.zeros((0, 0), np.float32),
+                slow=np.zeros((3, 0, 0), np.float32),
+                regular=np.zeros((3, 0, 0), np.float32),
+            ),
+        ),
+    ),
 ]
 
 
@@ -416,7 +574,9 @@ def test_all_hidden_units_dead_show_a_gap_with_the_reason():
     result = at.session_state["result"]
     assert [result.curve(name, "alignment")[1] for name in MODEL_NAMES] == [None, None]
     alignment = charts(at, parse=strict_json)["Alignment ρ (feature solid, Θ dashed)"]
-    curves = {name: trace["y"] for trace in alignment["data"] for name in MODEL_NAMES if trace["name"] == f"{name} features"}
+    curves = {
+        name: trace["y"] for trace in alignment["data"] for name in MODEL_NAMES if trace["name"] == f"{name} features"
+    }
     assert curves["slow"][1:] == [None] and curves["regular"][1:] == [None]  # a gap, not a NaN or a zero
     assert any("ρ undefined at epoch 1" in note["text"] for note in alignment["layout"]["annotations"])
     reason = "alignment is undefined at epoch 1 (a gap in the chart): the centered feature kernel is zero"

@@ -48,7 +48,10 @@ def test_smoke_run_prints_every_row_and_writes_nothing():
     before = (ROOT / "BENCHMARKS.md").read_bytes() if (ROOT / "BENCHMARKS.md").exists() else None
     done = subprocess.run(
         [sys.executable, str(RUN), "--smoke", "--no-write", "--device", "cpu"],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     table = {}

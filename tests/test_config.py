@@ -114,7 +114,13 @@ def test_a_lazy_scale_from_1_to_1000_is_a_float(value):
 
 def test_defaults_are_the_notebooks():
     config = ExperimentConfig()
-    assert (config.digits, config.width, config.slow_lr, config.regular_lr, config.batch_size) == ((8, 9), 2000, 0.001, 0.01, 200)
+    assert (config.digits, config.width, config.slow_lr, config.regular_lr, config.batch_size) == (
+        (8, 9),
+        2000,
+        0.001,
+        0.01,
+        200,
+    )
 
 
 def test_config_is_frozen():
@@ -138,7 +144,18 @@ def test_auto_device_picks_cuda_then_mps_then_cpu():
 
 
 def test_dict_round_trip_through_json():
-    config = ExperimentConfig(digits=(1, 7, 3), width=64, slow_lr=0.0, regular_lr=0.2, batch_size=32, epochs=3, seed=9, device="cpu", probe_size=30, source="sample")
+    config = ExperimentConfig(
+        digits=(1, 7, 3),
+        width=64,
+        slow_lr=0.0,
+        regular_lr=0.2,
+        batch_size=32,
+        epochs=3,
+        seed=9,
+        device="cpu",
+        probe_size=30,
+        source="sample",
+    )
     d = config.to_dict()
     assert d["digits"] == [1, 7, 3]
     assert ExperimentConfig.from_dict(json.loads(json.dumps(d))) == config
@@ -160,6 +177,13 @@ def test_from_dict_rejects_unknown_keys_and_non_objects():
 def test_public_api_is_importable_from_the_package():
     import kalign_core
 
-    public = ["ExperimentConfig", "run_experiment", "load_digits", "centered_alignment", "feature_alignment",
-              "save_run", "load_run"]
+    public = [
+        "ExperimentConfig",
+        "run_experiment",
+        "load_digits",
+        "centered_alignment",
+        "feature_alignment",
+        "save_run",
+        "load_run",
+    ]
     assert all(callable(getattr(kalign_core, name)) for name in public)

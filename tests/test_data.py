@@ -63,7 +63,12 @@ def test_sample_split_is_deterministic_across_reloads(sample_89):
 
 @pytest.mark.parametrize(
     "digits, source, field",
-    [((8,), "sample", "digits"), ((8, 8), "sample", "digits"), ((8, 12), "sample", "digits"), ((8, 9), "web", "source")],
+    [
+        ((8,), "sample", "digits"),
+        ((8, 8), "sample", "digits"),
+        ((8, 12), "sample", "digits"),
+        ((8, 9), "web", "source"),
+    ],
 )
 def test_bad_arguments_name_the_field(digits, source, field):
     with pytest.raises(ValueError, match=f"^{field}"):
@@ -81,7 +86,9 @@ def test_bad_arguments_name_the_field(digits, source, field):
     ],
 )
 def test_custom_digit_data_is_checked(arrays, message):
-    good = dict(train_x=np.zeros((5, 4)), train_y=np.array([0, 1, 0, 1, 0]), test_x=np.zeros((2, 4)), test_y=np.array([0, 1]))
+    good = dict(
+        train_x=np.zeros((5, 4)), train_y=np.array([0, 1, 0, 1, 0]), test_x=np.zeros((2, 4)), test_y=np.array([0, 1])
+    )
     with pytest.raises(ValueError, match=message):
         DigitData(**{**good, **arrays}, digits=(3, 5))
 
@@ -139,8 +146,9 @@ def test_mnist_unavailable_is_a_clear_error_and_leaves_no_partial_files(refusing
     assert leftovers(root) == []
 
 
-def test_auto_never_waits_for_the_network_and_says_why_it_used_the_sample(refusing_network, tmp_path, sample_89,
-                                                                         monkeypatch):
+def test_auto_never_waits_for_the_network_and_says_why_it_used_the_sample(
+    refusing_network, tmp_path, sample_89, monkeypatch
+):
     attempts = []
     monkeypatch.setattr(data, "_download_mnist", lambda root: attempts.append(root))
     d = load_digits((8, 9), source="auto", root=tmp_path)

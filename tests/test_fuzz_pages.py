@@ -20,13 +20,16 @@ from kalign_app import params
 
 PAGES = ("pages/train.py", "pages/lessons.py", "pages/kernels.py", "pages/runs.py", "pages/sweeps.py", "pages/about.py")
 APOLOGY = "Sorry, something went wrong"
-FUZZ = settings(max_examples=int(os.environ.get("KALIGN_FUZZ_EXAMPLES", "12")), deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                       HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=int(os.environ.get("KALIGN_FUZZ_EXAMPLES", "12")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 pytestmark = pytest.mark.usefixtures("fresh_server")
 
 numbers = st.one_of(
-    st.integers(-10**12, 10**12),
+    st.integers(-(10**12), 10**12),
     st.sampled_from([0, 1, 2, 3, 4, 5, 199, 200, 201, 300, 500, 501, 799, 800, 801, 1000, 1001, 32768, 2**53]),
     st.floats(allow_nan=True, allow_infinity=True),
 )
@@ -72,15 +75,22 @@ rates = st.one_of(st.floats(-1, 100), st.sampled_from([0.0, 1e-300, 1e300]))
 # Per field: small valid values (so that Train gets pressed and trains quickly), and anything at all.
 VALID = {
     "digits": st.lists(st.integers(0, 9), unique=True, min_size=2, max_size=4),
-    "width": st.integers(1, 64), "epochs": st.integers(1, 3), "batch_size": st.integers(1, 800),
-    "probe_size": st.integers(4, 200), "slow_lr": st.floats(0, 0.1), "regular_lr": st.floats(1e-4, 0.1),
-    "seed": st.integers(0, 2**53 - 1), "source": st.just("sample"),
+    "width": st.integers(1, 64),
+    "epochs": st.integers(1, 3),
+    "batch_size": st.integers(1, 800),
+    "probe_size": st.integers(4, 200),
+    "slow_lr": st.floats(0, 0.1),
+    "regular_lr": st.floats(1e-4, 0.1),
+    "seed": st.integers(0, 2**53 - 1),
+    "source": st.just("sample"),
     "lazy_scale": st.one_of(st.none(), st.sampled_from([1.0, 10.0, 1000.0])),
 }
 ANY = {
     "digits": st.lists(st.integers(0, 9), unique=True, max_size=10),
     **dict.fromkeys(["width", "epochs", "batch_size", "probe_size"], st.one_of(numbers, st.floats(-1e6, 1e6))),
-    "slow_lr": rates, "regular_lr": rates, "seed": st.integers(-10, 2**53 - 1),
+    "slow_lr": rates,
+    "regular_lr": rates,
+    "seed": st.integers(-10, 2**53 - 1),
     "source": st.sampled_from(["auto", "mnist", "sample"]),
     "lazy_scale": st.one_of(st.none(), st.sampled_from([1.0, 2.0, 5.0, 20.0, 50.0, 100.0, 200.0, 500.0])),
 }
@@ -129,7 +139,9 @@ def test_any_form_values_then_train_then_every_page_without_a_traceback(values):
 # Settings valid one by one that clashed together and once replaced every page with a traceback.
 KNOWN = [
     pytest.param({"probe_size": "1000", "epochs": "500"}, id="probe 1000 × 500 epochs"),
-    pytest.param({"probe_size": "300", "epochs": "500", "digits": "3,5,8", "source": "sample"}, id="probe 300 × 500 epochs"),
+    pytest.param(
+        {"probe_size": "300", "epochs": "500", "digits": "3,5,8", "source": "sample"}, id="probe 300 × 500 epochs"
+    ),
     pytest.param({"batch_size": "5000", "source": "sample"}, id="batch larger than the sample"),
     pytest.param({"probe_size": "500", "source": "sample"}, id="probe larger than the sample's test digits"),
     pytest.param({"seed": str(2**60)}, id="seed beyond what a browser holds"),

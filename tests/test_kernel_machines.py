@@ -23,8 +23,13 @@ def test_ridge_error_matches_a_naive_solve():
     x = r.standard_normal((70, 5))
     y = (x[:, 0] + 0.5 * r.standard_normal(70) > 0).astype(int)
     kernel = x @ x.T + 0.1
-    got = ridge_error(torch.from_numpy(kernel[:50, :50]), torch.from_numpy(kernel[50:, :50]),
-                      torch.from_numpy(y[:50]), torch.from_numpy(y[50:]), 2)
+    got = ridge_error(
+        torch.from_numpy(kernel[:50, :50]),
+        torch.from_numpy(kernel[50:, :50]),
+        torch.from_numpy(y[:50]),
+        torch.from_numpy(y[50:]),
+        2,
+    )
     assert got == naive_ridge_error(kernel[:50, :50], kernel[50:, :50], y[:50], y[50:], 2)
     assert 0 <= got < 50  # better than chance on a noisy linear task
 
@@ -49,8 +54,10 @@ def test_machines_use_the_models_feature_and_tangent_kernels(sample_89):
     theta = tangent_kernel(model, both).numpy()
     phi = torch.relu(hidden(both.double().float())).double().numpy()
     features = phi @ phi.T
-    expected = {"tangent": naive_ridge_error(theta[:n, :n], theta[n:, :n], fit_y.numpy(), test_y.numpy(), 2),
-                "feature": naive_ridge_error(features[:n, :n], features[n:, :n], fit_y.numpy(), test_y.numpy(), 2)}
+    expected = {
+        "tangent": naive_ridge_error(theta[:n, :n], theta[n:, :n], fit_y.numpy(), test_y.numpy(), 2),
+        "feature": naive_ridge_error(features[:n, :n], features[n:, :n], fit_y.numpy(), test_y.numpy(), 2),
+    }
     assert got == pytest.approx(expected, abs=100 / len(test_x) + 1e-9)  # one digit may fall either way
     assert got["tangent"] < 15  # 64 random features alone fit 100 digits less well
 

@@ -17,6 +17,9 @@ def test_importing_the_library_loads_no_user_interface():
 
 def test_no_library_module_imports_streamlit():
     importing = re.compile(r"^\s*(import|from)\s+streamlit\b", re.M)
-    offenders = [str(path.relative_to(ROOT)) for path in sorted((ROOT / "kalign_core").rglob("*.py"))
-                 if importing.search(path.read_text())]
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in sorted((ROOT / "kalign_core").rglob("*.py"))
+        if importing.search(path.read_text())
+    ]
     assert offenders == []

@@ -41,11 +41,15 @@ def synthetic_result(epochs: int, probe_size: int, digits=(1, 7, 9)) -> Experime
         bases.append((scale * features @ features.T).astype(np.float32))
     records = [EpochRecord(e, 10.0, 11.0, 0.5, 0.4 + e / 1e4, seconds=e / 10) for e in range(epochs + 1)]
     return ExperimentResult(
-        config=config, source="sample", device="cpu",
+        config=config,
+        source="sample",
+        device="cpu",
         history={name: list(records) for name in MODEL_NAMES},
         kernels={name: [bases[(e + i) % 3] for e in range(epochs + 1)] for i, name in enumerate(MODEL_NAMES)},
         target_kernel=(labels[:, None] == labels[None, :]).astype(np.float32) - 1 / len(digits),
-        probe_labels=labels, diverged_at={name: None for name in MODEL_NAMES}, seconds=12.5,
+        probe_labels=labels,
+        diverged_at={name: None for name in MODEL_NAMES},
+        seconds=12.5,
         provenance={"torch": "2.0", "torch_threads": 2, "device": "cpu", "cpu": "Test CPU", "numpy": "2.0"},
     )
 
@@ -65,7 +69,11 @@ def assert_kernels_close(loaded: ExperimentResult, original: ExperimentResult) -
 def assert_same_except_kernels(loaded: ExperimentResult, original: ExperimentResult) -> None:
     assert loaded.config == original.config and loaded.history == original.history
     assert (loaded.source, loaded.device, loaded.stopped, loaded.seconds) == (
-        original.source, original.device, original.stopped, original.seconds)
+        original.source,
+        original.device,
+        original.stopped,
+        original.seconds,
+    )
     assert loaded.diverged_at == original.diverged_at and loaded.provenance == original.provenance
     np.testing.assert_array_equal(loaded.target_kernel, original.target_kernel)
     np.testing.assert_array_equal(loaded.probe_labels, original.probe_labels)
@@ -123,8 +131,9 @@ def test_a_saved_folder_at_the_kernel_limit_loads_again(tmp_path):
 
 @pytest.fixture(scope="module")
 def trained():
-    return run_experiment(ExperimentConfig(width=16, epochs=3, batch_size=200, probe_size=30, device="cpu",
-                                           source="sample", seed=3))
+    return run_experiment(
+        ExperimentConfig(width=16, epochs=3, batch_size=200, probe_size=30, device="cpu", source="sample", seed=3)
+    )
 
 
 def test_a_trained_run_round_trips_through_its_run_file(trained):
@@ -239,21 +248,46 @@ BAD_RUN_FILES = [
     ("json-not-zip", lambda r: runs.result_to_json(r).encode(), "not a readable kalign run file"),
     ("truncated", lambda r: runs.run_file(r)[:1000], "not a readable kalign run file"),
     ("no-run-json", lambda r: zip_of({"notes.txt": b"hi"}), "it must hold run.json"),
-    ("extra-member", lambda r: zip_of({runs.RUN_JSON: b"{}", "evil.sh": b"rm"}), "nothing else (it holds evil.sh, run.json)"),
-    ("bzip2", lambda r: zip_of({runs.RUN_JSON: runs.result_to_json(r).encode()}, zipfile.ZIP_BZIP2),
-     "run.json is compressed in a way kalign does not read"),
+    (
+        "extra-member",
+        lambda r: zip_of({runs.RUN_JSON: b"{}", "evil.sh": b"rm"}),
+        "nothing else (it holds evil.sh, run.json)",
+    ),
+    (
+        "bzip2",
+        lambda r: zip_of({runs.RUN_JSON: runs.result_to_json(r).encode()}, zipfile.ZIP_BZIP2),
+        "run.json is compressed in a way kalign does not read",
+    ),
     ("huge-json", claiming_a_huge_run_json, "run.json unpacks to 6.0 MB; at most 5 MB"),
     ("foreign-json", lambda r: zip_of({runs.RUN_JSON: b'{"format": "mlflow"}'}), "not a kalign run"),
-    ("kernels-not-npz", lambda r: zip_of({runs.RUN_JSON: runs.result_to_json(r).encode(), runs.KERNELS_NPZ: b"PK"}),
-     "kernel file is not a readable .npz"),
+    (
+        "kernels-not-npz",
+        lambda r: zip_of({runs.RUN_JSON: runs.result_to_json(r).encode(), runs.KERNELS_NPZ: b"PK"}),
+        "kernel file is not a readable .npz",
+    ),
     ("no-scale", lambda r: with_kernels(r, regular_scale=None), "lacks the array(s) regular_scale"),
-    ("full-matrices", lambda r: with_kernels(r, slow=np.zeros((4, 30, 30), np.float16)),
-     "slow must have shape (4, 465) (got (4, 30, 30))"),
-    ("too-few-epochs", lambda r: with_kernels(r, regular=np.zeros((3, 465), np.float16)), "regular must have shape (4, 465)"),
+    (
+        "full-matrices",
+        lambda r: with_kernels(r, slow=np.zeros((4, 30, 30), np.float16)),
+        "slow must have shape (4, 465) (got (4, 30, 30))",
+    ),
+    (
+        "too-few-epochs",
+        lambda r: with_kernels(r, regular=np.zeros((3, 465), np.float16)),
+        "regular must have shape (4, 465)",
+    ),
     ("float64", lambda r: with_kernels(r, slow=np.zeros((4, 465))), "slow must hold float16 or float32 numbers"),
-    ("text-scale", lambda r: with_kernels(r, slow_scale=np.array(["a"] * 4)), "slow_scale must hold float16 or float32"),
+    (
+        "text-scale",
+        lambda r: with_kernels(r, slow_scale=np.array(["a"] * 4)),
+        "slow_scale must hold float16 or float32",
+    ),
     ("objects", lambda r: with_kernels(r, regular=np.array([{}] * 4, dtype=object)), "holds Python objects"),
-    ("labels-out-of-range", lambda r: with_kernels(r, probe_labels=np.full(30, 7)), "probe labels must be classes 0 to 1"),
+    (
+        "labels-out-of-range",
+        lambda r: with_kernels(r, probe_labels=np.full(30, 7)),
+        "probe labels must be classes 0 to 1",
+    ),
 ]
 
 

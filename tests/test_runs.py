@@ -204,39 +204,82 @@ BAD_JSON = [
     ("no-history", lambda f: _edit_json(f, lambda d: d.pop("history")), "lacks the field 'history'"),
     ("bad-config", lambda f: _edit_json(f, _set(["config", "width"], -1)), "width must be"),
     ("unknown-config", lambda f: _edit_json(f, _set(["config", "colour"], "red")), "colour"),
-    ("epoch-text", lambda f: _edit_json(f, _set(["history", "slow", 1, "epoch"], "1")), "epoch must be a whole number from 0 to 500"),
+    (
+        "epoch-text",
+        lambda f: _edit_json(f, _set(["history", "slow", 1, "epoch"], "1")),
+        "epoch must be a whole number from 0 to 500",
+    ),
     ("alignment-text", lambda f: _edit_json(f, _set(["history", "slow", 0, "alignment"], "high")), "alignment"),
-    ("error-list", lambda f: _edit_json(f, _set(["history", "regular", 0, "test_error"], [1])), "test_error must be a finite number"),
-    ("measure-text", lambda f: _edit_json(f, _set(["history", "slow", 1, "hidden_change"], "far")), "hidden_change must be a finite number or null"),
-    ("machine-error-text", lambda f: _edit_json(f, _set(["kernel_machine_errors", "slow", "init", "tangent"], "low")), "kernel_machine_errors must map"),
-    ("null-band-reversed", lambda f: _edit_json(f, _set(["alignment_null", "feature"], [0.5, 0.1])), "alignment_null must map"),
+    (
+        "error-list",
+        lambda f: _edit_json(f, _set(["history", "regular", 0, "test_error"], [1])),
+        "test_error must be a finite number",
+    ),
+    (
+        "measure-text",
+        lambda f: _edit_json(f, _set(["history", "slow", 1, "hidden_change"], "far")),
+        "hidden_change must be a finite number or null",
+    ),
+    (
+        "machine-error-text",
+        lambda f: _edit_json(f, _set(["kernel_machine_errors", "slow", "init", "tangent"], "low")),
+        "kernel_machine_errors must map",
+    ),
+    (
+        "null-band-reversed",
+        lambda f: _edit_json(f, _set(["alignment_null", "feature"], [0.5, 0.1])),
+        "alignment_null must map",
+    ),
     ("extra-record-field", lambda f: _edit_json(f, _set(["history", "slow", 0, "colour"], 1)), "exactly the fields"),
     ("history-number", lambda f: _edit_json(f, _set(["history", "slow"], 5)), "wrong value"),
     ("diverged-text", lambda f: _edit_json(f, _set(["diverged_at", "slow"], "x")), "diverged_at"),
     ("stopped-text", lambda f: _edit_json(f, _set(["stopped"], "no")), "stopped"),
     ("seconds-text", lambda f: _edit_json(f, _set(["seconds"], "soon")), "wrong value"),
-    ("empty-history", lambda f: _edit_json(f, _set(["history", "regular"], [])), "regular history must have 1 to 3 entries"),
+    (
+        "empty-history",
+        lambda f: _edit_json(f, _set(["history", "regular"], [])),
+        "regular history must have 1 to 3 entries",
+    ),
     ("no-run-json", lambda f: (f / "run.json").unlink(), "not a saved kalign run"),
 ]
 
 BAD_NPZ = [
     ("empty", lambda f: (f / "kernels.npz").write_bytes(b""), "not a readable .npz"),
-    ("truncated", lambda f: (f / "kernels.npz").write_bytes((f / "kernels.npz").read_bytes()[:300]), "not a readable .npz"),
+    (
+        "truncated",
+        lambda f: (f / "kernels.npz").write_bytes((f / "kernels.npz").read_bytes()[:300]),
+        "not a readable .npz",
+    ),
     ("not-zip", lambda f: (f / "kernels.npz").write_bytes(b"PK\x03\x04 not really a zip"), "not a readable .npz"),
     ("missing", lambda f: (f / "kernels.npz").unlink(), "not a readable .npz"),
     ("no-target", lambda f: _rewrite_npz(f, target=None), "lacks the array(s) target"),
-    ("target-shape", lambda f: _rewrite_npz(f, target=np.zeros((20, 21), np.float32)), "target must have shape (20, 20)"),
-    ("too-few-epochs", lambda f: _rewrite_npz(f, slow=np.zeros((2, 20, 20), np.float32)), "slow must have shape (3, 20, 20)"),
+    (
+        "target-shape",
+        lambda f: _rewrite_npz(f, target=np.zeros((20, 21), np.float32)),
+        "target must have shape (20, 20)",
+    ),
+    (
+        "too-few-epochs",
+        lambda f: _rewrite_npz(f, slow=np.zeros((2, 20, 20), np.float32)),
+        "slow must have shape (3, 20, 20)",
+    ),
     ("kernel-size", lambda f: _rewrite_npz(f, regular=np.zeros((3, 19, 19), np.float32)), "regular must have shape"),
     ("labels-2d", lambda f: _rewrite_npz(f, probe_labels=np.zeros((20, 1), np.int64)), "probe labels must be"),
     ("labels-scalar", lambda f: _rewrite_npz(f, probe_labels=np.int64(20)), "probe labels must be"),
     ("bit-flip", lambda f: _flip_bytes(f / "kernels.npz"), "not a readable .npz"),
     ("pickled-array", lambda f: _rewrite_npz(f, slow=np.array([{"a": 1}], dtype=object)), "holds Python objects"),
     # Compresses to a few kB but would expand to 12 MB: refused from the headers, before loading.
-    ("oversized", lambda f: _rewrite_npz(
-        f, probe_labels=np.zeros(1001, np.int64), target=np.zeros((1001, 1001), np.float32),
-        slow=np.zeros((3, 1001, 1001), np.float32), regular=np.zeros((3, 1001, 1001), np.float32),
-    ), "at most 1000 probe points"),
+    (
+        "oversized",
+        lambda f: _rewrite_npz(
+            f,
+            probe_labels=np.zeros(1001, np.int64),
+            target=np.zeros((1001, 1001), np.float32),
+            slow=np.zeros((3, 1001, 1001), np.float32),
+            regular=np.zeros((3, 1001, 1001), np.float32),
+        ),
+        "at most 1000 probe points",
+    ),
 ]
 
 BAD_WEIGHTS = [
@@ -280,8 +323,11 @@ def _rewrite_weights(folder, change):
 
 
 @pytest.mark.parametrize(
-    "damage, message", [(d, m) for _, d, m in BAD_JSON + BAD_NPZ + BAD_WEIGHTS],
-    ids=[f"json-{n}" for n, _, _ in BAD_JSON] + [f"npz-{n}" for n, _, _ in BAD_NPZ] + [f"weights-{n}" for n, _, _ in BAD_WEIGHTS],
+    "damage, message",
+    [(d, m) for _, d, m in BAD_JSON + BAD_NPZ + BAD_WEIGHTS],
+    ids=[f"json-{n}" for n, _, _ in BAD_JSON]
+    + [f"npz-{n}" for n, _, _ in BAD_NPZ]
+    + [f"weights-{n}" for n, _, _ in BAD_WEIGHTS],
 )
 def test_damaged_run_files_raise_run_file_error_saying_what_is_wrong(saved, damage, message):
     damage(saved)

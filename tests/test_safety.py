@@ -49,7 +49,16 @@ class Payload:
 
 
 # ================================================================ names and paths from users
-HOSTILE_NAMES = ["..", "../../outside", "/etc/cron.d/kalign", "a/b/c", "C:\\Windows\\x", "nul\x00byte", ".hidden", "-" * 80]
+HOSTILE_NAMES = [
+    "..",
+    "../../outside",
+    "/etc/cron.d/kalign",
+    "a/b/c",
+    "C:\\Windows\\x",
+    "nul\x00byte",
+    ".hidden",
+    "-" * 80,
+]
 
 
 @pytest.mark.parametrize("name", HOSTILE_NAMES, ids=[repr(n) for n in HOSTILE_NAMES])
@@ -116,7 +125,10 @@ PICKLE_ALLOWED = {"kalign_core/workers.py"}
 
 
 def sources() -> list[pathlib.Path]:
-    return [ROOT / "app.py", *(path for folder in ("kalign_app", "pages", "kalign_core") for path in sorted((ROOT / folder).glob("*.py")))]
+    return [
+        ROOT / "app.py",
+        *(path for folder in ("kalign_app", "pages", "kalign_core") for path in sorted((ROOT / folder).glob("*.py"))),
+    ]
 
 
 def test_the_code_reads_files_only_without_unpickling():
@@ -130,7 +142,11 @@ def test_the_code_reads_files_only_without_unpickling():
                 forbidden = [n for n in names if n and n.split(".")[0] in FORBIDDEN_MODULES]
                 if str(path.relative_to(ROOT)) not in PICKLE_ALLOWED or forbidden != ["pickle"]:
                     problems += [f"{where} imports {n}" for n in forbidden]
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name)
+            ):
                 call = (node.func.value.id, node.func.attr)
                 keywords = {k.arg: getattr(k.value, "value", None) for k in node.keywords}
                 wanted = ("weights_only", True) if call[0] == "torch" else ("allow_pickle", False)
@@ -157,7 +173,9 @@ def test_an_uploaded_npz_with_python_objects_is_refused_never_run(earlier, tmp_p
     marker.unlink()
 
     at = runs_page(earlier)
-    at.file_uploader(key="upload_json").set_value(("run.json", runs.result_to_json(earlier).encode(), "application/json"))
+    at.file_uploader(key="upload_json").set_value(
+        ("run.json", runs.result_to_json(earlier).encode(), "application/json")
+    )
     at.file_uploader(key="upload_npz").set_value(("kernels.npz", bomb, "application/octet-stream"))
     at = at.run().button(key="open_upload").click().run()
     assert not at.exception
@@ -273,7 +291,9 @@ def test_the_server_is_not_reachable_from_the_network(tmp_path):
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         env={**os.environ, "KALIGN_RUNS_DIR": str(tmp_path / "runs")},
     )
     try:

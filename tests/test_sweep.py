@@ -113,13 +113,16 @@ def test_summary_matches_the_saved_run_and_random_features_keep_their_alignment(
     slow = run.history["slow"]
     assert summary.tangent_alignment_gain == pytest.approx(
         (regular[-1].tangent_alignment - regular[0].tangent_alignment)
-        - (slow[-1].tangent_alignment - slow[0].tangent_alignment), abs=1e-15)
+        - (slow[-1].tangent_alignment - slow[0].tangent_alignment),
+        abs=1e-15,
+    )
     assert read_summary_csv((tmp_path / SUMMARY_CSV).read_text()) == outcome.summaries
 
 
 def test_a_summary_written_before_the_tangent_columns_still_reads(reference):
-    old_fields = [f for f in SUMMARY_FIELDS if f not in ("tangent_alignment_gain", "hidden_change_slow",
-                                                          "hidden_change_regular")]
+    old_fields = [
+        f for f in SUMMARY_FIELDS if f not in ("tangent_alignment_gain", "hidden_change_slow", "hidden_change_regular")
+    ]
     rows = list(csv.DictReader(io.StringIO(summary_csv(reference))))
     out = io.StringIO()
     writer = csv.DictWriter(out, old_fields, extrasaction="ignore")
@@ -222,14 +225,34 @@ def test_pair_matrix_and_mean_spread(reference):
     assert np.isnan(matrix[0, 1]) and np.isnan(matrix[3, 3])
     by_width = mean_spread(reference, "width", "test_error_regular")
     assert list(by_width) == [16, 32]
-    seed_means = [np.mean([s.test_error_regular for s in reference if s.width == 16 and s.seed == seed])
-                  for seed in (0, 1)]
+    seed_means = [
+        np.mean([s.test_error_regular for s in reference if s.width == 16 and s.seed == seed]) for seed in (0, 1)
+    ]
     assert by_width[16] == pytest.approx((np.mean(seed_means), np.std(seed_means), 2))
 
 
 def test_cli_sweep_runs_resumes_and_names_the_extremes(tmp_path, capsys):
-    args = ["sweep", "--digits", "3", "5", "8", "--widths", "16", "--epochs", "1", "--batch-size", "100",
-            "--probe-size", "40", "--source", "sample", "--workers", "1", "--out", str(tmp_path)]
+    args = [
+        "sweep",
+        "--digits",
+        "3",
+        "5",
+        "8",
+        "--widths",
+        "16",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "100",
+        "--probe-size",
+        "40",
+        "--source",
+        "sample",
+        "--workers",
+        "1",
+        "--out",
+        str(tmp_path),
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "3 trials (3 pairs × 1 widths × 1 ratios × 1 seeds), 0 already in" in out
@@ -245,7 +268,6 @@ def test_cli_sweep_bad_ratio_names_the_field(tmp_path, capsys):
         main(["sweep", "--ratios", "2", "--out", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "ratios must be numbers from 0 to 1" in capsys.readouterr().err
-
 
 
 @pytest.mark.parametrize(

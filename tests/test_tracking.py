@@ -38,15 +38,20 @@ def test_measures_match_naive_formulas_on_the_exported_models(small_config, samp
         phi = torch.relu(model.features(x.float())).double()
         assert record.tangent_alignment == pytest.approx(naive_alignment(theta, y @ y.T), rel=1e-6)
         assert record.tangent_distance == pytest.approx(1 - naive_alignment(theta, theta0), rel=1e-4, abs=1e-9)
-        assert record.feature_distance == pytest.approx(1 - naive_alignment(phi @ phi.T, phi0 @ phi0.T),
-                                                        rel=1e-4, abs=1e-9)
+        assert record.feature_distance == pytest.approx(
+            1 - naive_alignment(phi @ phi.T, phi0 @ phi0.T), rel=1e-4, abs=1e-9
+        )
         for change, layer in (("hidden_change", "features.0"), ("readout_change", "readout")):
             now, before = (dict(m.named_parameters())[f"{layer}.weight"].double() for m in (model, start))
             assert getattr(record, change) == pytest.approx(float((now - before).norm() / before.norm()), rel=1e-6)
         expected = ((phi > 0) == (phi0 > 0)).double().mean().item()
         assert record.pattern_stability == pytest.approx(expected, abs=1 / phi.numel())
-        np.testing.assert_allclose(result.tangent_kernels[name][-1], (theta - theta.mean(0) - theta.mean(1, keepdim=True)
-                                                                      + theta.mean()).numpy(), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(
+            result.tangent_kernels[name][-1],
+            (theta - theta.mean(0) - theta.mean(1, keepdim=True) + theta.mean()).numpy(),
+            rtol=1e-4,
+            atol=1e-4,
+        )
     assert result.history["regular"][-1].hidden_change > 3 * result.history["slow"][-1].hidden_change
 
 
@@ -54,7 +59,12 @@ def test_at_initialisation_the_distances_are_zero_and_the_patterns_all_kept(smal
     result = run_experiment(small_config(), sample_89)
     for name in MODEL_NAMES:
         first = result.history[name][0]
-        assert (first.feature_distance, first.tangent_distance, first.hidden_change, first.readout_change) == (0, 0, 0, 0)
+        assert (first.feature_distance, first.tangent_distance, first.hidden_change, first.readout_change) == (
+            0,
+            0,
+            0,
+            0,
+        )
         assert first.pattern_stability == 1.0 and first.measure_note is None
         assert 0 < first.tangent_alignment < 1
         assert all(getattr(r, m) is not None for r in result.history[name] for m in MEASURES)
@@ -72,9 +82,15 @@ def test_a_frozen_hidden_layer_keeps_its_features_exactly(small_config, sample_8
 def test_the_lazy_scale_shrinks_weight_changes_tenfold_per_tenfold_at_the_same_error(sample_89):
     """Chizat et al.: training α(f − f₀) on loss/α² moves the weights O(1/α) at the same function speed.
     Measured: regular hidden change 1.3e-2, 1.3e-3, 1.3e-4; test error 5.5, 5.0, 5.0 % at α 1, 10, 100."""
-    runs = {alpha: run_experiment(ExperimentConfig(width=256, epochs=3, batch_size=100, probe_size=100, device="cpu",
-                                                   source="sample", lazy_scale=alpha), sample_89)
-            for alpha in (1.0, 10.0, 100.0)}
+    runs = {
+        alpha: run_experiment(
+            ExperimentConfig(
+                width=256, epochs=3, batch_size=100, probe_size=100, device="cpu", source="sample", lazy_scale=alpha
+            ),
+            sample_89,
+        )
+        for alpha in (1.0, 10.0, 100.0)
+    }
     last = {alpha: run.history["regular"][-1] for alpha, run in runs.items()}
     for lazier in (10.0, 100.0):
         ratio = last[lazier / 10].hidden_change / last[lazier].hidden_change

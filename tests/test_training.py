@@ -73,13 +73,23 @@ def test_final_test_error_is_that_of_the_returned_model(small_config, sample_89)
 # ---------------------------------------------------------------- the hand-written gradient step
 
 
-@pytest.mark.parametrize("slow_lr, regular_lr, lazy_scale",
-                         [(0.02, 0.3, None), (0.0, 0.1, None), (0.5, 0.5, None), (0.02, 0.3, 1.0), (0.5, 0.5, 10.0)])
+@pytest.mark.parametrize(
+    "slow_lr, regular_lr, lazy_scale",
+    [(0.02, 0.3, None), (0.0, 0.1, None), (0.5, 0.5, None), (0.02, 0.3, 1.0), (0.5, 0.5, 10.0)],
+)
 def test_fused_step_matches_autograd_and_torch_sgd(slow_lr, regular_lr, lazy_scale):
     """With a lazy scale α the reference trains α·(f − f₀) on cross-entropy / α² by autograd."""
     data = blobs(n_train=17, n_features=20, n_classes=3)
-    config = ExperimentConfig(digits=(0, 1, 2), width=8, slow_lr=slow_lr, regular_lr=regular_lr, batch_size=7,
-                              probe_size=6, device="cpu", lazy_scale=lazy_scale)
+    config = ExperimentConfig(
+        digits=(0, 1, 2),
+        width=8,
+        slow_lr=slow_lr,
+        regular_lr=regular_lr,
+        batch_size=7,
+        probe_size=6,
+        device="cpu",
+        lazy_scale=lazy_scale,
+    )
     trainer = PairTrainer(config, data, torch.device("cpu"))
     with torch.no_grad():
         reference = [trainer._export(m) for m in range(2)]
@@ -205,8 +215,15 @@ def test_slow_lr_zero_keeps_features_and_alignment_exactly_constant(small_config
 def test_on_the_sample_regular_features_align_far_more_than_slow_ones(seed, sample_89):
     """Measured: regular ρ gains ≈ 0.44, slow ≈ 0.06; test error ≈ 45% → 2–3% (both models)."""
     config = ExperimentConfig(
-        width=256, slow_lr=0.001, regular_lr=0.1, batch_size=50, epochs=3, seed=seed, probe_size=200,
-        device="cpu", source="sample",
+        width=256,
+        slow_lr=0.001,
+        regular_lr=0.1,
+        batch_size=50,
+        epochs=3,
+        seed=seed,
+        probe_size=200,
+        device="cpu",
+        source="sample",
     )
     result = run_experiment(config, sample_89)
     gain = {name: result.curve(name, "alignment")[-1] - result.curve(name, "alignment")[0] for name in MODEL_NAMES}
@@ -219,7 +236,13 @@ def test_on_the_sample_regular_features_align_far_more_than_slow_ones(seed, samp
 
 def test_multi_class_run_learns_and_keeps_a_stratified_sorted_probe():
     config = ExperimentConfig(
-        digits=(1, 4, 7), width=64, regular_lr=0.1, batch_size=100, epochs=2, probe_size=40, device="cpu",
+        digits=(1, 4, 7),
+        width=64,
+        regular_lr=0.1,
+        batch_size=100,
+        epochs=2,
+        probe_size=40,
+        device="cpu",
         source="sample",
     )
     result = run_experiment(config)
@@ -236,7 +259,9 @@ def test_multi_class_run_learns_and_keeps_a_stratified_sorted_probe():
 
 def test_custom_digit_data_is_used_as_given():
     data = blobs(n_features=10)
-    config = ExperimentConfig(digits=(0, 1), width=16, regular_lr=0.5, batch_size=10, epochs=3, probe_size=10, device="cpu")
+    config = ExperimentConfig(
+        digits=(0, 1), width=16, regular_lr=0.5, batch_size=10, epochs=3, probe_size=10, device="cpu"
+    )
     result = run_experiment(config, data)
     assert result.source == "custom"
     assert result.models["regular"].features[0].in_features == 10
@@ -310,6 +335,8 @@ def test_on_epoch_is_called_after_init_and_each_epoch_with_the_live_result(small
     [({"batch_size": 61}, "batch_size"), ({"probe_size": 21}, "probe_size"), ({"digits": (0, 2)}, "digits")],
 )
 def test_config_that_does_not_fit_the_data_names_the_field(overrides, field):
-    config = ExperimentConfig(**{"digits": (0, 1), "width": 8, "batch_size": 10, "probe_size": 10, "device": "cpu", **overrides})
+    config = ExperimentConfig(
+        **{"digits": (0, 1), "width": 8, "batch_size": 10, "probe_size": 10, "device": "cpu", **overrides}
+    )
     with pytest.raises(ValueError, match=field):
         run_experiment(config, blobs(n_train=60, n_test=20))

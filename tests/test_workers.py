@@ -80,8 +80,10 @@ def test_epoch_tails_add_up_to_the_whole_result(small_config, overrides):
         rebuilt = workers.extend(rebuilt, workers.tail(live, sent))
         sent.update({name: len(records) for name, records in live.history.items()})
         assert rebuilt.history == snapshots[-1].history
-        assert all(len(rebuilt.kernels[n]) == len(snapshots[-1].kernels[n]) == len(rebuilt.tangent_kernels[n])
-                   for n in MODEL_NAMES)
+        assert all(
+            len(rebuilt.kernels[n]) == len(snapshots[-1].kernels[n]) == len(rebuilt.tangent_kernels[n])
+            for n in MODEL_NAMES
+        )
         assert rebuilt.alignment_null == live.alignment_null  # the live chart's chance band from epoch 0
 
     result = run_experiment(small_config(epochs=3, **overrides), on_epoch=on_epoch)
@@ -93,7 +95,9 @@ def test_epoch_tails_add_up_to_the_whole_result(small_config, overrides):
             np.testing.assert_array_equal(ours, theirs)
         for ours, theirs in zip(whole.tangent_kernels[name], result.tangent_kernels[name], strict=True):
             np.testing.assert_array_equal(ours, theirs)
-    assert whole.kernel_machine_errors == result.kernel_machine_errors and "final" in whole.kernel_machine_errors["slow"]
+    assert (
+        whole.kernel_machine_errors == result.kernel_machine_errors and "final" in whole.kernel_machine_errors["slow"]
+    )
     assert whole.alignment_null == result.alignment_null and set(whole.alignment_null) == {"feature", "tangent"}
     assert len(snapshots[1].history["regular"]) == 2  # earlier snapshots did not grow with the run
 
