@@ -15,7 +15,8 @@ from .lessons import LESSONS, find_lesson
 from .runs import RunFileError, check_run_target, save_run
 from .sweep import (BACKENDS, MAX_THREADS, MAX_WORKERS, SweepProgress, SweepSpec, calibrate, default_workers, estimate_seconds,
                     duration_text, mean_spread, pairs_among, round_lr, run_sweep)
-from .training import MODEL_NAMES, ExperimentResult, run_experiment
+from .results import MODEL_NAMES, ExperimentResult
+from .training import run_experiment
 
 _DEFAULTS = ExperimentConfig()
 

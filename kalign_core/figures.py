@@ -12,8 +12,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from .sweep import mean_spread, pair_matrix
-from .training import MODEL_NAMES, ExperimentResult
+from .results import MODEL_NAMES, ExperimentResult
 
 MODEL_COLORS = {"slow": "#1f77b4", "regular": "#d62728"}
 ERROR_DASH = {"test_error": "solid", "train_error": "dash"}
@@ -75,6 +74,11 @@ def _curve(result: ExperimentResult, name: str, metric: str, label: str, color: 
     return traces
 
 
+# (title, y axis title) of the two live curves.
+ERROR_AXES = ("Error (test solid, train dashed)", "error %")
+ALIGNMENT_AXES = ("Alignment ρ (feature solid, Θ dashed)", "ρ")
+
+
 def _layout(fig: go.Figure, title: str, y_title: str, epochs: int) -> go.Figure:
     """Shared look; the x axis spans the epochs drawn so far, so a live chart grows with the run."""
     epochs = max(1, epochs)
@@ -115,7 +119,7 @@ def error_figure(result: ExperimentResult) -> go.Figure:
             fig.add_traces(_curve(result, name, metric, label, MODEL_COLORS[name], dash))
     _mark_divergence(fig, result)
     fig.update_yaxes(rangemode="tozero")
-    return _layout(fig, "Error (test solid, train dashed)", "error %", result.epochs_done)
+    return _layout(fig, *ERROR_AXES, result.epochs_done)
 
 
 def alignment_figure(result: ExperimentResult) -> go.Figure:
@@ -139,7 +143,15 @@ def alignment_figure(result: ExperimentResult) -> go.Figure:
                 xref="paper", yref="paper", x=0, y=1, yanchor="bottom", showarrow=False,
                 font=dict(size=11, color=MODEL_COLORS[name]),
             )
-    return _layout(fig, "Alignment ρ (feature solid, Θ dashed)", "ρ", result.epochs_done)
+    return _layout(fig, *ALIGNMENT_AXES, result.epochs_done)
+
+
+def awaiting_figure(axes: tuple[str, str], epochs: int) -> go.Figure:
+    """Empty axes (ERROR_AXES or ALIGNMENT_AXES) where a run's curves will draw over `epochs`."""
+    fig = _layout(go.Figure(), *axes, epochs)
+    fig.add_annotation(text="press Train", xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False,
+                       font=dict(size=14, color="gray"))
+    return fig
 
 
 def movement_figure(result: ExperimentResult) -> go.Figure:
@@ -364,6 +376,8 @@ def figures_html(result: ExperimentResult, title: str) -> str:
 
 def pair_heatmap(summaries, metric: str, title: str, colorscale=KERNEL_COLORSCALE, zmid=0.0) -> go.Figure:
     """10×10 digit × digit heatmap of `metric`, averaged over the other axes; blank = not run."""
+    from .sweep import pair_matrix  # PENDING-SPLIT
+
     matrix = pair_matrix(summaries, metric)
     z = [[None if np.isnan(v) else float(v) for v in row] for row in matrix]
     heatmap = go.Heatmap(z=z, x=list(range(10)), y=list(range(10)), colorscale=colorscale, zmid=zmid,
@@ -378,6 +392,8 @@ def pair_heatmap(summaries, metric: str, title: str, colorscale=KERNEL_COLORSCAL
 
 def sweep_trend_figure(summaries, x: str, line: str, x_title: str, line_title: str, log_x: bool) -> go.Figure:
     """Alignment gain against `x`, one line per value of `line`, mean ± spread over seeds."""
+    from .sweep import mean_spread  # PENDING-SPLIT
+
     fig = go.Figure()
     palette = qualitative.Plotly
     for i, value in enumerate(sorted({getattr(s, line) for s in summaries})):

@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from .config import ExperimentConfig
-from .training import ExperimentResult
+from .results import ExperimentResult
 from .workers import TrainingFailed, WorkerDied, WorkerInfo, shared_pool
 
 # Browsers throttle timers in background tabs to about one a minute, so a visible-but-hidden tab
@@ -306,6 +306,18 @@ class TrainingJob(BackgroundJob):
             seconds_left=_seconds_left(result) if state == "running" else None,
             error=error,
         )
+
+    def first_epoch(self, timeout: float, poll_s: float = 0.05) -> JobStatus:
+        """The status once the run's first epoch has arrived, or the job has ended or must queue for
+        a slot; at the latest after `timeout` seconds. The page that starts a run draws its first
+        charts when they exist instead of at its next poll (up to a second later)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status()
+            queued = status.state == "waiting" and (status.queue_position or 0) + self._slots.running >= self._slots.limit
+            if status.result is not None or not status.active or queued or time.monotonic() >= deadline:
+                return status
+            time.sleep(poll_s)
 
     def _cancelled(self) -> bool:
         if time.monotonic() - self._heartbeat > self._abandon_after_s:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from .config import ConfigError, ExperimentConfig
 from .data import digit_counts
-from .devices import resolve_device
+from .devices import check_device
 
 # The form's label for each ExperimentConfig field, in the form's order.
 FIELD_LABELS = {
@@ -63,7 +63,7 @@ def field_error(name: str, value) -> ConfigError | None:
     try:
         dataclasses.replace(ExperimentConfig(), **{name: value})
         if name == "device":
-            resolve_device(value)  # a well-formed name may still be absent from this machine
+            check_device(value)  # a well-formed name may still be absent from this machine
     except ConfigError as error:
         return error
     return None

@@ -27,7 +27,7 @@ import torch
 from .config import MAX_EPOCHS, MAX_KERNEL_BYTES, MAX_PROBE_SIZE, ExperimentConfig
 from .model import MLP
 from .tracking import MEASURES
-from .training import MODEL_NAMES, EpochRecord, ExperimentResult
+from .results import MODEL_NAMES, EpochRecord, ExperimentResult
 
 FORMAT = "kalign-run"
 VERSION = 1

@@ -37,7 +37,8 @@ from .data import load_digits
 from .devices import resolve_device
 from .jobs import BackgroundJob, cpu_count
 from .runs import RUN_JSON, result_from_json, save_run
-from .training import ExperimentResult, run_experiment
+from .results import ExperimentResult
+from .training import run_experiment
 from .workers import bare_main_module, shippable
 
 BACKENDS = ("local", "ray")

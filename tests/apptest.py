@@ -24,7 +24,7 @@ from streamlit.testing.v1 import AppTest
 
 from kalign_core import ExperimentConfig, jobs, run_experiment
 from kalign_core.sweep import torch_threads
-from kalign_core.training import MODEL_NAMES
+from kalign_core.results import MODEL_NAMES
 
 ROOT = pathlib.Path(__file__).parents[1]
 APP = str(ROOT / "app.py")

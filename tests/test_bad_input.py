@@ -20,7 +20,7 @@ from streamlit.testing.v1 import AppTest
 from apptest import MB, TINY, TINY_CONFIG, TRAIN_CHARTS, charts, open_app, press_train, session_job, texts
 from kalign_core import ExperimentConfig, cli, data, jobs, params, run_experiment, runs
 from kalign_core.devices import available_devices
-from kalign_core.training import MODEL_NAMES
+from kalign_core.results import MODEL_NAMES
 
 pytestmark = pytest.mark.usefixtures("fresh_server")
 

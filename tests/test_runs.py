@@ -24,7 +24,7 @@ from kalign_core.runs import (
     save_run,
 )
 from kalign_core.tracking import MEASURES
-from kalign_core.training import MODEL_NAMES
+from kalign_core.results import MODEL_NAMES
 
 
 @pytest.fixture(scope="module")

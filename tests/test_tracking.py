@@ -7,7 +7,8 @@ import torch
 
 from kalign_core import ExperimentConfig, run_experiment, tangent_kernel
 from kalign_core.tracking import MEASURES
-from kalign_core.training import MODEL_NAMES, _PairTrainer
+from kalign_core.results import MODEL_NAMES
+from kalign_core.training import _PairTrainer
 
 
 def naive_alignment(k: torch.Tensor, l: torch.Tensor) -> float:
