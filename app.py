@@ -22,3 +22,4 @@ with ui.apology():  # a failure anywhere in a page ends in words, never a traceb
     ui.keep_job_alive()
     ui.mirror_settings_to_url()  # page switches drop the query string; put it back
     page.run()
+    ui.warm_up_server()  # after the page: the first visitor's form never waits for it

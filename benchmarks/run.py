@@ -791,6 +791,12 @@ def write_markdown(path: pathlib.Path, new_section: str, device_type: str) -> No
     path.write_text(HEADER + "\n" + "\n\n".join(ordered) + "\n")
 
 
+def write_section(kind: str, heading: str, body: str) -> None:
+    """`body` under `heading` as BENCHMARKS.md's section `kind` (a word), keeping the others."""
+    write_markdown(BENCHMARKS_MD, f"<!-- section:{kind} -->\n## {heading}\n\n{body}\n<!-- /section:{kind} -->", kind)
+    print(f"\nwrote {BENCHMARKS_MD}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     modes = parser.add_mutually_exclusive_group()

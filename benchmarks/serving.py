@@ -45,8 +45,8 @@ from apptest import streamlit_server  # noqa: E402
 from kalign_app import jobs, params  # noqa: E402
 from kalign_core import run_experiment  # noqa: E402
 from kalign_core.devices import torch_threads  # noqa: E402
-from kalign_core.training import MODEL_NAMES  # noqa: E402
-from run import BENCHMARKS_MD, write_markdown  # noqa: E402
+from kalign_core.results import MODEL_NAMES  # noqa: E402
+from run import BENCHMARKS_MD, write_section  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
@@ -297,12 +297,7 @@ def main(argv=None) -> list[Round]:
     table = report(measured, {s: a for s, a in alone.items() if s != WARM_UP_SEED}, threads, limit, args.browser_nice)
     print(table)
     if not args.no_write:
-        section = (
-            f"<!-- section:serving -->\n## Serving a class: `python benchmarks/serving.py` ({started})\n\n"
-            f"{ABOUT}\n\n{table}\n<!-- /section:serving -->"
-        )
-        write_markdown(BENCHMARKS_MD, section, "serving")
-        print(f"\nwrote {BENCHMARKS_MD}")
+        write_section("serving", f"Serving a class: `python benchmarks/serving.py` ({started})", f"{ABOUT}\n\n{table}")
     return measured
 
 

@@ -19,15 +19,18 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from kalign_core.config import ExperimentConfig
 from kalign_core.devices import cpu_count
-from kalign_core.sweep import SweepProgress, run_sweep
+from kalign_core.results import ExperimentResult
 from kalign_core.sweep_spec import SweepSpec, TrialSummary
-from kalign_core.training import ExperimentResult
 from kalign_core.workers import TrainingFailed, WorkerDied, WorkerInfo, shared_pool
+
+if TYPE_CHECKING:
+    from kalign_core.sweep import SweepProgress
 
 # Browsers throttle timers in background tabs to about one a minute, so a visible-but-hidden tab
 # may go quiet for that long; a job is only given up after a good margin beyond it.
@@ -253,6 +256,20 @@ class TrainingJob(BackgroundJob):
             error=error,
         )
 
+    def first_epoch(self, timeout: float, poll_s: float = 0.05) -> JobStatus:
+        """The status once the run's first epoch has arrived, or the job has ended or must queue for
+        a slot; at the latest after `timeout` seconds. The page that starts a run draws its first
+        charts when they exist instead of at its next poll (up to a second later)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status()
+            queued = (
+                status.state == "waiting" and (status.queue_position or 0) + self._slots.running >= self._slots.limit
+            )
+            if status.result is not None or not status.active or queued or time.monotonic() >= deadline:
+                return status
+            time.sleep(poll_s)
+
     def _cancelled(self) -> bool:
         if time.monotonic() - self._heartbeat > self._abandon_after_s:
             self._abandoned = True
@@ -413,6 +430,8 @@ class SweepJob(BackgroundJob):
             self._status = replace(self._status, progress=progress, summaries=[*self._status.summaries, progress.last])
 
     def _work(self) -> None:
+        from kalign_core.sweep import run_sweep  # the engine loads torch: the server only when a sweep starts
+
         try:
             outcome = run_sweep(
                 self.spec,

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from kalign_core.config import SETTINGS, ConfigError, ExperimentConfig, Setting
 from kalign_core.data import digit_counts
-from kalign_core.devices import resolve_device
+from kalign_core.devices import check_device
 
 # The form's label for each ExperimentConfig field.
 FIELD_LABELS = {name: setting.label for name, setting in SETTINGS.items()}
@@ -48,7 +48,7 @@ def field_error(name: str, value) -> ConfigError | None:
     try:
         dataclasses.replace(ExperimentConfig(), **{name: value})
         if name == "device":
-            resolve_device(value)  # a well-formed name may still be absent from this machine
+            check_device(value)  # a well-formed name may still be absent from this machine
     except ConfigError as error:
         return error
     return None

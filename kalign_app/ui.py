@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import uuid
 
 import streamlit as st
@@ -12,7 +13,7 @@ import streamlit as st
 from kalign_app import jobs, params
 from kalign_core import data
 from kalign_core.config import SETTINGS
-from kalign_core.training import ExperimentResult
+from kalign_core.results import ExperimentResult
 
 log = logging.getLogger("kalign.app")
 
@@ -34,19 +35,46 @@ def results_cache() -> jobs.ResultCache:
 
 @st.cache_resource
 def _mnist_fetch(root: str) -> data.MnistFetch:
-    return data.MnistFetch(root).start()
+    return data.MnistFetch(root)  # started by `warm_up_server`, once the first page is drawn
+
+
+def _fetches_mnist() -> bool:
+    """A server that starts its forms on "auto" (the default) downloads MNIST in the background; one
+    set to another source (KALIGN_DEFAULT_SOURCE, e.g. offline classrooms and the tests) never
+    touches the network."""
+    return params.default_settings()[0]["source"] == "auto"
 
 
 def mnist_status() -> str:
-    """Where full MNIST stands for "auto" runs, in words. A server that starts its forms on "auto"
-    (the default) downloads it in the background the first time anyone looks; one set to another
-    source (KALIGN_DEFAULT_SOURCE, e.g. offline classrooms and the tests) never touches the network."""
-    if params.default_settings()[0]["source"] == "auto":
+    """Where full MNIST stands for "auto" runs, in words."""
+    if _fetches_mnist():
         return _mnist_fetch(str(data.default_data_dir())).status()
     return (
         "'auto' trains on full MNIST when it is on this machine, else on the bundled sample; "
         "choose full MNIST to download it."
     )
+
+
+_warmed_up = threading.Event()
+
+
+def warm_up_server() -> None:
+    """Once per server, after the first page is drawn (so that it does not wait): the training
+    processes, and the MNIST download when the forms start on "auto"."""
+    job_slots()  # starts the training processes: seconds, mostly importing torch
+    _warmed_up.set()
+    if _fetches_mnist():
+        _mnist_fetch(str(data.default_data_dir())).start()
+
+
+def device_choices(current: str) -> tuple[list[str], str | None]:
+    """The Train form's devices and the one "auto" trains on: what the training processes can use.
+    Until the first has started (a second or two after the server's first page): "auto", "cpu" and
+    `current` (a device a link asked for, checked already), and None."""
+    found = job_slots().workers.devices() if _warmed_up.is_set() else None
+    if found is None:
+        return list(dict.fromkeys(["auto", "cpu", current])), None
+    return ["auto", *found], found[0]
 
 
 def require_app() -> None:
@@ -81,7 +109,6 @@ def init_session() -> None:
     settings have already finished on this server shows that run at once."""
     if "settings" in st.session_state:
         return
-    job_slots()  # starts the training processes (seconds: they import torch) before anyone presses Train
     settings, warnings = params.default_settings()
     query = st.query_params.to_dict()
     settings, url_warnings = params.settings_from_params(query, settings)

@@ -1,39 +1,45 @@
-"""kalign_core: the slow-vs-regular kernel alignment experiment, with no user interface."""
+"""kalign_core: the slow-vs-regular kernel alignment experiment, with no user interface.
 
-from .alignment import (
-    AlignmentUndefined,
-    center_kernel,
-    centered_alignment,
-    debiased_alignment,
-    feature_alignment,
-)
-from .config import ConfigError, ExperimentConfig
-from .data import DataUnavailable, DigitData, load_digits
-from .devices import available_devices, resolve_device
-from .model import MLP
-from .runs import RunFileError, load_run, save_run
-from .tangent import tangent_kernel
-from .training import EpochRecord, ExperimentResult, run_experiment
+The names below load their module on first use (PEP 562), so that `from kalign_core import data`
+or `import kalign_core.results` does not import torch: the app's server shows a form in a second
+while its training processes load torch.
+"""
 
-__all__ = [
-    "AlignmentUndefined",
-    "ConfigError",
-    "DataUnavailable",
-    "DigitData",
-    "EpochRecord",
-    "ExperimentConfig",
-    "ExperimentResult",
-    "MLP",
-    "RunFileError",
-    "available_devices",
-    "center_kernel",
-    "centered_alignment",
-    "debiased_alignment",
-    "feature_alignment",
-    "load_digits",
-    "load_run",
-    "resolve_device",
-    "run_experiment",
-    "save_run",
-    "tangent_kernel",
-]
+import importlib
+
+_EXPORTS = {
+    "AlignmentUndefined": "alignment",
+    "center_kernel": "alignment",
+    "centered_alignment": "alignment",
+    "debiased_alignment": "alignment",
+    "feature_alignment": "alignment",
+    "ConfigError": "config",
+    "ExperimentConfig": "config",
+    "DataUnavailable": "data",
+    "DigitData": "data",
+    "load_digits": "data",
+    "available_devices": "devices",
+    "resolve_device": "devices",
+    "MLP": "model",
+    "EpochRecord": "results",
+    "ExperimentResult": "results",
+    "RunFileError": "runs",
+    "load_run": "runs",
+    "save_run": "runs",
+    "tangent_kernel": "tangent",
+    "run_experiment": "training",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'kalign_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -13,11 +13,12 @@ from tqdm import tqdm
 from .config import SETTINGS, SOURCES, ConfigError, ExperimentConfig, check_int
 from .data import DataUnavailable
 from .lessons import LESSONS, find_lesson
+from .results import MODEL_NAMES, ExperimentResult
 from .runs import RunFileError, check_run_target, save_run
 from .sweep import SweepProgress, calibrate, duration_text, estimate_seconds, run_sweep
 from .sweep_backends import BACKENDS, MAX_THREADS, MAX_WORKERS, default_workers
 from .sweep_spec import SweepSpec, mean_spread, pairs_among, round_lr
-from .training import MODEL_NAMES, ExperimentResult, run_experiment
+from .training import run_experiment
 
 _DEFAULTS = ExperimentConfig()
 

@@ -172,7 +172,7 @@ def fetch_mnist(root=None) -> None:
     root = pathlib.Path(root) if root is not None else default_data_dir()
     with _download_lock:
         try:
-            _read_mnist(str(root))
+            _verify_checksums(root)
             return
         except DataUnavailable:
             pass
@@ -196,7 +196,10 @@ class MnistFetch:
         self._thread = threading.Thread(target=self._run, name="kalign-mnist-fetch", daemon=True)
 
     def start(self) -> MnistFetch:
-        self._thread.start()
+        """Start fetching; later calls do nothing."""
+        with self._lock:
+            if self._thread.ident is None:
+                self._thread.start()
         return self
 
     @property
@@ -243,9 +246,9 @@ def _clock(seconds_since_epoch: float) -> str:
 
 
 def _read_mnist(root: str):
+    _verify_checksums(pathlib.Path(root))  # before importing torchvision: seconds, when MNIST is absent
     from torchvision.datasets import MNIST
 
-    _verify_checksums(pathlib.Path(root))
     try:
         train = MNIST(root, train=True, download=False)
         test = MNIST(root, train=False, download=False)

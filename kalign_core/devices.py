@@ -1,5 +1,9 @@
 """What this machine computes on: the torch devices it really has (and what "auto" means), the cores
-this process may use, and torch's thread count for a block of work."""
+this process may use, and torch's thread count for a block of work.
+
+torch is imported inside the functions: the app's server, which never trains, checks device names
+without loading it (seconds) when the name is "auto" or "cpu", which every machine has.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,22 @@ import contextlib
 import math
 import os
 import pathlib
-
-import torch
+from typing import TYPE_CHECKING
 
 from .config import ConfigError
 
+if TYPE_CHECKING:
+    import torch
+
 CGROUP_ROOT = pathlib.Path("/sys/fs/cgroup")
+# Names that need no look-up: "auto" picks the best device there is, and every machine has a CPU.
+EVERYWHERE = ("auto", "cpu")
 
 
 def available_devices() -> list[str]:
     """Concrete devices usable here, best first."""
+    import torch
+
     found = []
     if torch.cuda.is_available():
         found += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
@@ -27,6 +37,8 @@ def available_devices() -> list[str]:
 
 def resolve_device(name: str = "auto") -> torch.device:
     """'auto' -> cuda, then mps, then cpu; a named device that is absent is a ConfigError."""
+    import torch
+
     devices = available_devices()
     if name == "auto":
         return torch.device(devices[0])
@@ -36,6 +48,12 @@ def resolve_device(name: str = "auto") -> torch.device:
             "device", f"{{device}} {name!r} is not available here; choose one of auto, {', '.join(devices)}"
         )
     return torch.device(wanted)
+
+
+def check_device(name: str) -> None:
+    """ConfigError when `name` is not a device of this machine."""
+    if name not in EVERYWHERE:
+        resolve_device(name)
 
 
 def cpu_count() -> int:
@@ -95,6 +113,8 @@ def _ratio(quota=None, period=None) -> float | None:
 @contextlib.contextmanager
 def torch_threads(n: int):
     """Torch's thread count set to `n` inside the block, and back after."""
+    import torch
+
     previous = torch.get_num_threads()
     torch.set_num_threads(n)
     try:

@@ -20,15 +20,16 @@ import shutil
 import tempfile
 import zipfile
 import zlib
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from .config import MAX_EPOCHS, MAX_KERNEL_BYTES, MAX_PROBE_SIZE, ExperimentConfig
 from .files import sync_folder, write_atomically
-from .model import MLP
-from .tracking import MEASURES
-from .training import MODEL_NAMES, EpochRecord, ExperimentResult
+from .results import MEASURES, MODEL_NAMES, EpochRecord, ExperimentResult
+
+if TYPE_CHECKING:
+    from .model import MLP
 
 FORMAT = "kalign-run"
 VERSION = 1
@@ -451,6 +452,8 @@ def save_run(result: ExperimentResult, folder) -> pathlib.Path:
         write_atomically(staging / RUN_JSON, result_to_json(result))
         write_atomically(staging / KERNELS_NPZ, kernels_to_npz(result))
         if result.models:
+            import torch
+
             weights = {
                 name: {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
                 for name, model in result.models.items()
@@ -496,6 +499,8 @@ def load_run(folder) -> ExperimentResult:
     result = result_from_json((folder / RUN_JSON).read_bytes())
     attach_kernels(result, folder / KERNELS_NPZ)
     if (folder / WEIGHTS_PT).is_file():
+        import torch  # only here: listing and reading runs does not need it
+
         try:
             weights = torch.load(folder / WEIGHTS_PT, map_location="cpu", weights_only=True)
             result.models = {name: _model_from_state(weights[name], result) for name in MODEL_NAMES}
@@ -505,6 +510,8 @@ def load_run(folder) -> ExperimentResult:
 
 
 def _model_from_state(state: dict, result: ExperimentResult) -> MLP:
+    from .model import MLP
+
     model = MLP(result.config.width, len(result.config.digits), state["features.0.weight"].shape[1])
     model.load_state_dict(state)
     return model.eval()

@@ -20,8 +20,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .config import ExperimentConfig, check_digits
+from .results import ExperimentResult
 from .runs import RUN_JSON, result_from_json
-from .training import ExperimentResult
 
 SUMMARY_CSV, SWEEP_JSON = "summary.csv", "sweep.json"
 

@@ -16,15 +16,6 @@ import torch
 from .alignment import AlignmentUndefined, center_kernel, centered_alignment
 from .tangent import hidden_block, input_gram
 
-MEASURES = (
-    "tangent_alignment",
-    "feature_distance",
-    "tangent_distance",
-    "hidden_change",
-    "readout_change",
-    "pattern_stability",
-)
-
 
 @dataclass
 class Snapshot:

@@ -13,7 +13,6 @@ import math
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -25,96 +24,12 @@ from .devices import resolve_device
 from .kernel_machines import choose_points, machine_errors
 from .model import INPUT_SIZE, MLP, init_weights
 from .null_band import null_band
+from .results import DIVERGENCE_FACTOR, MODEL_NAMES, EpochRecord, ExperimentResult
 from .tracking import Tracker
 
-MODEL_NAMES = ("slow", "regular")
-# A model has diverged when a batch loss exceeds this multiple of its initial loss (or is not finite).
-DIVERGENCE_FACTOR = 10.0
 # Evaluation works through the data in chunks of about this many hidden activations: 16 MB, small
 # enough for a CPU's last-level cache, where its elementwise passes run about 20 % faster than at 128 MB.
 EVAL_CHUNK_ELEMENTS = 2**22
-
-
-@dataclass(frozen=True)
-class EpochRecord:
-    """One model after `epoch` epochs (0 = at initialisation). Errors in percent.
-
-    train_error and loss at epoch 0 are measured on the whole training set; after that they are the
-    running means over the epoch's batches (what the training loop already computes, for free).
-    With a lazy scale α the errors and loss are those of the trained predictor α·(f − f₀).
-
-    Lazy vs rich, on the probe against the model at initialisation (exactly 0, 0, 0, 0, 0 and 1 at
-    epoch 0; None, with `measure_note` saying why, where undefined, and in runs saved before kalign
-    measured them): `tangent_alignment` ρ(Θ, YYᵀ) of the tangent kernel; `feature_distance`
-    1 − ρ(ΦΦᵀ, Φ₀Φ₀ᵀ); `tangent_distance` 1 − ρ(Θ, Θ₀); `hidden_change` and `readout_change`
-    ‖W − W₀‖_F / ‖W₀‖_F of the hidden and readout weight matrices; `pattern_stability` the share of
-    (probe digit, hidden unit) ReLU on/off states unchanged.
-    """
-
-    epoch: int
-    train_error: float
-    test_error: float
-    loss: float
-    alignment: float | None
-    alignment_note: str | None = None
-    seconds: float = 0.0
-    tangent_alignment: float | None = None
-    feature_distance: float | None = None
-    tangent_distance: float | None = None
-    hidden_change: float | None = None
-    readout_change: float | None = None
-    pattern_stability: float | None = None
-    measure_note: str | None = None
-
-
-@dataclass
-class ExperimentResult:
-    config: ExperimentConfig
-    source: str
-    device: str
-    history: dict[str, list[EpochRecord]]
-    # Centered probe kernels (m×m float32, probe sorted by class): kernels[name][epoch].
-    kernels: dict[str, list[np.ndarray]]
-    target_kernel: np.ndarray
-    probe_labels: np.ndarray
-    diverged_at: dict[str, int | None]
-    stopped: bool = False
-    seconds: float = 0.0
-    models: dict[str, MLP] = field(default_factory=dict)
-    # Why the data loader fell back to the bundled sample (empty when it did not).
-    source_note: str = ""
-    # What decides the run's bits besides its config (see `run_provenance`); empty for runs saved
-    # before kalign recorded it.
-    provenance: dict = field(default_factory=dict)
-    # Centered tangent kernels Θ on the probe, like `kernels` (empty for saved runs: not saved).
-    tangent_kernels: dict[str, list[np.ndarray]] = field(default_factory=lambda: {n: [] for n in MODEL_NAMES})
-    # Test error % of kernel ridge machines (see kernel_machines.py) with each model's kernels at
-    # initialisation and at the last epoch: kernel_machine_errors[name]["init" | "final"]["feature" |
-    # "tangent"] (None where a kernel is not finite). "final" appears when the run ends.
-    kernel_machine_errors: dict[str, dict[str, dict[str, float | None]]] = field(default_factory=dict)
-    # The central 95 % of ρ(K₀, P·YYᵀ·Pᵀ) over 200 label shuffles of the probe, for the initial
-    # feature and tangent kernels (shared by both models): alignment_null["feature" | "tangent"] = (low, high).
-    alignment_null: dict[str, tuple[float, float]] = field(default_factory=dict)
-
-    @property
-    def epochs_done(self) -> int:
-        return max(len(h) for h in self.history.values()) - 1
-
-    def curve(self, name: str, metric: str) -> list:
-        """One metric of one model over epochs, e.g. curve("regular", "alignment")."""
-        return [getattr(record, metric) for record in self.history[name]]
-
-    def copy(self) -> ExperimentResult:
-        """A snapshot whose containers no longer grow with the run (records and arrays are shared)."""
-        return replace(
-            self,
-            history={k: list(v) for k, v in self.history.items()},
-            kernels={k: list(v) for k, v in self.kernels.items()},
-            tangent_kernels={k: list(v) for k, v in self.tangent_kernels.items()},
-            diverged_at=dict(self.diverged_at),
-            models=dict(self.models),
-            kernel_machine_errors={k: dict(v) for k, v in self.kernel_machine_errors.items()},
-        )
 
 
 def run_experiment(

@@ -5,6 +5,7 @@ it back: beside a busy Streamlit server a run went 25 to 60 times slower. So eac
 worker process of a `WorkerPool`, started once (spawn costs seconds, mostly importing torch) and
 reused run after run, with its own torch thread count set inside it.
 
+A new worker says "ready" with the devices it can train on (the server itself never loads torch).
 The server talks to a worker over a pipe: it sends a config (as a dict: Streamlit may have
 re-imported the class since) and the data folder, the worker answers "started",
 then one message per epoch and a last one, each carrying only the epochs added since the previous
@@ -29,11 +30,9 @@ import types
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-import torch
-
 from .config import ExperimentConfig
 from .data import DataUnavailable, default_data_dir, load_digits
-from .training import ExperimentResult, run_experiment
+from .results import ExperimentResult
 
 # How often the server checks whether a run should stop while it waits for the worker's next message.
 POLL_S = 0.2
@@ -68,15 +67,28 @@ class TrainingFailed(Exception):
 
 
 def serve(connection, stop, threads: int) -> None:
-    """A worker's life: train each config the server sends until it sends None or goes away."""
+    """A worker's life: train each config the server sends until it sends None or goes away.
+    torch and the engine are imported here, before the first request: the server that starts the
+    worker never needs them, and the first run does not wait for them."""
+    import torch
+
+    from . import training  # noqa: F401  (loaded now; `_train` finds it in sys.modules)
+    from .devices import available_devices
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the server's to handle; it ends us
     torch.set_num_threads(threads)
+    with contextlib.suppress(OSError):
+        _send(connection, ("ready", available_devices()))
     with contextlib.suppress(EOFError, OSError):  # the server closed the pipe or exited
         while (request := _receive(connection)) is not None:
             _train(connection, stop, request)
 
 
 def _train(connection, stop, request: tuple[dict, str]) -> None:
+    import torch
+
+    from .training import run_experiment
+
     config, data_dir = request
     _send(connection, ("started", WorkerInfo(os.getpid(), torch.get_num_threads())))
     sent = {}  # epochs already sent, per model (a diverged model's history ends early)
@@ -146,6 +158,20 @@ class Worker:
             os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
             self.process.start()
         child_end.close()  # else the pipe stays open when the worker dies, and its death goes unseen
+        self.devices: list[str] | None = None  # what it can train on, once it said "ready"
+
+    def poll_ready(self) -> list[str] | None:
+        """The worker's devices if it has said "ready" (never waits). Only for an idle worker: a
+        training one's messages are read by `train`."""
+        if self.devices is None and self._connection.poll(0):
+            self._take(self._receive())
+        return self.devices
+
+    def _take(self, message) -> None:
+        kind, *payload = message
+        if kind != "ready":
+            raise RuntimeError(f"worker {self.process.pid} said {kind!r} before it was ready")
+        self.devices = payload[0]
 
     @property
     def alive(self) -> bool:
@@ -169,8 +195,10 @@ class Worker:
                 self._stop.set()
             if not self._connection.poll(POLL_S):
                 continue
-            kind, *payload = self._receive()
-            if kind == "started":
+            kind, *payload = message = self._receive()
+            if kind == "ready":
+                self._take(message)
+            elif kind == "started":
                 on_start(payload[0])
             elif kind == "failed":
                 raise TrainingFailed(*payload)
@@ -243,6 +271,16 @@ class WorkerPool:
             raise
         self._checkin(worker)
         return result
+
+    def devices(self) -> list[str] | None:
+        """The devices the workers can train on, best first; None until one has started (it
+        imports torch: a second or more)."""
+        with self._lock:
+            for worker in self._idle:
+                with contextlib.suppress(EOFError, OSError, RuntimeError):
+                    if worker.poll_ready() is not None:
+                        return worker.devices
+        return None
 
     @property
     def pids(self) -> list[int]:

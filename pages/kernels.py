@@ -5,7 +5,7 @@ import streamlit as st
 
 from kalign_app import ui
 from kalign_core import figures, runs
-from kalign_core.training import MODEL_NAMES
+from kalign_core.results import MODEL_NAMES
 
 ui.require_app()
 

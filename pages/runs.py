@@ -7,7 +7,7 @@ import streamlit as st
 
 from kalign_app import params, ui
 from kalign_core import figures, runs
-from kalign_core.training import MODEL_NAMES
+from kalign_core.results import MODEL_NAMES
 
 ui.require_app()
 

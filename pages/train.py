@@ -6,9 +6,8 @@ import streamlit as st
 
 from kalign_app import params, ui
 from kalign_core import figures
-from kalign_core.config import SETTINGS
-from kalign_core.devices import available_devices, resolve_device
-from kalign_core.training import DIVERGENCE_FACTOR, MODEL_NAMES
+from kalign_core.config import SETTINGS, ExperimentConfig
+from kalign_core.results import DIVERGENCE_FACTOR, MODEL_NAMES
 
 ui.require_app()
 
@@ -74,7 +73,7 @@ def on_train() -> None:
 
 def settings_form(running: bool) -> None:
     restore_form()
-    devices = ["auto", *available_devices()]
+    devices, auto_uses = ui.device_choices(st.session_state[key("device")])
     if st.session_state[key("device")] not in devices:
         st.session_state[key("device")] = "auto"
     changed = dict(on_change=on_change)
@@ -95,8 +94,10 @@ def settings_form(running: bool) -> None:
         options=devices,
         key=key("device"),
         **changed,
-        format_func=lambda d: f"auto (uses {resolve_device('auto')})" if d == "auto" else d,
     )
+    if auto_uses is not None and st.session_state[key("device")] == "auto":
+        # A caption, not the option's label: a label that changes between runs changes the value.
+        st.caption(f"'auto' trains on {auto_uses} here.")
     lazy_scale_control(changed)
     try:
         params.config_from_settings(ui.settings())
@@ -148,14 +149,16 @@ def charted(status) -> int:
 @st.fragment(run_every=ui.PROGRESS_REFRESH_S)
 def live_progress(job) -> None:
     """Every second, what costs little: the progress bar and Stop. The charts are drawn by a run of
-    the whole page, started from here when the job ended, or when a new epoch arrived and the charts
-    are CHART_REFRESH_S old: redrawing them every second for every watching browser cost the server
-    about 6 % of a core per session."""
+    the whole page, started from here when the job ended, when the first epoch arrived, or when a
+    new epoch arrived and the charts are CHART_REFRESH_S old: redrawing them every second for every
+    watching browser cost the server about 6 % of a core per session."""
     status = job.status()
     with ui.apology():
         draw_progress(job, status)  # first, so that a click on Stop is seen before any rerun
-    news = charted(status) != st.session_state.get("charted")
-    if not status.active or (news and time.monotonic() - st.session_state.charted_at >= CHART_REFRESH_S):
+    shown = st.session_state.get("charted")
+    news = charted(status) != shown
+    stale = shown == -1 or time.monotonic() - st.session_state.charted_at >= CHART_REFRESH_S
+    if not status.active or (news and stale):
         st.rerun()
 
 
@@ -184,8 +187,13 @@ def draw_progress(job, status) -> None:
         st.caption("Stopping after the current batch; the epochs done are kept.")
 
 
+# The page run that follows a press of Train waits this long for the first epoch (a worker that is
+# ready measures the initial models in a fraction of a second), so the first charts come with it.
+FIRST_EPOCH_WAIT_S = 1.5
+
+
 def live_run(job) -> None:
-    status = job.status()
+    status = job.first_epoch(FIRST_EPOCH_WAIT_S)
     st.session_state.charted, st.session_state.charted_at = charted(status), time.monotonic()
     live_progress(job)
     if status.result is not None:
@@ -387,6 +395,19 @@ def metrics(result) -> None:
             )
 
 
+def awaiting_charts() -> None:
+    """Empty axes where the first run's curves will draw. They also have the browser load the chart
+    library (3 MB of JavaScript, a second or more on a small machine) while the form is read, not
+    after Train is pressed."""
+    try:
+        epochs = params.config_from_settings(ui.settings()).epochs
+    except params.SettingsError:
+        epochs = ExperimentConfig().epochs
+    left, right = st.columns(2)
+    left.plotly_chart(figures.awaiting_figure(figures.ERROR_AXES, epochs), key="awaiting_error")
+    right.plotly_chart(figures.awaiting_figure(figures.ALIGNMENT_AXES, epochs), key="awaiting_alignment")
+
+
 def finished_run(result) -> None:
     note = st.session_state.get("run_note")
     if note:
@@ -425,5 +446,6 @@ with result_column:
                 "themselves epoch by epoch, and you can stop at any time.",
                 icon=":material/arrow_back:",
             )
+            awaiting_charts()
         else:
             finished_run(result)

@@ -25,7 +25,7 @@ from streamlit.testing.v1 import AppTest
 from kalign_app import jobs
 from kalign_core import ExperimentConfig, run_experiment
 from kalign_core.devices import torch_threads
-from kalign_core.training import MODEL_NAMES
+from kalign_core.results import MODEL_NAMES
 
 ROOT = pathlib.Path(__file__).parents[1]
 APP = str(ROOT / "app.py")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from kalign_core import ExperimentConfig, figures
-from kalign_core.training import EpochRecord, ExperimentResult
+from kalign_core.results import EpochRecord, ExperimentResult
 
 DEAD = "the centered feature kernel is zero (all points look the same to it), so alignment is 0/0"
 

@@ -8,6 +8,7 @@ from streamlit.proto.Metric_pb2 import Metric
 from streamlit.testing.v1 import AppTest
 
 from apptest import TINY, TRAIN_CHARTS, charts, finish, open_app, press_train, texts, wait_until
+from kalign_app import ui
 from kalign_core import ExperimentConfig, runs
 from kalign_core.training import run_experiment
 
@@ -44,10 +45,17 @@ def test_train_page_without_a_run_shows_defaults_and_how_to_start(monkeypatch):
     assert values["train_width"] == 2000 and values["train_batch_size"] == 200
     assert values["train_slow_lr"] == 0.001 and values["train_regular_lr"] == 0.01
     assert at.selectbox(key="train_source").value == "auto"
-    devices = at.selectbox(key="train_device").options
-    assert devices[0].startswith("auto (uses ") and "cpu" in devices
+    assert at.selectbox(key="train_device").options == ["auto", "cpu"]
     assert "press **Train**" in texts(at.info)
-    assert not at.get("plotly_chart")
+    awaiting = charts(at)  # empty axes where the curves will draw
+    assert list(awaiting) == ["Error (test solid, train dashed)", ALIGNMENT_TITLE]
+    assert all(spec.get("data", []) == [] for spec in awaiting.values())
+    # Once a training process has said which devices it has, the form says which one "auto" uses.
+    wait_until(lambda: ui.job_slots().workers.devices())
+    at.run()
+    assert at.selectbox(key="train_device").options == ["auto", "cpu"]
+    assert "'auto' trains on cpu here." in texts(at.caption)
+    assert at.selectbox(key="train_device").value == "auto" and not at.button(key="train").disabled
     assert at.query_params["width"] == "2000"  # the settings are in the URL, ready to share
 
 

@@ -21,7 +21,7 @@ from apptest import MB, TINY, TINY_CONFIG, TRAIN_CHARTS, charts, open_app, press
 from kalign_app import jobs, params
 from kalign_core import ExperimentConfig, cli, data, run_experiment, runs
 from kalign_core.devices import available_devices
-from kalign_core.training import MODEL_NAMES
+from kalign_core.results import MODEL_NAMES
 
 pytestmark = pytest.mark.usefixtures("fresh_server")
 

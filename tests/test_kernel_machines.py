@@ -7,7 +7,7 @@ import torch
 
 from kalign_core import MLP, run_experiment, tangent_kernel
 from kalign_core.kernel_machines import RIDGE, MachinePoints, machine_errors, ridge_error
-from kalign_core.training import MODEL_NAMES
+from kalign_core.results import MODEL_NAMES
 
 
 def naive_ridge_error(k_fit, k_test, fit_y, test_y, n_classes) -> float:

@@ -15,7 +15,7 @@ import torch
 from apptest import MB, ROOT, TINY_CONFIG, open_app, texts
 from kalign_core import ExperimentConfig, load_run, run_experiment, runs, save_run, training
 from kalign_core.config import MAX_EPOCHS, MAX_KERNEL_BYTES, MAX_PROBE_SIZE, MIN_PROBE_SIZE
-from kalign_core.training import MODEL_NAMES, EpochRecord, ExperimentResult
+from kalign_core.results import MODEL_NAMES, EpochRecord, ExperimentResult
 from test_runs import npz_replacing
 
 # float16 keeps 11 significant bits: each entry within half a unit in the last place of the kernel's

@@ -13,6 +13,7 @@ import torch
 
 from kalign_core import DigitData, ExperimentConfig, run_experiment, runs
 from kalign_core.model import MLP
+from kalign_core.results import MEASURES, MODEL_NAMES
 from kalign_core.runs import (
     RunFileError,
     attach_kernels,
@@ -23,8 +24,6 @@ from kalign_core.runs import (
     result_to_json,
     save_run,
 )
-from kalign_core.tracking import MEASURES
-from kalign_core.training import MODEL_NAMES
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +87,7 @@ def test_weights_are_loaded_with_weights_only(saved, monkeypatch):
         calls.append(kwargs)
         return real_load(*args, **kwargs)
 
-    monkeypatch.setattr(runs.torch, "load", spy)
+    monkeypatch.setattr(torch, "load", spy)
     load_run(saved)
     assert calls and all(call.get("weights_only") is True for call in calls)
 
@@ -378,7 +377,7 @@ def test_a_crash_while_writing_files_leaves_the_old_version(result, other_result
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(runs.torch, "save", crash)
+    monkeypatch.setattr(torch, "save", crash)
     with pytest.raises(OSError, match="disk full"):
         save_run(other_result, saved)
     monkeypatch.undo()

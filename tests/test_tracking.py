@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from kalign_core import ExperimentConfig, run_experiment, tangent_kernel
-from kalign_core.tracking import MEASURES
-from kalign_core.training import MODEL_NAMES, PairTrainer
+from kalign_core.results import MEASURES, MODEL_NAMES
+from kalign_core.training import PairTrainer
 
 
 def naive_alignment(k: torch.Tensor, l: torch.Tensor) -> float:

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from kalign_core import DigitData, ExperimentConfig, centered_alignment, run_experiment
-from kalign_core.training import MODEL_NAMES, PairTrainer
+from kalign_core.results import MODEL_NAMES
+from kalign_core.training import PairTrainer
 
 
 def blobs(n_train=60, n_test=20, n_features=12, n_classes=2, seed=0) -> DigitData:

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+import kalign_core
 from apptest import assert_same_training, wait_until
 from kalign_app import jobs
 from kalign_core import devices, run_experiment, workers
 from kalign_core.devices import torch_threads
-from kalign_core.training import MODEL_NAMES
+from kalign_core.results import MODEL_NAMES
 
 
 def test_a_killed_worker_fails_its_job_in_words_and_is_replaced(small_config, caplog):
@@ -56,6 +57,14 @@ def test_workers_are_started_once_and_reused(small_config):
     assert again.workers is first.workers and again.workers.pids == [job.worker.pid]
     second = jobs.TrainingJob(small_config(seed=5), again).start()
     assert second.wait(60) and second.worker.pid == job.worker.pid
+
+
+def test_the_pool_says_which_devices_its_workers_train_on():
+    """The server learns the devices from its workers (it never imports torch itself)."""
+    pool = workers.WorkerPool(1, 1)
+    assert pool.devices() is None  # nobody started yet
+    pool.warm()
+    assert wait_until(pool.devices) == kalign_core.available_devices()
 
 
 def test_an_error_in_the_run_leaves_the_worker_serving(small_config):
