@@ -33,7 +33,7 @@ from run import BENCHMARKS_MD, write_section  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 TRAIN_ENABLED = "[data-testid='stBaseButton-primary']:has-text('Train'):not([disabled])"
-CHART = ".st-key-live_error [data-testid='stPlotlyChart']"  # the run's own, not the empty axes before it
+CHART = ".st-key-live_error [data-testid='stPlotlyChart']"  # the run's error chart
 GOAL_S = 3.0
 ABOUT = "\n\n".join(__doc__.split("\n\n")[1:3])
 

@@ -78,11 +78,6 @@ def _curve(
     return traces
 
 
-# (title, y axis title) of the two live curves.
-ERROR_AXES = ("Error (test solid, train dashed)", "error %")
-ALIGNMENT_AXES = ("Alignment ρ (feature solid, Θ dashed)", "ρ")
-
-
 def _layout(fig: go.Figure, title: str, y_title: str, epochs: int) -> go.Figure:
     """Shared look; the x axis spans the epochs drawn so far, so a live chart grows with the run."""
     epochs = max(1, epochs)
@@ -123,7 +118,7 @@ def error_figure(result: ExperimentResult) -> go.Figure:
             fig.add_traces(_curve(result, name, metric, label, MODEL_COLORS[name], dash))
     _mark_divergence(fig, result)
     fig.update_yaxes(rangemode="tozero")
-    return _layout(fig, *ERROR_AXES, result.epochs_done)
+    return _layout(fig, "Error (test solid, train dashed)", "error %", result.epochs_done)
 
 
 def alignment_figure(result: ExperimentResult) -> go.Figure:
@@ -158,16 +153,7 @@ def alignment_figure(result: ExperimentResult) -> go.Figure:
                 showarrow=False,
                 font=dict(size=11, color=MODEL_COLORS[name]),
             )
-    return _layout(fig, *ALIGNMENT_AXES, result.epochs_done)
-
-
-def awaiting_figure(axes: tuple[str, str], epochs: int) -> go.Figure:
-    """Empty axes (ERROR_AXES or ALIGNMENT_AXES) where a run's curves will draw over `epochs`."""
-    fig = _layout(go.Figure(), *axes, epochs)
-    fig.add_annotation(
-        text="press Train", xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False, font=dict(size=14, color="gray")
-    )
-    return fig
+    return _layout(fig, "Alignment ρ (feature solid, Θ dashed)", "ρ", result.epochs_done)
 
 
 def movement_figure(result: ExperimentResult) -> go.Figure:

@@ -6,7 +6,7 @@ import streamlit as st
 
 from kalign_app import params, ui
 from kalign_core import figures
-from kalign_core.config import SETTINGS, ExperimentConfig
+from kalign_core.config import SETTINGS
 from kalign_core.results import DIVERGENCE_FACTOR, MODEL_NAMES
 
 ui.require_app()
@@ -395,19 +395,6 @@ def metrics(result) -> None:
             )
 
 
-def awaiting_charts() -> None:
-    """Empty axes where the first run's curves will draw. They also have the browser load the chart
-    library (3 MB of JavaScript, a second or more on a small machine) while the form is read, not
-    after Train is pressed."""
-    try:
-        epochs = params.config_from_settings(ui.settings()).epochs
-    except params.SettingsError:
-        epochs = ExperimentConfig().epochs
-    left, right = st.columns(2)
-    left.plotly_chart(figures.awaiting_figure(figures.ERROR_AXES, epochs), key="awaiting_error")
-    right.plotly_chart(figures.awaiting_figure(figures.ALIGNMENT_AXES, epochs), key="awaiting_alignment")
-
-
 def finished_run(result) -> None:
     note = st.session_state.get("run_note")
     if note:
@@ -446,6 +433,5 @@ with result_column:
                 "themselves epoch by epoch, and you can stop at any time.",
                 icon=":material/arrow_back:",
             )
-            awaiting_charts()
         else:
             finished_run(result)
