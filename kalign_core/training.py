@@ -356,13 +356,7 @@ class _PairTrainer:
     @torch.no_grad()
     def run(self, on_epoch, should_stop) -> ExperimentResult:
         started = time.perf_counter()
-        initial, _ = self._evaluate(self.train_x, self.train_y, self.train_offset)
-        initial_loss = {m: initial[m][1] for m in self.active}
-        self._record(0, initial, started)
-        self._measure_null_bands()
-        if on_epoch:
-            on_epoch(self.result)
-        self._measure_initial_machines()  # after the epoch-0 callback, so the first charts come first
+        self._start(on_epoch, started)
         n, batch = len(self.train_y), self.config.batch_size
         for epoch in range(1, self.config.epochs + 1):
             loss_sum = torch.zeros(2, device=self.device)
@@ -378,18 +372,39 @@ class _PairTrainer:
                 self._step(self.train_x[idx], self.train_y[idx], offset, loss_sum, loss_max, errors)
             if self.result.stopped:
                 break
-            loss_sum, loss_max, errors = loss_sum.tolist(), loss_max.tolist(), errors.tolist()
-            train = {m: (100.0 * errors[m] / n, loss_sum[m] / n) for m in self.active}
-            self._record(epoch, train, started)
-            for m in list(self.active):
-                exploded = loss_max[m] > DIVERGENCE_FACTOR * initial_loss[m]
-                if exploded or not math.isfinite(loss_sum[m]):
-                    self.result.diverged_at[MODEL_NAMES[m]] = epoch
-                    self.active.remove(m)
+            self._end_epoch(epoch, loss_sum, loss_max, errors, started)
             if on_epoch:
                 on_epoch(self.result)
             if not self.active:
                 break
+        return self._finish(started)
+
+    # _start, _end_epoch and _finish are what a run does besides its batches; the batched trial
+    # engine (batched.py) calls them too.
+    def _start(self, on_epoch, started: float) -> None:
+        """Before the first batch: epoch 0's record, the null bands and the initial kernel machines."""
+        initial, _ = self._evaluate(self.train_x, self.train_y, self.train_offset)
+        self.initial_loss = {m: initial[m][1] for m in self.active}
+        self._record(0, initial, started)
+        self._measure_null_bands()
+        if on_epoch:
+            on_epoch(self.result)
+        self._measure_initial_machines()  # after the epoch-0 callback, so the first charts come first
+
+    def _end_epoch(self, epoch: int, loss_sum, loss_max, errors, started: float) -> None:
+        """Record the epoch from its per-model sums over the batches (loss, errors) and largest batch
+        loss, and retire the models that diverged."""
+        n = len(self.train_y)
+        loss_sum, loss_max, errors = loss_sum.tolist(), loss_max.tolist(), errors.tolist()
+        train = {m: (100.0 * errors[m] / n, loss_sum[m] / n) for m in self.active}
+        self._record(epoch, train, started)
+        for m in list(self.active):
+            exploded = loss_max[m] > DIVERGENCE_FACTOR * self.initial_loss[m]
+            if exploded or not math.isfinite(loss_sum[m]):
+                self.result.diverged_at[MODEL_NAMES[m]] = epoch
+                self.active.remove(m)
+
+    def _finish(self, started: float) -> ExperimentResult:
         for m, name in enumerate(MODEL_NAMES):
             self.result.kernel_machine_errors[name]["final"] = self._machine_errors(m)
         self.result.seconds = time.perf_counter() - started
