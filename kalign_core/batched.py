@@ -1,0 +1,243 @@
+"""Many small trials trained as one batched computation (issue 13).
+
+A sweep's trials are small: at width 256 on the sample's 800 digits a batch's largest product is
+512×784 by 784×50, and a trial alone spends much of its time on per-operation overhead. Here a
+block of trials trains as one: their fused hidden layers (slow rows, then regular rows, as in the
+pair trainer) are stacked on a leading trial axis, (T, 2·width, 784), and each batch costs a few
+batched products (torch.bmm and baddbmm) for all T trials, each trial on its own batch.
+
+Everything but the batches is each trial's own `_PairTrainer` (training.py), built as
+`run_experiment` builds it: its generator, initial weights, probe, batch order, evaluation, kernels,
+records, divergence checks, null bands and kernel machines. The trainer keeps views of its slice
+of the stacked tensors, so its own code evaluates and records it.
+
+Results equal `run_experiment`'s up to float32 rounding: a batched product sums in another order
+than mm, and a per-trial learning rate scales the readout's gradient before its product instead of
+after it (baddbmm's alpha is one number for all trials), so the weights differ by an ulp or so
+after a step and the differences grow slowly with training (tests/test_batched.py bounds them).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator, Mapping
+
+import torch
+
+from .config import ExperimentConfig
+from .data import DigitData, load_digits
+from .devices import resolve_device
+from .training import ExperimentResult, _check_fits, _PairTrainer
+
+# A block's stacked hidden weights hold at most this many numbers (256 MB of float32): width 256
+# fits 167 trials, width 2000 fits 21.
+MAX_BLOCK_WEIGHTS = 2**26
+
+
+@dataclass(frozen=True)
+class BlockKey:
+    """What the trials of one block share: everything that shapes the stacked tensors and the loop
+    over batches. Digits, seeds and learning rates may differ."""
+
+    width: int
+    batch_size: int
+    epochs: int
+    lazy_scale: float | None
+    device: str
+    n_classes: int
+    n_train: int
+    n_inputs: int
+
+
+def block_key(config: ExperimentConfig, data: DigitData) -> BlockKey:
+    return BlockKey(config.width, config.batch_size, config.epochs, config.lazy_scale,
+                    str(resolve_device(config.device)), data.n_classes, len(data.train_y), data.train_x.shape[1])
+
+
+def group_blocks(configs: list[ExperimentConfig], data: Mapping[tuple[int, ...], DigitData]) -> list[list[int]]:
+    """Indices into `configs`, in blocks that train together: trials of one `block_key`, in their
+    order, at most as many as MAX_BLOCK_WEIGHTS allows."""
+    groups: dict[BlockKey, list[int]] = {}
+    for index, config in enumerate(configs):
+        groups.setdefault(block_key(config, data[config.digits]), []).append(index)
+    blocks = []
+    for key, indices in groups.items():
+        size = max(1, MAX_BLOCK_WEIGHTS // (2 * key.width * key.n_inputs))
+        blocks += [indices[start : start + size] for start in range(0, len(indices), size)]
+    return blocks
+
+
+def load_trial_data(configs: list[ExperimentConfig], data: Mapping[tuple[int, ...], DigitData] | None = None
+                    ) -> dict[tuple[int, ...], DigitData]:
+    """Each trial's digits: `data[config.digits]` where given, else loaded from `config.source` once
+    per distinct set of digits. Every trial is checked against its data, as run_experiment does."""
+    loaded = dict(data or {})
+    for config in configs:
+        if config.digits not in loaded:
+            loaded[config.digits] = load_digits(config.digits, config.source)
+        _check_fits(config, loaded[config.digits])
+    return loaded
+
+
+def iter_trials(
+    configs: list[ExperimentConfig],
+    data: Mapping[tuple[int, ...], DigitData] | None = None,
+    on_epoch: Callable[[int, ExperimentResult], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Iterator[tuple[int, ExperimentResult]]:
+    """Train `configs` block by block (see `group_blocks`), yielding (index into configs, result)
+    for each trial as its block finishes. `on_epoch(index, partial_result)` follows each trial's
+    epochs, epoch 0 included, like run_experiment's callback. `should_stop()` is checked between
+    batches: the block in training then ends with its trials marked `stopped` (the epochs they
+    completed), and no later block starts."""
+    data = load_trial_data(configs, data)
+    should_stop = should_stop or (lambda: False)
+    for block in group_blocks(configs, data):
+        trained = _Block([configs[i] for i in block], data, block, on_epoch).run(should_stop)
+        yield from zip(block, trained)
+        if trained[0].stopped:
+            return
+
+
+def run_trials(
+    configs: list[ExperimentConfig],
+    data: Mapping[tuple[int, ...], DigitData] | None = None,
+    on_epoch: Callable[[int, ExperimentResult], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[ExperimentResult | None]:
+    """`iter_trials`' results in the order of `configs`; None for the trials of blocks that a stop
+    left unstarted."""
+    results: list[ExperimentResult | None] = [None] * len(configs)
+    for index, result in iter_trials(configs, data, on_epoch, should_stop):
+        results[index] = result
+    return results
+
+
+class _Block:
+    """T trials of one block_key: their pair trainers and the stacked tensors the trainers' own
+    parameters are views of."""
+
+    def __init__(self, configs: list[ExperimentConfig], data: Mapping[tuple[int, ...], DigitData],
+                 indices: list[int], on_epoch):
+        self.device = resolve_device(configs[0].device)
+        self.trainers = [_PairTrainer(config, data[config.digits], self.device) for config in configs]
+        self.callbacks = [None if on_epoch is None else _bound(on_epoch, index) for index in indices]
+        first = self.trainers[0]
+        self.width, self.k, self.batch, self.epochs = first.width, first.k, first.config.batch_size, first.config.epochs
+        self.lazy_scale = first.lazy_scale
+        self.n = len(first.train_y)
+        self.w_hidden = self._stack("w_hidden")  # T × 2w × inputs
+        self.b_hidden = self._stack("b_hidden")  # T × 2w
+        self.w_out = self._stack("w_out")  # T × 2 × k × w
+        self.b_out = self._stack("b_out")  # T × 2 × k
+        self.train_offset = torch.stack([t.train_offset for t in self.trainers]) if self.lazy_scale is not None else None
+        # Each distinct training set once, and where each trial's starts in it.
+        distinct: dict[int, int] = {}
+        for trainer in self.trainers:
+            distinct.setdefault(id(trainer.train_x), len(distinct))
+        sets = {id(t.train_x): t for t in self.trainers}
+        self.all_x = torch.cat([sets[key].train_x for key in distinct])
+        self.all_y = torch.cat([sets[key].train_y for key in distinct])
+        self.first_row = torch.tensor([distinct[id(t.train_x)] * self.n for t in self.trainers], device=self.device)
+        # Per-model learning rates, as multipliers of the logits' gradient; a retired model's are 0.
+        rates = [(t.config.slow_lr, t.config.regular_lr, t.readout_lr, t.readout_lr) for t in self.trainers]
+        rates = torch.tensor(rates, device=self.device).view(-1, 2, 2)
+        self.hidden_lr = rates[:, :, 0, None, None].contiguous()  # T × 2 × 1 × 1
+        self.readout_lr = rates[:, :, 1, None, None].contiguous()
+        self.retired: dict[tuple[int, int], tuple[torch.Tensor, ...]] = {}
+
+    def _stack(self, name: str) -> torch.Tensor:
+        """The trainers' `name` tensors stacked on a new leading axis; each trainer's becomes a view."""
+        stacked = torch.stack([getattr(t, name) for t in self.trainers])
+        for position, trainer in enumerate(self.trainers):
+            setattr(trainer, name, stacked[position])
+        return stacked
+
+    @torch.no_grad()
+    def run(self, should_stop) -> list[ExperimentResult]:
+        started = time.perf_counter()
+        for trainer, callback in zip(self.trainers, self.callbacks):
+            trainer._start(callback, started)
+        for epoch in range(1, self.epochs + 1):
+            if not any(t.active for t in self.trainers):
+                break
+            # Every trial steps, those whose models have all diverged with learning rates 0, so that
+            # the stacked tensors never need picking apart.
+            sums = torch.zeros(3, len(self.trainers), 2, device=self.device)  # loss sum, largest batch loss, errors
+            order = torch.stack([torch.randperm(self.n, generator=t.generator) for t in self.trainers]).to(self.device)
+            rows = order + self.first_row[:, None]
+            for start in range(0, self.n, self.batch):
+                if should_stop():
+                    return self._finish(started, stopped=True)
+                self._step(order[:, start : start + self.batch], rows[:, start : start + self.batch], sums)
+            for position, trainer in enumerate(self.trainers):
+                if trainer.active:
+                    trainer._end_epoch(epoch, *sums[:, position], started)
+                    self._retire_diverged(position)
+                    if self.callbacks[position]:
+                        self.callbacks[position](trainer.result)
+        return self._finish(started, stopped=False)
+
+    def _step(self, order, rows, sums) -> None:
+        """One SGD step of every trial's models, each trial on its own batch: `rows` of all_x, which
+        are `order` in the trial's own set. The batched form of `_PairTrainer._step`; `sums`
+        accumulates each model's loss sum, largest batch loss and errors."""
+        t, batch, w, k = len(self.trainers), rows.shape[1], self.width, self.k
+        x, y = self.all_x[rows], self.all_y[rows]  # t × batch × inputs, t × batch
+        h_t = torch.baddbmm(self.b_hidden[:, :, None], self.w_hidden, x.transpose(1, 2)).relu_()  # t × 2w × batch
+        per_model = h_t.view(t * 2, w, batch)
+        w_out = self.w_out.view(t * 2, k, w)
+        logits = torch.baddbmm(self.b_out.view(t * 2, k, 1), w_out, per_model).view(t, 2, k, batch)
+        if self.train_offset is not None:
+            offset = self.train_offset.gather(2, order[:, None, :].expand(t, k, batch))
+            logits = (logits - offset[:, None]).mul_(self.lazy_scale)
+        log_p = logits.log_softmax(dim=2)
+        target = y[:, None, None, :].expand(t, 2, 1, batch)
+        nll = -log_p.gather(2, target).squeeze(2)  # t × 2 × batch
+        sums[0] += nll.sum(dim=2)
+        torch.maximum(sums[1], nll.mean(dim=2), out=sums[1])
+        sums[2] += (logits.argmax(dim=2) != y[:, None]).sum(dim=2)
+        # Cross-entropy gradient w.r.t. the logits: (softmax - one_hot) / batch.
+        d_logits = log_p.exp_().scatter_add_(2, target, torch.full(target.shape, -1.0, device=self.device))
+        d_logits /= batch
+        if self.train_offset is not None:
+            d_logits /= self.lazy_scale  # ∂(CE(α(f − f₀))/α²)/∂f = (softmax − y)/α
+        # Hidden-layer gradient (before the readout moves), already scaled by each model's rate.
+        grad_t = torch.bmm(w_out.transpose(1, 2), (d_logits * self.hidden_lr).view(t * 2, k, batch)).view_as(h_t)
+        step_out = (d_logits * self.readout_lr).view(t * 2, k, batch)
+        w_out.baddbmm_(step_out, per_model.transpose(1, 2), alpha=-1.0)
+        self.b_out.sub_(step_out.sum(dim=2).view_as(self.b_out))
+        torch.ops.aten.threshold_backward.grad_input(grad_t, h_t, 0.0, grad_input=grad_t)
+        self.w_hidden.baddbmm_(grad_t, x, alpha=-1.0)
+        self.b_hidden.sub_(grad_t.sum(dim=2))
+
+    def _retire_diverged(self, position: int) -> None:
+        """Models its trainer has just retired stop learning; their weights as they were are kept
+        aside, since stepping at rate 0 keeps non-finite weights no better than they were."""
+        trainer = self.trainers[position]
+        for m in (0, 1):
+            if m not in trainer.active and (position, m) not in self.retired:
+                self.hidden_lr[position, m] = self.readout_lr[position, m] = 0.0
+                rows = slice(m * self.width, (m + 1) * self.width)
+                self.retired[position, m] = (rows, trainer.w_hidden[rows].clone(), trainer.b_hidden[rows].clone(),
+                                             trainer.w_out[m].clone(), trainer.b_out[m].clone())
+
+    def _finish(self, started: float, stopped: bool) -> list[ExperimentResult]:
+        """Each trial's result, as run_experiment ends it; a trial's `seconds` is its share of the
+        block's time (its records' `seconds` count from the block's start)."""
+        for (position, m), (rows, w_hidden, b_hidden, w_out, b_out) in self.retired.items():
+            trainer = self.trainers[position]
+            trainer.w_hidden[rows], trainer.b_hidden[rows] = w_hidden, b_hidden
+            trainer.w_out[m], trainer.b_out[m] = w_out, b_out
+        results = []
+        for trainer in self.trainers:
+            trainer.result.stopped = stopped
+            results.append(trainer._finish(started))
+        for result in results:
+            result.seconds = (time.perf_counter() - started) / len(results)
+        return results
+
+
+def _bound(on_epoch, index: int):
+    return lambda result: on_epoch(index, result)
