@@ -127,7 +127,10 @@ class _Block:
         self.width, self.k, self.batch, self.epochs = first.width, first.k, first.config.batch_size, first.config.epochs
         self.lazy_scale = first.lazy_scale
         self.n = len(first.train_y)
-        self.w_hidden = self._stack("w_hidden")  # T × 2w × inputs
+        # Hidden weights stored inputs × units, (T, inputs, 2w): the forward X·W′ᵀ and the update
+        # W′ᵀ += Xᵀ·G′ run 1.5 to 2 times faster in this layout than with W′ as the trainer holds it
+        # (units × inputs), which stays a view: a transposed one.
+        self.w_hidden_t = self._stack("w_hidden", transposed=True)
         self.b_hidden = self._stack("b_hidden")  # T × 2w
         self.w_out = self._stack("w_out")  # T × 2 × k × w
         self.b_out = self._stack("b_out")  # T × 2 × k
@@ -147,11 +150,13 @@ class _Block:
         self.readout_lr = rates[:, :, 1, None, None].contiguous()
         self.retired: dict[tuple[int, int], tuple[torch.Tensor, ...]] = {}
 
-    def _stack(self, name: str) -> torch.Tensor:
-        """The trainers' `name` tensors stacked on a new leading axis; each trainer's becomes a view."""
-        stacked = torch.stack([getattr(t, name) for t in self.trainers])
+    def _stack(self, name: str, transposed: bool = False) -> torch.Tensor:
+        """The trainers' `name` tensors (each transposed, if asked) stacked on a new leading axis;
+        each trainer's own becomes a view of its slice."""
+        own = [getattr(t, name) for t in self.trainers]
+        stacked = torch.stack([tensor.T if transposed else tensor for tensor in own])
         for position, trainer in enumerate(self.trainers):
-            setattr(trainer, name, stacked[position])
+            setattr(trainer, name, stacked[position].T if transposed else stacked[position])
         return stacked
 
     @torch.no_grad()
@@ -181,36 +186,38 @@ class _Block:
 
     def _step(self, order, rows, sums) -> None:
         """One SGD step of every trial's models, each trial on its own batch: `rows` of all_x, which
-        are `order` in the trial's own set. The batched form of `_PairTrainer._step`; `sums`
-        accumulates each model's loss sum, largest batch loss and errors."""
+        are `order` in the trial's own set. The batched form of `_PairTrainer._step`, with batch
+        rows first; `sums` accumulates each model's loss sum, largest batch loss and errors."""
         t, batch, w, k = len(self.trainers), rows.shape[1], self.width, self.k
         x, y = self.all_x[rows], self.all_y[rows]  # t × batch × inputs, t × batch
-        h_t = torch.baddbmm(self.b_hidden[:, :, None], self.w_hidden, x.transpose(1, 2)).relu_()  # t × 2w × batch
-        per_model = h_t.view(t * 2, w, batch)
-        w_out = self.w_out.view(t * 2, k, w)
-        logits = torch.baddbmm(self.b_out.view(t * 2, k, 1), w_out, per_model).view(t, 2, k, batch)
+        h = torch.baddbmm(self.b_hidden[:, None, :], x, self.w_hidden_t).relu_()  # t × batch × 2w
+        per_model = [h[:, :, m * w : (m + 1) * w] for m in (0, 1)]  # each t × batch × w
+        logits = torch.stack([torch.baddbmm(self.b_out[:, m, None, :], per_model[m], self.w_out[:, m].transpose(1, 2))
+                              for m in (0, 1)], dim=1)  # t × 2 × batch × k
         if self.train_offset is not None:
             offset = self.train_offset.gather(2, order[:, None, :].expand(t, k, batch))
-            logits = (logits - offset[:, None]).mul_(self.lazy_scale)
-        log_p = logits.log_softmax(dim=2)
-        target = y[:, None, None, :].expand(t, 2, 1, batch)
-        nll = -log_p.gather(2, target).squeeze(2)  # t × 2 × batch
+            logits = (logits - offset.transpose(1, 2)[:, None]).mul_(self.lazy_scale)
+        log_p = logits.log_softmax(dim=3)
+        target = y[:, None, :, None].expand(t, 2, batch, 1)
+        nll = -log_p.gather(3, target).squeeze(3)  # t × 2 × batch
         sums[0] += nll.sum(dim=2)
         torch.maximum(sums[1], nll.mean(dim=2), out=sums[1])
-        sums[2] += (logits.argmax(dim=2) != y[:, None]).sum(dim=2)
+        sums[2] += (logits.argmax(dim=3) != y[:, None]).sum(dim=2)
         # Cross-entropy gradient w.r.t. the logits: (softmax - one_hot) / batch.
-        d_logits = log_p.exp_().scatter_add_(2, target, torch.full(target.shape, -1.0, device=self.device))
+        d_logits = log_p.exp_().scatter_add_(3, target, torch.full(target.shape, -1.0, device=self.device))
         d_logits /= batch
         if self.train_offset is not None:
             d_logits /= self.lazy_scale  # ∂(CE(α(f − f₀))/α²)/∂f = (softmax − y)/α
         # Hidden-layer gradient (before the readout moves), already scaled by each model's rate.
-        grad_t = torch.bmm(w_out.transpose(1, 2), (d_logits * self.hidden_lr).view(t * 2, k, batch)).view_as(h_t)
-        step_out = (d_logits * self.readout_lr).view(t * 2, k, batch)
-        w_out.baddbmm_(step_out, per_model.transpose(1, 2), alpha=-1.0)
-        self.b_out.sub_(step_out.sum(dim=2).view_as(self.b_out))
-        torch.ops.aten.threshold_backward.grad_input(grad_t, h_t, 0.0, grad_input=grad_t)
-        self.w_hidden.baddbmm_(grad_t, x, alpha=-1.0)
-        self.b_hidden.sub_(grad_t.sum(dim=2))
+        scaled = d_logits * self.hidden_lr
+        grad = torch.cat([torch.bmm(scaled[:, m], self.w_out[:, m]) for m in (0, 1)], dim=2)  # t × batch × 2w
+        step_out = d_logits * self.readout_lr
+        for m in (0, 1):
+            self.w_out[:, m].baddbmm_(step_out[:, m].transpose(1, 2), per_model[m], alpha=-1.0)
+        self.b_out.sub_(step_out.sum(dim=2))
+        torch.ops.aten.threshold_backward.grad_input(grad, h, 0.0, grad_input=grad)
+        self.w_hidden_t.baddbmm_(x.transpose(1, 2), grad, alpha=-1.0)
+        self.b_hidden.sub_(grad.sum(dim=1))
 
     def _retire_diverged(self, position: int) -> None:
         """Models its trainer has just retired stop learning; their weights as they were are kept
