@@ -116,7 +116,7 @@ def test_should_stop_ends_the_block_between_batches_and_starts_no_other():
 
 def test_diverged_models_stop_while_the_rest_of_the_block_trains():
     # The first trial's regular model blows up, the third trial's both do, the second trains on.
-    trials = [configs(regular_lr=50.0)[0], configs()[1], configs(regular_lr=1000.0, slow_lr=0.01)[2]]
+    trials = [configs(regular_lr=5.0)[0], configs()[1], configs(regular_lr=1000.0, slow_lr=0.01)[2]]
     results = run_trials(trials)
     for config, batched in zip(trials, results):
         assert_same_run(batched, run_experiment(config))
