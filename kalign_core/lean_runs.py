@@ -4,7 +4,7 @@ saved run has it) and its probe kernels at the first and the last epoch only, wi
 A full saved run (runs.save_run) keeps every epoch's kernels in float32 and both models' weights:
 4.5 MB for a 10-epoch trial at width 256 on the sample. A sweep reads a trial's start and end
 (the summary row, the Kernels page's before and after), so a lean trial keeps those two epochs, in
-full float32, in about a sixth of the space.
+full float32: 0.81 MB at probe size 200 (kernels grow with its square), a fifth of the space.
 """
 
 from __future__ import annotations
@@ -21,14 +21,15 @@ def lean_kernels_npz(result: ExperimentResult) -> bytes:
     """The target kernel, the probe labels and each model's kernels at its first and last recorded
     epoch, stacked (2, m, m) in float32 (one, when only epoch 0 was recorded), with
     `{name}_epochs` saying which (a model that diverged recorded fewer epochs than the other).
-    Compressed: unlike a full run's many kernels, these few are worth the time."""
+    Stored without compression: deflate saves 30 % on these kernels but takes 25 times as long
+    (17 ms a trial, against 0.7 ms), a second of a 45-trial sweep's wall clock."""
     arrays = {"target": result.target_kernel.astype(np.float32), "probe_labels": result.probe_labels}
     for name in MODEL_NAMES:
         kept = sorted({0, len(result.kernels[name]) - 1})
         arrays[name] = np.stack([result.kernels[name][epoch] for epoch in kept]).astype(np.float32)
         arrays[f"{name}_epochs"] = np.array(kept, np.int64)
     out = io.BytesIO()
-    np.savez_compressed(out, **arrays)
+    np.savez(out, **arrays)
     return out.getvalue()
 
 
