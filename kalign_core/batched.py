@@ -55,15 +55,17 @@ def block_key(config: ExperimentConfig, data: DigitData) -> BlockKey:
                     str(resolve_device(config.device)), data.n_classes, len(data.train_y), data.train_x.shape[1])
 
 
-def group_blocks(configs: list[ExperimentConfig], data: Mapping[tuple[int, ...], DigitData]) -> list[list[int]]:
+def group_blocks(configs: list[ExperimentConfig], data: Mapping[tuple[int, ...], DigitData],
+                 max_trials: int | None = None) -> list[list[int]]:
     """Indices into `configs`, in blocks that train together: trials of one `block_key`, in their
-    order, at most as many as MAX_BLOCK_WEIGHTS allows."""
+    order, at most `max_trials` (e.g. to give each of several workers a block) and at most as
+    many as MAX_BLOCK_WEIGHTS allows."""
     groups: dict[BlockKey, list[int]] = {}
     for index, config in enumerate(configs):
         groups.setdefault(block_key(config, data[config.digits]), []).append(index)
     blocks = []
     for key, indices in groups.items():
-        size = max(1, MAX_BLOCK_WEIGHTS // (2 * key.width * key.n_inputs))
+        size = min(max_trials or len(indices), max(1, MAX_BLOCK_WEIGHTS // (2 * key.width * key.n_inputs)))
         blocks += [indices[start : start + size] for start in range(0, len(indices), size)]
     return blocks
 
@@ -85,15 +87,16 @@ def iter_trials(
     data: Mapping[tuple[int, ...], DigitData] | None = None,
     on_epoch: Callable[[int, ExperimentResult], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    max_trials: int | None = None,
 ) -> Iterator[tuple[int, ExperimentResult]]:
     """Train `configs` block by block (see `group_blocks`), yielding (index into configs, result)
-    for each trial as its block finishes. `on_epoch(index, partial_result)` follows each trial's
+    for each trial as its block finishes (blocks of at most `max_trials`). `on_epoch(index, partial_result)` follows each trial's
     epochs, epoch 0 included, like run_experiment's callback. `should_stop()` is checked between
     batches: the block in training then ends with its trials marked `stopped` (the epochs they
     completed), and no later block starts."""
     data = load_trial_data(configs, data)
     should_stop = should_stop or (lambda: False)
-    for block in group_blocks(configs, data):
+    for block in group_blocks(configs, data, max_trials):
         trained = _Block([configs[i] for i in block], data, block, on_epoch).run(should_stop)
         yield from zip(block, trained)
         if trained[0].stopped:
@@ -105,11 +108,12 @@ def run_trials(
     data: Mapping[tuple[int, ...], DigitData] | None = None,
     on_epoch: Callable[[int, ExperimentResult], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    max_trials: int | None = None,
 ) -> list[ExperimentResult | None]:
     """`iter_trials`' results in the order of `configs`; None for the trials of blocks that a stop
     left unstarted."""
     results: list[ExperimentResult | None] = [None] * len(configs)
-    for index, result in iter_trials(configs, data, on_epoch, should_stop):
+    for index, result in iter_trials(configs, data, on_epoch, should_stop, max_trials):
         results[index] = result
     return results
 
@@ -135,19 +139,21 @@ class _Block:
         self.w_out = self._stack("w_out")  # T × 2 × k × w
         self.b_out = self._stack("b_out")  # T × 2 × k
         self.train_offset = torch.stack([t.train_offset for t in self.trainers]) if self.lazy_scale is not None else None
-        # Each distinct training set once, and where each trial's starts in it.
-        distinct: dict[int, int] = {}
+        # Each distinct training set once (trials of one pair share it), and each trial's first row.
+        first_rows: dict[int, int] = {}  # storage address → first row in all_x
+        distinct = []
         for trainer in self.trainers:
-            distinct.setdefault(id(trainer.train_x), len(distinct))
-        sets = {id(t.train_x): t for t in self.trainers}
-        self.all_x = torch.cat([sets[key].train_x for key in distinct])
-        self.all_y = torch.cat([sets[key].train_y for key in distinct])
-        self.first_row = torch.tensor([distinct[id(t.train_x)] * self.n for t in self.trainers], device=self.device)
-        # Per-model learning rates, as multipliers of the logits' gradient; a retired model's are 0.
-        rates = [(t.config.slow_lr, t.config.regular_lr, t.readout_lr, t.readout_lr) for t in self.trainers]
-        rates = torch.tensor(rates, device=self.device).view(-1, 2, 2)
-        self.hidden_lr = rates[:, :, 0, None, None].contiguous()  # T × 2 × 1 × 1
-        self.readout_lr = rates[:, :, 1, None, None].contiguous()
+            if trainer.train_x.data_ptr() not in first_rows:
+                first_rows[trainer.train_x.data_ptr()] = len(distinct) * self.n
+                distinct.append(trainer)
+        self.all_x = torch.cat([t.train_x for t in distinct])
+        self.all_y = torch.cat([t.train_y for t in distinct])
+        self.first_row = torch.tensor([first_rows[t.train_x.data_ptr()] for t in self.trainers], device=self.device)
+        # Per-model learning rates (T × 2 × 1 × 1), multipliers of the logits' gradient; a retired
+        # model's are set to 0.
+        self.hidden_lr = torch.stack([t.hidden_lr for t in self.trainers])
+        readout_lr = torch.tensor([t.readout_lr for t in self.trainers], device=self.device)
+        self.readout_lr = readout_lr.view(-1, 1, 1, 1).repeat(1, 2, 1, 1)
         self.retired: dict[tuple[int, int], tuple[torch.Tensor, ...]] = {}
 
     def _stack(self, name: str, transposed: bool = False) -> torch.Tensor:

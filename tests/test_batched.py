@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from kalign_core import ExperimentConfig, run_experiment
-from kalign_core.batched import group_blocks, iter_trials, load_trial_data, run_trials
+from kalign_core.batched import _Block, group_blocks, iter_trials, load_trial_data, run_trials
 from kalign_core.lean_runs import lean_kernels_npz, lean_trial_files
 from kalign_core.runs import KERNELS_NPZ, RUN_JSON, result_from_json
 from kalign_core.sweep import alignment_gain
@@ -78,10 +78,18 @@ def test_trials_that_differ_in_shape_go_to_separate_blocks_in_order():
     mixed = configs()[:2] + configs(width=16)[:1] + configs(epochs=1)[2:3] + configs()[2:]
     data = load_trial_data(mixed)
     assert group_blocks(mixed, data) == [[0, 1, 4, 5], [2], [3]]
+    assert group_blocks(mixed, data, max_trials=3) == [[0, 1, 4], [5], [2], [3]]
     by_index = dict(iter_trials(mixed, data))
     assert sorted(by_index) == list(range(len(mixed)))
     for index, config in enumerate(mixed):
         assert by_index[index].config == config and by_index[index].epochs_done == config.epochs
+
+
+def test_trials_of_one_pair_share_its_training_digits_in_a_block():
+    trials = configs()  # (3, 8) twice
+    block = _Block(trials, load_trial_data(trials), list(range(len(trials))), None)
+    assert len(block.all_x) == 3 * 800
+    assert block.first_row.tolist() == [0, 800, 1600, 800]
 
 
 def test_each_trial_gets_a_callback_after_every_epoch():
