@@ -1,7 +1,7 @@
 """Sweep throughput (issue 13): the README's 45-pair matrix as a plain loop of `run_experiment` and
 as blocks of the batched trial engine, side by side in one process.
 
-    python benchmarks/sweep.py              # 45 pairs, then 135 trials (3 seeds); 3 rounds each
+    python benchmarks/sweep.py              # 45 pairs, then 135 trials (3 seeds); 2 rounds (about 10 min)
     python benchmarks/sweep.py --quick      # 9 pairs, 3 epochs, 2 rounds (about a minute)
     python benchmarks/sweep.py --threads 1 --workers 2
 
@@ -11,7 +11,8 @@ pair). Three ways, each round in this order, so that all meet the same noise: (a
 already loaded and the same torch threads, and (c) the engine as a sweep would run it on this
 machine's cores: the trials split into one block per worker process (spawned, 1 torch thread
 each), every worker loading its data and writing each trial's lean files (lean_runs.py) to a
-scratch folder, worker start-up included. Each figure is given as best and worst
+scratch folder, worker start-up included; (d) as (c) without the kernel machines, which a sweep's
+summaries do not use. Each figure is given as best and worst
 over the rounds (a shared machine's other work only adds time).
 
 Training GFLOP are counted from the shapes (issue 4's count): per digit seen and per model,
@@ -72,11 +73,11 @@ def matrix(seeds: tuple[int, ...], pairs, epochs: int) -> list[ExperimentConfig]
             for pair in pairs for seed in seeds]
 
 
-def worker_block(configs: list[dict], folder: str) -> list[tuple[float, int]]:
+def worker_block(configs: list[dict], folder: str, kernel_machines: bool) -> list[tuple[float, int]]:
     """What a sweep worker would do with a block: train it, write each trial's lean files; returns
     each trial's alignment gain and bytes on disk."""
     torch.set_num_threads(1)
-    results = run_trials([ExperimentConfig.from_dict(c) for c in configs])
+    results = run_trials([ExperimentConfig.from_dict(c) for c in configs], kernel_machines=kernel_machines)
     kept = []
     for result in results:
         trial = pathlib.Path(tempfile.mkdtemp(dir=folder))
@@ -87,12 +88,12 @@ def worker_block(configs: list[dict], folder: str) -> list[tuple[float, int]]:
     return kept
 
 
-def in_workers(configs: list[ExperimentConfig], workers: int) -> list[tuple[float, int]]:
+def in_workers(configs: list[ExperimentConfig], workers: int, kernel_machines: bool) -> list[tuple[float, int]]:
     """`worker_block` on `workers` spawned processes, one block each (started here: start-up counts)."""
     shares = [[c.to_dict() for c in configs[i::workers]] for i in range(workers)]
     with tempfile.TemporaryDirectory() as folder, \
             ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        answers = list(pool.map(worker_block, shares, [folder] * workers))
+        answers = list(pool.map(worker_block, shares, [folder] * workers, [kernel_machines] * workers))
     by_trial = [None] * len(configs)
     for i, answer in enumerate(answers):
         by_trial[i::workers] = answer
@@ -102,7 +103,7 @@ def in_workers(configs: list[ExperimentConfig], workers: int) -> list[tuple[floa
 def compare(configs: list[ExperimentConfig], rounds: int, peak: float, workers: int) -> dict:
     data = load_trial_data(configs)
     gflop = sum(training_gflop(c, len(data[c.digits].train_y), data[c.digits].train_x.shape[1]) for c in configs)
-    times = {"loop": [], "engine": [], "workers": []}
+    times = {"loop": [], "engine": [], "workers": [], "no_machines": []}
     for _ in range(rounds):
         start = time.perf_counter()
         looped = [run_experiment(c, data[c.digits]) for c in configs]
@@ -111,8 +112,11 @@ def compare(configs: list[ExperimentConfig], rounds: int, peak: float, workers: 
         batched = run_trials(configs, data)
         times["engine"].append(time.perf_counter() - start)
         start = time.perf_counter()
-        shipped = in_workers(configs, workers)
+        shipped = in_workers(configs, workers, kernel_machines=True)
         times["workers"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        in_workers(configs, workers, kernel_machines=False)
+        times["no_machines"].append(time.perf_counter() - start)
     gains = [alignment_gain(a, "alignment") for a in looped]
     gain_gap = max(abs(g - b) for g, b in zip(gains, [alignment_gain(b, "alignment") for b in batched]))
     worker_gap = max(abs(g - gain) for g, (gain, _) in zip(gains, shipped))
@@ -127,7 +131,8 @@ def rows(name: str, figures: dict) -> list[str]:
     gflop, peak = figures["gflop"], figures["peak"]
     out = []
     ways = (("loop", "(a) plain loop of `run_experiment`"), ("engine", "(b) batched engine (`run_trials`)"),
-            ("workers", f"(c) engine, {figures['workers']} worker processes × 1 thread, lean files written"))
+            ("workers", f"(c) engine, {figures['workers']} worker processes × 1 thread, lean files written"),
+            ("no_machines", "(d) as (c), kernel machines left out (`kernel_machines=False`)"))
     for way, label in ways:
         best, worst = min(figures["times"][way]), max(figures["times"][way])
         out.append(f"| {name}: {label} | {best:.1f}–{worst:.1f} s | {gflop:.0f} | "
@@ -144,7 +149,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    rounds = args.rounds or (2 if args.quick else 3)
+    rounds = args.rounds or 2
     peaks = [peak_gflops(2048 if args.quick else 4096)]
     cases = [("9 pairs, 3 epochs", matrix((0,), ALL_PAIRS[:9], 3))] if args.quick else \
         [("45 pairs", matrix((0,), ALL_PAIRS, 10)), ("135 trials (3 seeds)", matrix((0, 1, 2), ALL_PAIRS, 10))]

@@ -88,16 +88,19 @@ def iter_trials(
     on_epoch: Callable[[int, ExperimentResult], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     max_trials: int | None = None,
+    kernel_machines: bool = True,
 ) -> Iterator[tuple[int, ExperimentResult]]:
     """Train `configs` block by block (see `group_blocks`), yielding (index into configs, result)
     for each trial as its block finishes (blocks of at most `max_trials`). `on_epoch(index, partial_result)` follows each trial's
     epochs, epoch 0 included, like run_experiment's callback. `should_stop()` is checked between
     batches: the block in training then ends with its trials marked `stopped` (the epochs they
-    completed), and no later block starts."""
+    completed), and no later block starts. `kernel_machines=False` leaves out the kernel ridge
+    machines (result.kernel_machine_errors stays empty): a sweep's summaries do not use them, and
+    their float64 solves take about a third of a width-256 trial on the sample."""
     data = load_trial_data(configs, data)
     should_stop = should_stop or (lambda: False)
     for block in group_blocks(configs, data, max_trials):
-        trained = _Block([configs[i] for i in block], data, block, on_epoch).run(should_stop)
+        trained = _Block([configs[i] for i in block], data, block, on_epoch).run(should_stop, kernel_machines)
         yield from zip(block, trained)
         if trained[0].stopped:
             return
@@ -109,11 +112,12 @@ def run_trials(
     on_epoch: Callable[[int, ExperimentResult], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     max_trials: int | None = None,
+    kernel_machines: bool = True,
 ) -> list[ExperimentResult | None]:
     """`iter_trials`' results in the order of `configs`; None for the trials of blocks that a stop
     left unstarted."""
     results: list[ExperimentResult | None] = [None] * len(configs)
-    for index, result in iter_trials(configs, data, on_epoch, should_stop, max_trials):
+    for index, result in iter_trials(configs, data, on_epoch, should_stop, max_trials, kernel_machines):
         results[index] = result
     return results
 
@@ -166,10 +170,10 @@ class _Block:
         return stacked
 
     @torch.no_grad()
-    def run(self, should_stop) -> list[ExperimentResult]:
+    def run(self, should_stop, machines: bool) -> list[ExperimentResult]:
         started = time.perf_counter()
         for trainer, callback in zip(self.trainers, self.callbacks):
-            trainer._start(callback, started)
+            trainer._start(callback, started, machines)
         for epoch in range(1, self.epochs + 1):
             if not any(t.active for t in self.trainers):
                 break
@@ -180,7 +184,7 @@ class _Block:
             rows = order + self.first_row[:, None]
             for start in range(0, self.n, self.batch):
                 if should_stop():
-                    return self._finish(started, stopped=True)
+                    return self._finish(started, machines, stopped=True)
                 self._step(order[:, start : start + self.batch], rows[:, start : start + self.batch], sums)
             for position, trainer in enumerate(self.trainers):
                 if trainer.active:
@@ -188,7 +192,7 @@ class _Block:
                     self._retire_diverged(position)
                     if self.callbacks[position]:
                         self.callbacks[position](trainer.result)
-        return self._finish(started, stopped=False)
+        return self._finish(started, machines, stopped=False)
 
     def _step(self, order, rows, sums) -> None:
         """One SGD step of every trial's models, each trial on its own batch: `rows` of all_x, which
@@ -236,7 +240,7 @@ class _Block:
                 self.retired[position, m] = (rows, trainer.w_hidden[rows].clone(), trainer.b_hidden[rows].clone(),
                                              trainer.w_out[m].clone(), trainer.b_out[m].clone())
 
-    def _finish(self, started: float, stopped: bool) -> list[ExperimentResult]:
+    def _finish(self, started: float, machines: bool, stopped: bool) -> list[ExperimentResult]:
         """Each trial's result, as run_experiment ends it; a trial's `seconds` is its share of the
         block's time (its records' `seconds` count from the block's start)."""
         for (position, m), (rows, w_hidden, b_hidden, w_out, b_out) in self.retired.items():
@@ -246,7 +250,7 @@ class _Block:
         results = []
         for trainer in self.trainers:
             trainer.result.stopped = stopped
-            results.append(trainer._finish(started))
+            results.append(trainer._finish(started, machines))
         for result in results:
             result.seconds = (time.perf_counter() - started) / len(results)
         return results

@@ -381,15 +381,17 @@ class _PairTrainer:
 
     # _start, _end_epoch and _finish are what a run does besides its batches; the batched trial
     # engine (batched.py) calls them too.
-    def _start(self, on_epoch, started: float) -> None:
-        """Before the first batch: epoch 0's record, the null bands and the initial kernel machines."""
+    def _start(self, on_epoch, started: float, machines: bool = True) -> None:
+        """Before the first batch: epoch 0's record, the null bands and (unless `machines` is False:
+        the batched engine may leave them out) the initial kernel machines."""
         initial, _ = self._evaluate(self.train_x, self.train_y, self.train_offset)
         self.initial_loss = {m: initial[m][1] for m in self.active}
         self._record(0, initial, started)
         self._measure_null_bands()
         if on_epoch:
             on_epoch(self.result)
-        self._measure_initial_machines()  # after the epoch-0 callback, so the first charts come first
+        if machines:
+            self._measure_initial_machines()  # after the epoch-0 callback, so the first charts come first
 
     def _end_epoch(self, epoch: int, loss_sum, loss_max, errors, started: float) -> None:
         """Record the epoch from its per-model sums over the batches (loss, errors) and largest batch
@@ -404,8 +406,8 @@ class _PairTrainer:
                 self.result.diverged_at[MODEL_NAMES[m]] = epoch
                 self.active.remove(m)
 
-    def _finish(self, started: float) -> ExperimentResult:
-        for m, name in enumerate(MODEL_NAMES):
+    def _finish(self, started: float, machines: bool = True) -> ExperimentResult:
+        for m, name in enumerate(MODEL_NAMES if machines else ()):
             self.result.kernel_machine_errors[name]["final"] = self._machine_errors(m)
         self.result.seconds = time.perf_counter() - started
         self.result.models = {name: self._export(m) for m, name in enumerate(MODEL_NAMES)}

@@ -4,6 +4,7 @@ CPU, on the bundled sample, with small widths."""
 
 import io
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -72,6 +73,16 @@ def test_a_single_trial_block_and_the_lazy_scale():
     config = configs(lazy_scale=10.0, epochs=1)[1]
     [batched] = run_trials([config])
     assert_same_run(batched, run_experiment(config))
+
+
+def test_kernel_machines_can_be_left_out_and_nothing_else_changes():
+    trials = configs()[:2]
+    without = run_trials(trials, kernel_machines=False)
+    for batched, full in zip(without, run_trials(trials)):
+        assert batched.kernel_machine_errors == {} and full.kernel_machine_errors != {}
+        for name in MODEL_NAMES:  # the same computation, bit for bit, but for the clock
+            assert [replace(r, seconds=0.0) for r in batched.history[name]] == \
+                [replace(r, seconds=0.0) for r in full.history[name]]
 
 
 def test_trials_that_differ_in_shape_go_to_separate_blocks_in_order():
