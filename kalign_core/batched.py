@@ -110,18 +110,12 @@ def iter_trials(
             return
 
 
-def run_trials(
-    configs: list[ExperimentConfig],
-    data: Mapping[tuple[int, ...], DigitData] | None = None,
-    on_epoch: Callable[[int, ExperimentResult], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    max_trials: int | None = None,
-    kernel_machines: bool = True,
-) -> list[ExperimentResult | None]:
-    """`iter_trials`' results in the order of `configs`; None for the trials of blocks that a stop
-    left unstarted."""
+def run_trials(configs: list[ExperimentConfig], data: Mapping[tuple[int, ...], DigitData] | None = None,
+               **options) -> list[ExperimentResult | None]:
+    """`iter_trials(configs, data, **options)`' results in the order of `configs`; None for the
+    trials of blocks that a stop left unstarted."""
     results: list[ExperimentResult | None] = [None] * len(configs)
-    for index, result in iter_trials(configs, data, on_epoch, should_stop, max_trials, kernel_machines):
+    for index, result in iter_trials(configs, data, **options):
         results[index] = result
     return results
 
