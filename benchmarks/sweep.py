@@ -3,7 +3,7 @@ as blocks of the batched trial engine, side by side in one process.
 
     python benchmarks/sweep.py              # 45 pairs, then 135 trials (3 seeds); 2 rounds (about 10 min)
     python benchmarks/sweep.py --quick      # 9 pairs, 3 epochs, 2 rounds (about a minute)
-    python benchmarks/sweep.py --threads 1 --workers 2
+    python benchmarks/sweep.py --threads 1 --workers 2 --no-135
 
 The matrix: width 256, seed 0, 10 epochs, batch 50, the bundled sample (800 training digits per
 pair). Three ways, each round in this order, so that all meet the same noise: (a) a plain loop of
@@ -145,6 +145,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="9 pairs, 3 epochs, 2 rounds, no 135-trial matrix")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--no-135", action="store_true", help="the 45-pair matrix only")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="processes for (c) (default: cores)")
     args = parser.parse_args(argv)
     if args.threads:
@@ -152,7 +153,8 @@ def main(argv=None) -> int:
     rounds = args.rounds or 2
     peaks = [peak_gflops(2048 if args.quick else 4096)]
     cases = [("9 pairs, 3 epochs", matrix((0,), ALL_PAIRS[:9], 3))] if args.quick else \
-        [("45 pairs", matrix((0,), ALL_PAIRS, 10)), ("135 trials (3 seeds)", matrix((0, 1, 2), ALL_PAIRS, 10))]
+        [("45 pairs", matrix((0,), ALL_PAIRS, 10)), ("135 trials (3 seeds)", matrix((0, 1, 2), ALL_PAIRS, 10))][
+            : 1 if args.no_135 else 2]
     results = []
     for name, configs in cases:
         figures = compare(configs, rounds, peaks[0], args.workers)
