@@ -108,8 +108,9 @@ def iter_trials(
     """Train `configs` block by block (see `group_blocks`), yielding (index into configs, result)
     for each trial as its block finishes (blocks of at most `max_trials`).
     `on_epoch(index, partial_result)` follows each trial's epochs, epoch 0 included, like
-    run_experiment's callback. `should_stop()` is checked between batches: the block in training then ends with its trials marked `stopped` (the epochs they
-    completed), and no later block starts. `kernel_machines=False` leaves out the kernel ridge
+    run_experiment's callback. `should_stop()` is checked between batches: the block in training
+    then ends with its trials marked `stopped` (the epochs they completed), and no later block
+    starts. `kernel_machines=False` leaves out the kernel ridge
     machines (result.kernel_machine_errors stays empty): a sweep's summaries do not use them, and
     their float64 solves take about a third of a width-256 trial on the sample."""
     data = load_trial_data(configs, data)
