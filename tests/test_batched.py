@@ -9,11 +9,22 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from kalign_core import ExperimentConfig, run_experiment
+from kalign_core import ExperimentConfig, figures, run_experiment
 from kalign_core.batched import _Block, group_blocks, iter_trials, load_trial_data, run_trials
-from kalign_core.lean_runs import lean_kernels_npz, lean_trial_files
+from kalign_core.lean_runs import lean_kernels_npz, lean_result, lean_trial_files
 from kalign_core.results import MODEL_NAMES
-from kalign_core.runs import KERNELS_NPZ, RUN_JSON, result_from_json
+from kalign_core.runs import (
+    KERNELS_NPZ,
+    RUN_JSON,
+    RunFileError,
+    attach_kernels,
+    compact_kernels_npz,
+    kernels_to_npz,
+    load_run,
+    result_from_json,
+    result_to_json,
+    write_run_folder,
+)
 from kalign_core.sweep_spec import alignment_gain
 
 # Why bits differ: a batched product (bmm over the trial axis, weights stored inputs × units) sums
@@ -167,3 +178,32 @@ def test_a_lean_trial_keeps_its_histories_and_first_and_last_kernels():
         assert np.array_equal(kept["probe_labels"], result.probe_labels)
     kept_bytes = 4 * result.kernels["slow"][0].nbytes + result.target_kernel.nbytes + result.probe_labels.nbytes
     assert len(files[KERNELS_NPZ]) < kept_bytes + 4096  # the arrays, and the .npz's headers
+
+
+def test_a_lean_trial_folder_loads_back_with_the_epochs_it_kept(tmp_path):
+    [result] = run_trials(configs(epochs=3)[:1])
+    write_run_folder(lean_trial_files(result), tmp_path / "trial")
+    loaded = load_run(tmp_path / "trial")
+    assert loaded.history == result.history and loaded.models == {}
+    assert loaded.kernel_epochs == {name: [0, 3] for name in MODEL_NAMES}
+    for name in MODEL_NAMES:
+        assert loaded.kept_epochs(name) == [0, 3]
+        assert all(np.array_equal(a, b) for a, b in zip(loaded.kernels[name], lean_result(result).kernels[name]))
+    # Epoch 2 was not kept: the Kernels page's figures show the latest kept up to it, epoch 0.
+    shown = figures.shown_kernels(loaded, 2)
+    assert all(at == 0 for _, at in shown.values())
+    assert {at for _, at in figures.shown_kernels(loaded, 3).values()} == {3}
+    # The Kernels page's download says which epochs it holds, so it uploads back beside run.json.
+    again = result_from_json(result_to_json(loaded))
+    attach_kernels(again, kernels_to_npz(loaded))
+    assert again.kernel_epochs == loaded.kernel_epochs
+    attach_kernels(again, compact_kernels_npz(loaded))
+    assert again.kernel_epochs == loaded.kernel_epochs
+
+
+def test_a_lean_kernel_file_naming_epochs_the_run_never_recorded_is_refused(tmp_path):
+    [result] = run_trials(configs(epochs=2)[:1])
+    lean = lean_result(result)
+    lean.kernel_epochs = {name: [0, 5] for name in MODEL_NAMES}
+    with pytest.raises(RunFileError, match="slow_epochs must rise from 0 and name epochs the run recorded"):
+        attach_kernels(result_from_json(result_to_json(result)), kernels_to_npz(lean))
