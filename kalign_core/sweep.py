@@ -133,8 +133,9 @@ def run_sweep(
     initialised Ray is used as is). Ray hides GPUs from tasks that do not ask for them:
     `gpus_per_trial` (e.g. 0.25 to share one GPU among four trials) asks, and device "auto" then finds
     one. `cost` (default: calibrated now) paces the time left. With a pool or Ray, should_stop and a
-    raising on_progress cancel the queued blocks of trials and wait for the running ones, whose
-    results are dropped unsaved; the trials of a block that has come back are all saved first.
+    raising on_progress cancel the queued blocks of trials and end the running ones (a pool's
+    between batches; Ray cancels its tasks), whose trials are not saved; the trials of a block that
+    has come back are all saved first.
     `keep`: what each trial's folder holds, "lean" (run.json and the first and last epoch's
     kernels, under 1 MB) or "all" (what `save_run` writes); default: what the folder's sweep
     recorded, else "lean".

@@ -19,7 +19,9 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import os
 import pathlib
+import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
@@ -41,6 +43,8 @@ FinishedTrial = tuple[Trial, dict[str, bytes]]
 MAX_WORKERS = 1024
 MAX_THREADS = 256
 MAX_GPUS_PER_TRIAL = 8
+# How often a pool's sweep checks should_stop while its blocks train.
+STOP_POLL_S = 0.2
 
 
 def default_workers(spec: SweepSpec, threads_per_trial: int = 1) -> int:
@@ -83,7 +87,7 @@ def trial_results(
     if backend == "ray":
         return _ray_results(pending, workers, threads_per_trial, address, gpus_per_trial, keep)
     if not (workers == 1 if in_process is None else in_process):
-        return _pool_results(pending, workers, threads_per_trial, keep)
+        return _pool_results(pending, workers, threads_per_trial, should_stop, keep)
     return _sequential_results(pending, workers, threads_per_trial, should_stop, keep)
 
 
@@ -98,11 +102,14 @@ def _train_block(configs: list[ExperimentConfig], should_stop=None, keep: str = 
         yield position, trial_files(result, keep)
 
 
-def run_block(configs: list[dict], threads: int, keep: str) -> list[tuple[int, dict[str, bytes]]]:
+def run_block(
+    configs: list[dict], threads: int, keep: str, stop_file: str | None = None
+) -> list[tuple[int, dict[str, bytes]]]:
     """A block of trials (configs as `ExperimentConfig.to_dict()`) with a fixed thread count: what
-    worker processes and Ray tasks run."""
+    worker processes and Ray tasks run. Once `stop_file` exists, the block ends between batches."""
+    should_stop = None if stop_file is None else lambda: os.path.exists(stop_file)
     with torch_threads(threads):
-        return list(_train_block([ExperimentConfig.from_dict(c) for c in configs], keep=keep))
+        return list(_train_block([ExperimentConfig.from_dict(c) for c in configs], should_stop, keep))
 
 
 def _sequential_results(pending, workers, threads, should_stop, keep) -> Iterator[list[FinishedTrial]]:
@@ -116,26 +123,34 @@ def _sequential_results(pending, workers, threads, should_stop, keep) -> Iterato
             ]
 
 
-def _pool_results(pending, workers, threads, keep) -> Iterator[list[FinishedTrial]]:
+def _pool_results(pending, workers, threads, should_stop, keep) -> Iterator[list[FinishedTrial]]:
     """Blocks handed out one per free worker (not all queued at once), so that each is pickled just
-    as it is submitted, and stopping has no queue to cancel."""
+    as it is submitted, and stopping has no queue to cancel. A block takes a worker's share of the
+    sweep, so should_stop reaches the running ones too: it creates the stop file they poll between
+    batches, and they come back with their trials marked stopped."""
     blocks = trial_blocks(pending, workers)
     # spawn, not fork: forking a process that runs threads (Streamlit, torch) can deadlock.
     pool = ProcessPoolExecutor(max_workers=min(workers, len(blocks)) or 1, mp_context=get_context("spawn"))
     queue, futures = iter(blocks), {}
+    flags = tempfile.TemporaryDirectory(prefix="kalign-sweep-")
+    stop_file = os.path.join(flags.name, "stop")
     try:
         while True:
             with bare_main_module():  # the pool starts a process when a block finds none free
                 for block in itertools.islice(queue, workers - len(futures)):
-                    futures[pool.submit(shippable(run_block), _shipped(block), threads, keep)] = block
+                    futures[pool.submit(shippable(run_block), _shipped(block), threads, keep, stop_file)] = block
             if not futures:
                 return
-            finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+            finished, _ = wait(futures, timeout=STOP_POLL_S, return_when=FIRST_COMPLETED)
+            if not finished and should_stop():
+                pathlib.Path(stop_file).touch()
             for future in finished:
                 block = futures.pop(future)
                 yield [(block[position], files) for position, files in future.result()]
     finally:
+        pathlib.Path(stop_file).touch()  # a closed iterator (a raising on_progress) stops them too
         pool.shutdown(wait=True, cancel_futures=True)
+        flags.cleanup()
 
 
 def _shipped(block: list[Trial]) -> list[dict]:

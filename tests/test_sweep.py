@@ -244,6 +244,15 @@ def test_process_pool_gives_the_sequential_results_and_never_reruns_the_main_fil
     assert without_seconds(summaries) == without_seconds(reference)
 
 
+def test_a_stop_reaches_the_blocks_training_in_a_pool(tmp_path):
+    """Each worker's block is its share of the whole sweep, so a stop must end the running blocks
+    (between batches), not wait for them: nothing is saved, none comes back finished."""
+    spec = SweepSpec(dataclasses.replace(BASE, epochs=20), ((3, 5), (5, 8)), widths=(64,))
+    outcome = run_sweep(spec, tmp_path, workers=2, in_process=False, should_stop=lambda: True)
+    assert outcome.stopped and outcome.ran == []
+    assert not [p for p in tmp_path.iterdir() if p.is_dir()]
+
+
 def test_ray_gives_the_sequential_results(tmp_path, reference):
     if os.environ.get("CI") == "true":
         import ray  # CI installs ray: this test must run there
