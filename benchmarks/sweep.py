@@ -1,9 +1,9 @@
 """Sweep throughput (issue 13): the README's 45-pair matrix as a plain loop of `run_experiment` and
 as blocks of the batched trial engine, side by side in one process.
 
-    python benchmarks/sweep.py              # 45 pairs, then 135 trials (3 seeds); 2 rounds (about 10 min)
-    python benchmarks/sweep.py --quick      # 9 pairs, 3 epochs, 2 rounds (about a minute)
-    python benchmarks/sweep.py --threads 1 --workers 2 --no-135
+    python benchmarks/sweep.py              # 45 pairs, then 135 trials (3 seeds); 2 rounds (about 12 min)
+    python benchmarks/sweep.py --quick      # 10 pairs, 3 epochs, 2 rounds (about a minute)
+    python benchmarks/sweep.py --threads 1 --workers 2 --no-135 --no-write
 
 The matrix: width 256, seed 0, 10 epochs, batch 50, the bundled sample (800 training digits per
 pair). Three ways, each round in this order, so that all meet the same noise: (a) a plain loop of
@@ -12,8 +12,12 @@ already loaded and the same torch threads, and (c) the engine as a sweep would r
 machine's cores: the trials split into one block per worker process (spawned, 1 torch thread
 each), every worker loading its data and writing each trial's lean files (lean_runs.py) to a
 scratch folder, worker start-up included; (d) as (c) without the kernel machines, which a sweep's
-summaries do not use. Each figure is given as best and worst
-over the rounds (a shared machine's other work only adds time).
+summaries do not use; and (e) the sweep command itself, `python -m kalign_core sweep` with the
+matrix's options into a fresh folder (its defaults: lean trials, one worker per core), timed as the
+command's wall clock minus that of `python -m kalign_core sweep --help` (the interpreter's own
+start-up, importing torch), with its MB per trial on disk. Each figure is given as best and worst
+over the rounds (a shared machine's other work only adds time). The table goes into
+BENCHMARKS.md's "sweep" section (benchmarks/run.py's write_section) unless --no-write.
 
 Training GFLOP are counted from the shapes (issue 4's count): per digit seen and per model,
 2·784·w for the hidden forward, 2·784·w for its weight gradient and 3 × 2·w·k for the readout's
@@ -28,6 +32,7 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import subprocess
 import sys
 import tempfile
 import time
@@ -42,7 +47,14 @@ sys.path.insert(0, str(ROOT))
 from kalign_core import ExperimentConfig, run_experiment  # noqa: E402
 from kalign_core.batched import group_blocks, load_trial_data, run_trials  # noqa: E402
 from kalign_core.lean_runs import lean_trial_files  # noqa: E402
-from kalign_core.sweep_spec import ALL_PAIRS, alignment_gain  # noqa: E402
+from kalign_core.sweep_spec import ALL_PAIRS, alignment_gain, pairs_among  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from run import BENCHMARKS_MD, write_section  # noqa: E402
+
+# The matrix's options on the sweep command line (the axes are added per case).
+SWEEP_COMMAND = [sys.executable, "-m", "kalign_core", "sweep", "--widths", "256", "--batch-size", "50"]
+SWEEP_COMMAND += ["--source", "sample"]
 
 
 def peak_gflops(size: int = 4096, repeats: int = 3) -> float:
@@ -102,10 +114,26 @@ def in_workers(configs: list[ExperimentConfig], workers: int, kernel_machines: b
     return by_trial
 
 
-def compare(configs: list[ExperimentConfig], rounds: int, peak: float, workers: int) -> dict:
+def command_seconds(arguments: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(arguments, cwd=ROOT, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def sweep_command(axes: list[str]) -> tuple[float, float]:
+    """(seconds, MB per trial on disk) of the sweep command with `axes` into a fresh folder."""
+    with tempfile.TemporaryDirectory() as folder:
+        seconds = command_seconds([*SWEEP_COMMAND, *axes, "--out", folder])
+        trials = [p for p in pathlib.Path(folder).iterdir() if p.is_dir()]
+        size = sum(f.stat().st_size for trial in trials for f in trial.iterdir())
+    return seconds, size / len(trials) / 2**20
+
+
+def compare(configs: list[ExperimentConfig], axes: list[str], rounds: int, peak: float, workers: int) -> dict:
     data = load_trial_data(configs)
     gflop = sum(training_gflop(c, len(data[c.digits].train_y), data[c.digits].train_x.shape[1]) for c in configs)
-    times = {"loop": [], "engine": [], "workers": [], "no_machines": []}
+    times = {"loop": [], "engine": [], "workers": [], "no_machines": [], "command": []}
+    startup, command_mb = [], 0.0
     for _ in range(rounds):
         start = time.perf_counter()
         looped = [run_experiment(c, data[c.digits]) for c in configs]
@@ -119,6 +147,12 @@ def compare(configs: list[ExperimentConfig], rounds: int, peak: float, workers: 
         start = time.perf_counter()
         in_workers(configs, workers, kernel_machines=False)
         times["no_machines"].append(time.perf_counter() - start)
+        startup.append(command_seconds([*SWEEP_COMMAND, "--help"]))
+        seconds, command_mb = sweep_command(axes)
+        times["command"].append(seconds)
+    # The command's time less the interpreter's start-up (the best seen, so none of its noise is
+    # taken off the command).
+    times["command"] = [seconds - min(startup) for seconds in times["command"]]
     gains = [alignment_gain(a, "alignment") for a in looped]
     gain_gap = max(abs(g - b) for g, b in zip(gains, [alignment_gain(b, "alignment") for b in batched]))
     worker_gap = max(abs(g - gain) for g, (gain, _) in zip(gains, shipped))
@@ -136,6 +170,8 @@ def compare(configs: list[ExperimentConfig], rounds: int, peak: float, workers: 
         "gain_gap": max(gain_gap, worker_gap),
         "error_gap": error_gap,
         "lean_mb": max(size for _, size in shipped) / 2**20,
+        "command_mb": command_mb,
+        "startup": min(startup),
         "workers": workers,
     }
 
@@ -148,6 +184,11 @@ def rows(name: str, figures: dict) -> list[str]:
         ("engine", "(b) batched engine (`run_trials`)"),
         ("workers", f"(c) engine, {figures['workers']} worker processes × 1 thread, lean files written"),
         ("no_machines", "(d) as (c), kernel machines left out (`kernel_machines=False`)"),
+        (
+            "command",
+            f"(e) `python -m kalign_core sweep`, less its {figures['startup']:.1f} s start-up; "
+            f"{figures['command_mb']:.2f} MB per trial",
+        ),
     )
     for way, label in ways:
         best, worst = min(figures["times"][way]), max(figures["times"][way])
@@ -160,47 +201,63 @@ def rows(name: str, figures: dict) -> list[str]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="9 pairs, 3 epochs, 2 rounds, no 135-trial matrix")
+    parser.add_argument("--quick", action="store_true", help="10 pairs, 3 epochs, 2 rounds, no 135-trial matrix")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--no-135", action="store_true", help="the 45-pair matrix only")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="processes for (c) (default: cores)")
+    parser.add_argument("--no-write", action="store_true", help=f"print only; do not update {BENCHMARKS_MD.name}")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     rounds = args.rounds or 2
     peaks = [peak_gflops(2048 if args.quick else 4096)]
+    quick_digits = ["--digits", "0", "1", "2", "3", "4"]
     cases = (
-        [("9 pairs, 3 epochs", matrix((0,), ALL_PAIRS[:9], 3))]
-        if args.quick
-        else [("45 pairs", matrix((0,), ALL_PAIRS, 10)), ("135 trials (3 seeds)", matrix((0, 1, 2), ALL_PAIRS, 10))][
-            : 1 if args.no_135 else 2
+        [
+            (
+                "10 pairs, 3 epochs",
+                matrix((0,), pairs_among(range(5)), 3),
+                [*quick_digits, "--seeds", "0", "--epochs", "3"],
+            )
         ]
+        if args.quick
+        else [
+            ("45 pairs", matrix((0,), ALL_PAIRS, 10), ["--seeds", "0", "--epochs", "10"]),
+            ("135 trials (3 seeds)", matrix((0, 1, 2), ALL_PAIRS, 10), ["--seeds", "0", "1", "2", "--epochs", "10"]),
+        ][: 1 if args.no_135 else 2]
     )
+    started = time.strftime("%Y-%m-%d %H:%M")
     results = []
-    for name, configs in cases:
-        figures = compare(configs, rounds, peaks[0], args.workers)
+    for name, configs, axes in cases:
+        figures = compare(configs, axes, rounds, peaks[0], args.workers)
         peaks.append(peak_gflops(2048 if args.quick else 4096))
         results.append((name, figures))
     peak = max(peaks)  # the rows use the best peak seen in the run
-    print(
+    lines = [
         f"torch {torch.__version__}, {torch.get_num_threads()} threads for (a) and (b); peak float32 matmul "
         f"{peak:.0f} GFLOP/s on {os.cpu_count()} threads "
-        f"(best of {len(peaks)} measurements, {min(peaks):.0f}–{max(peaks):.0f}); {rounds} rounds\n"
-    )
-    print("| sweep | wall clock (best–worst) | training GFLOP | GFLOP/s | fraction of peak |")
-    print("|---|---|---|---|---|")
+        f"(best of {len(peaks)} measurements, {min(peaks):.0f}–{max(peaks):.0f}); {rounds} rounds",
+        "",
+        "| sweep | wall clock (best–worst) | training GFLOP | GFLOP/s | fraction of peak |",
+        "|---|---|---|---|---|",
+    ]
     for name, figures in results:
         figures["peak"] = peak
-        print("\n".join(rows(name, figures)))
-    print()
+        lines += rows(name, figures)
+    lines.append("")
     for name, figures in results:
-        print(
+        lines.append(
             f"- {name}: {figures['trials']} trials in {figures['blocks']} block(s); max |alignment gain difference| "
             f"loop vs engine (b and c) {figures['gain_gap']:.1e}, "
             f"max final test error difference {figures['error_gap']:.2f} "
             f"points; lean trial on disk {figures['lean_mb']:.2f} MB at most"
         )
+    table = "\n".join(lines)
+    print(table)
+    if not args.no_write:
+        mode = " --quick" if args.quick else ""
+        write_section("sweep", f"Sweeps: `python benchmarks/sweep.py{mode}` ({started})", table)
     return 0
 
 
