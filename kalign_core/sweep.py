@@ -21,7 +21,7 @@ from .data import load_digits
 from .devices import torch_threads
 from .files import write_atomically
 from .runs import RUN_JSON, result_from_json, save_run, write_run_folder
-from .sweep_backends import KEEP, trial_results
+from .sweep_backends import trial_results
 from .sweep_spec import SUMMARY_CSV, SWEEP_JSON, SweepSpec, Trial, TrialSummary, finished_trials, summarize, summary_csv
 from .training import run_experiment
 
@@ -192,7 +192,7 @@ def _kept_by(folder: pathlib.Path, keep: str | None) -> str:
     if (folder / SWEEP_JSON).is_file():
         recorded = json.loads((folder / SWEEP_JSON).read_text()).get("keep", "all")
     if keep is None:
-        return recorded or KEEP[0]
+        return recorded or "lean"
     if recorded not in (None, keep):
         raise ValueError(f"the sweep in {folder} keeps {recorded!r}; resume it with the same (got {keep!r})")
     return keep
