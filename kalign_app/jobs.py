@@ -411,7 +411,7 @@ class SweepStatus:
 
 class SweepJob(BackgroundJob):
     """`run_sweep` in a daemon thread, for a user interface that polls `status()` and may `stop()`
-    (queue no more trials; the running ones finish unsaved, the saved ones stay); safe from any
+    (queue no more blocks of trials; the running ones end unsaved, the saved ones stay); safe from any
     thread. The trials run in worker processes (never in this one)."""
 
     thread_name = "kalign-sweep"

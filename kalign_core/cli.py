@@ -16,7 +16,7 @@ from .lessons import LESSONS, find_lesson
 from .results import MODEL_NAMES, ExperimentResult
 from .runs import RunFileError, check_run_target, save_run
 from .sweep import SweepProgress, calibrate, duration_text, estimate_seconds, run_sweep
-from .sweep_backends import BACKENDS, MAX_THREADS, MAX_WORKERS, default_workers
+from .sweep_backends import BACKENDS, KEEP, MAX_THREADS, MAX_WORKERS, default_workers
 from .sweep_spec import SweepSpec, mean_spread, pairs_among, round_lr
 from .training import run_experiment
 
@@ -111,13 +111,16 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: start a local Ray instance with --workers CPUs)",
     )
     sweep.add_argument(
-        "--workers", type=int, help="trials at a time (default: one per --threads-per-trial cores, 1 on a GPU)"
+        "--workers",
+        type=int,
+        help="processes (or Ray tasks) at a time, each training a block of the trials as one batched "
+        "computation (default: one per --threads-per-trial cores, 1 on a GPU)",
     )
     sweep.add_argument(
         "--threads-per-trial",
         type=int,
         default=1,
-        help="torch threads of each trial; results depend on it, so keep it fixed "
+        help="torch threads of each worker's block of trials; results depend on it, so keep it fixed "
         "within a sweep (default: %(default)s)",
     )
     sweep.add_argument(
@@ -126,6 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="ray only: GPUs each trial asks Ray for, e.g. 0.25 to run four trials per GPU; "
         "Ray hides GPUs from trials that ask for none (default: %(default)s)",
+    )
+    sweep.add_argument(
+        "--keep",
+        choices=KEEP,
+        help="what each trial's folder keeps: lean (histories and the first and last epoch's kernels, under "
+        "1 MB) or all (every epoch's kernels and the weights); default: what the sweep in --out kept, "
+        "else lean",
     )
     sweep.set_defaults(handler=_sweep)
     lesson = commands.add_parser(
@@ -268,6 +278,7 @@ def _sweep(args: argparse.Namespace) -> int:
             on_progress=log,
             cost=cost,
             gpus_per_trial=args.gpus_per_trial,
+            keep=args.keep,
         )
     finally:
         log.close()

@@ -323,13 +323,16 @@ KERNEL_KINDS = {
 
 
 def shown_kernels(result: ExperimentResult, epoch: int, kind: str = "feature", change: bool = False) -> dict:
-    """Each model's centered kernel of `kind` at `epoch` (a diverged model: its last one), or with
-    `change` its change since initialisation K_t − K₀: {name: (matrix, epoch shown)}."""
+    """Each model's centered kernel of `kind` at `epoch` (a diverged model, or a result that kept
+    some epochs' kernels only: the latest kept up to `epoch`), or with `change` its change since
+    initialisation K_t − K₀: {name: (matrix, epoch shown)}."""
     stacks = getattr(result, KERNEL_KINDS[kind][0])
     shown = {}
     for name in MODEL_NAMES:
-        at = min(epoch, len(stacks[name]) - 1)
-        shown[name] = (stacks[name][at] - stacks[name][0] if change else stacks[name][at], at)
+        kept = result.kept_epochs(name)
+        position = max(i for i, kept_epoch in enumerate(kept) if kept_epoch <= epoch)
+        matrix = stacks[name][position]
+        shown[name] = (matrix - stacks[name][0] if change else matrix, kept[position])
     return shown
 
 

@@ -90,10 +90,17 @@ class ExperimentResult:
     # The central 95 % of ρ(K₀, P·YYᵀ·Pᵀ) over 200 label shuffles of the probe, for the initial
     # feature and tangent kernels (shared by both models): alignment_null["feature" | "tangent"] = (low, high).
     alignment_null: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # The epochs `kernels[name]` holds when not every one: a lean sweep trial (lean_runs.py) keeps
+    # the first and the last. Empty: kernels[name][epoch] for every epoch recorded.
+    kernel_epochs: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def epochs_done(self) -> int:
         return max(len(h) for h in self.history.values()) - 1
+
+    def kept_epochs(self, name: str) -> list[int]:
+        """The epochs of `name`'s kernels, in the order `kernels[name]` holds them."""
+        return self.kernel_epochs.get(name) or list(range(len(self.kernels[name])))
 
     def curve(self, name: str, metric: str) -> list:
         """One metric of one model over epochs, e.g. curve("regular", "alignment")."""

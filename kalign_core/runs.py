@@ -226,16 +226,24 @@ def history_csv(result: ExperimentResult) -> str:
     return out.getvalue()
 
 
-def kernels_to_npz(result: ExperimentResult) -> bytes:
-    """Target kernel, probe labels and each model's kernels stacked over epochs (E+1, m, m), float32."""
+def kernels_to_npz(result: ExperimentResult, compressed: bool = True) -> bytes:
+    """Target kernel, probe labels and each model's kernels stacked over epochs (E+1, m, m), float32
+    (with `{name}_epochs` where the result holds some epochs' only)."""
     m = len(result.probe_labels)
     arrays = {"target": result.target_kernel, "probe_labels": result.probe_labels}
     for name in MODEL_NAMES:
         stack = result.kernels[name]
         arrays[name] = np.stack(stack) if stack else np.zeros((0, m, m), np.float32)
+    arrays.update(kernel_epoch_arrays(result))
     out = io.BytesIO()
-    np.savez_compressed(out, **arrays)
+    (np.savez_compressed if compressed else np.savez)(out, **arrays)
     return out.getvalue()
+
+
+def kernel_epoch_arrays(result: ExperimentResult) -> dict[str, np.ndarray]:
+    """`{name}_epochs`, which epochs each model's stacked kernels are, for a result that does not
+    hold every epoch's (a lean sweep trial); nothing for one that does."""
+    return {f"{name}_epochs": np.array(epochs, np.int64) for name, epochs in result.kernel_epochs.items()}
 
 
 def _triangle_size(m: int) -> int:
@@ -260,6 +268,7 @@ def compact_kernels_npz(result: ExperimentResult) -> bytes:
                 scales[epoch] = finite.max()
             packed[epoch] = triangle / scales[epoch]
         arrays[name], arrays[f"{name}_scale"] = packed, scales
+    arrays.update(kernel_epoch_arrays(result))
     out = io.BytesIO()
     np.savez(out, **arrays)
     return out.getvalue()
@@ -344,6 +353,9 @@ def attach_kernels(result: ExperimentResult, npz) -> None:
         raise RunFileError(f"kernel file is not a readable .npz: {error}") from None
     compact = f"{MODEL_NAMES[0]}_scale" in headers
     keys = COMPACT_ARRAYS if compact else KERNEL_ARRAYS
+    epoch_keys = [f"{name}_epochs" for name in MODEL_NAMES]
+    if any(key in headers for key in epoch_keys):
+        keys = (*keys, *epoch_keys)  # the kernels of some epochs only (a lean sweep trial)
     missing = [key for key in keys if key not in headers]
     if missing:
         raise RunFileError(f"kernel file lacks the array(s) {', '.join(missing)}")
@@ -353,7 +365,7 @@ def attach_kernels(result: ExperimentResult, npz) -> None:
     m = _probe_points(headers)
     if compact:
         _check_compact_types(headers)
-    for key, want in _wanted_shapes(result, m, compact).items():
+    for key, want in _wanted_shapes(result, m, compact, headers).items():
         if headers[key][0] != want:
             raise RunFileError(f"kernel file: {key} must have shape {want} (got {headers[key][0]})")
     if m > MAX_PROBE_SIZE:
@@ -370,6 +382,7 @@ def attach_kernels(result: ExperimentResult, npz) -> None:
             arrays = {key: f[key] for key in keys}
     except _UNREADABLE as error:
         raise RunFileError(f"kernel file is not a readable .npz: {error}") from None
+    kernel_epochs = _kernel_epochs_from(arrays, result)
     labels, k = arrays["probe_labels"], len(result.config.digits)
     if labels.min() < 0 or labels.max() >= k or np.any(np.diff(labels) < 0):
         raise RunFileError(f"kernel file: probe labels must be classes 0 to {k - 1}, sorted (one per digit)")
@@ -380,6 +393,7 @@ def attach_kernels(result: ExperimentResult, npz) -> None:
     result.target_kernel = arrays["target"].astype(np.float32)
     result.probe_labels = labels.astype(np.int64)
     result.kernels = kernels
+    result.kernel_epochs = kernel_epochs
 
 
 def _probe_points(headers) -> int:
@@ -394,10 +408,12 @@ def _probe_points(headers) -> int:
     return labels_shape[0]
 
 
-def _wanted_shapes(result: ExperimentResult, m: int, compact: bool) -> dict[str, tuple]:
-    """Each array's shape: one kernel per epoch of each model's history, as an m×m matrix or, in a
-    compact file, as an upper triangle with a scale."""
+def _wanted_shapes(result: ExperimentResult, m: int, compact: bool, headers) -> dict[str, tuple]:
+    """Each array's shape: one kernel per epoch of each model's history (or per epoch its
+    `{name}_epochs` names), as an m×m matrix or, in a compact file, as an upper triangle with a scale."""
     epochs = {name: len(result.history[name]) for name in MODEL_NAMES}
+    if f"{MODEL_NAMES[0]}_epochs" in headers:
+        epochs = {name: _one_dimension(headers, f"{name}_epochs") for name in MODEL_NAMES}
     if not compact:
         return {"target": (m, m), **{name: (n, m, m) for name, n in epochs.items()}}
     return {
@@ -405,6 +421,29 @@ def _wanted_shapes(result: ExperimentResult, m: int, compact: bool) -> dict[str,
         **{name: (n, _triangle_size(m)) for name, n in epochs.items()},
         **{f"{name}_scale": (n,) for name, n in epochs.items()},
     }
+
+
+def _one_dimension(headers, key: str) -> int:
+    shape, dtype = headers[key]
+    if len(shape) != 1 or dtype.kind not in "iu":
+        raise RunFileError(f"kernel file: {key} must be one list of whole epoch numbers (got {dtype} {shape})")
+    return shape[0]
+
+
+def _kernel_epochs_from(arrays: dict, result: ExperimentResult) -> dict[str, list[int]]:
+    """The epochs a file with `{name}_epochs` holds, checked: recorded epochs, rising, from 0."""
+    if f"{MODEL_NAMES[0]}_epochs" not in arrays:
+        return {}
+    kept = {}
+    for name in MODEL_NAMES:
+        epochs = [int(e) for e in arrays[f"{name}_epochs"]]
+        recorded = len(result.history[name])
+        if not epochs or epochs[0] != 0 or epochs[-1] >= recorded or any(b <= a for a, b in zip(epochs, epochs[1:])):
+            raise RunFileError(
+                f"kernel file: {name}_epochs must rise from 0 and name epochs the run recorded (0 to {recorded - 1})"
+            )
+        kept[name] = epochs
+    return kept
 
 
 def _check_compact_types(headers) -> None:
@@ -444,23 +483,36 @@ def save_run(result: ExperimentResult, folder) -> pathlib.Path:
     file's compact kernels are 3.5 times smaller and quicker to write, but rounded to float16.
     Measured (2 shared cores), 300 epochs, 3 digits, width 256, probe 200: this folder 82 MB, saved
     in 3.0 s and loaded in 0.6 to 1.0 s; its run file 23 MB, written in 0.3 s and read in 0.3 s."""
+    return write_run_folder(run_files(result), folder)
+
+
+def run_files(result: ExperimentResult) -> dict[str, bytes]:
+    """The files of a saved run, by name: run.json, the kernels and (when the result has models)
+    the weights."""
+    files = {RUN_JSON: result_to_json(result).encode(), KERNELS_NPZ: kernels_to_npz(result)}
+    if result.models:
+        import torch
+
+        weights = {
+            name: {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            for name, model in result.models.items()
+        }
+        buffer = io.BytesIO()
+        torch.save(weights, buffer)
+        files[WEIGHTS_PT] = buffer.getvalue()
+    return files
+
+
+def write_run_folder(files: dict[str, bytes], folder) -> pathlib.Path:
+    """Write `files` (e.g. `run_files` output) as the run folder `folder` atomically, replacing an
+    earlier version; returns the folder."""
     folder = pathlib.Path(folder)
     check_run_target(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{folder.name}.saving-", dir=folder.parent))
     try:
-        write_atomically(staging / RUN_JSON, result_to_json(result))
-        write_atomically(staging / KERNELS_NPZ, kernels_to_npz(result))
-        if result.models:
-            import torch
-
-            weights = {
-                name: {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                for name, model in result.models.items()
-            }
-            buffer = io.BytesIO()
-            torch.save(weights, buffer)
-            write_atomically(staging / WEIGHTS_PT, buffer.getvalue())
+        for name, data in files.items():
+            write_atomically(staging / name, data)
         retired = folder.with_name(f".{folder.name}.old")
         if folder.exists():
             shutil.rmtree(retired, ignore_errors=True)
@@ -489,7 +541,8 @@ def saved_runs(folder) -> tuple[dict, dict]:
 
 
 def load_run(folder) -> ExperimentResult:
-    """Read a run written by `save_run`; models are rebuilt when weights were saved."""
+    """Read a run written by `save_run` (or a lean sweep trial, which keeps some epochs' kernels:
+    `kernel_epochs` says which); models are rebuilt when weights were saved."""
     folder = pathlib.Path(folder)
     retired = folder.with_name(f".{folder.name}.old")
     if not folder.exists() and retired.exists():

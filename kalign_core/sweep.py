@@ -3,7 +3,8 @@
 long that takes here and paces the time left.
 
 The sweep folder is the state: a trial whose subfolder exists has finished, so rerunning a sweep
-skips it.
+skips it. Its sweep.json records the spec and what each trial's folder keeps ("lean" or "all", see
+sweep_backends.py), so that a resumed sweep keeps the same.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, replace
 from .data import load_digits
 from .devices import torch_threads
 from .files import write_atomically
-from .runs import save_run
+from .runs import RUN_JSON, result_from_json, save_run, write_run_folder
 from .sweep_backends import trial_results
 from .sweep_spec import SUMMARY_CSV, SWEEP_JSON, SweepSpec, Trial, TrialSummary, finished_trials, summarize, summary_csv
 from .training import run_experiment
@@ -120,6 +121,7 @@ def run_sweep(
     cost: CostModel | None = None,
     in_process: bool | None = None,
     gpus_per_trial: float = 0.0,
+    keep: str | None = None,
 ) -> SweepOutcome:
     """Run the trials not yet in `folder`, saving each as `folder/<trial id>` and rewriting
     `folder/summary.csv` after each one.
@@ -131,48 +133,69 @@ def run_sweep(
     initialised Ray is used as is). Ray hides GPUs from tasks that do not ask for them:
     `gpus_per_trial` (e.g. 0.25 to share one GPU among four trials) asks, and device "auto" then finds
     one. `cost` (default: calibrated now) paces the time left. With a pool or Ray, should_stop and a
-    raising on_progress cancel the queued trials and wait for the running ones, whose results are
-    dropped unsaved.
+    raising on_progress cancel the queued blocks of trials and end the running ones (a pool's
+    between batches; Ray cancels its tasks), whose trials are not saved; the trials of a block that
+    has come back are all saved first.
+    `keep`: what each trial's folder holds, "lean" (run.json and the first and last epoch's
+    kernels, under 1 MB) or "all" (what `save_run` writes); default: what the folder's sweep
+    recorded, else "lean".
     """
     should_stop = should_stop or (lambda: False)
     started = time.perf_counter()
     folder = pathlib.Path(folder)
     trials = spec.trials()
+    keep = _kept_by(folder, keep)
     done = finished_trials(spec, folder)
     skipped = len(done)
     # Heaviest first, so that a pool does not end waiting on one wide trial.
     pending = sorted((t for t in trials if t.id not in done), key=lambda t: -t.width * t.config.epochs)
     # Checks the options now; no trial starts before the loop below asks for results.
     results = trial_results(
-        pending, backend, workers, threads_per_trial, address, in_process, gpus_per_trial, should_stop
+        pending, backend, workers, threads_per_trial, address, in_process, gpus_per_trial, should_stop, keep
     )
     folder.mkdir(parents=True, exist_ok=True)
-    write_atomically(folder / SWEEP_JSON, json.dumps(spec.to_dict(), indent=1))
+    write_atomically(folder / SWEEP_JSON, json.dumps({**spec.to_dict(), "keep": keep}, indent=1))
     _write_summary(folder, trials, done)
     if pending and cost is None:
         cost = calibrate(spec, threads_per_trial)
     left = {t.id: cost.trial_seconds(t) for t in pending}
     finished_cost, ran, stopped = 0.0, [], False
     with contextlib.closing(results):
-        for trial, result in results:
-            if result.stopped:
-                stopped = True
-                break
-            save_run(result, folder / trial.id)
-            done[trial.id] = summarize(trial, result)
-            ran.append(trial.id)
-            _write_summary(folder, trials, done)
-            finished_cost += left.pop(trial.id)
-            elapsed = time.perf_counter() - started
-            # Time left scales the cost model by how fast the trials really went.
-            seconds_left = sum(left.values()) * elapsed / finished_cost if left else 0.0
-            if on_progress:
-                on_progress(SweepProgress(len(done), len(trials), skipped, elapsed, seconds_left, done[trial.id]))
-            if left and should_stop():
+        for block in results:
+            for trial, files in block:
+                # The summary is read from the run.json saved, as a resumed sweep reads it.
+                result = result_from_json(files[RUN_JSON])
+                if result.stopped:
+                    stopped = True
+                    break
+                write_run_folder(files, folder / trial.id)
+                done[trial.id] = summarize(trial, result)
+                ran.append(trial.id)
+                _write_summary(folder, trials, done)
+                finished_cost += left.pop(trial.id)
+                elapsed = time.perf_counter() - started
+                # Time left scales the cost model by how fast the trials really went.
+                seconds_left = sum(left.values()) * elapsed / finished_cost if left else 0.0
+                if on_progress:
+                    on_progress(SweepProgress(len(done), len(trials), skipped, elapsed, seconds_left, done[trial.id]))
+            if stopped or (left and should_stop()):
                 stopped = True
                 break
     summaries = [done[t.id] for t in trials if t.id in done]
     return SweepOutcome(summaries, ran, skipped, stopped, time.perf_counter() - started)
+
+
+def _kept_by(folder: pathlib.Path, keep: str | None) -> str:
+    """`keep`, checked against what the sweep in `folder` recorded; None: that record. Sweeps
+    written before kalign kept lean trials kept everything."""
+    recorded = None
+    if (folder / SWEEP_JSON).is_file():
+        recorded = json.loads((folder / SWEEP_JSON).read_text()).get("keep", "all")
+    if keep is None:
+        return recorded or "lean"
+    if recorded not in (None, keep):
+        raise ValueError(f"the sweep in {folder} keeps {recorded!r}; resume it with the same (got {keep!r})")
+    return keep
 
 
 def _write_summary(folder: pathlib.Path, trials: list[Trial], done: dict) -> None:

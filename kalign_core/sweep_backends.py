@@ -1,29 +1,50 @@
-"""Where a sweep's trials run: in this process, in a pool of worker processes, or as Ray tasks.
+"""Where a sweep's trials run: in this process, in a pool of worker processes, or as Ray tasks; in
+each, in blocks trained as one batched computation (batched.py).
 
-Every backend runs each trial with the same number of torch threads (`threads_per_trial`, default 1):
-torch's CPU matrix products give slightly different floats with different thread counts, and fixing
-the count makes the results identical trial by trial whichever backend ran them.
+Pending trials are grouped into blocks (`trial_blocks`), about one per worker so that each has work.
+Each backend trains a block with `iter_trials` and hands back, per trial, the files its folder is to
+hold (`trial_files`): lean by default (lean_runs.py, under 1 MB), or everything `runs.save_run`
+writes with keep "all". Files, not results, travel back from workers: they are what the sweep
+saves, and the lean ones a fraction of a result with every epoch's kernels.
+
+Every backend trains with the same number of torch threads per block (`threads_per_trial`, default
+1): torch's CPU matrix products give slightly different floats with different thread counts. A
+batched product computes each trial's slice on its own, so a trial gives the same bits in whichever
+block it trains at a fixed thread count (tests/test_sweep.py checks backends that block it
+differently against each other exactly).
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import math
+import os
 import pathlib
+import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 
+from .batched import group_blocks, iter_trials, load_trial_data
 from .config import ExperimentConfig, check_int
 from .devices import cpu_count, resolve_device, torch_threads
+from .lean_runs import lean_trial_files
+from .results import ExperimentResult
+from .runs import run_files
 from .sweep_spec import SweepSpec, Trial
-from .training import ExperimentResult, run_experiment
 from .workers import bare_main_module, shippable
 
 BACKENDS = ("local", "ray")
+# What a trial's folder keeps: "lean" (lean_runs.py) or "all" (every epoch's kernels and the weights).
+KEEP = ("lean", "all")
+# A trial that came back and the files its folder is to hold.
+FinishedTrial = tuple[Trial, dict[str, bytes]]
 MAX_WORKERS = 1024
 MAX_THREADS = 256
 MAX_GPUS_PER_TRIAL = 8
+# How often a pool's sweep checks should_stop while its blocks train.
+STOP_POLL_S = 0.2
 
 
 def default_workers(spec: SweepSpec, threads_per_trial: int = 1) -> int:
@@ -31,6 +52,14 @@ def default_workers(spec: SweepSpec, threads_per_trial: int = 1) -> int:
     if resolve_device(spec.base.device).type != "cpu":
         return 1
     return max(1, cpu_count() // threads_per_trial)
+
+
+def trial_blocks(pending: list[Trial], workers: int) -> list[list[Trial]]:
+    """`pending` in blocks that train together (batched.group_blocks), at most
+    ceil(len(pending) / workers) trials each, so that every worker gets a block."""
+    data = load_trial_data([t.config for t in pending])
+    limit = math.ceil(len(pending) / workers)
+    return [[pending[i] for i in block] for block in group_blocks([t.config for t in pending], data, limit)]
 
 
 def trial_results(
@@ -42,60 +71,98 @@ def trial_results(
     in_process: bool | None = None,
     gpus_per_trial: float = 0.0,
     should_stop: Callable[[], bool] = lambda: False,
-) -> Iterator[tuple[Trial, ExperimentResult]]:
-    """(trial, result) for each of `pending` as it finishes (see `run_sweep` for the options); the
-    options are checked now, before any trial starts. Close the iterator to cancel what is left."""
+    keep: str = "lean",
+) -> Iterator[list[FinishedTrial]]:
+    """The trials of each block as it finishes, with the files each trial's folder is to hold (see
+    `run_sweep` for the options); the options are checked now, before any trial starts. Close the
+    iterator to cancel what is left."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)} (got {backend!r})")
+    if keep not in KEEP:
+        raise ValueError(f"keep must be one of {', '.join(KEEP)} (got {keep!r})")
     check_int("workers", workers, 1, MAX_WORKERS)
     check_int("threads_per_trial", threads_per_trial, 1, MAX_THREADS)
     if not (isinstance(gpus_per_trial, (int, float)) and 0 <= gpus_per_trial <= MAX_GPUS_PER_TRIAL):
         raise ValueError(f"gpus_per_trial must be a number from 0 to {MAX_GPUS_PER_TRIAL} (got {gpus_per_trial!r})")
     if backend == "ray":
-        return _ray_results(pending, workers, threads_per_trial, address, gpus_per_trial)
+        return _ray_results(pending, workers, threads_per_trial, address, gpus_per_trial, keep)
     if not (workers == 1 if in_process is None else in_process):
-        return _pool_results(pending, workers, threads_per_trial)
-    return _sequential_results(pending, threads_per_trial, should_stop)
+        return _pool_results(pending, workers, threads_per_trial, should_stop, keep)
+    return _sequential_results(pending, workers, threads_per_trial, should_stop, keep)
 
 
-def run_trial(config: dict, threads: int) -> ExperimentResult:
-    """One trial (config as `ExperimentConfig.to_dict()`) with a fixed thread count: what worker
-    processes and Ray tasks run."""
+def trial_files(result: ExperimentResult, keep: str) -> dict[str, bytes]:
+    return run_files(result) if keep == "all" else lean_trial_files(result)
+
+
+def _train_block(configs: list[ExperimentConfig], should_stop=None, keep: str = "lean"):
+    """(position in the block, files) per trial. Without the kernel ridge machines: a sweep's
+    summaries do not use them, and their float64 solves take about a third of a small trial."""
+    for position, result in iter_trials(configs, should_stop=should_stop, kernel_machines=False):
+        yield position, trial_files(result, keep)
+
+
+def run_block(
+    configs: list[dict], threads: int, keep: str, stop_file: str | None = None
+) -> list[tuple[int, dict[str, bytes]]]:
+    """A block of trials (configs as `ExperimentConfig.to_dict()`) with a fixed thread count: what
+    worker processes and Ray tasks run. Once `stop_file` exists, the block ends between batches."""
+    should_stop = None if stop_file is None else lambda: os.path.exists(stop_file)
     with torch_threads(threads):
-        return run_experiment(ExperimentConfig.from_dict(config))
+        return list(_train_block([ExperimentConfig.from_dict(c) for c in configs], should_stop, keep))
 
 
-def _sequential_results(pending, threads, should_stop) -> Iterator[tuple[Trial, ExperimentResult]]:
+def _sequential_results(pending, workers, threads, should_stop, keep) -> Iterator[list[FinishedTrial]]:
+    """Blocks one after another; should_stop ends the block in training between its batches (its
+    trials come back marked stopped)."""
     with torch_threads(threads):
-        for trial in pending:
-            yield trial, run_experiment(trial.config, should_stop=should_stop)
+        for block in trial_blocks(pending, workers):
+            yield [
+                (block[position], files)
+                for position, files in _train_block([t.config for t in block], should_stop, keep)
+            ]
 
 
-def _pool_results(pending, workers, threads) -> Iterator[tuple[Trial, ExperimentResult]]:
-    """Trials handed out one per free worker (not all queued at once), so that each is pickled just
-    as it is submitted, and stopping has no queue to cancel."""
+def _pool_results(pending, workers, threads, should_stop, keep) -> Iterator[list[FinishedTrial]]:
+    """Blocks handed out one per free worker (not all queued at once), so that each is pickled just
+    as it is submitted, and stopping has no queue to cancel. A block takes a worker's share of the
+    sweep, so should_stop reaches the running ones too: it creates the stop file they poll between
+    batches, and they come back with their trials marked stopped."""
+    blocks = trial_blocks(pending, workers)
     # spawn, not fork: forking a process that runs threads (Streamlit, torch) can deadlock.
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(pending)) or 1, mp_context=get_context("spawn"))
-    queue, futures = iter(pending), {}
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(blocks)) or 1, mp_context=get_context("spawn"))
+    queue, futures = iter(blocks), {}
+    flags = tempfile.TemporaryDirectory(prefix="kalign-sweep-")
+    stop_file = os.path.join(flags.name, "stop")
     try:
         while True:
-            with bare_main_module():  # the pool starts a process when a trial finds none free
-                for trial in itertools.islice(queue, workers - len(futures)):
-                    futures[pool.submit(shippable(run_trial), trial.config.to_dict(), threads)] = trial
+            with bare_main_module():  # the pool starts a process when a block finds none free
+                for block in itertools.islice(queue, workers - len(futures)):
+                    futures[pool.submit(shippable(run_block), _shipped(block), threads, keep, stop_file)] = block
             if not futures:
                 return
-            finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+            finished, _ = wait(futures, timeout=STOP_POLL_S, return_when=FIRST_COMPLETED)
+            if not finished and should_stop():
+                pathlib.Path(stop_file).touch()
             for future in finished:
-                yield futures.pop(future), future.result()
+                block = futures.pop(future)
+                yield [(block[position], files) for position, files in future.result()]
     finally:
+        pathlib.Path(stop_file).touch()  # a closed iterator (a raising on_progress) stops them too
         pool.shutdown(wait=True, cancel_futures=True)
+        flags.cleanup()
 
 
-def _ray_results(pending, workers, threads, address, gpus) -> Iterator[tuple[Trial, ExperimentResult]]:
+def _shipped(block: list[Trial]) -> list[dict]:
+    return [t.config.to_dict() for t in block]
+
+
+def _ray_results(pending, workers, threads, address, gpus, keep) -> Iterator[list[FinishedTrial]]:
     try:
         import ray
     except ImportError:
         raise ValueError("backend 'ray' needs Ray: pip install ray") from None
+    blocks = trial_blocks(pending, workers)
     started_here = not ray.is_initialized()
     if started_here:
         # The package travels with the job, so cluster nodes need torch and numpy but not kalign.
@@ -107,13 +174,14 @@ def _ray_results(pending, workers, threads, address, gpus) -> Iterator[tuple[Tri
             log_to_driver=False,
             logging_level=logging.WARNING,
         )
-    task = ray.remote(num_cpus=threads, num_gpus=gpus, max_retries=0)(shippable(run_trial))
+    task = ray.remote(num_cpus=threads, num_gpus=gpus, max_retries=0)(shippable(run_block))
     refs = {}
     try:
-        refs = {task.remote(t.config.to_dict(), threads): t for t in pending}
+        refs = {task.remote(_shipped(block), threads, keep): block for block in blocks}
         while refs:
             ready, _ = ray.wait(list(refs), num_returns=1)
-            yield refs.pop(ready[0]), ray.get(ready[0])
+            block = refs.pop(ready[0])
+            yield [(block[position], files) for position, files in ray.get(ready[0])]
     finally:
         for ref in refs:
             ray.cancel(ref)

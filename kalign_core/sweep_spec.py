@@ -2,9 +2,9 @@
 lr ratios, seeds) expanded into trials, a one-row summary per trial (and its CSV), the aggregates the
 figures draw, and the sweep folder as the record of finished trials.
 
-A sweep folder holds each finished trial as a saved run in its own subfolder (`<folder>/<trial id>`;
-save_run renames it into place only when complete), `sweep.json` (the spec) and `summary.csv` (the
-summaries of all finished trials).
+A sweep folder holds each finished trial in its own subfolder (`<folder>/<trial id>`: a lean trial,
+lean_runs.py, or a full saved run; written beside it and renamed into place only when complete),
+`sweep.json` (the spec and what trials keep) and `summary.csv` (the summaries of all finished trials).
 """
 
 from __future__ import annotations

@@ -47,12 +47,12 @@ def run_experiment(
     config = config or ExperimentConfig()
     device = resolve_device(config.device)
     data = data if data is not None else load_digits(config.digits, config.source)
-    _check_fits(config, data)
+    check_fits(config, data)
     trainer = PairTrainer(config, data, device)
     return trainer.run(on_epoch, should_stop or (lambda: False))
 
 
-def _check_fits(config: ExperimentConfig, data: DigitData) -> None:
+def check_fits(config: ExperimentConfig, data: DigitData) -> None:
     if tuple(data.digits) != tuple(config.digits):
         raise ValueError(f"data holds digits {list(data.digits)} but config.digits is {list(config.digits)}")
     config.check_fits(len(data.train_y), len(data.test_y))
@@ -279,13 +279,7 @@ class PairTrainer:
     @torch.no_grad()
     def run(self, on_epoch, should_stop) -> ExperimentResult:
         started = time.perf_counter()
-        initial, _ = self._evaluate(self.train_x, self.train_y, self.train_offset)
-        initial_loss = {model_index: initial[model_index][1] for model_index in self.active}
-        self._record(0, initial, started)
-        self._measure_null_bands()
-        if on_epoch:
-            on_epoch(self.result)
-        self._measure_initial_machines()  # after the epoch-0 callback, so the first charts come first
+        self.begin(on_epoch, started)
         n, batch = len(self.train_y), self.config.batch_size
         for epoch in range(1, self.config.epochs + 1):
             loss_sum = torch.zeros(2, device=self.device)
@@ -301,21 +295,44 @@ class PairTrainer:
                 self._step(self.train_x[idx], self.train_y[idx], offset, loss_sum, loss_max, errors)
             if self.result.stopped:
                 break
-            loss_sum, loss_max, errors = loss_sum.tolist(), loss_max.tolist(), errors.tolist()
-            train = {
-                model_index: (100.0 * errors[model_index] / n, loss_sum[model_index] / n) for model_index in self.active
-            }
-            self._record(epoch, train, started)
-            for model_index in list(self.active):
-                exploded = loss_max[model_index] > DIVERGENCE_FACTOR * initial_loss[model_index]
-                if exploded or not math.isfinite(loss_sum[model_index]):
-                    self.result.diverged_at[MODEL_NAMES[model_index]] = epoch
-                    self.active.remove(model_index)
+            self.end_epoch(epoch, loss_sum, loss_max, errors, started)
             if on_epoch:
                 on_epoch(self.result)
             if not self.active:
                 break
-        for model_index, name in enumerate(MODEL_NAMES):
+        return self.finish(started)
+
+    # begin, end_epoch and finish are what a run does besides its batches; the batched trial
+    # engine (batched.py) calls them too.
+    def begin(self, on_epoch, started: float, machines: bool = True) -> None:
+        """Before the first batch: epoch 0's record, the null bands and (unless `machines` is False:
+        the batched engine may leave them out) the initial kernel machines."""
+        initial, _ = self._evaluate(self.train_x, self.train_y, self.train_offset)
+        self.initial_loss = {model_index: initial[model_index][1] for model_index in self.active}
+        self._record(0, initial, started)
+        self._measure_null_bands()
+        if on_epoch:
+            on_epoch(self.result)
+        if machines:
+            self._measure_initial_machines()  # after the epoch-0 callback, so the first charts come first
+
+    def end_epoch(self, epoch: int, loss_sum, loss_max, errors, started: float) -> None:
+        """Record the epoch from its per-model sums over the batches (loss, errors) and largest batch
+        loss, and retire the models that diverged."""
+        n = len(self.train_y)
+        loss_sum, loss_max, errors = loss_sum.tolist(), loss_max.tolist(), errors.tolist()
+        train = {
+            model_index: (100.0 * errors[model_index] / n, loss_sum[model_index] / n) for model_index in self.active
+        }
+        self._record(epoch, train, started)
+        for model_index in list(self.active):
+            exploded = loss_max[model_index] > DIVERGENCE_FACTOR * self.initial_loss[model_index]
+            if exploded or not math.isfinite(loss_sum[model_index]):
+                self.result.diverged_at[MODEL_NAMES[model_index]] = epoch
+                self.active.remove(model_index)
+
+    def finish(self, started: float, machines: bool = True) -> ExperimentResult:
+        for model_index, name in enumerate(MODEL_NAMES if machines else ()):
             self.result.kernel_machine_errors[name]["final"] = self._machine_errors(model_index)
         self.result.seconds = time.perf_counter() - started
         self.result.models = {name: self._export(model_index) for model_index, name in enumerate(MODEL_NAMES)}

@@ -27,10 +27,23 @@ elif not result.kernels[MODEL_NAMES[0]]:
         "on the Runs page to see them."
     )
 else:
-    last = max(len(result.kernels[name]) for name in MODEL_NAMES) - 1
-    if st.session_state.get("kernel_epoch", 0) > last:
-        del st.session_state["kernel_epoch"]  # the slider's old value belongs to a longer run
-    epoch = st.slider("Epoch (0 = initialisation)", 0, last, value=last, key="kernel_epoch") if last > 0 else 0
+    # The epochs of the model that recorded most (the other may have diverged earlier).
+    epochs = max((result.kept_epochs(name) for name in MODEL_NAMES), key=lambda kept: kept[-1])
+    if st.session_state.get("kernel_epoch", 0) not in epochs:
+        del st.session_state["kernel_epoch"]  # the slider's old value belongs to another run
+    if result.kernel_epochs:
+        st.caption(
+            f"This sweep kept the kernels of epochs {' and '.join(map(str, epochs))} only (each trial's first "
+            "and last); its histories have every epoch. A sweep run with `--keep all` (or “keep every "
+            "epoch's kernels and the weights” ticked) keeps them all."
+        )
+    label = "Epoch (0 = initialisation)"
+    if len(epochs) < 2:
+        epoch = 0
+    elif result.kernel_epochs:
+        epoch = st.select_slider(label, epochs, value=epochs[-1], key="kernel_epoch")
+    else:
+        epoch = st.slider(label, 0, epochs[-1], value=epochs[-1], key="kernel_epoch")
     choice, view = st.columns(2)
     kind = choice.radio(
         "Kernel",
@@ -76,7 +89,7 @@ else:
             key=f"block_means_{name}",
         )
     st.download_button(
-        "Download the full kernels of every epoch (.npz)",
+        "Download the full kernels of every epoch kept (.npz)",
         data=lambda: runs.kernels_to_npz(result),
         file_name="kalign-kernels.npz",
         mime="application/octet-stream",

@@ -6,12 +6,14 @@ page; bad axes are refused with the field named.
 """
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from apptest import charts, open_app, texts, wait_until
+from apptest import ROOT, charts, open_app, texts, wait_until
 from kalign_core.sweep_spec import SUMMARY_CSV, read_summary_csv
 
 PAGE = "pages/sweeps.py"
@@ -143,3 +145,27 @@ def test_the_estimate_adds_the_worker_start_up_measured_on_the_last_sweep(tmp_pa
     plan = texts(at.info)
     assert "to start the workers (as the last sweep here took)" in plan
     assert not at.exception
+
+
+def test_a_lean_trial_opens_on_the_kernels_page_with_the_epochs_it_kept(tmp_path):
+    """A sweep run by the CLI into the server's sweeps folder (lean, the default), 3 epochs: the
+    Kernels page offers epochs 0 and 3 only, and says so. (In its own process: training in this one
+    first leaves the AppTest script thread hanging.)"""
+    args = ["sweep", "--digits", "3", "5", "--widths", "16", "--epochs", "3", "--probe-size", "40"]
+    args += ["--batch-size", "100", "--source", "sample", "--workers", "1", "--out", str(tmp_path / "sweeps" / "lean")]
+    ran = subprocess.run([sys.executable, "-m", "kalign_core", *args], cwd=ROOT, capture_output=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr
+    at = open_sweeps()
+    at.button(key="open_trial").click().run()
+    assert not at.exception
+    assert at.session_state["result"].kernel_epochs == {"slow": [0, 3], "regular": [0, 3]}
+    [slider] = at.select_slider
+    assert slider.options == ["0", "3"] and slider.value == 3
+    assert "This sweep kept the kernels of epochs 0 and 3 only" in texts(at.caption)
+    assert len(at.get("plotly_chart")) == 6
+    at.switch_page("pages/kernels.py").run()  # AppTest reruns the page it was switched to by name only
+    at.select_slider[0].set_value(0).run()
+    assert not at.exception
+    titles = [json.loads(chart.proto.spec)["layout"]["title"]["text"] for chart in at.get("plotly_chart")]
+    kernels = [title for title in titles if "φφᵀ" in title]
+    assert len(kernels) == 2 and all("ρ =" in title and "diverged" not in title for title in kernels), titles

@@ -5,6 +5,7 @@ import csv
 import dataclasses
 import io
 import itertools
+import json
 import os
 import pathlib
 import subprocess
@@ -20,6 +21,7 @@ from kalign_core.sweep import estimate_seconds, run_sweep
 from kalign_core.sweep_spec import (
     SUMMARY_CSV,
     SUMMARY_FIELDS,
+    SWEEP_JSON,
     SweepSpec,
     mean_spread,
     pair_matrix,
@@ -175,6 +177,47 @@ def test_interrupted_sweep_resumes_with_only_the_missing_trials(tmp_path, refere
     assert run_sweep(SPEC, tmp_path).ran == []
 
 
+def test_blocks_of_other_sizes_give_the_same_bits(tmp_path, reference):
+    """Five workers' worth of blocks (at most 3 trials each, against the reference's 6) in this
+    process. A batched product computes each trial's slice on its own, so at one thread a trial's
+    bits do not depend on which trials share its block: exact, as the pool and Ray tests are (and
+    the resumed sweep above, whose blocks hold the 7 trials left)."""
+    outcome = run_sweep(SPEC, tmp_path, workers=5, in_process=True)
+    assert without_seconds(outcome.summaries) == without_seconds(reference)
+
+
+def test_trials_are_lean_by_default_and_a_resumed_sweep_keeps_what_it_kept(tmp_path):
+    spec = SweepSpec(dataclasses.replace(BASE, epochs=3), ((6, 0),), widths=(16,), seeds=(0, 1))
+    first, second = (t.id for t in spec.trials())
+
+    class Interrupted(Exception):
+        pass
+
+    def crash(progress):
+        raise Interrupted
+
+    with pytest.raises(Interrupted):
+        run_sweep(spec, tmp_path / "lean", on_progress=crash)
+    with pytest.raises(ValueError, match="keeps 'lean'; resume it with the same"):
+        run_sweep(spec, tmp_path / "lean", keep="all")
+    assert run_sweep(spec, tmp_path / "lean").ran == [second]
+    for trial in (first, second):
+        folder = tmp_path / "lean" / trial
+        assert sorted(p.name for p in folder.iterdir()) == ["kernels.npz", "run.json"]
+        assert sum(p.stat().st_size for p in folder.iterdir()) < 2**20
+        run = load_run(folder)
+        assert run.kernel_epochs == {"slow": [0, 3], "regular": [0, 3]} and run.epochs_done == 3
+
+    run_sweep(spec, tmp_path / "all", keep="all")
+    run = load_run(tmp_path / "all" / first)
+    assert set(run.models) == {"slow", "regular"} and run.kernel_epochs == {}
+    assert [len(run.kernels[name]) for name in ("slow", "regular")] == [4, 4]
+    lean = load_run(tmp_path / "lean" / first)
+    for name in ("slow", "regular"):
+        assert np.array_equal(run.kernels[name][-1], lean.kernels[name][-1])
+    assert json.loads((tmp_path / "all" / SWEEP_JSON).read_text())["keep"] == "all"
+
+
 def test_a_folder_of_another_sweep_is_refused(tmp_path):
     spec = SweepSpec(BASE, ((6, 0),), widths=(16,))
     run_sweep(spec, tmp_path)
@@ -199,6 +242,15 @@ def test_process_pool_gives_the_sequential_results_and_never_reruns_the_main_fil
     assert ran.stdout.count("main file ran") == 1
     summaries = read_summary_csv((tmp_path / "sweep" / SUMMARY_CSV).read_text())
     assert without_seconds(summaries) == without_seconds(reference)
+
+
+def test_a_stop_reaches_the_blocks_training_in_a_pool(tmp_path):
+    """Each worker's block is its share of the whole sweep, so a stop must end the running blocks
+    (between batches), not wait for them: nothing is saved, none comes back finished."""
+    spec = SweepSpec(dataclasses.replace(BASE, epochs=20), ((3, 5), (5, 8)), widths=(64,))
+    outcome = run_sweep(spec, tmp_path, workers=2, in_process=False, should_stop=lambda: True)
+    assert outcome.stopped and outcome.ran == []
+    assert not [p for p in tmp_path.iterdir() if p.is_dir()]
 
 
 def test_ray_gives_the_sequential_results(tmp_path, reference):
@@ -261,6 +313,13 @@ def test_cli_sweep_runs_resumes_and_names_the_extremes(tmp_path, capsys):
     assert [r.trial_id for r in rows] == ["3v5-w16-r0.1-s0", "3v8-w16-r0.1-s0", "5v8-w16-r0.1-s0"]
     assert main(args) == 0
     assert "3 already in" in capsys.readouterr().out
+
+
+def test_cli_sweep_keep_all_keeps_the_weights(tmp_path):
+    args = ["sweep", "--digits", "3", "5", "--widths", "16", "--epochs", "1", "--probe-size", "40"]
+    args += ["--source", "sample", "--workers", "1", "--keep", "all", "--out", str(tmp_path)]
+    assert main(args) == 0
+    assert set(load_run(tmp_path / "3v5-w16-r0.1-s0").models) == {"slow", "regular"}
 
 
 def test_cli_sweep_bad_ratio_names_the_field(tmp_path, capsys):

@@ -1,0 +1,265 @@
+"""Sweep throughput (issue 13): the README's 45-pair matrix as a plain loop of `run_experiment` and
+as blocks of the batched trial engine, side by side in one process.
+
+    python benchmarks/sweep.py              # 45 pairs, then 135 trials (3 seeds); 2 rounds (about 12 min)
+    python benchmarks/sweep.py --quick      # 10 pairs, 3 epochs, 2 rounds (about a minute)
+    python benchmarks/sweep.py --threads 1 --workers 2 --no-135 --no-write
+
+The matrix: width 256, seed 0, 10 epochs, batch 50, the bundled sample (800 training digits per
+pair). Three ways, each round in this order, so that all meet the same noise: (a) a plain loop of
+`run_experiment` in this process, (b) the batched engine in this process, both with the data
+already loaded and the same torch threads, and (c) the engine as a sweep would run it on this
+machine's cores: the trials split into one block per worker process (spawned, 1 torch thread
+each), every worker loading its data and writing each trial's lean files (lean_runs.py) to a
+scratch folder, worker start-up included; (d) as (c) without the kernel machines, which a sweep's
+summaries do not use; and (e) the sweep command itself, `python -m kalign_core sweep` with the
+matrix's options into a fresh folder (its defaults: lean trials, one worker per core), timed as the
+command's wall clock minus that of `python -m kalign_core sweep --help` (the interpreter's own
+start-up, importing torch), with its MB per trial on disk. Each figure is given as best and worst
+over the rounds (a shared machine's other work only adds time). The table goes into
+BENCHMARKS.md's "sweep" section (benchmarks/run.py's write_section) unless --no-write.
+
+Training GFLOP are counted from the shapes (issue 4's count): per digit seen and per model,
+2·784·w for the hidden forward, 2·784·w for its weight gradient and 3 × 2·w·k for the readout's
+forward, weight gradient and the hidden layer's gradient; two models per trial, every epoch. Peak
+is the best of a few 4096² float32 matrix products. Neither counts the per-trial extras (data
+loading aside, all are in the wall clock): per-epoch test evaluation, probe kernels and measures,
+null bands and the kernel machines' float64 solves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+
+import torch
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from kalign_core import ExperimentConfig, run_experiment  # noqa: E402
+from kalign_core.batched import group_blocks, load_trial_data, run_trials  # noqa: E402
+from kalign_core.lean_runs import lean_trial_files  # noqa: E402
+from kalign_core.sweep_spec import ALL_PAIRS, alignment_gain, pairs_among  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from run import BENCHMARKS_MD, write_section  # noqa: E402
+
+# The matrix's options on the sweep command line (the axes are added per case).
+SWEEP_COMMAND = [sys.executable, "-m", "kalign_core", "sweep", "--widths", "256", "--batch-size", "50"]
+SWEEP_COMMAND += ["--source", "sample"]
+
+
+def peak_gflops(size: int = 4096, repeats: int = 3) -> float:
+    """The machine's float32 matmul rate: all its cores, whatever threads the trials use."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count())
+    a = torch.randn(size, size)
+    best = min(_seconds(lambda: a @ a) for _ in range(repeats))
+    torch.set_num_threads(threads)
+    return 2 * size**3 / best / 1e9
+
+
+def _seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def training_gflop(config: ExperimentConfig, n_train: int, n_inputs: int) -> float:
+    """The training matmuls of one trial (both models, every epoch), in GFLOP."""
+    w, k = config.width, len(config.digits)
+    per_digit = 2 * n_inputs * w + 2 * n_inputs * w + 3 * 2 * w * k
+    return 2 * config.epochs * n_train * per_digit / 1e9
+
+
+def matrix(seeds: tuple[int, ...], pairs, epochs: int) -> list[ExperimentConfig]:
+    return [
+        ExperimentConfig(digits=pair, width=256, seed=seed, epochs=epochs, batch_size=50, source="sample")
+        for pair in pairs
+        for seed in seeds
+    ]
+
+
+def worker_block(configs: list[dict], folder: str, kernel_machines: bool) -> list[tuple[float, int]]:
+    """What a sweep worker would do with a block: train it, write each trial's lean files; returns
+    each trial's alignment gain and bytes on disk."""
+    torch.set_num_threads(1)
+    results = run_trials([ExperimentConfig.from_dict(c) for c in configs], kernel_machines=kernel_machines)
+    kept = []
+    for result in results:
+        trial = pathlib.Path(tempfile.mkdtemp(dir=folder))
+        files = lean_trial_files(result)
+        for name, content in files.items():
+            (trial / name).write_bytes(content)
+        kept.append((alignment_gain(result, "alignment"), sum(map(len, files.values()))))
+    return kept
+
+
+def in_workers(configs: list[ExperimentConfig], workers: int, kernel_machines: bool) -> list[tuple[float, int]]:
+    """`worker_block` on `workers` spawned processes, one block each (started here: start-up counts)."""
+    shares = [[c.to_dict() for c in configs[i::workers]] for i in range(workers)]
+    with tempfile.TemporaryDirectory() as folder, ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        answers = list(pool.map(worker_block, shares, [folder] * workers, [kernel_machines] * workers))
+    by_trial = [None] * len(configs)
+    for i, answer in enumerate(answers):
+        by_trial[i::workers] = answer
+    return by_trial
+
+
+def command_seconds(arguments: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(arguments, cwd=ROOT, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def sweep_command(axes: list[str]) -> tuple[float, float]:
+    """(seconds, MB per trial on disk) of the sweep command with `axes` into a fresh folder."""
+    with tempfile.TemporaryDirectory() as folder:
+        seconds = command_seconds([*SWEEP_COMMAND, *axes, "--out", folder])
+        trials = [p for p in pathlib.Path(folder).iterdir() if p.is_dir()]
+        size = sum(f.stat().st_size for trial in trials for f in trial.iterdir())
+    return seconds, size / len(trials) / 2**20
+
+
+def compare(configs: list[ExperimentConfig], axes: list[str], rounds: int, peak: float, workers: int) -> dict:
+    data = load_trial_data(configs)
+    gflop = sum(training_gflop(c, len(data[c.digits].train_y), data[c.digits].train_x.shape[1]) for c in configs)
+    times = {"loop": [], "engine": [], "workers": [], "no_machines": [], "command": []}
+    startup, command_mb = [], 0.0
+    for _ in range(rounds):
+        start = time.perf_counter()
+        looped = [run_experiment(c, data[c.digits]) for c in configs]
+        times["loop"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        batched = run_trials(configs, data)
+        times["engine"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        shipped = in_workers(configs, workers, kernel_machines=True)
+        times["workers"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        in_workers(configs, workers, kernel_machines=False)
+        times["no_machines"].append(time.perf_counter() - start)
+        startup.append(command_seconds([*SWEEP_COMMAND, "--help"]))
+        seconds, command_mb = sweep_command(axes)
+        times["command"].append(seconds)
+    # The command's time less the interpreter's start-up (the best seen, so none of its noise is
+    # taken off the command).
+    times["command"] = [seconds - min(startup) for seconds in times["command"]]
+    gains = [alignment_gain(a, "alignment") for a in looped]
+    gain_gap = max(abs(g - b) for g, b in zip(gains, [alignment_gain(b, "alignment") for b in batched]))
+    worker_gap = max(abs(g - gain) for g, (gain, _) in zip(gains, shipped))
+    error_gap = max(
+        abs(a.history[n][-1].test_error - b.history[n][-1].test_error)
+        for a, b in zip(looped, batched)
+        for n in ("slow", "regular")
+    )
+    return {
+        "trials": len(configs),
+        "blocks": len(group_blocks(configs, data)),
+        "gflop": gflop,
+        "times": times,
+        "peak": peak,
+        "gain_gap": max(gain_gap, worker_gap),
+        "error_gap": error_gap,
+        "lean_mb": max(size for _, size in shipped) / 2**20,
+        "command_mb": command_mb,
+        "startup": min(startup),
+        "workers": workers,
+    }
+
+
+def rows(name: str, figures: dict) -> list[str]:
+    gflop, peak = figures["gflop"], figures["peak"]
+    out = []
+    ways = (
+        ("loop", "(a) plain loop of `run_experiment`"),
+        ("engine", "(b) batched engine (`run_trials`)"),
+        ("workers", f"(c) engine, {figures['workers']} worker processes × 1 thread, lean files written"),
+        ("no_machines", "(d) as (c), kernel machines left out (`kernel_machines=False`)"),
+        (
+            "command",
+            f"(e) `python -m kalign_core sweep`, less its {figures['startup']:.1f} s start-up; "
+            f"{figures['command_mb']:.2f} MB per trial",
+        ),
+    )
+    for way, label in ways:
+        best, worst = min(figures["times"][way]), max(figures["times"][way])
+        out.append(
+            f"| {name}: {label} | {best:.1f}–{worst:.1f} s | {gflop:.0f} | "
+            f"{gflop / worst:.0f}–{gflop / best:.0f} | {gflop / worst / peak:.2f}–{gflop / best / peak:.2f} |"
+        )
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="10 pairs, 3 epochs, 2 rounds, no 135-trial matrix")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--no-135", action="store_true", help="the 45-pair matrix only")
+    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="processes for (c) (default: cores)")
+    parser.add_argument("--no-write", action="store_true", help=f"print only; do not update {BENCHMARKS_MD.name}")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rounds = args.rounds or 2
+    peaks = [peak_gflops(2048 if args.quick else 4096)]
+    quick_digits = ["--digits", "0", "1", "2", "3", "4"]
+    cases = (
+        [
+            (
+                "10 pairs, 3 epochs",
+                matrix((0,), pairs_among(range(5)), 3),
+                [*quick_digits, "--seeds", "0", "--epochs", "3"],
+            )
+        ]
+        if args.quick
+        else [
+            ("45 pairs", matrix((0,), ALL_PAIRS, 10), ["--seeds", "0", "--epochs", "10"]),
+            ("135 trials (3 seeds)", matrix((0, 1, 2), ALL_PAIRS, 10), ["--seeds", "0", "1", "2", "--epochs", "10"]),
+        ][: 1 if args.no_135 else 2]
+    )
+    started = time.strftime("%Y-%m-%d %H:%M")
+    results = []
+    for name, configs, axes in cases:
+        figures = compare(configs, axes, rounds, peaks[0], args.workers)
+        peaks.append(peak_gflops(2048 if args.quick else 4096))
+        results.append((name, figures))
+    peak = max(peaks)  # the rows use the best peak seen in the run
+    lines = [
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads for (a) and (b); peak float32 matmul "
+        f"{peak:.0f} GFLOP/s on {os.cpu_count()} threads "
+        f"(best of {len(peaks)} measurements, {min(peaks):.0f}–{max(peaks):.0f}); {rounds} rounds",
+        "",
+        "| sweep | wall clock (best–worst) | training GFLOP | GFLOP/s | fraction of peak |",
+        "|---|---|---|---|---|",
+    ]
+    for name, figures in results:
+        figures["peak"] = peak
+        lines += rows(name, figures)
+    lines.append("")
+    for name, figures in results:
+        lines.append(
+            f"- {name}: {figures['trials']} trials in {figures['blocks']} block(s); max |alignment gain difference| "
+            f"loop vs engine (b and c) {figures['gain_gap']:.1e}, "
+            f"max final test error difference {figures['error_gap']:.2f} "
+            f"points; lean trial on disk {figures['lean_mb']:.2f} MB at most"
+        )
+    table = "\n".join(lines)
+    print(table)
+    if not args.no_write:
+        mode = " --quick" if args.quick else ""
+        write_section("sweep", f"Sweeps: `python benchmarks/sweep.py{mode}` ({started})", table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
