@@ -81,9 +81,10 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
     return SweepSpec(base, pairs_among(args.digits), tuple(args.widths), tuple(args.ratios), tuple(args.seeds))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "kalign") -> argparse.ArgumentParser:
+    """The command line as `prog` (the installed command, or `python -m kalign_core`) shows it."""
     parser = argparse.ArgumentParser(
-        prog="python -m kalign_core",
+        prog=prog,
         description="Kernel alignment of a slow and a regular one-hidden-layer MLP on MNIST digits.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -127,8 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--gpus-per-trial",
         type=float,
         default=0.0,
-        help="ray only: GPUs each trial asks Ray for, e.g. 0.25 to run four trials per GPU; "
-        "Ray hides GPUs from trials that ask for none (default: %(default)s)",
+        help="ray only: GPUs each block of trials (one Ray task) asks Ray for, e.g. 0.25 to let four "
+        "blocks share a GPU; Ray hides GPUs from tasks that ask for none (default: %(default)s)",
     )
     sweep.add_argument(
         "--keep",
@@ -327,8 +328,8 @@ def option_names(command: str) -> dict[str, str]:
     return names
 
 
-def main(argv=None) -> int:
-    parser = build_parser()
+def main(argv=None, prog: str = "kalign") -> int:
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     try:
         return args.handler(args)

@@ -4,7 +4,7 @@ saved run has it) and its probe kernels at the first and the last epoch only, wi
 A full saved run (runs.save_run) keeps every epoch's kernels in float32 and both models' weights:
 4.5 MB for a 10-epoch trial at width 256 on the sample. A sweep reads a trial's start and end
 (the summary row, the Kernels page's before and after), so a lean trial keeps those two epochs, in
-full float32: 0.81 MB at probe size 200 (kernels grow with its square), a fifth of the space.
+full float32: 0.78 MB at probe size 200 (kernels grow with its square), a fifth of the space.
 `runs.load_run` reads a lean trial folder back, with `kernel_epochs` saying which epochs it kept.
 """
 

@@ -21,7 +21,7 @@ from .data import load_digits
 from .devices import torch_threads
 from .files import write_atomically
 from .runs import RUN_JSON, result_from_json, save_run, write_run_folder
-from .sweep_backends import trial_results
+from .sweep_backends import KEEP, trial_results
 from .sweep_spec import SUMMARY_CSV, SWEEP_JSON, SweepSpec, Trial, TrialSummary, finished_trials, summarize, summary_csv
 from .training import run_experiment
 
@@ -131,11 +131,11 @@ def run_sweep(
     in_process=False to keep its own torch thread setting untouched). backend "ray": tasks on the
     cluster at `address`, or on a local Ray instance with workers × threads_per_trial CPUs (an already
     initialised Ray is used as is). Ray hides GPUs from tasks that do not ask for them:
-    `gpus_per_trial` (e.g. 0.25 to share one GPU among four trials) asks, and device "auto" then finds
-    one. `cost` (default: calibrated now) paces the time left. With a pool or Ray, should_stop and a
-    raising on_progress cancel the queued blocks of trials and end the running ones (a pool's
-    between batches; Ray cancels its tasks), whose trials are not saved; the trials of a block that
-    has come back are all saved first.
+    `gpus_per_trial` (asked per block of trials, one task: e.g. 0.25 lets four blocks share a GPU)
+    asks, and device "auto" then finds one. `cost` (default: calibrated now) paces the time left.
+    With a pool or Ray, should_stop and a raising on_progress cancel the queued blocks of trials and
+    end the running ones (a pool's between batches; Ray cancels its tasks), whose trials are not
+    saved; the trials of a block that has come back are all saved first.
     `keep`: what each trial's folder holds, "lean" (run.json and the first and last epoch's
     kernels, under 1 MB) or "all" (what `save_run` writes); default: what the folder's sweep
     recorded, else "lean".
@@ -190,7 +190,12 @@ def _kept_by(folder: pathlib.Path, keep: str | None) -> str:
     written before kalign kept lean trials kept everything."""
     recorded = None
     if (folder / SWEEP_JSON).is_file():
-        recorded = json.loads((folder / SWEEP_JSON).read_text()).get("keep", "all")
+        try:
+            recorded = json.loads((folder / SWEEP_JSON).read_text()).get("keep", "all")
+        except (OSError, ValueError, AttributeError) as error:
+            raise ValueError(f"{folder / SWEEP_JSON} is unreadable ({error}): not a kalign sweep folder?") from None
+        if recorded not in KEEP:
+            raise ValueError(f"{folder / SWEEP_JSON} records keep={recorded!r}; kalign knows {', '.join(KEEP)}")
     if keep is None:
         return recorded or "lean"
     if recorded not in (None, keep):

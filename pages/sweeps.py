@@ -4,7 +4,6 @@ patterns: which pairs feature learning helps most, and how that changes with wid
 import dataclasses
 import os
 import pathlib
-import time
 
 import streamlit as st
 
@@ -88,27 +87,6 @@ def server_sweeps() -> dict:
     """Sweeps running on this server, by folder, shared by all sessions: one at a time, since each
     uses every core (and two must never write the same folder)."""
     return {}
-
-
-@st.cache_resource
-def measured_startup() -> dict:
-    """Seconds the last sweep on this server took to start its workers (spawn, import torch), server-wide."""
-    return {}
-
-
-def startup_text() -> str:
-    seconds = measured_startup().get("seconds")
-    if seconds is None:
-        return "plus the workers' start-up (each starts Python and imports torch; measured on the first sweep here)"
-    return f"plus about {duration_text(seconds)} to start the workers (as the last sweep here took)"
-
-
-def record_startup(status) -> None:
-    """The first trial's finish, less its own training time, is what starting the workers took."""
-    if status.summaries and not st.session_state.get("sweep_startup_recorded"):
-        started = st.session_state.get("sweep_started_at", time.monotonic())
-        measured_startup()["seconds"] = max(0.0, time.monotonic() - started - status.summaries[0].seconds)
-        st.session_state.sweep_startup_recorded = True
 
 
 def running_elsewhere() -> str | None:
@@ -244,7 +222,8 @@ def plan(spec: SweepSpec, folder: pathlib.Path, workers: int) -> bool:
     already = f", {total - pending} already done" if pending < total else ""
     st.info(
         f"**{total} trials** ({axes}{already}) into **{folder.name}**: about **{duration_text(seconds)}** of "
-        f"training on {min(workers, pending)} worker(s), {startup_text()}.",
+        f"training on {min(workers, pending)} worker(s), plus the workers' start-up "
+        "(each starts Python and imports torch: seconds).",
         icon=":material/schedule:",
     )
     return True
@@ -258,8 +237,6 @@ def start(spec: SweepSpec, folder: pathlib.Path, workers: int) -> None:
     server_sweeps()[folder] = job
     st.session_state.sweep_job = job
     st.session_state.sweep_outcome = None
-    st.session_state.sweep_started_at = time.monotonic()
-    st.session_state.sweep_startup_recorded = False
 
 
 def current_job() -> SweepJob | None:
@@ -282,7 +259,6 @@ def live_progress(job: SweepJob) -> None:
 
 def draw_progress(job: SweepJob) -> None:
     status = job.status()
-    record_startup(status)
     progress = status.progress
     if progress is None:
         st.progress(0.0, text="Starting the worker processes and the first trials…")

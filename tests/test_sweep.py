@@ -218,6 +218,13 @@ def test_trials_are_lean_by_default_and_a_resumed_sweep_keeps_what_it_kept(tmp_p
     assert json.loads((tmp_path / "all" / SWEEP_JSON).read_text())["keep"] == "all"
 
 
+@pytest.mark.parametrize("record", ["{not json", '{"keep": "some"}', "[]"], ids=["broken", "unknown keep", "a list"])
+def test_a_damaged_sweep_record_is_named_not_a_traceback(tmp_path, record):
+    (tmp_path / SWEEP_JSON).write_text(record)
+    with pytest.raises(ValueError, match=f"{SWEEP_JSON}"):
+        run_sweep(SweepSpec(BASE, ((6, 0),), widths=(16,)), tmp_path)
+
+
 def test_a_folder_of_another_sweep_is_refused(tmp_path):
     spec = SweepSpec(BASE, ((6, 0),), widths=(16,))
     run_sweep(spec, tmp_path)
