@@ -79,12 +79,6 @@ def find_lesson(lesson_id: str) -> Lesson:
 # What the checks measure.
 
 
-def alignment_gain(result: ExperimentResult, name: str) -> float | None:
-    """Final minus initial alignment ρ of one model; None where either is undefined."""
-    first, last = result.history[name][0].alignment, result.history[name][-1].alignment
-    return None if first is None or last is None else last - first
-
-
 def chance_error(result: ExperimentResult) -> float:
     """Test error % of guessing among the run's digits."""
     return 100.0 * (1 - 1 / len(result.config.digits))
@@ -151,7 +145,7 @@ SLOW_VS_REGULAR_FACTOR = 2.0
 
 def _check_slow_vs_regular(results):
     (result,) = results
-    slow, regular = alignment_gain(result, "slow"), alignment_gain(result, "regular")
+    slow, regular = result.alignment_change("slow"), result.alignment_change("regular")
     return [
         Expectation(
             f"The regular model's alignment rises clearly more: at least {SLOW_VS_REGULAR_FACTOR:g}× the slow "
@@ -186,7 +180,7 @@ def _check_random_features(results):
         Expectation(
             "So its features never change: the slow model's feature-kernel alignment ρ is the same at every epoch, "
             "while the regular model's rises.",
-            len(slow_rho) == 1 and None not in slow_rho and (alignment_gain(result, "regular") or 0) > 0,
+            len(slow_rho) == 1 and None not in slow_rho and (result.alignment_change("regular") or 0) > 0,
             f"slow ρ {rho}; regular ρ {plain(regular[0].alignment)} → {plain(regular[-1].alignment)}",
         ),
         Expectation(
@@ -203,7 +197,7 @@ WIDTH_FACTOR = 1.5
 
 def _check_width(results):
     narrow, wide = results
-    gains = [alignment_gain(r, "regular") for r in results]
+    gains = [r.alignment_change("regular") for r in results]
     return [
         Expectation(
             f"The wider network's features move less toward the task: the narrow network's ρ gain is at least "
@@ -227,7 +221,7 @@ PAIRS_FACTOR = 2.0
 
 def _check_pairs(results):
     start = [r.history["regular"][0].alignment for r in results]
-    gains = [alignment_gain(r, "regular") for r in results]
+    gains = [r.alignment_change("regular") for r in results]
     names = [" vs ".join(map(str, r.config.digits)) for r in results]
     return [
         Expectation(

@@ -102,6 +102,11 @@ class ExperimentResult:
         """The epochs of `name`'s kernels, in the order `kernels[name]` holds them."""
         return self.kernel_epochs.get(name) or list(range(len(self.kernels[name])))
 
+    def alignment_change(self, name: str) -> float | None:
+        """Final minus initial alignment ρ of one model; None where either is undefined."""
+        first, last = self.history[name][0].alignment, self.history[name][-1].alignment
+        return None if first is None or last is None else last - first
+
     def curve(self, name: str, metric: str) -> list:
         """One metric of one model over epochs, e.g. curve("regular", "alignment")."""
         return [getattr(record, metric) for record in self.history[name]]

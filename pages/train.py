@@ -259,14 +259,9 @@ def divergence_notices(result) -> None:
         )
 
 
-def alignment_change(result, name: str) -> float | None:
-    first, last = result.history[name][0].alignment, result.history[name][-1].alignment
-    return None if first is None or last is None else last - first
-
-
 def reading(result) -> str:
     """One plain-language sentence on what the run shows."""
-    change = {name: alignment_change(result, name) for name in MODEL_NAMES}
+    change = {name: result.alignment_change(name) for name in MODEL_NAMES}
     error = {name: f"{result.history[name][-1].test_error:.1f}%" for name in MODEL_NAMES}
     errors = f"test errors ended at {error['slow']} (slow) and {error['regular']} (regular)"
     diverged = [name for name in MODEL_NAMES if result.diverged_at[name] is not None]
@@ -384,7 +379,7 @@ def metrics(result) -> None:
             f"{last.test_error:.1f}%",
             **delta(last.test_error - first.test_error, 1, " pp", colour="inverse"),
         )
-        change = alignment_change(result, name)
+        change = result.alignment_change(name)
         if last.alignment is None:
             column.metric(f"{name} · alignment ρ{flag}", "undefined", help=last.alignment_note)
         else:
