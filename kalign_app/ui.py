@@ -106,7 +106,8 @@ def apology():
 
 def init_session() -> None:
     """On a session's first run: default settings, then whatever the URL asks for; a link whose
-    settings have already finished on this server shows that run at once."""
+    settings have already finished on this server shows that run at once. A link with parameters
+    that were dropped is not that link's run: it keeps its warnings and shows no cached run."""
     if "settings" in st.session_state:
         return
     settings, warnings = params.default_settings()
@@ -114,7 +115,7 @@ def init_session() -> None:
     settings, url_warnings = params.settings_from_params(query, settings)
     st.session_state.settings = settings
     st.session_state.url_warnings = warnings + url_warnings
-    if query:
+    if query and not url_warnings:
         with contextlib.suppress(params.SettingsError):
             cached = results_cache().get(params.config_from_settings(settings))
             if cached is not None:

@@ -315,6 +315,16 @@ def test_a_link_whose_settings_have_finished_on_this_server_shows_the_run_at_onc
     assert len(link.get("plotly_chart")) == TRAIN_CHARTS
 
 
+def test_a_link_with_dropped_parameters_warns_instead_of_showing_a_cached_run():
+    """Found in Chromium: with TINY already finished, TINY plus settings that clash together used to
+    show TINY's run as "this link's" and drop the warning (showing the run cleared it)."""
+    trained()
+    link = open_app(**{**TINY, "probe_size": "1000", "epochs": "500"})
+    assert "result" not in link.session_state
+    assert "this link's settings had already finished" not in texts(link.success)
+    assert "probe_size" in texts(link.warning) and "epochs" in texts(link.warning)
+
+
 def test_a_change_that_rounds_to_zero_is_shown_as_plus_minus_zero_without_a_red_arrow():
     at = trained(slow_lr="0")  # the slow model's features never move: its ρ stays exactly constant
     slow = next(m for m in at.metric if m.label == "slow · alignment ρ")
