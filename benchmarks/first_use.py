@@ -29,7 +29,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from apptest import streamlit_server  # noqa: E402
-from run import BENCHMARKS_MD, write_section  # noqa: E402
+from run import BENCHMARKS_MD, verdict, write_section  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 TRAIN_ENABLED = "[data-testid='stBaseButton-primary']:has-text('Train'):not([disabled])"
@@ -84,8 +84,9 @@ def report(rounds: list[tuple[float, float]]) -> str:
         ("form usable (open → Train enabled)", [r[0] for r in rounds]),
         ("first chart (Train → epoch-0 chart)", [r[1] for r in rounds]),
     ):
-        met = "met" if max(values) <= GOAL_S else "**missed**"
-        lines.append(f"| {name} | {statistics.median(values):.2f} s | {max(values):.2f} s | {met} |")
+        lines.append(
+            f"| {name} | {statistics.median(values):.2f} s | {max(values):.2f} s | {verdict(max(values) <= GOAL_S)} |"
+        )
     return "\n".join(lines)
 
 

@@ -535,7 +535,7 @@ def machine(device: torch.device) -> list[str]:
     return lines
 
 
-def _verdict(met: bool) -> str:
+def verdict(met: bool) -> str:
     return "met" if met else "**missed**"
 
 
@@ -588,13 +588,13 @@ def build_rows(train: dict | None, alignment: list | None, dashboard: list | Non
                 "1. Engine ÷ reference",
                 f"{train['reference'] / train['engine']:.2f}×",
                 f"≥ {TARGETS['reference']}×",
-                _verdict(train["reference"] / train["engine"] >= TARGETS["reference"]),
+                verdict(train["reference"] / train["engine"] >= TARGETS["reference"]),
             ),
             (
                 "1. Engine ÷ matmul bound",
                 f"{train['bound_epoch'] / train['engine']:.2f}",
                 f"≥ {TARGETS['bound']:.2f}",
-                _verdict(train["bound_epoch"] / train["engine"] >= TARGETS["bound"]),
+                verdict(train["bound_epoch"] / train["engine"] >= TARGETS["bound"]),
             ),
             (
                 "1. Reference ÷ matmul bound (the most an engine doing these matmuls could gain; its training alone)",
@@ -610,7 +610,7 @@ def build_rows(train: dict | None, alignment: list | None, dashboard: list | Non
                 f"{100 * train['probe_share']:.1f} % median over epochs ({train['probe_seconds'] * 1e3:,.0f} ms; "
                 f"mean share {100 * train['probe_share_mean']:.1f} %)",
                 f"≤ {100 * TARGETS['overhead']:.0f} %",
-                _verdict(train["probe_share"] <= TARGETS["overhead"]),
+                verdict(train["probe_share"] <= TARGETS["overhead"]),
             ),
             (
                 "2. Once per run: ρ's null bands (2 × 200 label shuffles) and 3 kernel machines (feature and tangent "
@@ -635,7 +635,7 @@ def build_rows(train: dict | None, alignment: list | None, dashboard: list | Non
                 f"{r['seconds'] / r['mm_seconds']:.2f} "
                 f"({r['seconds'] * 1e3:,.0f} ms vs {r['mm_seconds'] * 1e3:,.0f} ms)",
                 f"≤ {TARGETS['alignment']}",
-                _verdict(r["seconds"] / r["mm_seconds"] <= TARGETS["alignment"]),
+                verdict(r["seconds"] / r["mm_seconds"] <= TARGETS["alignment"]),
             )
         )
         largest = "×".join(f"{s:,}" for s in r["largest"])
@@ -647,7 +647,7 @@ def build_rows(train: dict | None, alignment: list | None, dashboard: list | Non
                 f"{peak} measured, {_mb(counted_bytes(m, r['d']))} by the algorithm's count; "
                 f"largest tensor {largest}, largest square {r['largest_square']:,}²",
                 "O(m·d + d²), no m×m",
-                _verdict(no_mm) if m > r["d"] else "m ≤ d: m×m is the smaller Gram",
+                verdict(no_mm) if m > r["d"] else "m ≤ d: m×m is the smaller Gram",
             )
         )
         if "error" in r:
@@ -656,7 +656,7 @@ def build_rows(train: dict | None, alignment: list | None, dashboard: list | Non
                     f"3. Agreement with naive float64 ({r['naive']}), m={m:,}",
                     f"{r['error']:.1e} relative",
                     f"≤ {TARGETS['agreement']:.0e}",
-                    _verdict(r["error"] <= TARGETS["agreement"]),
+                    verdict(r["error"] <= TARGETS["agreement"]),
                 )
             )
             if r["naive"] == "explicit H":

@@ -46,7 +46,7 @@ from kalign_app import jobs, params  # noqa: E402
 from kalign_core import run_experiment  # noqa: E402
 from kalign_core.devices import torch_threads  # noqa: E402
 from kalign_core.results import MODEL_NAMES  # noqa: E402
-from run import BENCHMARKS_MD, write_section  # noqa: E402
+from run import BENCHMARKS_MD, verdict, write_section  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
@@ -232,10 +232,6 @@ async def measure(url: str, server: int, rounds: list[list[int]], alone, timeout
 
 
 # -- report ----------------------------------------------------------------------------------------
-
-
-def verdict(met: bool) -> str:
-    return "met" if met else "**missed**"
 
 
 def report(rounds: list[Round], alone: dict[int, Alone], threads: int, limit: int, nice: int) -> str:

@@ -158,15 +158,16 @@ class _Block:
             torch.stack([t.train_offset for t in self.trainers]) if self.lazy_scale is not None else None
         )
         # Each distinct training set once (trials of one pair share it), and each trial's first row.
-        first_rows: dict[int, int] = {}  # storage address → first row in all_x
+        first_rows: dict[tuple[int, ...], int] = {}  # digits → first row in all_x
         distinct = []
         for trainer in self.trainers:
-            if trainer.train_x.data_ptr() not in first_rows:
-                first_rows[trainer.train_x.data_ptr()] = len(distinct) * self.n
+            if trainer.config.digits not in first_rows:
+                first_rows[trainer.config.digits] = len(distinct) * self.n
                 distinct.append(trainer)
         self.all_x = torch.cat([t.train_x for t in distinct])
         self.all_y = torch.cat([t.train_y for t in distinct])
-        self.first_row = torch.tensor([first_rows[t.train_x.data_ptr()] for t in self.trainers], device=self.device)
+        self.first_row = torch.tensor([first_rows[t.config.digits] for t in self.trainers], device=self.device)
+        self.minus_one = torch.tensor(-1.0, device=self.device)  # the one-hot's −1, expanded per batch
         # Per-model learning rates (T × 2 × 1 × 1), multipliers of the logits' gradient; a retired
         # model's are set to 0.
         self.hidden_lr = torch.stack([t.hidden_lr for t in self.trainers])
@@ -230,7 +231,7 @@ class _Block:
         torch.maximum(sums[1], nll.mean(dim=2), out=sums[1])
         sums[2] += (logits.argmax(dim=3) != y[:, None]).sum(dim=2)
         # Cross-entropy gradient w.r.t. the logits: (softmax - one_hot) / batch.
-        d_logits = log_p.exp_().scatter_add_(3, target, torch.full(target.shape, -1.0, device=self.device))
+        d_logits = log_p.exp_().scatter_add_(3, target, self.minus_one.expand(target.shape))
         d_logits /= batch
         if self.train_offset is not None:
             d_logits /= self.lazy_scale  # ∂(CE(α(f − f₀))/α²)/∂f = (softmax − y)/α

@@ -16,10 +16,7 @@ def write_atomically(path, data: bytes | str) -> pathlib.Path:
     # Opened like any new file (not mkstemp's owner-only mode), under a name no one else uses.
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:
-        with open(temporary, "xb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
+        write_durably(temporary, data)
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -27,6 +24,15 @@ def write_atomically(path, data: bytes | str) -> pathlib.Path:
         raise
     sync_folder(path.parent)
     return path
+
+
+def write_durably(path, data: bytes | str) -> None:
+    """Write `data` (str as UTF-8) to the new file `path` and flush it to disk. Atomic only inside a
+    private folder that is renamed into place afterwards (see runs.write_run_folder)."""
+    with open(path, "xb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def sync_folder(folder) -> None:

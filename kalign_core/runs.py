@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .config import MAX_EPOCHS, MAX_KERNEL_BYTES, MAX_PROBE_SIZE, ExperimentConfig
-from .files import sync_folder, write_atomically
+from .files import sync_folder, write_durably
 from .results import MEASURES, MODEL_NAMES, EpochRecord, ExperimentResult
 
 if TYPE_CHECKING:
@@ -511,8 +511,9 @@ def write_run_folder(files: dict[str, bytes], folder) -> pathlib.Path:
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{folder.name}.saving-", dir=folder.parent))
     try:
-        for name, data in files.items():
-            write_atomically(staging / name, data)
+        for name, data in files.items():  # in a private folder: plain writes, one rename below
+            write_durably(staging / name, data)
+        sync_folder(staging)
         retired = folder.with_name(f".{folder.name}.old")
         if folder.exists():
             shutil.rmtree(retired, ignore_errors=True)

@@ -50,8 +50,6 @@ def live_progress(lesson, group) -> None:
 
 
 def draw_progress(lesson, group) -> None:
-    for job in group.jobs():
-        job.touch()
     for label, status in zip(lesson.labels, group.statuses()):
         total = status.config.epochs
         if status.state == "waiting":

@@ -69,6 +69,8 @@ def on_train() -> None:
     except params.SettingsError:
         return  # the problems are drawn under the form; nothing trains, the last run stays
     ui.start_training(config)
+    # The run that follows waits briefly for epoch 0 (see live_run); a cached result needs no wait.
+    st.session_state.just_pressed = st.session_state.get("job") is not None
 
 
 def settings_form(running: bool) -> None:
@@ -187,13 +189,15 @@ def draw_progress(job, status) -> None:
         st.caption("Stopping after the current batch; the epochs done are kept.")
 
 
-# The page run that follows a press of Train waits this long for the first epoch (a worker that is
-# ready measures the initial models in a fraction of a second), so the first charts come with it.
+# The page run that follows a press of Train (only that one) waits this long for the first epoch (a
+# worker that is ready measures the initial models in a fraction of a second), so the first charts
+# come with it.
 FIRST_EPOCH_WAIT_S = 1.5
 
 
 def live_run(job) -> None:
-    status = job.first_epoch(FIRST_EPOCH_WAIT_S)
+    just_pressed = st.session_state.pop("just_pressed", False)
+    status = job.first_epoch(FIRST_EPOCH_WAIT_S) if just_pressed else job.status()
     st.session_state.charted, st.session_state.charted_at = charted(status), time.monotonic()
     live_progress(job)
     if status.result is not None:

@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from kalign_core import ExperimentConfig, figures, run_experiment
+from kalign_core import ExperimentConfig, figures, results, run_experiment
 from kalign_core.batched import _Block, group_blocks, iter_trials, load_trial_data, run_trials
 from kalign_core.lean_runs import lean_kernels_npz, lean_result, lean_trial_files
 from kalign_core.results import MODEL_NAMES
@@ -39,15 +39,7 @@ WEIGHT_TOLERANCE = 1e-4  # relative to the largest weight
 # model's weight changes are in the 1e5.
 # Test errors are counts of misclassified digits: a logit pair within rounding of a tie may flip.
 ERROR_POINTS = 1.0
-MEASURES = (
-    "alignment",
-    "tangent_alignment",
-    "feature_distance",
-    "tangent_distance",
-    "hidden_change",
-    "readout_change",
-    "pattern_stability",
-)
+MEASURES = ("alignment", *results.MEASURES)
 
 
 def configs(**overrides):
