@@ -337,14 +337,15 @@ def shown_kernels(result: ExperimentResult, epoch: int, kind: str = "feature", c
 
 
 def kernel_figures(
-    result: ExperimentResult, epoch: int, kind: str = "feature", change: bool = False
+    result: ExperimentResult, epoch: int, kind: str = "feature", change: bool = False, shown: dict | None = None
 ) -> dict[str, go.Figure]:
     """Target YYᵀ and both models' kernels of `kind` ("feature" φφᵀ or "tangent" Θ) at `epoch`; with
-    `change`, K_t − K₀ of both models on one shared colour scale, so that their movement compares."""
+    `change`, K_t − K₀ of both models on one shared colour scale, so that their movement compares.
+    `shown`: `shown_kernels` of the same arguments, when the caller has it already."""
     digits, labels = result.config.digits, result.probe_labels
     _, symbol, rho_field, distance_field = KERNEL_KINDS[kind]
     figures = {"target": kernel_figure(result.target_kernel, labels, digits, "target YYᵀ · ρ = 1")}
-    shown = shown_kernels(result, epoch, kind, change)
+    shown = shown if shown is not None else shown_kernels(result, epoch, kind, change)
     limit = _saturation(*(block_average(m)[0] for m, _ in shown.values())) if change else None
     for name, (matrix, at) in shown.items():
         record = result.history[name][at]

@@ -79,7 +79,7 @@ else:
         )
     shown = figures.shown_kernels(result, epoch, kind, change)
     columns = st.columns(3)
-    for column, (name, figure) in zip(columns, figures.kernel_figures(result, epoch, kind, change).items()):
+    for column, (name, figure) in zip(columns, figures.kernel_figures(result, epoch, kind, change, shown).items()):
         column.plotly_chart(figure, key=f"kernel_{name}")
     matrices = {"target": result.target_kernel, **{name: matrix for name, (matrix, _) in shown.items()}}
     for column, (name, matrix) in zip(columns, matrices.items()):
