@@ -74,8 +74,8 @@ def test_one_slot_queues_the_second_job_until_the_first_ends(small_config):
 def test_first_epoch_waits_for_it_unless_the_job_must_queue(small_config):
     slots = jobs.JobSlots(1)
     first = jobs.TrainingJob(long_config(small_config), slots).start()
-    status = first.first_epoch(timeout=60)
-    assert status.state == "running" and status.epochs_done == 0 and status.result is not None
+    status = first.first_epoch(timeout=60)  # returns once epoch 0 is in (a fast run may be further on)
+    assert status.state == "running" and status.result is not None
     second = jobs.TrainingJob(small_config(), slots).start()
     queued = second.first_epoch(timeout=60)  # the only slot is taken: returns at once, waiting
     assert queued.state == "waiting" and queued.result is None
