@@ -185,8 +185,6 @@ class EpochClock:
     @contextlib.contextmanager
     def instrument(self):
         with (
-            mock.patch.object(training, "feature_alignment", self._timing(training.feature_alignment, "_probe")),
-            mock.patch.object(training.Tracker, "snapshot", self._timing(training.Tracker.snapshot, "_probe")),
             mock.patch.object(training.Tracker, "measure", self._timing(training.Tracker.measure, "_probe")),
             mock.patch.object(training, "null_band", self._timing(training.null_band, "_once")),
             mock.patch.object(training, "machine_errors", self._timing(training.machine_errors, "_once")),

@@ -7,6 +7,7 @@ and `feature_alignment` never forms an m×m matrix when m exceeds the feature co
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import torch
@@ -43,45 +44,76 @@ def _check_square(k: torch.Tensor, name: str) -> None:
 
 
 def center_kernel(k) -> torch.Tensor:
-    """Kc = HKH in O(m²): K - row means - column means + grand mean (float64)."""
+    """Kc = HKH in O(m²): K - row means - column means + grand mean (float64). A stack of kernels
+    (..., m, m) is centered matrix by matrix."""
     k = _as_float64(k)
-    _check_square(k, "kernel")
-    row_means = k.mean(dim=1, keepdim=True)
-    col_means = k.mean(dim=0, keepdim=True)
-    return k - row_means - col_means + k.mean()
+    if k.ndim < 2 or k.shape[-1] != k.shape[-2]:
+        raise ValueError(f"kernel must be a square m×m matrix, or a stack of them (got shape {tuple(k.shape)})")
+    row_means = k.mean(dim=-1, keepdim=True)
+    col_means = k.mean(dim=-2, keepdim=True)
+    return (k - row_means).sub_(col_means).add_(row_means.mean(dim=-2, keepdim=True))
 
 
-def _zero_if_negligible(centered: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
-    if centered.numel() and _abs_max(centered) <= _NEGLIGIBLE * _abs_max(original):
-        return torch.zeros_like(centered)
-    return centered
+def zero_if_negligible(centered: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+    """`centered` with each of its matrices (the last two axes) set to zero where its Frobenius norm
+    is negligible next to the same matrix of `original`'s: rounding error in subtracted means, not
+    signal."""
+    if not centered.numel():
+        return centered
+    negligible = _norms(centered) <= _NEGLIGIBLE * _norms(original)
+    return centered.masked_fill(negligible[..., None, None], 0.0) if negligible.any() else centered
 
 
-def _abs_max(x: torch.Tensor) -> torch.Tensor:
-    """max |x| in one pass with no temporary (x.abs().max() copies x first)."""
-    low, high = x.aminmax()
-    return torch.maximum(-low, high)
+def _norms(x: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.vector_norm(x, dim=(-2, -1)) if x.ndim >= 2 else torch.linalg.vector_norm(x)
+
+
+def ratio_or_reason(
+    inner: float, norm_a: float, norm_b: float, names: tuple[str, str]
+) -> tuple[float | None, str | None]:
+    """inner / (norm_a · norm_b), or None and why it is undefined (a norm non-finite or zero)."""
+    for norm, name in zip((norm_a, norm_b), names):
+        if not math.isfinite(norm):
+            return None, f"the {name} has non-finite entries"
+        if norm == 0:
+            return None, f"the centered {name} is zero (all points look the same to it), so alignment is 0/0"
+    return inner / (norm_a * norm_b), None
 
 
 def _ratio(inner: torch.Tensor, norm_a: torch.Tensor, norm_b: torch.Tensor, names) -> float:
-    for norm, name in zip((norm_a, norm_b), names):
-        if not torch.isfinite(norm):
-            raise AlignmentUndefined(f"the {name} has non-finite entries")
-        if norm == 0:
-            raise AlignmentUndefined(
-                f"the centered {name} is zero (all points look the same to it), so alignment is 0/0"
-            )
-    return float(inner / (norm_a * norm_b))
+    value, reason = ratio_or_reason(float(inner), float(norm_a), float(norm_b), names)
+    if reason:
+        raise AlignmentUndefined(reason)
+    return value
+
+
+def frobenius_inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """⟨A, B⟩_F = Σᵢⱼ AᵢⱼBᵢⱼ of each pair of matrices (the last two axes) of two stacks that
+    broadcast against each other."""
+    return torch.linalg.vecdot(a.flatten(-2), b.flatten(-2))
+
+
+def alignment_ratios(
+    inner: torch.Tensor, norm_a: torch.Tensor, norm_b: torch.Tensor, names: tuple[str, str]
+) -> list[tuple[float | None, str | None]]:
+    """`ratio_or_reason` of each element of three stacks that broadcast, flattened."""
+    columns = (x.flatten().tolist() for x in torch.broadcast_tensors(inner, norm_a, norm_b))
+    return [ratio_or_reason(*values, names) for values in zip(*columns)]
 
 
 def centered_alignment(k, l) -> float:
     """ρ(K, L) = ⟨Kc, Lc⟩_F / (‖Kc‖_F ‖Lc‖_F) for two m×m kernel matrices."""
     k, l = _as_float64(k), _as_float64(l)
-    kc, lc = center_kernel(k), center_kernel(l)
-    if kc.shape != lc.shape:
-        raise ValueError(f"kernels differ in size: {tuple(kc.shape)} vs {tuple(lc.shape)}")
-    kc, lc = _zero_if_negligible(kc, k), _zero_if_negligible(lc, l)
-    return _ratio((kc * lc).sum(), kc.norm(), lc.norm(), ("first kernel", "second kernel"))
+    _check_square(k, "kernel")
+    _check_square(l, "kernel")
+    if k.shape != l.shape:
+        raise ValueError(f"kernels differ in size: {tuple(k.shape)} vs {tuple(l.shape)}")
+    kc, lc = zero_if_negligible(center_kernel(k), k), zero_if_negligible(center_kernel(l), l)
+    norms = torch.linalg.matrix_norm(kc), torch.linalg.matrix_norm(lc)
+    [(value, reason)] = alignment_ratios(frobenius_inner(kc, lc), *norms, ("first kernel", "second kernel"))
+    if reason:
+        raise AlignmentUndefined(reason)
+    return value
 
 
 def one_hot(labels, n_classes: int | None = None) -> torch.Tensor:
@@ -126,9 +158,9 @@ def feature_alignment(phi, y) -> float:
         phi = phi.to(torch.float64)
     m = phi.shape[0]
     target = _as_target_matrix(y, m).to(phi.device)
-    y_c = _zero_if_negligible(target - target.mean(dim=0), target)
+    y_c = zero_if_negligible(target - target.mean(dim=0), target)
     mean, cross = _mean_and_cross(phi, y_c)
-    phi_c = _zero_if_negligible(phi - mean.to(phi.dtype), phi)
+    phi_c = zero_if_negligible(phi - mean.to(phi.dtype), phi)
     return _ratio((cross**2).sum(), _gram_norm(phi_c), (y_c.T @ y_c).norm(), ("feature kernel", "target kernel"))
 
 

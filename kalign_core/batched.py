@@ -33,7 +33,8 @@ from .config import ExperimentConfig
 from .data import DigitData, load_digits
 from .devices import resolve_device
 from .results import ExperimentResult
-from .training import PairTrainer, check_fits
+from .tracking import Tracker
+from .training import EVAL_CHUNK_ELEMENTS, PairTrainer, check_fits, chunks
 
 # A block's stacked hidden weights hold at most this many numbers (256 MB of float32): width 256
 # fits 167 trials, width 2000 fits 21.
@@ -42,8 +43,8 @@ MAX_BLOCK_WEIGHTS = 2**26
 
 @dataclass(frozen=True)
 class BlockKey:
-    """What the trials of one block share: everything that shapes the stacked tensors and the loop
-    over batches. Digits, seeds and learning rates may differ."""
+    """What the trials of one block share: everything that shapes the stacked tensors, the loop
+    over batches and the evaluation. Digits, seeds and learning rates may differ."""
 
     width: int
     batch_size: int
@@ -52,6 +53,8 @@ class BlockKey:
     device: str
     n_classes: int
     n_train: int
+    n_test: int
+    probe_size: int
     n_inputs: int
 
 
@@ -64,6 +67,8 @@ def block_key(config: ExperimentConfig, data: DigitData) -> BlockKey:
         str(resolve_device(config.device)),
         data.n_classes,
         len(data.train_y),
+        len(data.test_y),
+        config.probe_size,
         data.train_x.shape[1],
     )
 
@@ -167,6 +172,12 @@ class _Block:
         self.all_x = torch.cat([t.train_x for t in distinct])
         self.all_y = torch.cat([t.train_y for t in distinct])
         self.first_row = torch.tensor([first_rows[t.config.digits] for t in self.trainers], device=self.device)
+        # The test sets (each probe first) and their f₀, stacked: a block evaluates and measures its
+        # trials together, each epoch.
+        self.test_x = torch.stack([t.test_x for t in self.trainers])
+        self.test_y = torch.stack([t.test_y for t in self.trainers])
+        self.test_offset = torch.stack([t.test_offset for t in self.trainers]) if self.lazy_scale is not None else None
+        self.tracker = Tracker.stacked([t.tracker for t in self.trainers])
         self.minus_one = torch.tensor(-1.0, device=self.device)  # the one-hot's −1, expanded per batch
         # Per-model learning rates (T × 2 × 1 × 1), multipliers of the logits' gradient; a retired
         # model's are set to 0.
@@ -187,10 +198,12 @@ class _Block:
     @torch.no_grad()
     def run(self, should_stop, machines: bool) -> list[ExperimentResult]:
         started = time.perf_counter()
-        for trainer, callback in zip(self.trainers, self.callbacks):
-            trainer.begin(callback, started, machines)
+        self._record(0, {position: t.initial_train() for position, t in enumerate(self.trainers)}, started)
+        for position, (trainer, callback) in enumerate(zip(self.trainers, self.callbacks)):
+            trainer.after_start(self.tracker.initial_kernels(position), callback, machines)
         for epoch in range(1, self.epochs + 1):
-            if not any(t.active for t in self.trainers):
+            active = [position for position, t in enumerate(self.trainers) if t.active]
+            if not active:
                 break
             # Every trial steps, those whose models have all diverged with learning rates 0, so that
             # the stacked tensors never need picking apart.
@@ -201,26 +214,70 @@ class _Block:
                 if should_stop():
                     return self._finish(started, machines, stopped=True)
                 self._step(order[:, start : start + self.batch], rows[:, start : start + self.batch], sums)
-            for position, trainer in enumerate(self.trainers):
-                if trainer.active:
-                    trainer.end_epoch(epoch, *sums[:, position], started)
-                    self._retire_diverged(position)
-                    if self.callbacks[position]:
-                        self.callbacks[position](trainer.result)
+            loss_sum, loss_max, errors = sums
+            train = {p: self.trainers[p].train_errors(loss_sum[p], errors[p]) for p in active}
+            self._record(epoch, train, started)
+            for position in active:
+                self.trainers[position].retire_diverged(epoch, loss_sum[position], loss_max[position])
+                self._retire_diverged(position)
+                if self.callbacks[position]:
+                    self.callbacks[position](self.trainers[position].result)
         return self._finish(started, machines, stopped=False)
+
+    def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+        """Every trial's models on its own rows x (t × rows × inputs): hidden activations (t × rows
+        × 2w), each model's view of them (t × rows × w) and the logits (t × 2 × rows × k)."""
+        w = self.width
+        h = torch.baddbmm(self.b_hidden[:, None, :], x, self.w_hidden_t).relu_()
+        per_model = [h[:, :, m * w : (m + 1) * w] for m in (0, 1)]
+        logits = torch.stack(
+            [torch.baddbmm(self.b_out[:, m, None, :], per_model[m], self.w_out[:, m].transpose(1, 2)) for m in (0, 1)],
+            dim=1,
+        )
+        return h, per_model, logits
+
+    def _record(self, epoch: int, train: dict[int, dict], started: float) -> None:
+        """Epoch `epoch`'s records of the trials in `train` (position → its training errors), from
+        one evaluation of every trial's test set and one measure of every trial's probe."""
+        test, probe = self._evaluate_test()
+        t, n_inputs, w = len(self.trainers), self.w_hidden_t.shape[1], self.width
+        measured = self.tracker.measure(
+            probe.view(t, -1, 2, w).transpose(1, 2),  # t × 2 × m × w
+            self.w_hidden_t.view(t, n_inputs, 2, w).permute(0, 2, 3, 1),  # t × 2 × w × inputs
+            self.w_out,
+        )
+        for position, errors in train.items():
+            self.trainers[position].add_records(
+                epoch, errors, test[position], dict(enumerate(measured[position])), started
+            )
+
+    def _evaluate_test(self) -> tuple[list[dict], torch.Tensor]:
+        """Per trial, (error %, mean loss) of each model on its test set, and the hidden activations
+        on the probe (its test set's first rows): t × m × 2w."""
+        t, n_test, m = len(self.trainers), self.test_x.shape[1], len(self.trainers[0].probe_y)
+        errors = torch.zeros(t, 2, dtype=torch.float64, device=self.device)
+        losses = torch.zeros(t, 2, dtype=torch.float64, device=self.device)
+        probe = None
+        for start, stop in chunks(n_test, max(1, EVAL_CHUNK_ELEMENTS // (t * 2 * self.width)), first=m):
+            y = self.test_y[:, start:stop]
+            h, _, logits = self._forward(self.test_x[:, start:stop])
+            if self.test_offset is not None:
+                logits = (logits - self.test_offset[:, None, :, start:stop].transpose(2, 3)).mul_(self.lazy_scale)
+            if start == 0:
+                probe = h
+            target = y[:, None, :, None].expand(t, 2, stop - start, 1)
+            losses -= logits.log_softmax(dim=3).gather(3, target).sum(dim=(2, 3))
+            errors += (logits.argmax(dim=3) != y[:, None]).sum(dim=2)
+        errors, losses = (100.0 * errors / n_test).tolist(), (losses / n_test).tolist()
+        return [{m: (errors[p][m], losses[p][m]) for m in (0, 1)} for p in range(t)], probe
 
     def _step(self, order, rows, sums) -> None:
         """One SGD step of every trial's models, each trial on its own batch: `rows` of all_x, which
         are `order` in the trial's own set. The batched form of `PairTrainer._step`, with batch
         rows first; `sums` accumulates each model's loss sum, largest batch loss and errors."""
-        t, batch, w, k = len(self.trainers), rows.shape[1], self.width, self.k
+        t, batch, k = len(self.trainers), rows.shape[1], self.k
         x, y = self.all_x[rows], self.all_y[rows]  # t × batch × inputs, t × batch
-        h = torch.baddbmm(self.b_hidden[:, None, :], x, self.w_hidden_t).relu_()  # t × batch × 2w
-        per_model = [h[:, :, m * w : (m + 1) * w] for m in (0, 1)]  # each t × batch × w
-        logits = torch.stack(
-            [torch.baddbmm(self.b_out[:, m, None, :], per_model[m], self.w_out[:, m].transpose(1, 2)) for m in (0, 1)],
-            dim=1,
-        )  # t × 2 × batch × k
+        h, per_model, logits = self._forward(x)  # t × batch × 2w, 2 × (t × batch × w), t × 2 × batch × k
         if self.train_offset is not None:
             offset = self.train_offset.gather(2, order[:, None, :].expand(t, k, batch))
             logits = (logits - offset.transpose(1, 2)[:, None]).mul_(self.lazy_scale)

@@ -19,9 +19,9 @@ from .model import MLP
 
 def input_gram(x: torch.Tensor, x_other: torch.Tensor | None = None) -> torch.Tensor:
     """G = XX′ᵀ + 11ᵀ (X′ = X by default) in X's dtype: the hidden block's factor that depends on
-    the points alone."""
+    the points alone. Stacks of point sets (..., m, inputs) give stacks of G."""
     x = x.detach()
-    return x @ (x if x_other is None else x_other.detach()).T + 1.0
+    return x @ (x if x_other is None else x_other.detach()).mT + 1.0
 
 
 def hidden_block(
@@ -29,13 +29,14 @@ def hidden_block(
 ) -> torch.Tensor:
     """G ⊙ (S diag(a²) S′ᵀ) as float64, from the features Φ (m×d, after the ReLU) of the points x,
     those of the points x′ (`phi_other`, default the same points), the readout weights A (k×d, as
-    nn.Linear holds them) and G = XX′ᵀ + 11ᵀ. The product runs in Φ's dtype."""
+    nn.Linear holds them) and G = XX′ᵀ + 11ᵀ. The product runs in Φ's dtype. Stacks of models
+    (..., m, d features and ..., k, d readouts, G broadcasting against them) give stacks of blocks."""
     phi = phi.detach()
     phi_other = phi if phi_other is None else phi_other.detach()
-    a_squared = readout_weight.detach().to(phi.dtype).square().sum(dim=0)
+    a_squared = readout_weight.detach().to(phi.dtype).square().sum(dim=-2)
     # relu(h) > 0 exactly when h > 0, so the features carry the on/off pattern S.
     active, active_other = (phi > 0).to(phi.dtype), (phi_other > 0).to(phi.dtype)
-    return gram.to(torch.float64) * ((active * a_squared) @ active_other.T).to(torch.float64)
+    return gram.to(torch.float64) * ((active * a_squared[..., None, :]) @ active_other.mT).to(torch.float64)
 
 
 def readout_block(phi: torch.Tensor, n_outputs: int, phi_other: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,9 +1,12 @@
-"""How far a model has moved from its initialisation, measured on the probe each epoch: the tangent
-kernel's alignment with the task, the feature and tangent kernels' distance from their initial
+"""How far a model has moved from its initialisation, measured on the probe each epoch: the feature
+kernel's and the tangent kernel's alignment with the task, both kernels' distance from their initial
 selves, the relative change of each layer's weights and the share of ReLU on/off states kept.
 
-Both models start from the same weights, so one `Initial` serves both. Everything is O(m²d) on the
-probe (m points, d hidden units) plus one pass over the weights; G = XXᵀ + 11ᵀ is computed once.
+A Tracker measures a stack of models at once, trials × models (a run is one trial of two models; the
+batched engine stacks a block of trials), so that a block's epoch costs a few batched products and
+not a few hundred small ones. The models of a trial start from the same weights, so each trial's
+first model at epoch 0 is the initial model of all of them. Everything is O(m²d) on the probe (m
+points, d hidden units) plus one pass over the weights; G = XXᵀ + 11ᵀ is computed once.
 """
 
 from __future__ import annotations
@@ -11,98 +14,178 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from .alignment import AlignmentUndefined, center_kernel, centered_alignment
+from .alignment import alignment_ratios, center_kernel, frobenius_inner, zero_if_negligible
 from .tangent import hidden_block, input_gram
+
+# How a measure is named in a model's measure_note.
+_NOTE_NAMES = {
+    "tangent_alignment": "tangent alignment",
+    "feature_distance": "feature distance",
+    "tangent_distance": "tangent distance",
+    "hidden_change": "weight change",
+    "readout_change": "weight change",
+}
 
 
 @dataclass
-class Snapshot:
-    """One model on the probe: its centered feature kernel Φ_cΦ_cᵀ and centered tangent kernel Θ_c
-    (float64), its ReLU on/off pattern, and its hidden and readout weight matrices (not copied)."""
+class Measured:
+    """One model's epoch on the probe: its feature alignment ρ(ΦΦᵀ, YYᵀ) (None and why, where
+    undefined), the MEASURES and why any is None, and its centered kernels (float32, for keeping)."""
 
-    feature_kernel: torch.Tensor
-    tangent_kernel: torch.Tensor
+    alignment: float | None
+    alignment_note: str | None
+    measures: dict[str, float | None]
+    measure_note: str | None
+    feature_kernel: np.ndarray
+    tangent_kernel: np.ndarray
+
+
+@dataclass
+class _Kernels:
+    """A stack of centered kernels (…, m, m, float64) and their Frobenius norms."""
+
+    kernels: torch.Tensor
+    norms: torch.Tensor
+
+    @classmethod
+    def of(cls, kernels: torch.Tensor) -> _Kernels:
+        return cls(kernels, torch.linalg.matrix_norm(kernels))
+
+    def first(self) -> _Kernels:
+        """Each trial's first model's kernels (trials × 1)."""
+        return _Kernels(self.kernels[:, :1], self.norms[:, :1])
+
+    def alignments(self, other: _Kernels, names: tuple[str, str]) -> list[tuple[float | None, str | None]]:
+        return alignment_ratios(frobenius_inner(self.kernels, other.kernels), self.norms, other.norms, names)
+
+    def distances(self, initial: _Kernels, name: str) -> list[tuple[float | None, str | None]]:
+        """1 − ρ(K, K₀); exactly 0 for an unchanged kernel (ρ(K, K) may round to 1 − 1e-16)."""
+        unchanged = (self.kernels == initial.kernels).flatten(-2).all(dim=-1).flatten().tolist()
+        alignments = self.alignments(initial, (name, f"initial {name}"))
+        return [
+            (None, why) if why else (0.0 if same else 1.0 - rho, None)
+            for same, (rho, why) in zip(unchanged, alignments)
+        ]
+
+
+@dataclass
+class _Weights:
+    """A stack of weight matrices, as the models hold them, and their Frobenius norms."""
+
+    weights: torch.Tensor
+    norms: torch.Tensor
+
+    @classmethod
+    def copy_of(cls, weights: torch.Tensor) -> _Weights:
+        return cls(weights.clone(), torch.linalg.matrix_norm(weights))
+
+    def relative_changes(self, now: torch.Tensor, models: slice) -> list[tuple[float | None, str | None]]:
+        """‖W − W₀‖_F / ‖W₀‖_F of `now`, these `models` of the stack; exactly 0 for unchanged
+        weights. Norms in the weights' dtype (torch sums in a cascade, good to about 1e-7
+        relative; a float64 copy of the hidden layer would triple the cost)."""
+        ratios = torch.linalg.matrix_norm(now - self.weights[:, models]) / self.norms[:, models]
+        why = "the weights are no longer finite numbers"
+        return [(ratio, None) if math.isfinite(ratio) else (None, why) for ratio in ratios.flatten().tolist()]
+
+
+@dataclass
+class _Initial:
+    """The initial models, trials × 1 (centered kernels, ReLU pattern), and every model's initial
+    weights."""
+
+    feature: _Kernels
+    tangent: _Kernels
     pattern: torch.Tensor
-    hidden_weight: torch.Tensor
-    readout_weight: torch.Tensor
+    hidden: _Weights
+    readout: _Weights
 
 
 class Tracker:
-    """The probe's fixed parts (G and the target kernel YYᵀ) and the initial model; snapshots and
-    measures of the models as they train."""
+    """The probes' fixed parts, trials × m × inputs points and their m × k one-hot targets: G and the
+    centered target kernel; then the initial models, kept at the first `measure`."""
 
     def __init__(self, probe_x: torch.Tensor, target: torch.Tensor):
-        self.gram = input_gram(probe_x.to(torch.float64))
+        self.gram = input_gram(probe_x.to(torch.float64))[:, None]  # trials × 1 × m × m
         target = target.to(probe_x.device)
-        self.target = target @ target.T
-        self.initial: Snapshot | None = None
+        target_c = target - target.mean(dim=-2, keepdim=True)
+        self.target = _Kernels.of((target_c @ target_c.mT)[:, None])  # centered YYᵀ, trials × 1 × m × m
+        self.initial: _Initial | None = None
 
-    def snapshot(self, phi: torch.Tensor, hidden_weight: torch.Tensor, readout_weight: torch.Tensor) -> Snapshot:
+    @classmethod
+    def stacked(cls, trackers: list[Tracker]) -> Tracker:
+        """One tracker for the trials of `trackers` (none of them started), in their order."""
+        tracker = cls.__new__(cls)
+        tracker.gram = torch.cat([t.gram for t in trackers])
+        tracker.target = _Kernels(
+            *(torch.cat(parts) for parts in zip(*((t.target.kernels, t.target.norms) for t in trackers)))
+        )
+        tracker.initial = None
+        return tracker
+
+    def initial_kernels(self, trial: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The trial's initial centered feature and tangent kernels (float64)."""
+        return self.initial.feature.kernels[trial, 0], self.initial.tangent.kernels[trial, 0]
+
+    @torch.no_grad()
+    def measure(
+        self, phi: torch.Tensor, hidden_weight: torch.Tensor, readout_weight: torch.Tensor, models: slice = slice(None)
+    ) -> list[list[Measured]]:
+        """Measured per trial and model, for models stacked trials × models: features on the probe
+        (…, m, d, after the ReLU), hidden weights (…, d, inputs) and readouts (…, k, d), any strides.
+        `models` says which of the trials' models these are (the first measure must have them all
+        and be their initialisation); it picks their initial weights."""
+        phi = phi.contiguous()  # the batched products below would copy it each
         phi64 = phi.to(torch.float64)
-        phi_c = phi64 - phi64.mean(dim=0)
-        feature_kernel = phi_c @ phi_c.T
+        phi_c = zero_if_negligible(phi64 - phi64.mean(dim=-2, keepdim=True), phi64)
+        feature = _Kernels.of(phi_c @ phi_c.mT)  # centered, as Φ_c is
         # Centering removes the readout block's constant: Θ_c = k·Φ_cΦ_cᵀ + (hidden block)_c. The
         # hidden block's product runs in float32 (its rounding moves ρ by about 1e-7).
         hidden = hidden_block(phi, readout_weight, self.gram)
-        tangent = center_kernel(hidden).add_(feature_kernel, alpha=readout_weight.shape[0])
-        return Snapshot(feature_kernel, tangent, phi > 0, hidden_weight, readout_weight)
-
-    def start(self, initial: Snapshot) -> None:
-        """Keep the initial model (its weights copied, since training updates them in place)."""
-        self.initial = Snapshot(
-            initial.feature_kernel,
-            initial.tangent_kernel,
-            initial.pattern,
-            initial.hidden_weight.clone(),
-            initial.readout_weight.clone(),
+        tangent = zero_if_negligible(center_kernel(hidden), hidden).add_(
+            feature.kernels, alpha=readout_weight.shape[-2]
         )
-
-    def measure(self, now: Snapshot) -> tuple[dict[str, float | None], str | None]:
-        """Each of MEASURES for `now` against the initial model, and why any is None (else None)."""
-        start, notes = self.initial, []
-
-        def defined(compute, what, kernel):
-            try:
-                return compute()
-            except AlignmentUndefined as undefined:  # its reason calls the kernel "the first kernel"
-                notes.append(f"{what}: {undefined.reason.replace('first kernel', kernel)}")
-                return None
-
-        values = {
-            "tangent_alignment": defined(
-                lambda: centered_alignment(now.tangent_kernel, self.target), "tangent alignment", "tangent kernel"
-            ),
-            "feature_distance": defined(
-                lambda: kernel_distance(now.feature_kernel, start.feature_kernel), "feature distance", "feature kernel"
-            ),
-            "tangent_distance": defined(
-                lambda: kernel_distance(now.tangent_kernel, start.tangent_kernel), "tangent distance", "tangent kernel"
-            ),
-            "hidden_change": relative_change(now.hidden_weight, start.hidden_weight),
-            "readout_change": relative_change(now.readout_weight, start.readout_weight),
-            "pattern_stability": (now.pattern == start.pattern).to(torch.float64).mean().item(),
+        tangent = _Kernels.of(tangent)
+        pattern = phi > 0
+        if self.initial is None:
+            self.initial = _Initial(
+                feature.first(),
+                tangent.first(),
+                pattern[:, :1],
+                _Weights.copy_of(hidden_weight),
+                _Weights.copy_of(readout_weight),
+            )
+        start = self.initial
+        alignments = feature.alignments(self.target, ("feature kernel", "target kernel"))
+        # Each measure per model as (value, why it is None), in the order their notes are joined.
+        columns = {
+            "tangent_alignment": tangent.alignments(self.target, ("tangent kernel", "target kernel")),
+            "feature_distance": feature.distances(start.feature, "feature kernel"),
+            "tangent_distance": tangent.distances(start.tangent, "tangent kernel"),
+            "hidden_change": start.hidden.relative_changes(hidden_weight, models),
+            "readout_change": start.readout.relative_changes(readout_weight, models),
         }
-        if values["hidden_change"] is None or values["readout_change"] is None:
-            notes.append("weight change: the weights are no longer finite numbers")
-        return values, "; ".join(notes) or None
-
-
-def kernel_distance(kernel: torch.Tensor, initial: torch.Tensor) -> float:
-    """1 − ρ(K, K₀); exactly 0 for an unchanged kernel (ρ(K, K) may round to 1 − 1e-16)."""
-    if torch.equal(kernel, initial):
-        if not torch.isfinite(kernel).all():
-            raise AlignmentUndefined("the kernel has non-finite entries")
-        if not kernel.any():
-            raise AlignmentUndefined("the centered kernel is zero (all points look the same to it)")
-        return 0.0
-    return 1.0 - centered_alignment(kernel, initial)
-
-
-def relative_change(weight: torch.Tensor, initial: torch.Tensor) -> float | None:
-    """‖W − W₀‖_F / ‖W₀‖_F; exactly 0 for unchanged weights. Norms in the weights' dtype (torch sums
-    in a cascade, good to about 1e-7 relative; a float64 copy of the hidden layer would triple the
-    cost)."""
-    ratio = (torch.linalg.vector_norm(weight - initial) / torch.linalg.vector_norm(initial)).item()
-    return ratio if math.isfinite(ratio) else None
+        kept = (pattern == start.pattern).flatten(-2).sum(dim=-1).to(torch.float64) / pattern[0, 0].numel()
+        feature_kernels = feature.kernels.to(torch.float32).cpu().numpy()
+        tangent_kernels = tangent.kernels.to(torch.float32).cpu().numpy()
+        trials, per_trial = phi.shape[:2]
+        measured = [[] for _ in range(trials)]
+        for index, stability in enumerate(kept.flatten().tolist()):
+            trial, model = divmod(index, per_trial)
+            reasons = [
+                f"{_NOTE_NAMES[name]}: {column[index][1]}" for name, column in columns.items() if column[index][1]
+            ]
+            alignment, alignment_note = alignments[index]
+            measured[trial].append(
+                Measured(
+                    alignment,
+                    alignment_note,
+                    {name: column[index][0] for name, column in columns.items()} | {"pattern_stability": stability},
+                    "; ".join(dict.fromkeys(reasons)) or None,  # both weight changes share one note
+                    feature_kernels[trial, model].copy(),
+                    tangent_kernels[trial, model].copy(),
+                )
+            )
+        return measured

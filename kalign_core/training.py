@@ -17,7 +17,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from .alignment import AlignmentUndefined, centered_feature_kernel, feature_alignment, one_hot
+from .alignment import centered_feature_kernel, one_hot
 from .config import ExperimentConfig
 from .data import DigitData, load_digits
 from .devices import resolve_device
@@ -25,7 +25,7 @@ from .kernel_machines import choose_points, machine_errors
 from .model import INPUT_SIZE, MLP, init_weights
 from .null_band import null_band
 from .results import DIVERGENCE_FACTOR, MODEL_NAMES, EpochRecord, ExperimentResult
-from .tracking import Tracker
+from .tracking import Measured, Tracker
 
 # Evaluation works through the data in chunks of about this many hidden activations: 16 MB, small
 # enough for a CPU's last-level cache, where its elementwise passes run about 20 % faster than at 128 MB.
@@ -147,7 +147,7 @@ class PairTrainer:
         self.probe_y = data.test_y[probe]
 
         target = one_hot(self.probe_y, self.k)
-        self.tracker = Tracker(self.test_x[: len(probe)], target)
+        self.tracker = Tracker(self.test_x[None, : len(probe)], target[None])
         # Chizat's lazy scale: the models output α(f − f₀); f₀ is the same for both (identical
         # starts), so it is computed once per set (k × n) and sliced like the data.
         self.lazy_scale = config.lazy_scale
@@ -191,7 +191,7 @@ class PairTrainer:
     def _initial_outputs(self, x: torch.Tensor) -> torch.Tensor:
         """f₀ on every row of x (k × n), from the first model (both are still identical)."""
         chunk = max(1, EVAL_CHUNK_ELEMENTS // (2 * self.width))
-        return torch.cat([self._forward(x[a:b])[1][0] for a, b in _chunks(x.shape[0], chunk)], dim=1)
+        return torch.cat([self._forward(x[a:b])[1][0] for a, b in chunks(x.shape[0], chunk)], dim=1)
 
     def _lazy(self, logits: torch.Tensor, offset: torch.Tensor | None) -> torch.Tensor:
         """The trained predictor's outputs: α(f − f₀) with a lazy scale, else f itself."""
@@ -233,7 +233,7 @@ class PairTrainer:
         errors = torch.zeros(2, dtype=torch.float64, device=self.device)
         losses = torch.zeros(2, dtype=torch.float64, device=self.device)
         kept = None
-        for start, stop in _chunks(n, chunk, first=keep):
+        for start, stop in chunks(n, chunk, first=keep):
             xb, yb = x[start:stop], y[start:stop]
             h_t, logits = self._forward(xb)
             logits = self._lazy(logits, None if offset is None else offset[:, start:stop])
@@ -248,17 +248,21 @@ class PairTrainer:
 
     def _record(self, epoch: int, train: dict, started: float) -> None:
         test, probe_features = self._evaluate(self.test_x, self.test_y, self.test_offset, keep=len(self.probe_y))
-        for position, model_index in enumerate(self.active):
-            phi = probe_features[position * self.width : (position + 1) * self.width].T
-            rows = slice(model_index * self.width, (model_index + 1) * self.width)
-            snapshot = self.tracker.snapshot(phi, self.w_hidden[rows], self.w_out[model_index])
-            if epoch == 0 and self.tracker.initial is None:
-                self.tracker.start(snapshot)
-            measures, measure_note = self.tracker.measure(snapshot)
-            try:
-                alignment, note = feature_alignment(phi, self.probe_y), None
-            except AlignmentUndefined as undefined:
-                alignment, note = None, undefined.reason
+        span, models = self._span(), self._active_slice()
+        n_active, n_inputs = len(self.active), self.train_x.shape[1]
+        [measured] = self.tracker.measure(
+            probe_features.view(n_active, self.width, -1).transpose(1, 2)[None],
+            self.w_hidden[span].view(n_active, self.width, n_inputs)[None],
+            self.w_out[models][None],
+            models,
+        )
+        self.add_records(epoch, train, test, dict(zip(self.active, measured)), started)
+
+    def add_records(self, epoch: int, train: dict, test: dict, measured: dict[int, Measured], started: float) -> None:
+        """The epoch's record and kernels of each active model, from its (error %, mean loss) on the
+        training and test sets and its `measured` probe (by model index)."""
+        for model_index in self.active:
+            probe = measured[model_index]
             name = MODEL_NAMES[model_index]
             self.result.history[name].append(
                 EpochRecord(
@@ -266,15 +270,15 @@ class PairTrainer:
                     train_error=train[model_index][0],
                     test_error=test[model_index][0],
                     loss=train[model_index][1],
-                    alignment=alignment,
-                    alignment_note=note,
+                    alignment=probe.alignment,
+                    alignment_note=probe.alignment_note,
                     seconds=time.perf_counter() - started,
-                    **measures,
-                    measure_note=measure_note,
+                    **probe.measures,
+                    measure_note=probe.measure_note,
                 )
             )
-            self.result.kernels[name].append(snapshot.feature_kernel.cpu().numpy().astype(np.float32))
-            self.result.tangent_kernels[name].append(snapshot.tangent_kernel.cpu().numpy().astype(np.float32))
+            self.result.kernels[name].append(probe.feature_kernel)
+            self.result.tangent_kernels[name].append(probe.tangent_kernel)
 
     @torch.no_grad()
     def run(self, on_epoch, should_stop) -> ExperimentResult:
@@ -302,15 +306,25 @@ class PairTrainer:
                 break
         return self.finish(started)
 
-    # begin, end_epoch and finish are what a run does besides its batches; the batched trial
-    # engine (batched.py) calls them too.
+    # begin, end_epoch and finish are what a run does besides its batches. The batched trial engine
+    # (batched.py) calls their parts: it evaluates and measures a block's trials together.
     def begin(self, on_epoch, started: float, machines: bool = True) -> None:
-        """Before the first batch: epoch 0's record, the null bands and (unless `machines` is False:
-        the batched engine may leave them out) the initial kernel machines."""
+        """Before the first batch: epoch 0's record, then `after_start`."""
+        self._record(0, self.initial_train(), started)
+        self.after_start(self.tracker.initial_kernels(0), on_epoch, machines)
+
+    def initial_train(self) -> dict:
+        """(error %, mean loss) per model on the training set before training; the losses are the
+        yardstick of divergence."""
         initial, _ = self._evaluate(self.train_x, self.train_y, self.train_offset)
         self.initial_loss = {model_index: initial[model_index][1] for model_index in self.active}
-        self._record(0, initial, started)
-        self._measure_null_bands()
+        return initial
+
+    def after_start(self, initial_kernels: tuple[torch.Tensor, torch.Tensor], on_epoch, machines: bool) -> None:
+        """After epoch 0's record: the null bands of the initial (feature, tangent) kernels, the
+        callback, and (unless `machines` is False: the batched engine may leave them out) the
+        initial kernel machines."""
+        self._measure_null_bands(initial_kernels)
         if on_epoch:
             on_epoch(self.result)
         if machines:
@@ -319,12 +333,20 @@ class PairTrainer:
     def end_epoch(self, epoch: int, loss_sum, loss_max, errors, started: float) -> None:
         """Record the epoch from its per-model sums over the batches (loss, errors) and largest batch
         loss, and retire the models that diverged."""
+        self._record(epoch, self.train_errors(loss_sum, errors), started)
+        self.retire_diverged(epoch, loss_sum, loss_max)
+
+    def train_errors(self, loss_sum, errors) -> dict:
+        """(error %, mean loss) per active model from the epoch's sums over its batches."""
         n = len(self.train_y)
-        loss_sum, loss_max, errors = loss_sum.tolist(), loss_max.tolist(), errors.tolist()
-        train = {
+        loss_sum, errors = loss_sum.tolist(), errors.tolist()
+        return {
             model_index: (100.0 * errors[model_index] / n, loss_sum[model_index] / n) for model_index in self.active
         }
-        self._record(epoch, train, started)
+
+    def retire_diverged(self, epoch: int, loss_sum, loss_max) -> None:
+        """A model whose largest batch loss exploded, or whose loss is no longer finite, stops."""
+        loss_sum, loss_max = loss_sum.tolist(), loss_max.tolist()
         for model_index in list(self.active):
             exploded = loss_max[model_index] > DIVERGENCE_FACTOR * self.initial_loss[model_index]
             if exploded or not math.isfinite(loss_sum[model_index]):
@@ -338,14 +360,13 @@ class PairTrainer:
         self.result.models = {name: self._export(model_index) for model_index, name in enumerate(MODEL_NAMES)}
         return self.result
 
-    def _measure_null_bands(self) -> None:
+    def _measure_null_bands(self, initial_kernels: tuple[torch.Tensor, torch.Tensor]) -> None:
         """Once per run, at initialisation, the null bands of ρ. Their own generator (like the kernel
         machines') leaves the training's random stream (batch order) untouched."""
         generator = torch.Generator().manual_seed(self.config.seed)
-        initial = self.tracker.initial
         self.result.alignment_null = {
             kind: null_band(kernel, self.probe_y, self.k, generator)
-            for kind, kernel in (("feature", initial.feature_kernel), ("tangent", initial.tangent_kernel))
+            for kind, kernel in zip(("feature", "tangent"), initial_kernels)
         }
 
     def _measure_initial_machines(self) -> None:
@@ -380,7 +401,7 @@ class PairTrainer:
         return model.eval()
 
 
-def _chunks(n: int, size: int, first: int = 0):
+def chunks(n: int, size: int, first: int = 0):
     """(start, stop) pairs covering range(n): the first `first` rows as one chunk, then `size` each."""
     starts = ([0] if first else []) + list(range(first, n, size))
     return zip(starts, starts[1:] + [n])

@@ -52,7 +52,10 @@ def assert_same_run(batched, single):
     assert batched.config == single.config and batched.stopped == single.stopped
     assert batched.diverged_at == single.diverged_at
     assert np.array_equal(batched.probe_labels, single.probe_labels)
-    assert batched.alignment_null == single.alignment_null  # drawn before the first step: exact
+    # The null bands shuffle the same labels around epoch 0's kernels, whose probe features a block
+    # evaluates with batched products: equal up to that rounding.
+    for kind, band in single.alignment_null.items():
+        assert batched.alignment_null[kind] == pytest.approx(band, rel=1e-6)
     for name in MODEL_NAMES:
         ours, theirs = batched.history[name], single.history[name]
         assert [r.epoch for r in ours] == [r.epoch for r in theirs]
