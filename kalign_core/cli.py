@@ -16,7 +16,7 @@ from .lessons import LESSONS, find_lesson
 from .results import MODEL_NAMES, ExperimentResult
 from .runs import RunFileError, check_run_target, save_run
 from .sweep import SweepProgress, calibrate, duration_text, estimate_seconds, run_sweep
-from .sweep_backends import BACKENDS, KEEP, MAX_THREADS, MAX_WORKERS, default_workers
+from .sweep_backends import BACKENDS, BLOCK_THREADS, KEEP, MAX_THREADS, MAX_WORKERS, default_threads, default_workers
 from .sweep_spec import SweepSpec, mean_spread, pairs_among, round_lr
 from .training import run_experiment
 
@@ -120,9 +120,8 @@ def build_parser(prog: str = "kalign") -> argparse.ArgumentParser:
     sweep.add_argument(
         "--threads-per-trial",
         type=int,
-        default=1,
         help="torch threads of each worker's block of trials; results depend on it, so keep it fixed "
-        "within a sweep (default: %(default)s)",
+        f"within a sweep (default: {BLOCK_THREADS} on CPU, as many as there are cores, 1 on a GPU)",
     )
     sweep.add_argument(
         "--gpus-per-trial",
@@ -251,12 +250,13 @@ class TrialLog:
 
 def _sweep(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
-    check_int("threads_per_trial", args.threads_per_trial, 1, MAX_THREADS)
-    workers = default_workers(spec, args.threads_per_trial) if args.workers is None else args.workers
+    threads = default_threads(spec) if args.threads_per_trial is None else args.threads_per_trial
+    check_int("threads_per_trial", threads, 1, MAX_THREADS)
+    workers = default_workers(spec, threads) if args.workers is None else args.workers
     check_int("workers", workers, 1, MAX_WORKERS)
     total = len(spec.trials())
-    cost = calibrate(spec, args.threads_per_trial)
-    pending, seconds = estimate_seconds(spec, workers, args.threads_per_trial, args.out, cost)
+    cost = calibrate(spec, threads, args.keep or "lean")
+    pending, seconds = estimate_seconds(spec, workers, threads, args.out, cost)
     print(
         f"{total} trials ({len(spec.pairs)} pairs × {len(spec.widths)} widths × {len(spec.ratios)} ratios × "
         f"{len(spec.seeds)} seeds), {total - pending} already in {args.out}"
@@ -274,7 +274,7 @@ def _sweep(args: argparse.Namespace) -> int:
             args.out,
             args.backend,
             workers,
-            args.threads_per_trial,
+            threads,
             args.address,
             on_progress=log,
             cost=cost,

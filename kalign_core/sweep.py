@@ -17,13 +17,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from .batched import iter_trials
 from .data import load_digits
 from .devices import torch_threads
 from .files import write_atomically
-from .runs import RUN_JSON, result_from_json, save_run, write_run_folder
-from .sweep_backends import KEEP, trial_results
+from .runs import RUN_JSON, result_from_json, write_run_folder
+from .sweep_backends import KEEP, trial_files, trial_results
 from .sweep_spec import SUMMARY_CSV, SWEEP_JSON, SweepSpec, Trial, TrialSummary, finished_trials, summarize, summary_csv
-from .training import run_experiment
 
 # Widths the cost model times a one-epoch trial at; costs in between and beyond are linear in width.
 CALIBRATION_WIDTHS = (64, 512)
@@ -35,7 +35,8 @@ CALIBRATION_WIDTHS = (64, 512)
 @dataclass(frozen=True)
 class CostModel:
     """Seconds of one trial on this machine: setup (data, initial evaluation, saving) plus epochs,
-    each linear in width, timed at CALIBRATION_WIDTHS with the sweep's threads per trial."""
+    each linear in width, timed at CALIBRATION_WIDTHS with the sweep's threads per trial. Timed as a
+    block of one trial (a block of many costs less per trial, so estimates err long)."""
 
     setup: tuple[float, float]  # seconds = setup[0] + setup[1] × width
     epoch: tuple[float, float]
@@ -45,19 +46,20 @@ class CostModel:
         return max(0.0, s0 + s1 * trial.width) + trial.config.epochs * max(1e-4, e0 + e1 * trial.width)
 
 
-def calibrate(spec: SweepSpec, threads_per_trial: int | None = 1) -> CostModel:
-    """Time a one-epoch trial of the first pair at two widths (a fraction of a second on the sample),
-    with `threads_per_trial` torch threads (None: as this process is set, e.g. in a server)."""
+def calibrate(spec: SweepSpec, threads_per_trial: int | None = 1, keep: str = "lean") -> CostModel:
+    """Time a one-epoch trial of the first pair at two widths as a sweep trains and saves it (a
+    fraction of a second on the sample), with `threads_per_trial` torch threads (None: as this
+    process is set, e.g. in a server)."""
     pair = spec.pairs[0]
-    data = load_digits(pair, spec.base.source)
+    data = {pair: load_digits(pair, spec.base.source)}
     points = []
     threads = torch_threads(threads_per_trial) if threads_per_trial else contextlib.nullcontext()
     with threads, tempfile.TemporaryDirectory() as scratch:
         for width in CALIBRATION_WIDTHS:
             config = replace(spec.base, digits=pair, width=width, epochs=1)
             started = time.perf_counter()
-            result = run_experiment(config, data)
-            save_run(result, pathlib.Path(scratch) / str(width))
+            [(_, result)] = iter_trials([config], data, kernel_machines=False)
+            write_run_folder(trial_files(result, keep), pathlib.Path(scratch) / str(width))
             first, second = (h.seconds for h in result.history["slow"][:2])
             epoch = second - first
             points.append((time.perf_counter() - started - epoch, epoch))
@@ -124,7 +126,7 @@ def run_sweep(
     keep: str | None = None,
 ) -> SweepOutcome:
     """Run the trials not yet in `folder`, saving each as `folder/<trial id>` and rewriting
-    `folder/summary.csv` after each one.
+    `folder/summary.csv` after each block of trials.
 
     backend "local": in this process when `in_process` (default: when workers=1; should_stop can then
     end a trial midway, which is not saved), else in a pool of `workers` processes (a server passes
@@ -157,30 +159,37 @@ def run_sweep(
     write_atomically(folder / SWEEP_JSON, json.dumps({**spec.to_dict(), "keep": keep}, indent=1))
     _write_summary(folder, trials, done)
     if pending and cost is None:
-        cost = calibrate(spec, threads_per_trial)
+        cost = calibrate(spec, threads_per_trial, keep)
     left = {t.id: cost.trial_seconds(t) for t in pending}
     finished_cost, ran, stopped = 0.0, [], False
-    with contextlib.closing(results):
-        for block in results:
-            for trial, files in block:
-                # The summary is read from the run.json saved, as a resumed sweep reads it.
-                result = result_from_json(files[RUN_JSON])
-                if result.stopped:
+    summarized = 0  # trials of `ran` in summary.csv
+    try:
+        with contextlib.closing(results):
+            for block in results:
+                for trial, files in block:
+                    # The summary is read from the run.json saved, as a resumed sweep reads it.
+                    result = result_from_json(files[RUN_JSON])
+                    if result.stopped:
+                        stopped = True
+                        break
+                    write_run_folder(files, folder / trial.id)
+                    done[trial.id] = summarize(trial, result)
+                    ran.append(trial.id)
+                    finished_cost += left.pop(trial.id)
+                    elapsed = time.perf_counter() - started
+                    # Time left scales the cost model by how fast the trials really went.
+                    seconds_left = sum(left.values()) * elapsed / finished_cost if left else 0.0
+                    if on_progress:
+                        progress = SweepProgress(len(done), len(trials), skipped, elapsed, seconds_left, done[trial.id])
+                        on_progress(progress)
+                if stopped or (left and should_stop()):
                     stopped = True
                     break
-                write_run_folder(files, folder / trial.id)
-                done[trial.id] = summarize(trial, result)
-                ran.append(trial.id)
                 _write_summary(folder, trials, done)
-                finished_cost += left.pop(trial.id)
-                elapsed = time.perf_counter() - started
-                # Time left scales the cost model by how fast the trials really went.
-                seconds_left = sum(left.values()) * elapsed / finished_cost if left else 0.0
-                if on_progress:
-                    on_progress(SweepProgress(len(done), len(trials), skipped, elapsed, seconds_left, done[trial.id]))
-            if stopped or (left and should_stop()):
-                stopped = True
-                break
+                summarized = len(ran)
+    finally:  # also the trials saved before a block ended early: a stop, or a raising on_progress
+        if len(ran) > summarized:
+            _write_summary(folder, trials, done)
     summaries = [done[t.id] for t in trials if t.id in done]
     return SweepOutcome(summaries, ran, skipped, stopped, time.perf_counter() - started)
 

@@ -43,8 +43,20 @@ FinishedTrial = tuple[Trial, dict[str, bytes]]
 MAX_WORKERS = 1024
 MAX_THREADS = 256
 MAX_GPUS_PER_TRIAL = 8
+# A block's batched products keep two threads busy: on 2 cores, one block on 2 threads trained the
+# 45-pair matrix 1.2 times faster than two worker processes of 1 thread (benchmarks/sweep.py), which
+# also pay their start-up; machines with more cores run more such workers.
+BLOCK_THREADS = 2
 # How often a pool's sweep checks should_stop while its blocks train.
 STOP_POLL_S = 0.2
+
+
+def default_threads(spec: SweepSpec) -> int:
+    """Torch threads per block of trials: BLOCK_THREADS on CPU (up to the cores there are), 1 on an
+    accelerator (the host threads only launch its work)."""
+    if resolve_device(spec.base.device).type != "cpu":
+        return 1
+    return min(BLOCK_THREADS, cpu_count())
 
 
 def default_workers(spec: SweepSpec, threads_per_trial: int = 1) -> int:
@@ -54,10 +66,11 @@ def default_workers(spec: SweepSpec, threads_per_trial: int = 1) -> int:
     return max(1, cpu_count() // threads_per_trial)
 
 
-def trial_blocks(pending: list[Trial], workers: int) -> list[list[Trial]]:
+def trial_blocks(pending: list[Trial], workers: int, data=None) -> list[list[Trial]]:
     """`pending` in blocks that train together (batched.group_blocks), at most
-    ceil(len(pending) / workers) trials each, so that every worker gets a block."""
-    data = load_trial_data([t.config for t in pending])
+    ceil(len(pending) / workers) trials each, so that every worker gets a block. `data`: the
+    trials' digits where already loaded (batched.load_trial_data)."""
+    data = load_trial_data([t.config for t in pending], data)
     limit = math.ceil(len(pending) / workers)
     return [[pending[i] for i in block] for block in group_blocks([t.config for t in pending], data, limit)]
 
@@ -95,10 +108,10 @@ def trial_files(result: ExperimentResult, keep: str) -> dict[str, bytes]:
     return run_files(result) if keep == "all" else lean_trial_files(result)
 
 
-def _train_block(configs: list[ExperimentConfig], should_stop=None, keep: str = "lean"):
+def _train_block(configs: list[ExperimentConfig], should_stop=None, keep: str = "lean", data=None):
     """(position in the block, files) per trial. Without the kernel ridge machines: a sweep's
     summaries do not use them, and their float64 solves take about a third of a small trial."""
-    for position, result in iter_trials(configs, should_stop=should_stop, kernel_machines=False):
+    for position, result in iter_trials(configs, data, should_stop=should_stop, kernel_machines=False):
         yield position, trial_files(result, keep)
 
 
@@ -115,11 +128,12 @@ def run_block(
 def _sequential_results(pending, workers, threads, should_stop, keep) -> Iterator[list[FinishedTrial]]:
     """Blocks one after another; should_stop ends the block in training between its batches (its
     trials come back marked stopped)."""
+    data = load_trial_data([t.config for t in pending])
     with torch_threads(threads):
-        for block in trial_blocks(pending, workers):
+        for block in trial_blocks(pending, workers, data):
             yield [
                 (block[position], files)
-                for position, files in _train_block([t.config for t in block], should_stop, keep)
+                for position, files in _train_block([t.config for t in block], should_stop, keep, data)
             ]
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from kalign_core import ExperimentConfig, figures, results, run_experiment
-from kalign_core.batched import _Block, group_blocks, iter_trials, load_trial_data, run_trials
+from kalign_core.batched import CPU_BLOCK_WEIGHTS, _Block, group_blocks, iter_trials, load_trial_data, run_trials
 from kalign_core.lean_runs import lean_kernels_npz, lean_result, lean_trial_files
 from kalign_core.results import MODEL_NAMES
 from kalign_core.runs import (
@@ -25,7 +25,7 @@ from kalign_core.runs import (
     result_to_json,
     write_run_folder,
 )
-from kalign_core.sweep_spec import alignment_gain
+from kalign_core.sweep_spec import ALL_PAIRS, alignment_gain
 
 # Why bits differ: a batched product (bmm over the trial axis, weights stored inputs × units) sums
 # in another order than run_experiment's mm, and a trial's readout rate scales the gradient before
@@ -102,11 +102,23 @@ def test_kernel_machines_can_be_left_out_and_nothing_else_changes():
             ]
 
 
+def test_cpu_blocks_are_cache_sized_and_even():
+    """A CPU block's stacked hidden weights stay within CPU_BLOCK_WEIGHTS; the trials are split into
+    blocks of near-equal size, in order."""
+    wide = configs(width=2000)
+    assert group_blocks(wide, load_trial_data(wide)) == [[0], [1], [2], [3]]
+    matrix = [ExperimentConfig(digits=pair, width=256, device="cpu", source="sample") for pair in ALL_PAIRS]
+    blocks = group_blocks(matrix, load_trial_data(matrix))
+    assert [i for block in blocks for i in block] == list(range(len(ALL_PAIRS)))
+    assert max(len(b) for b in blocks) * 2 * 256 * 784 <= CPU_BLOCK_WEIGHTS
+    assert max(len(b) for b in blocks) - min(len(b) for b in blocks) <= 1
+
+
 def test_trials_that_differ_in_shape_go_to_separate_blocks_in_order():
     mixed = configs()[:2] + configs(width=16)[:1] + configs(epochs=1)[2:3] + configs()[2:]
     data = load_trial_data(mixed)
     assert group_blocks(mixed, data) == [[0, 1, 4, 5], [2], [3]]
-    assert group_blocks(mixed, data, max_trials=3) == [[0, 1, 4], [5], [2], [3]]
+    assert group_blocks(mixed, data, max_trials=3) == [[0, 1], [4, 5], [2], [3]]  # split evenly
     by_index = dict(iter_trials(mixed, data))
     assert sorted(by_index) == list(range(len(mixed)))
     for index, config in enumerate(mixed):
