@@ -1,23 +1,22 @@
 """Sweep throughput (issue 13): the README's 45-pair matrix as a plain loop of `run_experiment` and
 as blocks of the batched trial engine, side by side in one process.
 
-    python benchmarks/sweep.py              # 45 pairs, then 135 trials (3 seeds); 2 rounds (about 12 min)
+    python benchmarks/sweep.py              # 45 pairs, then 135 trials (3 seeds); 2 rounds (about 8 min)
     python benchmarks/sweep.py --quick      # 10 pairs, 3 epochs, 2 rounds (about a minute)
     python benchmarks/sweep.py --threads 1 --workers 2 --no-135 --no-write
 
 The matrix: width 256, seed 0, 10 epochs, batch 50, the bundled sample (800 training digits per
-pair). Three ways, each round in this order, so that all meet the same noise: (a) a plain loop of
-`run_experiment` in this process, (b) the batched engine in this process, both with the data
-already loaded and the same torch threads, and (c) the engine as a sweep would run it on this
-machine's cores: the trials split into one block per worker process (spawned, 1 torch thread
-each), every worker loading its data and writing each trial's lean files (lean_runs.py) to a
-scratch folder, worker start-up included; (d) as (c) without the kernel machines, which a sweep's
-summaries do not use; and (e) the sweep command itself, `python -m kalign_core sweep` with the
-matrix's options into a fresh folder (its defaults: lean trials, one worker per core), timed as the
-command's wall clock minus that of `python -m kalign_core sweep --help` (the interpreter's own
-start-up, importing torch), with its MB per trial on disk. Each figure is given as best and worst
-over the rounds (a shared machine's other work only adds time). The table goes into
-BENCHMARKS.md's "sweep" section (benchmarks/run.py's write_section) unless --no-write.
+pair). Five ways, each round in this order, so that all meet the same noise: (a) a plain loop of
+`run_experiment` in this process, (b) the batched engine in this process, in the blocks a sweep
+makes (batched.group_blocks), both with the data already loaded and the same torch threads, (c) as
+(b) without the kernel machines, which a sweep's summaries do not use; (d) the sweep command itself,
+`python -m kalign_core sweep` with the matrix's options into a fresh folder (its defaults: lean
+trials, two threads per block, one worker per two cores), with its MB per trial on disk, and (e) the
+same command on one worker process of 1 thread per core (spawned: their start-up counts). The
+commands are timed as their wall clock minus that of `python -m kalign_core sweep --help` (the
+interpreter's own start-up, importing torch). Each figure is given as best and worst over the
+rounds (a shared machine's other work only adds time). The table goes into BENCHMARKS.md's "sweep"
+section (benchmarks/run.py's write_section) unless --no-write.
 
 Training GFLOP are counted from the shapes (issue 4's count): per digit seen and per model,
 2·784·w for the hidden forward, 2·784·w for its weight gradient and 3 × 2·w·k for the readout's
@@ -36,8 +35,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 
 import torch
 
@@ -46,7 +43,6 @@ sys.path.insert(0, str(ROOT))
 
 from kalign_core import ExperimentConfig, run_experiment  # noqa: E402
 from kalign_core.batched import group_blocks, load_trial_data, run_trials  # noqa: E402
-from kalign_core.lean_runs import lean_trial_files  # noqa: E402
 from kalign_core.sweep_spec import ALL_PAIRS, alignment_gain, pairs_among  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -88,32 +84,6 @@ def matrix(seeds: tuple[int, ...], pairs, epochs: int) -> list[ExperimentConfig]
     ]
 
 
-def worker_block(configs: list[dict], folder: str, kernel_machines: bool) -> list[tuple[float, int]]:
-    """What a sweep worker would do with a block: train it, write each trial's lean files; returns
-    each trial's alignment gain and bytes on disk."""
-    torch.set_num_threads(1)
-    results = run_trials([ExperimentConfig.from_dict(c) for c in configs], kernel_machines=kernel_machines)
-    kept = []
-    for result in results:
-        trial = pathlib.Path(tempfile.mkdtemp(dir=folder))
-        files = lean_trial_files(result)
-        for name, content in files.items():
-            (trial / name).write_bytes(content)
-        kept.append((alignment_gain(result, "alignment"), sum(map(len, files.values()))))
-    return kept
-
-
-def in_workers(configs: list[ExperimentConfig], workers: int, kernel_machines: bool) -> list[tuple[float, int]]:
-    """`worker_block` on `workers` spawned processes, one block each (started here: start-up counts)."""
-    shares = [[c.to_dict() for c in configs[i::workers]] for i in range(workers)]
-    with tempfile.TemporaryDirectory() as folder, ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        answers = list(pool.map(worker_block, shares, [folder] * workers, [kernel_machines] * workers))
-    by_trial = [None] * len(configs)
-    for i, answer in enumerate(answers):
-        by_trial[i::workers] = answer
-    return by_trial
-
-
 def command_seconds(arguments: list[str]) -> float:
     started = time.perf_counter()
     subprocess.run(arguments, cwd=ROOT, check=True, capture_output=True)
@@ -132,8 +102,9 @@ def sweep_command(axes: list[str]) -> tuple[float, float]:
 def compare(configs: list[ExperimentConfig], axes: list[str], rounds: int, peak: float, workers: int) -> dict:
     data = load_trial_data(configs)
     gflop = sum(training_gflop(c, len(data[c.digits].train_y), data[c.digits].train_x.shape[1]) for c in configs)
-    times = {"loop": [], "engine": [], "workers": [], "no_machines": [], "command": []}
+    times = {"loop": [], "engine": [], "no_machines": [], "command": [], "processes": []}
     startup, command_mb = [], 0.0
+    processes = ["--workers", str(workers), "--threads-per-trial", "1"]
     for _ in range(rounds):
         start = time.perf_counter()
         looped = [run_experiment(c, data[c.digits]) for c in configs]
@@ -142,20 +113,18 @@ def compare(configs: list[ExperimentConfig], axes: list[str], rounds: int, peak:
         batched = run_trials(configs, data)
         times["engine"].append(time.perf_counter() - start)
         start = time.perf_counter()
-        shipped = in_workers(configs, workers, kernel_machines=True)
-        times["workers"].append(time.perf_counter() - start)
-        start = time.perf_counter()
-        in_workers(configs, workers, kernel_machines=False)
+        run_trials(configs, data, kernel_machines=False)
         times["no_machines"].append(time.perf_counter() - start)
         startup.append(command_seconds([*SWEEP_COMMAND, "--help"]))
         seconds, command_mb = sweep_command(axes)
         times["command"].append(seconds)
-    # The command's time less the interpreter's start-up (the best seen, so none of its noise is
+        times["processes"].append(sweep_command([*axes, *processes])[0])
+    # The commands' times less the interpreter's start-up (the best seen, so none of its noise is
     # taken off the command).
-    times["command"] = [seconds - min(startup) for seconds in times["command"]]
+    for way in ("command", "processes"):
+        times[way] = [seconds - min(startup) for seconds in times[way]]
     gains = [alignment_gain(a, "alignment") for a in looped]
-    gain_gap = max(abs(g - b) for g, b in zip(gains, [alignment_gain(b, "alignment") for b in batched]))
-    worker_gap = max(abs(g - gain) for g, (gain, _) in zip(gains, shipped))
+    gain_gap = max(abs(g - alignment_gain(b, "alignment")) for g, b in zip(gains, batched))
     error_gap = max(
         abs(a.history[n][-1].test_error - b.history[n][-1].test_error)
         for a, b in zip(looped, batched)
@@ -167,9 +136,8 @@ def compare(configs: list[ExperimentConfig], axes: list[str], rounds: int, peak:
         "gflop": gflop,
         "times": times,
         "peak": peak,
-        "gain_gap": max(gain_gap, worker_gap),
+        "gain_gap": gain_gap,
         "error_gap": error_gap,
-        "lean_mb": max(size for _, size in shipped) / 2**20,
         "command_mb": command_mb,
         "startup": min(startup),
         "workers": workers,
@@ -179,16 +147,17 @@ def compare(configs: list[ExperimentConfig], axes: list[str], rounds: int, peak:
 def rows(name: str, figures: dict) -> list[str]:
     gflop, peak = figures["gflop"], figures["peak"]
     out = []
+    less_startup = f"less its {figures['startup']:.1f} s start-up"
     ways = (
         ("loop", "(a) plain loop of `run_experiment`"),
-        ("engine", "(b) batched engine (`run_trials`)"),
-        ("workers", f"(c) engine, {figures['workers']} worker processes × 1 thread, lean files written"),
-        ("no_machines", "(d) as (c), kernel machines left out (`kernel_machines=False`)"),
+        ("engine", "(b) batched engine (`run_trials`), blocks as a sweep makes them"),
+        ("no_machines", "(c) as (b), kernel machines left out, as a sweep trains"),
         (
             "command",
-            f"(e) `python -m kalign_core sweep`, less its {figures['startup']:.1f} s start-up; "
+            f"(d) `python -m kalign_core sweep` (its defaults), {less_startup}; "
             f"{figures['command_mb']:.2f} MB per trial",
         ),
+        ("processes", f"(e) as (d) on {figures['workers']} worker processes × 1 thread, {less_startup}"),
     )
     for way, label in ways:
         best, worst = min(figures["times"][way]), max(figures["times"][way])
@@ -205,7 +174,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--no-135", action="store_true", help="the 45-pair matrix only")
-    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="processes for (c) (default: cores)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="processes for (e) (default: cores)")
     parser.add_argument("--no-write", action="store_true", help=f"print only; do not update {BENCHMARKS_MD.name}")
     args = parser.parse_args(argv)
     if args.threads:
@@ -249,9 +218,8 @@ def main(argv=None) -> int:
     for name, figures in results:
         lines.append(
             f"- {name}: {figures['trials']} trials in {figures['blocks']} block(s); max |alignment gain difference| "
-            f"loop vs engine (b and c) {figures['gain_gap']:.1e}, "
-            f"max final test error difference {figures['error_gap']:.2f} "
-            f"points; lean trial on disk {figures['lean_mb']:.2f} MB at most"
+            f"loop vs engine {figures['gain_gap']:.1e}, "
+            f"max final test error difference {figures['error_gap']:.2f} points"
         )
     table = "\n".join(lines)
     print(table)
