@@ -160,12 +160,18 @@ def cpu_split(server: int) -> tuple[float, float, float]:
 
 
 def renice_browsers(server: int, nice: int) -> None:
-    """Lower the browsers' priority; Chromium's later processes inherit it from those it forks from."""
+    """Lower the browsers' priority; Chromium's later processes inherit it from those it forks from.
+    Playwright starts the browser in a session of its own, which Linux's autogroup scheduling puts in
+    a group of its own: a process's nice then only ranks it within its group, and the group as a
+    whole gets as much CPU as the server's. So the browsers' groups are lowered too (where the
+    kernel has autogroups and lets this process write them)."""
     for child in children(os.getpid()):
         if child != server:
             for pid in [child, *descendants(child)]:
                 with contextlib.suppress(OSError):
                     os.setpriority(os.PRIO_PROCESS, pid, nice)
+                with contextlib.suppress(OSError):
+                    pathlib.Path(f"/proc/{pid}/autogroup").write_text(str(nice))
 
 
 def load_average() -> str:
