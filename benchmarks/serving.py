@@ -164,14 +164,25 @@ def renice_browsers(server: int, nice: int) -> None:
     Playwright starts the browser in a session of its own, which Linux's autogroup scheduling puts in
     a group of its own: a process's nice then only ranks it within its group, and the group as a
     whole gets as much CPU as the server's. So the browsers' groups are lowered too (where the
-    kernel has autogroups and lets this process write them)."""
+    kernel has autogroups and lets this process write them), but not the server's own group, which
+    Playwright's driver shares."""
+    server_group = autogroup(server)
     for child in children(os.getpid()):
         if child != server:
             for pid in [child, *descendants(child)]:
                 with contextlib.suppress(OSError):
                     os.setpriority(os.PRIO_PROCESS, pid, nice)
-                with contextlib.suppress(OSError):
-                    pathlib.Path(f"/proc/{pid}/autogroup").write_text(str(nice))
+                if autogroup(pid) not in (None, server_group):
+                    with contextlib.suppress(OSError):
+                        pathlib.Path(f"/proc/{pid}/autogroup").write_text(str(nice))
+
+
+def autogroup(pid: int) -> str | None:
+    """The name of the process's autogroup (e.g. /autogroup-12), or None."""
+    try:
+        return pathlib.Path(f"/proc/{pid}/autogroup").read_text().split()[0]
+    except (OSError, IndexError):
+        return None
 
 
 def load_average() -> str:

@@ -256,19 +256,24 @@ class TrainingJob(BackgroundJob):
             error=error,
         )
 
-    def first_epoch(self, timeout: float, poll_s: float = 0.05) -> JobStatus:
-        """The status once the run's first epoch has arrived, or the job has ended or must queue for
-        a slot; at the latest after `timeout` seconds. The page that starts a run draws its first
-        charts when they exist instead of at its next poll (up to a second later)."""
+    def first_look(self, timeout: float, poll_s: float = 0.05) -> JobStatus:
+        """The status the page that starts a run draws first: at the latest after `timeout` seconds,
+        earlier when the job has ended or must queue for a slot, or when its epochs so far say it
+        will not end by then. So a short run shows its final charts at once, without partial ones
+        drawn (by the server and the browser) while it trains, and a longer one shows its first
+        epochs as soon as that is clear, not at the page's next poll (up to a second later)."""
         deadline = time.monotonic() + timeout
         while True:
+            self.touch()  # the session is here, waiting
             status = self.status()
             queued = (
                 status.state == "waiting" and (status.queue_position or 0) + self._slots.running >= self._slots.limit
             )
-            if status.result is not None or not status.active or queued or time.monotonic() >= deadline:
-                return status
-            time.sleep(poll_s)
+            now = time.monotonic()
+            too_long = status.seconds_left is not None and now + status.seconds_left > deadline
+            if self.done or queued or too_long or now >= deadline:
+                return self.status() if self.done else status
+            self._done.wait(poll_s)
 
     def _cancelled(self) -> bool:
         if time.monotonic() - self._heartbeat > self._abandon_after_s:

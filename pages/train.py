@@ -69,7 +69,7 @@ def on_train() -> None:
     except params.SettingsError:
         return  # the problems are drawn under the form; nothing trains, the last run stays
     ui.start_training(config)
-    # The run that follows waits briefly for epoch 0 (see live_run); a cached result needs no wait.
+    # The run that follows waits briefly for the job (see live_run); a cached result needs no wait.
     st.session_state.just_pressed = st.session_state.get("job") is not None
 
 
@@ -189,15 +189,20 @@ def draw_progress(job, status) -> None:
         st.caption("Stopping after the current batch; the epochs done are kept.")
 
 
-# The page run that follows a press of Train (only that one) waits this long for the first epoch (a
-# worker that is ready measures the initial models in a fraction of a second), so the first charts
-# come with it.
-FIRST_EPOCH_WAIT_S = 1.5
+# The page run that follows a press of Train (only that one) waits up to this long for the run to
+# end: the default run on the sample takes about a second, and its final charts then come with this
+# page run; drawing its first epochs while it trains would share the cores with it (on 2 cores, one
+# session's run took 1.3 to 1.8 times its time alone with a browser drawing beside it). A run whose
+# first epochs say it will take longer shows them at once (see TrainingJob.first_look).
+FIRST_LOOK_S = 1.5
 
 
 def live_run(job) -> None:
-    just_pressed = st.session_state.pop("just_pressed", False)
-    status = job.first_epoch(FIRST_EPOCH_WAIT_S) if just_pressed else job.status()
+    if st.session_state.pop("just_pressed", False):
+        job.first_look(FIRST_LOOK_S)
+        if job.done:
+            st.rerun()  # the page collects the job and draws the finished run
+    status = job.status()
     st.session_state.charted, st.session_state.charted_at = charted(status), time.monotonic()
     live_progress(job)
     if status.result is not None:

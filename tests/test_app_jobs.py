@@ -71,13 +71,14 @@ def test_one_slot_queues_the_second_job_until_the_first_ends(small_config):
     assert slots.running == 0
 
 
-def test_first_epoch_waits_for_it_unless_the_job_must_queue(small_config):
+def test_the_first_look_waits_for_the_end_unless_the_job_must_queue_or_time_is_up(small_config):
     slots = jobs.JobSlots(1)
+    short = jobs.TrainingJob(small_config(), slots).start()
+    assert short.first_look(timeout=60).state == "finished"  # a short run: its end, not a partial one
     first = jobs.TrainingJob(long_config(small_config), slots).start()
-    status = first.first_epoch(timeout=60)  # returns once epoch 0 is in (a fast run may be further on)
-    assert status.state == "running" and status.result is not None
+    assert first.first_look(timeout=0.0).active  # time is up at once: the run as it is, still training
     second = jobs.TrainingJob(small_config(), slots).start()
-    queued = second.first_epoch(timeout=60)  # the only slot is taken: returns at once, waiting
+    queued = second.first_look(timeout=60)  # the only slot is taken: returns at once, waiting
     assert queued.state == "waiting" and queued.result is None
     first.stop()
     assert second.wait(60)

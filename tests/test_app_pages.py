@@ -58,10 +58,7 @@ def test_train_page_without_a_run_shows_defaults_and_how_to_start(monkeypatch):
 
 
 def test_tiny_run_draws_both_models_over_every_epoch():
-    at = press_train(open_app(**TINY))
-    assert at.button(key="train").disabled  # one run at a time per session
-    assert at.session_state["job"] is not None
-    at = finish(at)
+    at = finish(press_train(open_app(**TINY)))  # it may end within the page run after Train
     assert not at.exception
     figures = charts(at)
     error, alignment = figures["Error (test solid, train dashed)"], figures[ALIGNMENT_TITLE]
@@ -188,6 +185,7 @@ def test_garbage_query_parameters_warn_and_keep_the_defaults():
 
 def test_stop_keeps_the_epochs_trained():
     at = press_train(open_app(**{**TINY, "epochs": "500", "width": "512"}))  # a minute of training: Stop comes first
+    assert at.button(key="train").disabled  # one run at a time per session
     job = at.session_state["job"]
     wait_until(job.status, lambda status: status.epochs_done >= 2)
     at = at.button(key="stop_training").click().run()
