@@ -1,6 +1,6 @@
 """A class pressing Train at once: time to result per browser, and the server's own CPU.
 
-    python benchmarks/serving.py                  # 1, then 8 sessions, at the app's defaults
+    python benchmarks/serving.py                  # 1 session three times, then 8, at the app's defaults
     python benchmarks/serving.py --sessions 4 16 --no-write
 
 Starts `streamlit run app.py` (headless, the bundled sample), opens one Chromium context per
@@ -289,7 +289,7 @@ def report(rounds: list[Round], alone: dict[int, Alone], threads: int, limit: in
 
 def main(argv=None) -> list[Round]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sessions", type=int, nargs="+", default=[1, 8], help="one round per number")
+    parser.add_argument("--sessions", type=int, nargs="+", default=[1, 1, 1, 8], help="one round per number")
     parser.add_argument("--timeout", type=float, default=600, help="seconds a page may wait for its result")
     parser.add_argument("--browser-nice", type=int, default=19, help="the browsers' nice value (0: as the server)")
     parser.add_argument("--no-write", action="store_true", help=f"print only; do not update {BENCHMARKS_MD.name}")
