@@ -60,7 +60,8 @@ def zero_if_negligible(centered: torch.Tensor, original: torch.Tensor) -> torch.
     signal."""
     if not centered.numel():
         return centered
-    negligible = _norms(centered) <= _NEGLIGIBLE * _norms(original)
+    scale = _norms(original)
+    negligible = (_norms(centered) <= _NEGLIGIBLE * scale) & scale.isfinite()  # not an overflow to inf
     return centered.masked_fill(negligible[..., None, None], 0.0) if negligible.any() else centered
 
 

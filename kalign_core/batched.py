@@ -185,7 +185,13 @@ class _Block:
         # trials together, each epoch.
         self.test_x = torch.stack([t.test_x for t in self.trainers])
         self.test_y = torch.stack([t.test_y for t in self.trainers])
-        self.test_offset = torch.stack([t.test_offset for t in self.trainers]) if self.lazy_scale is not None else None
+        # f₀ on the test sets (t × n_test × k), by the block's own products in the chunks of
+        # `_evaluate_test`, so that α(f − f₀) is exactly 0 there before training, as in run_experiment.
+        self.test_offset = None
+        if self.lazy_scale is not None:
+            self.test_offset = torch.cat(
+                [self._forward(self.test_x[:, a:b])[2][:, 0] for a, b in self._test_chunks()], 1
+            )
         self.tracker = Tracker.stacked([t.tracker for t in self.trainers])
         self.minus_one = torch.tensor(-1.0, device=self.device)  # the one-hot's −1, expanded per batch
         # Per-model learning rates (T × 2 × 1 × 1), multipliers of the logits' gradient; a retired
@@ -263,15 +269,15 @@ class _Block:
     def _evaluate_test(self) -> tuple[list[dict], torch.Tensor]:
         """Per trial, (error %, mean loss) of each model on its test set, and the hidden activations
         on the probe (its test set's first rows): t × m × 2w."""
-        t, n_test, m = len(self.trainers), self.test_x.shape[1], len(self.trainers[0].probe_y)
+        t, n_test = len(self.trainers), self.test_x.shape[1]
         errors = torch.zeros(t, 2, dtype=torch.float64, device=self.device)
         losses = torch.zeros(t, 2, dtype=torch.float64, device=self.device)
         probe = None
-        for start, stop in chunks(n_test, max(1, EVAL_CHUNK_ELEMENTS // (t * 2 * self.width)), first=m):
+        for start, stop in self._test_chunks():
             y = self.test_y[:, start:stop]
             h, _, logits = self._forward(self.test_x[:, start:stop])
             if self.test_offset is not None:
-                logits = (logits - self.test_offset[:, None, :, start:stop].transpose(2, 3)).mul_(self.lazy_scale)
+                logits = (logits - self.test_offset[:, None, start:stop]).mul_(self.lazy_scale)
             if start == 0:
                 probe = h
             target = y[:, None, :, None].expand(t, 2, stop - start, 1)
@@ -279,6 +285,11 @@ class _Block:
             errors += (logits.argmax(dim=3) != y[:, None]).sum(dim=2)
         errors, losses = (100.0 * errors / n_test).tolist(), (losses / n_test).tolist()
         return [{m: (errors[p][m], losses[p][m]) for m in (0, 1)} for p in range(t)], probe
+
+    def _test_chunks(self) -> list[tuple[int, int]]:
+        """The rows of the test sets evaluated together: the probe, then chunks of a cache's size."""
+        rows = max(1, EVAL_CHUNK_ELEMENTS // (len(self.trainers) * 2 * self.width))
+        return list(chunks(self.test_x.shape[1], rows, first=len(self.trainers[0].probe_y)))
 
     def _step(self, order, rows, sums) -> None:
         """One SGD step of every trial's models, each trial on its own batch: `rows` of all_x, which

@@ -250,7 +250,9 @@ class TrialLog:
 
 def _sweep(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
-    threads = default_threads(spec) if args.threads_per_trial is None else args.threads_per_trial
+    if args.workers is not None:
+        check_int("workers", args.workers, 1, MAX_WORKERS)
+    threads = default_threads(spec, args.workers) if args.threads_per_trial is None else args.threads_per_trial
     check_int("threads_per_trial", threads, 1, MAX_THREADS)
     workers = default_workers(spec, threads) if args.workers is None else args.workers
     check_int("workers", workers, 1, MAX_WORKERS)

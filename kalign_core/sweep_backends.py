@@ -51,12 +51,13 @@ BLOCK_THREADS = 2
 STOP_POLL_S = 0.2
 
 
-def default_threads(spec: SweepSpec) -> int:
-    """Torch threads per block of trials: BLOCK_THREADS on CPU (up to the cores there are), 1 on an
-    accelerator (the host threads only launch its work)."""
+def default_threads(spec: SweepSpec, workers: int | None = None) -> int:
+    """Torch threads per block of trials: BLOCK_THREADS on CPU, up to the cores there are (each of
+    `workers`' share of them, where given), 1 on an accelerator (the host threads only launch its
+    work)."""
     if resolve_device(spec.base.device).type != "cpu":
         return 1
-    return min(BLOCK_THREADS, cpu_count())
+    return min(BLOCK_THREADS, max(1, cpu_count() // (workers or 1)))
 
 
 def default_workers(spec: SweepSpec, threads_per_trial: int = 1) -> int:

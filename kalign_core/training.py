@@ -152,7 +152,8 @@ class PairTrainer:
         # starts), so it is computed once per set (k × n) and sliced like the data.
         self.lazy_scale = config.lazy_scale
         self.train_offset = self._initial_outputs(self.train_x) if self.lazy_scale is not None else None
-        self.test_offset = self._initial_outputs(self.test_x) if self.lazy_scale is not None else None
+        probe_first = len(probe)  # as `_evaluate` goes through the test set
+        self.test_offset = self._initial_outputs(self.test_x, probe_first) if self.lazy_scale is not None else None
         self.result = ExperimentResult(
             config=config,
             source=data.source,
@@ -188,10 +189,12 @@ class PairTrainer:
         return h_t, logits
 
     @torch.no_grad()
-    def _initial_outputs(self, x: torch.Tensor) -> torch.Tensor:
-        """f₀ on every row of x (k × n), from the first model (both are still identical)."""
+    def _initial_outputs(self, x: torch.Tensor, first: int = 0) -> torch.Tensor:
+        """f₀ on every row of x (k × n), from the first model (both are still identical), in the
+        chunks `_evaluate` takes (`first` rows, then EVAL_CHUNK_ELEMENTS): the same products give
+        the same bits, so α(f − f₀) is exactly 0 before training."""
         chunk = max(1, EVAL_CHUNK_ELEMENTS // (2 * self.width))
-        return torch.cat([self._forward(x[a:b])[1][0] for a, b in chunks(x.shape[0], chunk)], dim=1)
+        return torch.cat([self._forward(x[a:b])[1][0] for a, b in chunks(x.shape[0], chunk, first)], dim=1)
 
     def _lazy(self, logits: torch.Tensor, offset: torch.Tensor | None) -> torch.Tensor:
         """The trained predictor's outputs: α(f − f₀) with a lazy scale, else f itself."""
