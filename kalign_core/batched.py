@@ -40,7 +40,7 @@ from .training import EVAL_CHUNK_ELEMENTS, PairTrainer, check_fits, chunks
 # A block's stacked hidden weights hold at most this many numbers. On a CPU, 16 MB of float32, so
 # that each step's forward pass and update find them in cache: at width 256 a block then holds 10
 # trials, and the 45-pair matrix trained in blocks of 8 to 12 in 4.7–4.8 s against 5.8–6.0 s in one
-# block of 45 (2 threads here; the update alone ran at 0.81 of peak in blocks of 16 or fewer against
+# block of 45 (2 threads here; forward and update together ran at 0.8 of peak in blocks of 16 or fewer against
 # 0.65 with 45). Elsewhere 256 MB (e.g. 21 trials of width 2000): a GPU gains by launching fewer,
 # larger products.
 CPU_BLOCK_WEIGHTS = 2**22
