@@ -111,10 +111,7 @@ def centered_alignment(k, l) -> float:
         raise ValueError(f"kernels differ in size: {tuple(k.shape)} vs {tuple(l.shape)}")
     kc, lc = zero_if_negligible(center_kernel(k), k), zero_if_negligible(center_kernel(l), l)
     norms = torch.linalg.matrix_norm(kc), torch.linalg.matrix_norm(lc)
-    [(value, reason)] = alignment_ratios(frobenius_inner(kc, lc), *norms, ("first kernel", "second kernel"))
-    if reason:
-        raise AlignmentUndefined(reason)
-    return value
+    return _ratio(frobenius_inner(kc, lc), *norms, ("first kernel", "second kernel"))
 
 
 def one_hot(labels, n_classes: int | None = None) -> torch.Tensor:

@@ -152,8 +152,6 @@ class PairTrainer:
         # starts), so it is computed once per set (k × n) and sliced like the data.
         self.lazy_scale = config.lazy_scale
         self.train_offset = self._initial_outputs(self.train_x) if self.lazy_scale is not None else None
-        probe_first = len(probe)  # as `_evaluate` goes through the test set
-        self.test_offset = self._initial_outputs(self.test_x, probe_first) if self.lazy_scale is not None else None
         self.result = ExperimentResult(
             config=config,
             source=data.source,
@@ -187,6 +185,12 @@ class PairTrainer:
         per_model = h_t.view(-1, self.width, x.shape[0])
         logits = torch.baddbmm(self.b_out[models, :, None], self.w_out[models], per_model)
         return h_t, logits
+
+    @functools.cached_property
+    def test_offset(self) -> torch.Tensor | None:
+        """f₀ on the test set, taken as `_evaluate` goes through it (the probe first), or None. Only
+        a run of its own needs it (the batched engine takes f₀ with its own products)."""
+        return None if self.lazy_scale is None else self._initial_outputs(self.test_x, len(self.probe_y))
 
     @torch.no_grad()
     def _initial_outputs(self, x: torch.Tensor, first: int = 0) -> torch.Tensor:
