@@ -246,7 +246,7 @@ def source_notice(result) -> None:
     names = {"mnist": "full MNIST", "sample": "the bundled MNIST sample (400 train / 100 test per digit)"}
     st.caption(
         f"Data: {names.get(result.source, result.source)} · device {result.device} · "
-        f"{result.seconds:.1f} s · digits {', '.join(map(str, result.config.digits))}"
+        f"{result.seconds:.2f} s · digits {', '.join(map(str, result.config.digits))}"
     )
 
 
