@@ -3,8 +3,9 @@
 long that takes here and paces the time left.
 
 The sweep folder is the state: a trial whose subfolder exists has finished, so rerunning a sweep
-skips it. Its sweep.json records the spec and what each trial's folder keeps ("lean" or "all", see
-sweep_backends.py), so that a resumed sweep keeps the same.
+skips it. Its sweep.json records the spec, what each trial's folder keeps ("lean" or "all", see
+sweep_backends.py) and the torch threads per block of trials (CPU products round differently with
+another count), so that a resumed sweep keeps the same unless told otherwise.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from .data import load_digits
 from .devices import torch_threads
 from .files import write_atomically
 from .runs import RUN_JSON, result_from_json, write_run_folder
-from .sweep_backends import KEEP, trial_files, trial_results
+from .sweep_backends import KEEP, default_threads, trial_files, trial_results
 from .sweep_spec import SUMMARY_CSV, SWEEP_JSON, SweepSpec, Trial, TrialSummary, finished_trials, summarize, summary_csv
 
 # Widths the cost model times a one-epoch trial at; costs in between and beyond are linear in width.
@@ -116,7 +117,7 @@ def run_sweep(
     folder,
     backend: str = "local",
     workers: int = 1,
-    threads_per_trial: int = 1,
+    threads_per_trial: int | None = None,
     address: str | None = None,
     on_progress: Callable[[SweepProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -140,13 +141,16 @@ def run_sweep(
     saved; the trials of a block that has come back are all saved first.
     `keep`: what each trial's folder holds, "lean" (run.json and the first and last epoch's
     kernels, under 1 MB) or "all" (what `save_run` writes); default: what the folder's sweep
-    recorded, else "lean".
+    recorded, else "lean". `threads_per_trial`: default what the folder's sweep recorded, else
+    `default_threads`.
     """
     should_stop = should_stop or (lambda: False)
     started = time.perf_counter()
     folder = pathlib.Path(folder)
     trials = spec.trials()
     keep = _kept_by(folder, keep)
+    if threads_per_trial is None:
+        threads_per_trial = recorded_threads(folder) or default_threads(spec, workers)
     done = finished_trials(spec, folder)
     skipped = len(done)
     # Heaviest first, so that a pool does not end waiting on one wide trial.
@@ -156,7 +160,10 @@ def run_sweep(
         pending, backend, workers, threads_per_trial, address, in_process, gpus_per_trial, should_stop, keep
     )
     folder.mkdir(parents=True, exist_ok=True)
-    write_atomically(folder / SWEEP_JSON, json.dumps({**spec.to_dict(), "keep": keep}, indent=1))
+    write_atomically(
+        folder / SWEEP_JSON,
+        json.dumps({**spec.to_dict(), "keep": keep, "threads_per_trial": threads_per_trial}, indent=1),
+    )
     _write_summary(folder, trials, done)
     if pending and cost is None:
         cost = calibrate(spec, threads_per_trial, keep)
@@ -197,19 +204,38 @@ def run_sweep(
 def _kept_by(folder: pathlib.Path, keep: str | None) -> str:
     """`keep`, checked against what the sweep in `folder` recorded; None: that record. Sweeps
     written before kalign kept lean trials kept everything."""
-    recorded = None
-    if (folder / SWEEP_JSON).is_file():
-        try:
-            recorded = json.loads((folder / SWEEP_JSON).read_text()).get("keep", "all")
-        except (OSError, ValueError, AttributeError) as error:
-            raise ValueError(f"{folder / SWEEP_JSON} is unreadable ({error}): not a kalign sweep folder?") from None
-        if recorded not in KEEP:
-            raise ValueError(f"{folder / SWEEP_JSON} records keep={recorded!r}; kalign knows {', '.join(KEEP)}")
+    recorded = _recorded(folder).get("keep", "all") if (folder / SWEEP_JSON).is_file() else None
+    if recorded is not None and recorded not in KEEP:
+        raise ValueError(f"{folder / SWEEP_JSON} records keep={recorded!r}; kalign knows {', '.join(KEEP)}")
     if keep is None:
         return recorded or "lean"
     if recorded not in (None, keep):
         raise ValueError(f"the sweep in {folder} keeps {recorded!r}; resume it with the same (got {keep!r})")
     return keep
+
+
+def recorded_threads(folder) -> int | None:
+    """The torch threads per block of trials the sweep in `folder` trained with; None for a new
+    sweep or one recorded before kalign kept the count."""
+    threads = _recorded(pathlib.Path(folder)).get("threads_per_trial")
+    if threads is None:
+        return None
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise ValueError(f"{pathlib.Path(folder) / SWEEP_JSON} records threads_per_trial={threads!r}: not a count")
+    return threads
+
+
+def _recorded(folder: pathlib.Path) -> dict:
+    """What the sweep in `folder` recorded in its sweep.json; {} when there is none."""
+    if not (folder / SWEEP_JSON).is_file():
+        return {}
+    try:
+        recorded = json.loads((folder / SWEEP_JSON).read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{folder / SWEEP_JSON} is unreadable ({error}): not a kalign sweep folder?") from None
+    if not isinstance(recorded, dict):
+        raise ValueError(f"{folder / SWEEP_JSON} is unreadable (not an object): not a kalign sweep folder?")
+    return recorded
 
 
 def _write_summary(folder: pathlib.Path, trials: list[Trial], done: dict) -> None:

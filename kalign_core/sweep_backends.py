@@ -7,10 +7,10 @@ hold (`trial_files`): lean by default (lean_runs.py, under 1 MB), or everything 
 writes with keep "all". Files, not results, travel back from workers: they are what the sweep
 saves, and the lean ones a fraction of a result with every epoch's kernels.
 
-Every backend trains with the same number of torch threads per block (`threads_per_trial`, default
-1): torch's CPU matrix products give slightly different floats with different thread counts. A
-batched product computes each trial's slice on its own, so a trial gives the same bits in whichever
-block it trains at a fixed thread count (tests/test_sweep.py checks backends that block it
+Every backend trains with the same number of torch threads per block (`threads_per_trial`; run_sweep
+records it, see `default_threads`): torch's CPU matrix products give slightly different floats with
+different thread counts. A batched product computes each trial's slice on its own, so a trial gives
+the same bits in whichever block it trains at a fixed thread count (tests/test_sweep.py checks backends that block it
 differently against each other exactly).
 """
 

@@ -14,6 +14,7 @@ from kalign_core.config import MAX_EPOCHS, ConfigError
 from kalign_core.data import DataUnavailable
 from kalign_core.devices import cpu_count
 from kalign_core.sweep import calibrate, duration_text, estimate_seconds
+from kalign_core.sweep_backends import BLOCK_THREADS
 from kalign_core.sweep_spec import SUMMARY_CSV, SweepSpec, pairs_among, read_summary_csv, saved_sweeps, summary_csv
 
 ui.require_app()
@@ -31,7 +32,7 @@ DEFAULTS = {
     "ratios": [0.1],
     "seeds": 1,
     "epochs": 10,
-    "workers": cpu_count(),
+    "workers": max(1, cpu_count() // BLOCK_THREADS),  # as the command line's sweep: see sweep_backends
     "name": "",
     "keep_all": False,
 }
@@ -148,7 +149,8 @@ def axes_form() -> tuple[SweepSpec | None, pathlib.Path | None, int]:
         1,
         cpu_count(),
         key=key("workers"),
-        help="processes training at once, each a block of the trials as one batched computation on one torch thread",
+        help="processes training at once, each a block of the trials as one batched computation on its share "
+        f"of the cores (at most {BLOCK_THREADS} torch threads); a resumed sweep keeps the thread count it had",
     )
     right.text_input(
         "Sweep name",

@@ -14,7 +14,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from apptest import ROOT, charts, open_app, texts
-from kalign_core.sweep_spec import SUMMARY_CSV, read_summary_csv
+from kalign_core.runs import load_run
+from kalign_core.sweep_spec import SUMMARY_CSV, SWEEP_JSON, read_summary_csv
 
 PAGE = "pages/sweeps.py"
 SWEEP = "2pairs-w16-32-r0.1-s1-e1"
@@ -52,6 +53,10 @@ def test_tiny_sweep_from_axes_to_results_and_a_trial_on_the_kernels_page(tmp_pat
     assert not [b for b in at.button if b.key == "run_sweep"]  # nothing left to run
 
     summaries = read_summary_csv((tmp_path / "sweeps" / SWEEP / SUMMARY_CSV).read_text())
+    # The blocks' thread count is recorded, so that a resumed sweep keeps it.
+    recorded = json.loads((tmp_path / "sweeps" / SWEEP / SWEEP_JSON).read_text())["threads_per_trial"]
+    trained = {load_run(tmp_path / "sweeps" / SWEEP / s.trial_id).provenance["torch_threads"] for s in summaries}
+    assert trained == {recorded}
     assert sorted(s.trial_id for s in summaries) == sorted(
         f"{a}v{b}-w{w}-r0.1-s0" for a, b in ((3, 5), (5, 8)) for w in (16, 32)
     )

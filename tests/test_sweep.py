@@ -43,8 +43,9 @@ def without_seconds(summaries):
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """The sweep run sequentially in this process: what every other way of running it must match."""
-    return run_sweep(SPEC, tmp_path_factory.mktemp("reference")).summaries
+    """The sweep run sequentially in this process: what every other way of running it must match,
+    all at one torch thread per block (products round differently with another count)."""
+    return run_sweep(SPEC, tmp_path_factory.mktemp("reference"), threads_per_trial=1).summaries
 
 
 def test_axes_expand_into_every_combination_with_stable_ids():
@@ -153,8 +154,10 @@ def test_interrupted_sweep_resumes_with_only_the_missing_trials(tmp_path, refere
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        run_sweep(SPEC, tmp_path, on_progress=crash_after_five)
+        run_sweep(SPEC, tmp_path, threads_per_trial=1, on_progress=crash_after_five)
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == sorted(finished_first)
+    # The runs below resume at the thread count it recorded, whatever this machine's default.
+    assert json.loads((tmp_path / SWEEP_JSON).read_text())["threads_per_trial"] == 1
     assert len(read_summary_csv((tmp_path / SUMMARY_CSV).read_text())) == 5
 
     n_left, seconds = estimate_seconds(SPEC, folder=tmp_path)
@@ -174,6 +177,7 @@ def test_interrupted_sweep_resumes_with_only_the_missing_trials(tmp_path, refere
     assert without_seconds(outcome.summaries) == without_seconds(reference)
     assert [s.trial_id for s in outcome.summaries] == all_ids
     assert read_summary_csv((tmp_path / SUMMARY_CSV).read_text()) == outcome.summaries
+    assert {load_run(tmp_path / trial).provenance["torch_threads"] for trial in outcome.ran} == {1}
     assert run_sweep(SPEC, tmp_path).ran == []
 
 
@@ -182,7 +186,7 @@ def test_blocks_of_other_sizes_give_the_same_bits(tmp_path, reference):
     process. A batched product computes each trial's slice on its own, so at one thread a trial's
     bits do not depend on which trials share its block: exact, as the pool and Ray tests are (and
     the resumed sweep above, whose blocks hold the 7 trials left)."""
-    outcome = run_sweep(SPEC, tmp_path, workers=5, in_process=True)
+    outcome = run_sweep(SPEC, tmp_path, workers=5, threads_per_trial=1, in_process=True)
     assert without_seconds(outcome.summaries) == without_seconds(reference)
 
 
@@ -218,7 +222,11 @@ def test_trials_are_lean_by_default_and_a_resumed_sweep_keeps_what_it_kept(tmp_p
     assert json.loads((tmp_path / "all" / SWEEP_JSON).read_text())["keep"] == "all"
 
 
-@pytest.mark.parametrize("record", ["{not json", '{"keep": "some"}', "[]"], ids=["broken", "unknown keep", "a list"])
+@pytest.mark.parametrize(
+    "record",
+    ["{not json", '{"keep": "some"}', "[]", '{"keep": "lean", "threads_per_trial": "two"}'],
+    ids=["broken", "unknown keep", "a list", "threads not a count"],
+)
 def test_a_damaged_sweep_record_is_named_not_a_traceback(tmp_path, record):
     (tmp_path / SWEEP_JSON).write_text(record)
     with pytest.raises(ValueError, match=f"{SWEEP_JSON}"):
@@ -241,7 +249,7 @@ def test_process_pool_gives_the_sequential_results_and_never_reruns_the_main_fil
         'print("main file ran")\n'
         "from kalign_core import ExperimentConfig\n"
         "from kalign_core.sweep import run_sweep\nfrom kalign_core.sweep_spec import SweepSpec\n"
-        f"run_sweep({SPEC!r}, {str(tmp_path / 'sweep')!r}, workers=2)\n"
+        f"run_sweep({SPEC!r}, {str(tmp_path / 'sweep')!r}, workers=2, threads_per_trial=1)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     ran = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
@@ -267,7 +275,7 @@ def test_ray_gives_the_sequential_results(tmp_path, reference):
         ray = pytest.importorskip("ray", reason="ray is not installed (pip install ray)")
     ray.init(num_cpus=2, include_dashboard=False)
     try:
-        outcome = run_sweep(SPEC, tmp_path, backend="ray", workers=2)
+        outcome = run_sweep(SPEC, tmp_path, backend="ray", workers=2, threads_per_trial=1)
     finally:
         ray.shutdown()
     assert without_seconds(outcome.summaries) == without_seconds(reference)
