@@ -12,11 +12,18 @@ makes (batched.group_blocks), both with the data already loaded and the same tor
 (b) without the kernel machines, which a sweep's summaries do not use; (d) the sweep command itself,
 `python -m kalign_core sweep` with the matrix's options into a fresh folder (its defaults: lean
 trials, two threads per block, one worker per two cores), with its MB per trial on disk, and (e) the
-same command on one worker process of 1 thread per core (spawned: their start-up counts). The
+same command on one worker process of 1 thread per core (spawned: their start-up counts), and (f)
+the ceiling: the engine's SGD steps of every block and nothing else (no evaluation, measures,
+records or saving; blocks built beforehand, untimed), at the threads of (a) and (b). The
 commands are timed as their wall clock minus that of `python -m kalign_core sweep --help` (the
 interpreter's own start-up, importing torch). Each figure is given as best and worst over the
 rounds (a shared machine's other work only adds time). The table goes into BENCHMARKS.md's "sweep"
 section (benchmarks/run.py's write_section) unless --no-write.
+
+Then the issue's whole-run figure: `run_experiment` at the defaults on the sample (width 2000, 10
+epochs, batch 200, 8 vs 9, every measure on), best of the rounds, against its training matmuls at
+benchmarks/run.py's bare-matmul bound (each product by torch.mm in its fastest layout, nothing
+else) and against the run's own SGD steps alone (the engine, a block of one trial).
 
 Training GFLOP are counted from the shapes (issue 4's count): per digit seen and per model,
 2·784·w for the hidden forward, 2·784·w for its weight gradient and 3 × 2·w·k for the readout's
@@ -42,11 +49,11 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from kalign_core import ExperimentConfig, run_experiment  # noqa: E402
-from kalign_core.batched import group_blocks, load_trial_data, run_trials  # noqa: E402
+from kalign_core.batched import TrialBlock, group_blocks, load_trial_data, run_trials  # noqa: E402
 from kalign_core.sweep_spec import ALL_PAIRS, alignment_gain, pairs_among  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from run import BENCHMARKS_MD, write_section  # noqa: E402
+from run import BENCHMARKS_MD, MatmulBound, timed, verdict, write_section  # noqa: E402
 
 # The matrix's options on the sweep command line (the axes are added per case).
 SWEEP_COMMAND = [sys.executable, "-m", "kalign_core", "sweep", "--widths", "256", "--batch-size", "50"]
@@ -84,6 +91,36 @@ def matrix(seeds: tuple[int, ...], pairs, epochs: int) -> list[ExperimentConfig]
     ]
 
 
+def steps_seconds(configs: list[ExperimentConfig], data) -> float:
+    """Seconds of the SGD steps alone of every block of `configs`, every epoch."""
+    blocks = [TrialBlock([configs[i] for i in block], data, block, None) for block in group_blocks(configs, data)]
+    start = time.perf_counter()
+    with torch.no_grad():
+        for block in blocks:
+            for _ in range(block.epochs):
+                block.train_epoch()
+    return time.perf_counter() - start
+
+
+def whole_run(rounds: int) -> dict:
+    """Seconds of a default run on the sample, of its SGD steps alone and of its training matmuls at
+    the bare bound (best of `rounds` each, side by side)."""
+    config = ExperimentConfig(source="sample")
+    data = load_trial_data([config])
+    digits = data[config.digits]
+    n, inputs = len(digits.train_y), digits.train_x.shape[1]
+    cpu = torch.device("cpu")
+    bound = MatmulBound(n, config.batch_size, config.width, len(config.digits), inputs, cpu, 10)
+    times = {"run": [], "steps": [], "bound": []}
+    for _ in range(rounds):
+        start = time.perf_counter()
+        run_experiment(config, digits)
+        times["run"].append(time.perf_counter() - start)
+        times["steps"].append(steps_seconds([config], data))
+        times["bound"].append(config.epochs * min(timed(bound.epoch, cpu) for _ in range(3)))
+    return {way: min(seconds) for way, seconds in times.items()}
+
+
 def command_seconds(arguments: list[str]) -> float:
     started = time.perf_counter()
     subprocess.run(arguments, cwd=ROOT, check=True, capture_output=True)
@@ -102,7 +139,7 @@ def sweep_command(axes: list[str]) -> tuple[float, float]:
 def compare(configs: list[ExperimentConfig], axes: list[str], rounds: int, peak: float, workers: int) -> dict:
     data = load_trial_data(configs)
     gflop = sum(training_gflop(c, len(data[c.digits].train_y), data[c.digits].train_x.shape[1]) for c in configs)
-    times = {"loop": [], "engine": [], "no_machines": [], "command": [], "processes": []}
+    times = {"loop": [], "engine": [], "no_machines": [], "command": [], "processes": [], "steps": []}
     startup, command_mb = [], 0.0
     processes = ["--workers", str(workers), "--threads-per-trial", "1"]
     for _ in range(rounds):
@@ -119,6 +156,7 @@ def compare(configs: list[ExperimentConfig], axes: list[str], rounds: int, peak:
         seconds, command_mb = sweep_command(axes)
         times["command"].append(seconds)
         times["processes"].append(sweep_command([*axes, *processes])[0])
+        times["steps"].append(steps_seconds(configs, data))
     # The commands' times less the interpreter's start-up (the best seen, so none of its noise is
     # taken off the command).
     for way in ("command", "processes"):
@@ -158,6 +196,7 @@ def rows(name: str, figures: dict) -> list[str]:
             f"{figures['command_mb']:.2f} MB per trial",
         ),
         ("processes", f"(e) as (d) on {figures['workers']} worker processes × 1 thread, {less_startup}"),
+        ("steps", "(f) ceiling: (b)'s SGD steps alone, nothing else"),
     )
     for way, label in ways:
         best, worst = min(figures["times"][way]), max(figures["times"][way])
@@ -197,6 +236,7 @@ def main(argv=None) -> int:
         ][: 1 if args.no_135 else 2]
     )
     started = time.strftime("%Y-%m-%d %H:%M")
+    run = whole_run(max(rounds, 3))
     results = []
     for name, configs, axes in cases:
         figures = compare(configs, axes, rounds, peaks[0], args.workers)
@@ -221,6 +261,14 @@ def main(argv=None) -> int:
             f"loop vs engine {figures['gain_gap']:.1e}, "
             f"max final test error difference {figures['error_gap']:.2f} points"
         )
+    ratio = run["run"] / run["bound"]
+    lines += [
+        "",
+        f"Whole default run (`run_experiment`, defaults, sample; best of {max(rounds, 3)}): {run['run']:.2f} s = "
+        f"**{ratio:.2f}×** its training matmuls at the bare bound ({run['bound']:.2f} s; goal ≤ 1.25×: "
+        f"{verdict(ratio <= 1.25)}); its SGD steps alone {run['steps']:.2f} s = {run['steps'] / run['bound']:.2f}× "
+        "the bound.",
+    ]
     table = "\n".join(lines)
     print(table)
     if not args.no_write:

@@ -130,7 +130,7 @@ def iter_trials(
     data = load_trial_data(configs, data)
     should_stop = should_stop or (lambda: False)
     for block in group_blocks(configs, data, max_trials):
-        trained = _Block([configs[i] for i in block], data, block, on_epoch).run(should_stop, kernel_machines)
+        trained = TrialBlock([configs[i] for i in block], data, block, on_epoch).run(should_stop, kernel_machines)
         yield from zip(block, trained)
         if trained[0].stopped:
             return
@@ -147,7 +147,7 @@ def run_trials(
     return results
 
 
-class _Block:
+class TrialBlock:
     """T trials of one block_key: their pair trainers and the stacked tensors the trainers' own
     parameters are views of."""
 
@@ -220,15 +220,9 @@ class _Block:
             active = [position for position, t in enumerate(self.trainers) if t.active]
             if not active:
                 break
-            # Every trial steps, those whose models have all diverged with learning rates 0, so that
-            # the stacked tensors never need picking apart.
-            sums = torch.zeros(3, len(self.trainers), 2, device=self.device)  # loss sum, largest batch loss, errors
-            order = torch.stack([torch.randperm(self.n, generator=t.generator) for t in self.trainers]).to(self.device)
-            rows = order + self.first_row[:, None]
-            for start in range(0, self.n, self.batch):
-                if should_stop():
-                    return self._finish(started, machines, stopped=True)
-                self._step(order[:, start : start + self.batch], rows[:, start : start + self.batch], sums)
+            sums = self.train_epoch(should_stop)
+            if sums is None:
+                return self._finish(started, machines, stopped=True)
             loss_sum, loss_max, errors = sums
             train = {p: self.trainers[p].train_errors(loss_sum[p], errors[p]) for p in active}
             self._record(epoch, train, started)
@@ -238,6 +232,20 @@ class _Block:
                 if self.callbacks[position]:
                     self.callbacks[position](self.trainers[position].result)
         return self._finish(started, machines, stopped=False)
+
+    def train_epoch(self, should_stop=lambda: False) -> torch.Tensor | None:
+        """One epoch of SGD steps of every trial, each in its own order: each model's loss sum,
+        largest batch loss and errors (3 × T × 2); None when should_stop ended it between steps.
+        Every trial steps, those whose models have all diverged with learning rates 0, so that the
+        stacked tensors never need picking apart."""
+        sums = torch.zeros(3, len(self.trainers), 2, device=self.device)
+        order = torch.stack([torch.randperm(self.n, generator=t.generator) for t in self.trainers]).to(self.device)
+        rows = order + self.first_row[:, None]
+        for start in range(0, self.n, self.batch):
+            if should_stop():
+                return None
+            self._step(order[:, start : start + self.batch], rows[:, start : start + self.batch], sums)
+        return sums
 
     def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
         """Every trial's models on its own rows x (t × rows × inputs): hidden activations (t × rows

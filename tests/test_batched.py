@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from kalign_core import ExperimentConfig, figures, results, run_experiment
-from kalign_core.batched import CPU_BLOCK_WEIGHTS, _Block, group_blocks, iter_trials, load_trial_data, run_trials
+from kalign_core.batched import CPU_BLOCK_WEIGHTS, TrialBlock, group_blocks, iter_trials, load_trial_data, run_trials
 from kalign_core.lean_runs import lean_kernels_npz, lean_result, lean_trial_files
 from kalign_core.results import MODEL_NAMES
 from kalign_core.runs import (
@@ -140,7 +140,7 @@ def test_trials_that_differ_in_shape_go_to_separate_blocks_in_order():
 
 def test_trials_of_one_pair_share_its_training_digits_in_a_block():
     trials = configs()  # (3, 8) twice
-    block = _Block(trials, load_trial_data(trials), list(range(len(trials))), None)
+    block = TrialBlock(trials, load_trial_data(trials), list(range(len(trials))), None)
     assert len(block.all_x) == 3 * 800
     assert block.first_row.tolist() == [0, 800, 1600, 800]
 
