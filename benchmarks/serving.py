@@ -11,7 +11,9 @@ up: its time includes starting the training worker processes. Per round it repor
 
 - time to result: from the click to the final metrics on that page;
 - the app's run time (the page's caption) against the same run alone through the library at the
-  same torch thread count, in this process before the server starts;
+  same torch thread count, in this process before the server starts (and, to tell the worker
+  processes' share from the browsers', through a pool of the app's workers with no server or
+  browser);
 - correct: the four final metrics match that session's seed run alone (to the digits shown);
 - CPU seconds of the server process itself and of its worker processes (training) over the round,
   read from /proc/PID/stat; the server's share is its cost of queueing, relaying and drawing; and
@@ -48,6 +50,7 @@ from kalign_app import jobs, params  # noqa: E402
 from kalign_core import run_experiment  # noqa: E402
 from kalign_core.devices import torch_threads  # noqa: E402
 from kalign_core.results import MODEL_NAMES  # noqa: E402
+from kalign_core.workers import WorkerPool  # noqa: E402
 from run import BENCHMARKS_MD, verdict, write_section  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
@@ -107,6 +110,18 @@ def run_alone(seed: int, threads: int) -> Alone:
     # In the page's order: each model's test error, then its alignment.
     metrics = [value for n in MODEL_NAMES for value in (last[n].test_error, last[n].alignment)]
     return Alone(metrics, result.seconds, wall)
+
+
+def through_workers(seeds: list[int], threads: int) -> list[float]:
+    """Each seed's run time (result.seconds) through a pool of the app's training workers at
+    `threads`, as the server uses them, with no server and no browser; after a warm-up run, as the
+    server's first run warms its worker."""
+    pool = WorkerPool(1, threads)
+    try:
+        runs = [pool.train(config_for(seed), lambda info: None, lambda result: None, lambda: False) for seed in seeds]
+        return [result.seconds for result in runs]
+    finally:
+        pool.close()
 
 
 def matches(shown: list[str], expected: list[float]) -> bool:
@@ -174,16 +189,17 @@ def lower_browsers(server: int, priority: str) -> None:
     own, which autogroup scheduling puts in a group of its own, ranked against the server's group as
     a whole whatever its threads' nice; so the browsers' groups are lowered too (where the kernel has
     autogroups and lets this process write them), but not the server's group, which Playwright's
-    driver shares. Measured here: at nice 19 in a group of nice 19 the browser still slowed a
-    one-session run by 1.06–1.43× (it wakes as the run's threads sleep between operations, and
-    the run waits for it to yield); at the idle policy by 1.06–1.11×."""
+    driver shares. Measured here (five one-session rounds each): at nice 19, in a group of nice 19,
+    the app's run took 1.10–1.21× its time alone (the browser runs as the run's threads sleep between
+    operations, and the run then waits for it to yield); at the idle policy 1.00–1.13×."""
     if priority == "normal":
         return
     server_group = autogroup(server)
     for child in children(os.getpid()):
         if child == server:
             continue
-        for pid in [child, *descendants(child)]:
+        # The browsers Playwright's driver started, not the driver itself: it clicks and waits.
+        for pid in descendants(child):
             for thread in pathlib.Path(f"/proc/{pid}/task").glob("*"):
                 with contextlib.suppress(OSError):  # it may have just ended
                     os.setpriority(os.PRIO_PROCESS, int(thread.name), 19)
@@ -270,14 +286,19 @@ async def measure(
 # -- report ----------------------------------------------------------------------------------------
 
 
-def report(rounds: list[Round], alone: dict[int, Alone], threads: int, limit: int, priority: str) -> str:
+def report(
+    rounds: list[Round], alone: dict[int, Alone], pooled: list[float], threads: int, limit: int, priority: str
+) -> str:
     run_s = statistics.median(a.run_seconds for a in alone.values())
+    pooled_s = statistics.median(pooled)
     wall_s = statistics.median(a.wall_seconds for a in alone.values())
     warm_up, measured = rounds[0], rounds[1:]
     lines = [
         f"Machine: {jobs.cpu_count()} cores; server: `KALIGN_MAX_JOBS` {limit} (so {threads} torch thread(s) "
         f"per run), defaults (8 vs 9, width 2000, 10 epochs, sample). One run alone through the library at "
-        f"{threads} thread(s): **{run_s:.2f} s** training (median of {len(alone)} seeds), {wall_s:.2f} s in all. "
+        f"{threads} thread(s): **{run_s:.2f} s** training (median of {len(alone)} seeds), {wall_s:.2f} s in all; "
+        f"through a pool of the app's workers with no server or browser {pooled_s:.2f} s "
+        f"({pooled_s / run_s:.2f}×, {min(pooled) / run_s:.2f}–{max(pooled) / run_s:.2f}× over the same seeds). "
         f"Browsers' priority: {priority} (`--browsers`); `OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}`.",
         "",
         f"Warm-up: the server's first run took {warm_up.latest:.1f} s to its result, starting the worker process(es).",
@@ -335,11 +356,13 @@ def main(argv=None) -> list[Round]:
     print(f"library alone at {threads} thread(s), seeds 0..{first - 1}", flush=True)
     alone = {seed: run_alone(seed, threads) for seed in range(first)}
     alone[WARM_UP_SEED] = run_alone(WARM_UP_SEED, threads)
+    pooled = through_workers([WARM_UP_SEED, *range(first)], threads)[1:]
     started = time.strftime("%Y-%m-%d %H:%M")
     with tempfile.TemporaryDirectory() as folder, streamlit_server(pathlib.Path(folder)) as (url, server):
         print(f"server {url} (pid {server}); rounds of {', '.join(str(len(r)) for r in rounds)} session(s)")
         measured = asyncio.run(measure(url, server, rounds, alone, args.timeout, args.browsers))
-    table = report(measured, {s: a for s, a in alone.items() if s != WARM_UP_SEED}, threads, limit, args.browsers)
+    alone = {s: a for s, a in alone.items() if s != WARM_UP_SEED}
+    table = report(measured, alone, pooled, threads, limit, args.browsers)
     print(table)
     if not args.no_write:
         write_section("serving", f"Serving a class: `python benchmarks/serving.py` ({started})", f"{ABOUT}\n\n{table}")

@@ -233,6 +233,7 @@ class TrialBlock:
                     self.callbacks[position](self.trainers[position].result)
         return self._finish(started, machines, stopped=False)
 
+    @torch.no_grad()
     def train_epoch(self, should_stop=lambda: False) -> torch.Tensor | None:
         """One epoch of SGD steps of every trial, each in its own order: each model's loss sum,
         largest batch loss and errors (3 × T × 2); None when should_stop ended it between steps.

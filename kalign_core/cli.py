@@ -15,8 +15,8 @@ from .data import DataUnavailable
 from .lessons import LESSONS, find_lesson
 from .results import MODEL_NAMES, ExperimentResult
 from .runs import RunFileError, check_run_target, save_run
-from .sweep import SweepProgress, calibrate, duration_text, estimate_seconds, recorded_threads, run_sweep
-from .sweep_backends import BACKENDS, BLOCK_THREADS, KEEP, MAX_THREADS, MAX_WORKERS, default_threads, default_workers
+from .sweep import SweepProgress, calibrate, duration_text, estimate_seconds, run_sweep, sweep_threads
+from .sweep_backends import BACKENDS, BLOCK_THREADS, KEEP, MAX_THREADS, MAX_WORKERS, default_workers
 from .sweep_spec import SweepSpec, mean_spread, pairs_among, round_lr
 from .training import run_experiment
 
@@ -121,8 +121,8 @@ def build_parser(prog: str = "kalign") -> argparse.ArgumentParser:
         "--threads-per-trial",
         type=int,
         help="torch threads of each worker's block of trials; results depend on it, so keep it fixed "
-        f"within a sweep (default: what a resumed sweep recorded, else {BLOCK_THREADS} on CPU, as many as "
-        "there are cores, 1 on a GPU)",
+        f"within a sweep: a resumed sweep refuses another (default: what a resumed sweep trained at, else "
+        f"{BLOCK_THREADS} on CPU, as many as there are cores, 1 on a GPU)",
     )
     sweep.add_argument(
         "--gpus-per-trial",
@@ -253,9 +253,7 @@ def _sweep(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     if args.workers is not None:
         check_int("workers", args.workers, 1, MAX_WORKERS)
-    threads = args.threads_per_trial
-    if threads is None:  # a resumed sweep keeps its count: another rounds differently
-        threads = recorded_threads(args.out) or default_threads(spec, args.workers)
+    threads = sweep_threads(spec, args.out, args.workers, args.threads_per_trial)
     check_int("threads_per_trial", threads, 1, MAX_THREADS)
     workers = default_workers(spec, threads) if args.workers is None else args.workers
     check_int("workers", workers, 1, MAX_WORKERS)

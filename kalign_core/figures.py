@@ -366,7 +366,8 @@ def class_block_means(kernel: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """The k×k means of a class-sorted kernel over each (class, class) block, in float64."""
     classes = np.unique(labels)
     onehot = (labels[:, None] == classes[None, :]).astype(np.float64)
-    sums = onehot.T @ kernel.astype(np.float64) @ onehot
+    with np.errstate(invalid="ignore", over="ignore"):  # a diverged run's non-finite kernel: blocks of nan
+        sums = onehot.T @ kernel.astype(np.float64) @ onehot
     counts = onehot.sum(axis=0)
     return sums / np.outer(counts, counts)
 

@@ -5,7 +5,7 @@ long that takes here and paces the time left.
 The sweep folder is the state: a trial whose subfolder exists has finished, so rerunning a sweep
 skips it. Its sweep.json records the spec, what each trial's folder keeps ("lean" or "all", see
 sweep_backends.py) and the torch threads per block of trials (CPU products round differently with
-another count), so that a resumed sweep keeps the same unless told otherwise.
+another count), so that a resumed sweep keeps the same (asking for another is refused).
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from .batched import iter_trials
+from .config import check_int
 from .data import load_digits
 from .devices import torch_threads
 from .files import write_atomically
 from .runs import RUN_JSON, result_from_json, write_run_folder
-from .sweep_backends import KEEP, default_threads, trial_files, trial_results
+from .sweep_backends import KEEP, MAX_THREADS, MAX_WORKERS, default_threads, trial_files, trial_results
 from .sweep_spec import SUMMARY_CSV, SWEEP_JSON, SweepSpec, Trial, TrialSummary, finished_trials, summarize, summary_csv
 
 # Widths the cost model times a one-epoch trial at; costs in between and beyond are linear in width.
@@ -72,9 +73,14 @@ def calibrate(spec: SweepSpec, threads_per_trial: int | None = 1, keep: str = "l
 
 
 def estimate_seconds(
-    spec: SweepSpec, workers: int = 1, threads_per_trial: int = 1, folder=None, cost: CostModel | None = None
+    spec: SweepSpec, workers: int = 1, threads_per_trial: int | None = None, folder=None, cost: CostModel | None = None
 ) -> tuple[int, float]:
-    """(trials still to run, about how many seconds they take on `workers` workers here)."""
+    """(trials still to run, about how many seconds they take on `workers` workers here), at the
+    threads per block `run_sweep` would train at. Raises ValueError, as run_sweep would, for a
+    folder whose record is damaged or says otherwise."""
+    if folder is not None:
+        _kept_by(pathlib.Path(folder), None)
+    threads_per_trial = sweep_threads(spec, folder, workers, threads_per_trial)
     cost = cost or calibrate(spec, threads_per_trial)
     done = finished_trials(spec, folder) if folder is not None else {}
     pending = [t for t in spec.trials() if t.id not in done]
@@ -141,16 +147,15 @@ def run_sweep(
     saved; the trials of a block that has come back are all saved first.
     `keep`: what each trial's folder holds, "lean" (run.json and the first and last epoch's
     kernels, under 1 MB) or "all" (what `save_run` writes); default: what the folder's sweep
-    recorded, else "lean". `threads_per_trial`: default what the folder's sweep recorded, else
-    `default_threads`.
+    recorded, else "lean". `threads_per_trial`: see `sweep_threads`.
     """
     should_stop = should_stop or (lambda: False)
     started = time.perf_counter()
     folder = pathlib.Path(folder)
     trials = spec.trials()
+    check_int("workers", workers, 1, MAX_WORKERS)  # before the default threads divide by it
     keep = _kept_by(folder, keep)
-    if threads_per_trial is None:
-        threads_per_trial = recorded_threads(folder) or default_threads(spec, workers)
+    threads_per_trial = sweep_threads(spec, folder, workers, threads_per_trial)
     done = finished_trials(spec, folder)
     skipped = len(done)
     # Heaviest first, so that a pool does not end waiting on one wide trial.
@@ -214,15 +219,44 @@ def _kept_by(folder: pathlib.Path, keep: str | None) -> str:
     return keep
 
 
+def sweep_threads(spec: SweepSpec, folder, workers: int | None = 1, threads_per_trial: int | None = None) -> int:
+    """The torch threads per block a sweep of `spec` into `folder` trains at: `threads_per_trial`,
+    else what the sweep in `folder` trained at, else `default_threads`. Refuses a count other than
+    the one the folder's trials trained at: another rounds differently."""
+    recorded = recorded_threads(folder) if folder is not None else None
+    if threads_per_trial is None:
+        return recorded or default_threads(spec, workers)
+    if recorded not in (None, threads_per_trial):
+        raise ValueError(
+            f"the sweep in {folder} trains at {recorded} torch thread(s) per block; resume it with the same "
+            f"(got {threads_per_trial}), or start a new sweep"
+        )
+    return threads_per_trial
+
+
 def recorded_threads(folder) -> int | None:
-    """The torch threads per block of trials the sweep in `folder` trained with; None for a new
-    sweep or one recorded before kalign kept the count."""
-    threads = _recorded(pathlib.Path(folder)).get("threads_per_trial")
+    """The torch threads per block the sweep in `folder` trains at: its sweep.json's record, else
+    (a sweep recorded before kalign kept the count) what its first finished trial's run.json says
+    it trained at; None for a new sweep."""
+    folder = pathlib.Path(folder)
+    threads, where = _recorded(folder).get("threads_per_trial"), folder / SWEEP_JSON
+    if threads is None:
+        threads, where = _trial_threads(folder)
     if threads is None:
         return None
-    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
-        raise ValueError(f"{pathlib.Path(folder) / SWEEP_JSON} records threads_per_trial={threads!r}: not a count")
+    if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= MAX_THREADS:
+        raise ValueError(f"{where} records {threads!r} torch threads: not a whole number from 1 to {MAX_THREADS}")
     return threads
+
+
+def _trial_threads(folder: pathlib.Path) -> tuple[object, pathlib.Path | None]:
+    """The torch threads the first finished trial in `folder` trained at, and its run.json."""
+    for run_json in sorted(folder.glob(f"*/{RUN_JSON}")):
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # a damaged trial is resume's to report
+            threads = json.loads(run_json.read_text()).get("provenance", {}).get("torch_threads")
+            if threads is not None:
+                return threads, run_json
+    return None, None
 
 
 def _recorded(folder: pathlib.Path) -> dict:

@@ -55,16 +55,23 @@ def default_threads(spec: SweepSpec, workers: int | None = None) -> int:
     """Torch threads per block of trials: BLOCK_THREADS on CPU, up to the cores there are (each of
     `workers`' share of them, where given), 1 on an accelerator (the host threads only launch its
     work)."""
-    if resolve_device(spec.base.device).type != "cpu":
+    if not _trains_on_cpu(spec):
         return 1
     return min(BLOCK_THREADS, max(1, cpu_count() // (workers or 1)))
 
 
 def default_workers(spec: SweepSpec, threads_per_trial: int = 1) -> int:
     """One worker per `threads_per_trial` cores on CPU; one on an accelerator (they share it)."""
-    if resolve_device(spec.base.device).type != "cpu":
+    if not _trains_on_cpu(spec):
         return 1
     return max(1, cpu_count() // threads_per_trial)
+
+
+def _trains_on_cpu(spec: SweepSpec) -> bool:
+    """Whether the sweep's trials train on a CPU. Only "auto" is resolved here: a named accelerator
+    may be on the workers (Ray) and not on this machine."""
+    device = spec.base.device
+    return device == "cpu" or (device == "auto" and resolve_device(device).type == "cpu")
 
 
 def trial_blocks(pending: list[Trial], workers: int, data=None) -> list[list[Trial]]:

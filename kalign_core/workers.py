@@ -288,6 +288,13 @@ class WorkerPool:
         with self._lock:
             return [worker.process.pid for worker in self._idle]
 
+    def close(self) -> None:
+        """End the idle workers (those training end with their runs' pools' owners)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for worker in idle:
+            worker.close()
+
     def _checkout(self) -> Worker:
         with self._lock:
             while self._idle:

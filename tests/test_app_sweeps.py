@@ -116,6 +116,18 @@ def test_a_sweep_name_that_leaves_the_sweeps_folder_is_refused():
     assert not [b for b in at.button if b.key == "run_sweep"]
 
 
+@pytest.mark.parametrize("record", ['{"keep": "lean", "threads_per_trial": 0}', "{not json"])
+def test_a_damaged_sweep_record_is_named_before_running(tmp_path, record):
+    at = choose_tiny_sweep(open_sweeps())
+    folder = tmp_path / "sweeps" / SWEEP
+    folder.mkdir(parents=True)
+    (folder / SWEEP_JSON).write_text(record)
+    at.run()
+    assert not at.exception
+    assert f"Sweep {SWEEP}: " in texts(at.error) and f"{SWEEP}/{SWEEP_JSON}" in texts(at.error)
+    assert not [b for b in at.button if b.key == "run_sweep"]
+
+
 def test_settings_the_sample_cannot_hold_are_explained_before_running():
     at = open_sweeps()
     at.session_state["settings"] = {**at.session_state["settings"], "batch_size": 5000}

@@ -17,7 +17,7 @@ import pytest
 from kalign_core import ExperimentConfig
 from kalign_core.cli import main
 from kalign_core.runs import load_run
-from kalign_core.sweep import estimate_seconds, run_sweep
+from kalign_core.sweep import estimate_seconds, recorded_threads, run_sweep, sweep_threads
 from kalign_core.sweep_spec import (
     SUMMARY_CSV,
     SUMMARY_FIELDS,
@@ -34,6 +34,10 @@ ROOT = pathlib.Path(__file__).parents[1]
 BASE = ExperimentConfig(epochs=1, batch_size=100, probe_size=40, source="sample", device="cpu")
 # 3 pairs × 2 widths × 2 seeds = 12 trials of a fraction of a second each.
 SPEC = SweepSpec(BASE, pairs_among((3, 5, 8)), widths=(16, 32), seeds=(0, 1))
+
+
+class Interrupted(Exception):
+    """Raised from a sweep's progress callback: the sweep ends there, as if killed."""
 
 
 def without_seconds(summaries):
@@ -143,9 +147,6 @@ def test_summary_csv_round_trips_undefined_values(reference):
 
 
 def test_interrupted_sweep_resumes_with_only_the_missing_trials(tmp_path, reference):
-    class Interrupted(Exception):
-        pass
-
     finished_first = []
 
     def crash_after_five(progress):
@@ -190,18 +191,21 @@ def test_blocks_of_other_sizes_give_the_same_bits(tmp_path, reference):
     assert without_seconds(outcome.summaries) == without_seconds(reference)
 
 
-def test_trials_are_lean_by_default_and_a_resumed_sweep_keeps_what_it_kept(tmp_path):
-    spec = SweepSpec(dataclasses.replace(BASE, epochs=3), ((6, 0),), widths=(16,), seeds=(0, 1))
-    first, second = (t.id for t in spec.trials())
-
-    class Interrupted(Exception):
-        pass
+def interrupted_after_one_trial(spec: SweepSpec, folder: pathlib.Path, **options) -> None:
+    """`spec` into `folder`, ended by an error once its first trial is saved."""
 
     def crash(progress):
         raise Interrupted
 
     with pytest.raises(Interrupted):
-        run_sweep(spec, tmp_path / "lean", on_progress=crash)
+        run_sweep(spec, folder, on_progress=crash, **options)
+
+
+def test_trials_are_lean_by_default_and_a_resumed_sweep_keeps_what_it_kept(tmp_path):
+    spec = SweepSpec(dataclasses.replace(BASE, epochs=3), ((6, 0),), widths=(16,), seeds=(0, 1))
+    first, second = (t.id for t in spec.trials())
+
+    interrupted_after_one_trial(spec, tmp_path / "lean")
     with pytest.raises(ValueError, match="keeps 'lean'; resume it with the same"):
         run_sweep(spec, tmp_path / "lean", keep="all")
     assert run_sweep(spec, tmp_path / "lean").ran == [second]
@@ -231,6 +235,41 @@ def test_a_damaged_sweep_record_is_named_not_a_traceback(tmp_path, record):
     (tmp_path / SWEEP_JSON).write_text(record)
     with pytest.raises(ValueError, match=f"{SWEEP_JSON}"):
         run_sweep(SweepSpec(BASE, ((6, 0),), widths=(16,)), tmp_path)
+
+
+def test_a_resumed_sweep_keeps_its_thread_count_and_refuses_another(tmp_path):
+    spec = SweepSpec(BASE, ((6, 0),), widths=(16,), seeds=(0, 1))
+    first, second = (t.id for t in spec.trials())
+
+    interrupted_after_one_trial(spec, tmp_path, threads_per_trial=1)
+    with pytest.raises(ValueError, match="trains at 1 torch thread.*resume it with the same \\(got 2\\)"):
+        run_sweep(spec, tmp_path, threads_per_trial=2)
+    with pytest.raises(ValueError, match="resume it with the same"):
+        estimate_seconds(spec, threads_per_trial=2, folder=tmp_path)
+    # A sweep recorded before kalign kept the count: its trials' run.json say what they trained at.
+    record = json.loads((tmp_path / SWEEP_JSON).read_text())
+    del record["threads_per_trial"]
+    (tmp_path / SWEEP_JSON).write_text(json.dumps(record))
+    assert recorded_threads(tmp_path) == 1 == sweep_threads(spec, tmp_path, workers=1)
+    assert run_sweep(spec, tmp_path).ran == [second]
+    assert load_run(tmp_path / second).provenance["torch_threads"] == 1
+    assert json.loads((tmp_path / SWEEP_JSON).read_text())["threads_per_trial"] == 1
+    assert recorded_threads(tmp_path / "new") is None
+
+
+def test_cli_sweep_resumes_at_the_thread_count_it_recorded(tmp_path, capsys):
+    args = ["sweep", "--digits", "3", "5", "8", "--widths", "16", "--epochs", "1", "--probe-size", "40"]
+    args += ["--source", "sample", "--workers", "1", "--out", str(tmp_path)]
+    assert main([*args, "--threads-per-trial", "1"]) == 0
+    (tmp_path / "3v8-w16-r0.1-s0" / "run.json").unlink()  # as if interrupted before its last trial
+    (tmp_path / "3v8-w16-r0.1-s0" / "kernels.npz").unlink()
+    (tmp_path / "3v8-w16-r0.1-s0").rmdir()
+    assert main(args) == 0
+    assert load_run(tmp_path / "3v8-w16-r0.1-s0").provenance["torch_threads"] == 1
+    with pytest.raises(SystemExit) as exited:
+        main([*args, "--threads-per-trial", "2"])
+    assert exited.value.code == 2
+    assert "trains at 1 torch thread(s) per block; resume it with the same (got 2)" in capsys.readouterr().err
 
 
 def test_a_folder_of_another_sweep_is_refused(tmp_path):

@@ -59,6 +59,17 @@ def test_workers_are_started_once_and_reused(small_config):
     assert second.wait(60) and second.worker.pid == job.worker.pid
 
 
+def test_closing_a_pool_ends_its_idle_workers(small_config):
+    pool = workers.WorkerPool(1, 1)
+    result = pool.train(small_config(), lambda info: None, lambda live: None, lambda: False)
+    assert result.epochs_done == small_config().epochs
+    [pid] = pool.pids
+    pool.close()
+    assert pool.pids == []
+    with pytest.raises(ProcessLookupError):  # ended and reaped
+        os.kill(pid, 0)
+
+
 def test_the_pool_says_which_devices_its_workers_train_on():
     """The server learns the devices from its workers (it never imports torch itself)."""
     pool = workers.WorkerPool(1, 1)
