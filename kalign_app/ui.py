@@ -67,6 +67,12 @@ def warm_up_server() -> None:
         _mnist_fetch(str(data.default_data_dir())).start()
 
 
+def workers_ready() -> bool:
+    """Whether a training process has started (on a fresh server, a second or two after its first
+    page): until then a run waits for one."""
+    return _warmed_up.is_set() and job_slots().workers.devices() is not None
+
+
 def device_choices(current: str) -> tuple[list[str], str | None]:
     """The Train form's devices and the one "auto" trains on: what the training processes can use.
     Until the first has started (a second or two after the server's first page): "auto", "cpu" and

@@ -250,6 +250,7 @@ class WorkerPool:
     def __init__(self, size: int, threads: int):
         self.size, self.threads = size, threads
         self._idle: list[Worker] = []
+        self._devices: list[str] | None = None
         self._lock = threading.Lock()
 
     def warm(self) -> None:
@@ -274,13 +275,15 @@ class WorkerPool:
 
     def devices(self) -> list[str] | None:
         """The devices the workers can train on, best first; None until one has started (it
-        imports torch: a second or more)."""
+        imports torch: a second or more). Kept once known: the workers run on this machine, and
+        all may be busy training later."""
         with self._lock:
-            for worker in self._idle:
+            for worker in self._idle if self._devices is None else ():
                 with contextlib.suppress(EOFError, OSError, RuntimeError):
                     if worker.poll_ready() is not None:
-                        return worker.devices
-        return None
+                        self._devices = worker.devices
+                        break
+            return self._devices
 
     @property
     def pids(self) -> list[int]:

@@ -129,6 +129,7 @@ def lazy_scale_control(changed: dict) -> None:
 
 
 def charts(result, prefix: str) -> None:
+    st.session_state.charts_drawn = True  # the browser has its charting library now
     left, right = st.columns(2)
     left.plotly_chart(figures.error_figure(result), key=f"{prefix}_error")
     right.plotly_chart(figures.alignment_figure(result), key=f"{prefix}_alignment")
@@ -189,6 +190,19 @@ def draw_progress(job, status) -> None:
         st.caption("Stopping after the current batch; the epochs done are kept.")
 
 
+def preload_charts() -> None:
+    """While the training processes are still starting (a fresh server's first minute), a run waits
+    a second or more before its first epoch: then an empty chart, hidden, lets the browser load its
+    charting library (Plotly, megabytes of script) meanwhile, so that the first chart draws at once
+    (loaded with that chart, it had taken 1.5 s or more). Not otherwise: parsed while the run
+    trains, it would share the cores with it, and a browser that has drawn a chart has it."""
+    if st.session_state.get("charts_drawn") or ui.workers_ready():
+        return
+    st.html("<style>.st-key-chart_preload {display: none}</style>")
+    with st.container(key="chart_preload"):
+        st.plotly_chart({"data": [{"type": "scatter", "x": [], "y": []}], "layout": {}}, key="preload")
+
+
 # The page run that follows a press of Train (only that one) waits up to this long for the run to
 # end: the default run on the sample takes about a second, and its final charts then come with this
 # page run; drawing its first epochs while it trains would share the cores with it (on 2 cores, one
@@ -199,6 +213,7 @@ FIRST_LOOK_S = 1.5
 
 def live_run(job) -> None:
     if st.session_state.pop("just_pressed", False):
+        preload_charts()
         job.first_look(FIRST_LOOK_S)
         if job.done:
             st.rerun()  # the page collects the job and draws the finished run

@@ -198,6 +198,24 @@ def test_stop_keeps_the_epochs_trained():
     assert feature_points(alignment) == {"slow": result.epochs_done + 1, "regular": result.epochs_done + 1}
 
 
+@pytest.mark.parametrize("ready", [False, True], ids=["workers starting", "workers ready"])
+def test_the_charting_library_loads_while_a_first_run_waits_for_its_worker(monkeypatch, ready):
+    """While the training processes start, the page that follows Train carries a hidden empty chart
+    (the browser loads Plotly meanwhile); once they run, or once the session has drawn charts, not."""
+    monkeypatch.setattr(ui, "workers_ready", lambda: ready)
+    at = press_train(open_app(**{**TINY, "epochs": "500", "width": "512"}))  # longer than the first look
+    preload = [chart for chart in at.get("plotly_chart") if chart.key == "preload"]
+    assert len(preload) == (0 if ready else 1) and not at.exception
+    assert at.session_state["charts_drawn"]  # the live charts came with it
+    at.session_state["job"].stop()
+    at = finish(at)
+    monkeypatch.setattr(ui, "workers_ready", lambda: False)
+    again = press_train(at)
+    assert not [chart for chart in again.get("plotly_chart") if chart.key == "preload"]
+    again.session_state["job"].stop()
+    finish(again)
+
+
 def test_a_full_server_shows_waiting_for_a_free_slot(monkeypatch):
     monkeypatch.setenv("KALIGN_MAX_JOBS", "1")
     busy = press_train(open_app(**{**TINY, "epochs": "500"}))

@@ -70,12 +70,16 @@ def test_closing_a_pool_ends_its_idle_workers(small_config):
         os.kill(pid, 0)
 
 
-def test_the_pool_says_which_devices_its_workers_train_on():
+def test_the_pool_says_which_devices_its_workers_train_on(small_config):
     """The server learns the devices from its workers (it never imports torch itself)."""
     pool = workers.WorkerPool(1, 1)
     assert pool.devices() is None  # nobody started yet
     pool.warm()
     assert wait_until(pool.devices) == kalign_core.available_devices()
+    # Still known while every worker trains (the form keeps offering them).
+    seen = []
+    pool.train(small_config(), lambda info: seen.append(pool.devices()), lambda live: None, lambda: False)
+    assert seen == [kalign_core.available_devices()]
 
 
 def test_an_error_in_the_run_leaves_the_worker_serving(small_config):
