@@ -256,14 +256,14 @@ class TrainingJob(BackgroundJob):
             error=error,
         )
 
-    def first_look(self, timeout: float, grace: float = 1.0, poll_s: float = 0.05) -> JobStatus:
+    def first_look(self, timeout: float, grace: float = 0.0, poll_s: float = 0.05) -> JobStatus:
         """The status the page that starts a run draws first: at the latest after `timeout` seconds,
         earlier when the job has ended or must queue for a slot, or when its epochs so far say it
         will not end by then. So a short run shows its final charts at once, without partial ones
         drawn (by the server and the browser) while it trains, and a longer one shows its first
         epochs as soon as that is clear, not at the page's next poll (up to a second later). A run
-        with no epoch yet at `timeout` (its worker still starting) is waited for up to `grace` more
-        seconds for its first: the page's next poll would come no sooner."""
+        with no epoch yet at `timeout` is waited for up to `grace` more seconds for its first (e.g.
+        while its worker starts: the page's next poll would show its charts no sooner)."""
         deadline = time.monotonic() + timeout
         while True:
             self.touch()  # the session is here, waiting

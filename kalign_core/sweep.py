@@ -240,7 +240,7 @@ def recorded_threads(folder) -> int | None:
     it trained at; None for a new sweep."""
     folder = pathlib.Path(folder)
     threads, where = _recorded(folder).get("threads_per_trial"), folder / SWEEP_JSON
-    if threads is None:
+    if threads is None and where.is_file():  # only a sweep's folder: its subfolders are its trials
         threads, where = _trial_threads(folder)
     if threads is None:
         return None

@@ -279,11 +279,17 @@ class WorkerPool:
         all may be busy training later."""
         with self._lock:
             for worker in self._idle if self._devices is None else ():
-                with contextlib.suppress(EOFError, OSError, RuntimeError):
-                    if worker.poll_ready() is not None:
-                        self._devices = worker.devices
-                        break
+                if self._note_devices(worker):
+                    break
             return self._devices
+
+    def _note_devices(self, worker: Worker) -> bool:
+        """Keep `worker`'s devices if it has said "ready" (never waits; the lock is held). A worker
+        that died before that, or misbehaved, is left for `_checkout` to replace."""
+        with contextlib.suppress(WorkerDied, EOFError, OSError, RuntimeError):
+            if worker.poll_ready() is not None:
+                self._devices = worker.devices
+        return self._devices is not None
 
     @property
     def pids(self) -> list[int]:
@@ -303,6 +309,8 @@ class WorkerPool:
             while self._idle:
                 worker = self._idle.pop()
                 if worker.alive:
+                    if self._devices is None:  # its "ready" is read now, before a run reads past it
+                        self._note_devices(worker)
                     return worker
                 worker.close()  # died while idle
         return Worker(self.threads)

@@ -191,12 +191,12 @@ def draw_progress(job, status) -> None:
 
 
 def preload_charts() -> None:
-    """While the training processes are still starting (a fresh server's first minute), a run waits
-    a second or more before its first epoch: then an empty chart, hidden, lets the browser load its
+    """For a run pressed while the training processes are still starting (a fresh server's first
+    minute), which waits a second or more for its first epoch: an empty chart, hidden, lets the browser load its
     charting library (Plotly, megabytes of script) meanwhile, so that the first chart draws at once
     (loaded with that chart, it had taken 1.5 s or more). Not otherwise: parsed while the run
     trains, it would share the cores with it, and a browser that has drawn a chart has it."""
-    if st.session_state.get("charts_drawn") or ui.workers_ready():
+    if st.session_state.get("charts_drawn"):
         return
     st.html("<style>.st-key-chart_preload {display: none}</style>")
     with st.container(key="chart_preload"):
@@ -209,12 +209,17 @@ def preload_charts() -> None:
 # session's run took 1.3 to 1.8 times its time alone with a browser drawing beside it). A run whose
 # first epochs say it will take longer shows them at once (see TrainingJob.first_look).
 FIRST_LOOK_S = 1.5
+# While the training processes start, a run has no epoch to show at FIRST_LOOK_S: the page waits up
+# to this much longer for its first, which the progress fragment's next poll would show no sooner.
+STARTING_GRACE_S = 1.0
 
 
 def live_run(job) -> None:
     if st.session_state.pop("just_pressed", False):
-        preload_charts()
-        job.first_look(FIRST_LOOK_S)
+        starting = not ui.workers_ready()
+        if starting:
+            preload_charts()
+        job.first_look(FIRST_LOOK_S, grace=STARTING_GRACE_S if starting else 0.0)
         if job.done:
             st.rerun()  # the page collects the job and draws the finished run
     status = job.status()

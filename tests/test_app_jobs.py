@@ -3,6 +3,7 @@
 import dataclasses
 import os
 import threading
+import time
 
 import pytest
 import torch
@@ -76,10 +77,12 @@ def test_the_first_look_waits_for_the_end_unless_the_job_must_queue_or_time_is_u
     short = jobs.TrainingJob(small_config(), slots).start()
     assert short.first_look(timeout=60).state == "finished"  # a short run: its end, not a partial one
     first = jobs.TrainingJob(long_config(small_config), slots).start()
-    # Time is up at once, with no epoch yet: its first epoch is waited for, within the grace.
+    started = time.monotonic()
+    assert first.first_look(timeout=0.0).active  # time is up at once: the run as it is, still training
+    assert time.monotonic() - started < 1.0
+    # With a grace, a look that finds no epoch yet waits for the first.
     look = first.first_look(timeout=0.0, grace=60)
     assert look.active and look.result is not None
-    assert first.first_look(timeout=0.0, grace=0.0).active  # no grace: the run as it is, still training
     wait_until(first.status, lambda status: status.state == "running")  # it holds the only slot
     second = jobs.TrainingJob(small_config(), slots).start()
     queued = second.first_look(timeout=60)  # the only slot is taken: returns at once, waiting

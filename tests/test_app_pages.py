@@ -202,8 +202,10 @@ def test_stop_keeps_the_epochs_trained():
 def test_the_charting_library_loads_while_a_first_run_waits_for_its_worker(monkeypatch, ready):
     """While the training processes start, the page that follows Train carries a hidden empty chart
     (the browser loads Plotly meanwhile); once they run, or once the session has drawn charts, not."""
+    at = open_app(**{**TINY, "epochs": "500", "width": "512"})  # longer than the first look
+    wait_until(lambda: ui.job_slots().workers.devices())  # a worker is up: the first epoch comes in time
     monkeypatch.setattr(ui, "workers_ready", lambda: ready)
-    at = press_train(open_app(**{**TINY, "epochs": "500", "width": "512"}))  # longer than the first look
+    at = press_train(at)
     preload = [chart for chart in at.get("plotly_chart") if chart.key == "preload"]
     assert len(preload) == (0 if ready else 1) and not at.exception
     assert at.session_state["charts_drawn"]  # the live charts came with it

@@ -80,6 +80,29 @@ def test_the_pool_says_which_devices_its_workers_train_on(small_config):
     seen = []
     pool.train(small_config(), lambda info: seen.append(pool.devices()), lambda live: None, lambda: False)
     assert seen == [kalign_core.available_devices()]
+    pool.close()
+
+
+def process_ended(pid: int) -> bool:
+    """Whether the process has ended (a zombie not yet reaped counts)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def test_a_worker_that_dies_before_it_is_ready_is_replaced_not_raised(small_config):
+    pool = workers.WorkerPool(1, 1)
+    pool.warm()
+    [pid] = pool.pids
+    os.kill(pid, signal.SIGKILL)  # before it said "ready" (it imports torch first)
+    wait_until(lambda: process_ended(pid))
+    assert pool.devices() is None  # the form keeps its fallback; nothing raised
+    result = pool.train(small_config(), lambda info: None, lambda live: None, lambda: False)
+    assert result.epochs_done == small_config().epochs and pool.pids != [pid]
+    assert pool.devices() == kalign_core.available_devices()
+    pool.close()
 
 
 def test_an_error_in_the_run_leaves_the_worker_serving(small_config):
