@@ -67,17 +67,22 @@ def warm_up_server() -> None:
         _mnist_fetch(str(data.default_data_dir())).start()
 
 
+def _worker_devices() -> list[str] | None:
+    """What the training processes can train on; None until the first has started (a second or two
+    after the server's first page)."""
+    return job_slots().workers.devices() if _warmed_up.is_set() else None
+
+
 def workers_ready() -> bool:
-    """Whether a training process has started (on a fresh server, a second or two after its first
-    page): until then a run waits for one."""
-    return _warmed_up.is_set() and job_slots().workers.devices() is not None
+    """Whether a training process has started: until then a run waits for one."""
+    return _worker_devices() is not None
 
 
 def device_choices(current: str) -> tuple[list[str], str | None]:
     """The Train form's devices and the one "auto" trains on: what the training processes can use.
     Until the first has started (a second or two after the server's first page): "auto", "cpu" and
     `current` (a device a link asked for, checked already), and None."""
-    found = job_slots().workers.devices() if _warmed_up.is_set() else None
+    found = _worker_devices()
     if found is None:
         return list(dict.fromkeys(["auto", "cpu", current])), None
     return ["auto", *found], found[0]

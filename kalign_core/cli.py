@@ -256,7 +256,6 @@ def _sweep(args: argparse.Namespace) -> int:
     threads = sweep_threads(spec, args.out, args.workers, args.threads_per_trial)
     check_int("threads_per_trial", threads, 1, MAX_THREADS)
     workers = default_workers(spec, threads) if args.workers is None else args.workers
-    check_int("workers", workers, 1, MAX_WORKERS)
     total = len(spec.trials())
     cost = calibrate(spec, threads, args.keep or "lean")
     pending, seconds = estimate_seconds(spec, workers, threads, args.out, cost)

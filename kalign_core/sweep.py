@@ -78,9 +78,12 @@ def estimate_seconds(
     """(trials still to run, about how many seconds they take on `workers` workers here), at the
     threads per block `run_sweep` would train at. Raises ValueError, as run_sweep would, for a
     folder whose record is damaged or says otherwise."""
+    record = None
     if folder is not None:
-        _kept_by(pathlib.Path(folder), None)
-    threads_per_trial = sweep_threads(spec, folder, workers, threads_per_trial)
+        folder = pathlib.Path(folder)
+        record = _recorded(folder)
+        _kept_by(folder, None, record)
+    threads_per_trial = sweep_threads(spec, folder, workers, threads_per_trial, record)
     cost = cost or calibrate(spec, threads_per_trial)
     done = finished_trials(spec, folder) if folder is not None else {}
     pending = [t for t in spec.trials() if t.id not in done]
@@ -154,8 +157,9 @@ def run_sweep(
     folder = pathlib.Path(folder)
     trials = spec.trials()
     check_int("workers", workers, 1, MAX_WORKERS)  # before the default threads divide by it
-    keep = _kept_by(folder, keep)
-    threads_per_trial = sweep_threads(spec, folder, workers, threads_per_trial)
+    record = _recorded(folder)
+    keep = _kept_by(folder, keep, record)
+    threads_per_trial = sweep_threads(spec, folder, workers, threads_per_trial, record)
     done = finished_trials(spec, folder)
     skipped = len(done)
     # Heaviest first, so that a pool does not end waiting on one wide trial.
@@ -206,10 +210,10 @@ def run_sweep(
     return SweepOutcome(summaries, ran, skipped, stopped, time.perf_counter() - started)
 
 
-def _kept_by(folder: pathlib.Path, keep: str | None) -> str:
-    """`keep`, checked against what the sweep in `folder` recorded; None: that record. Sweeps
-    written before kalign kept lean trials kept everything."""
-    recorded = _recorded(folder).get("keep", "all") if (folder / SWEEP_JSON).is_file() else None
+def _kept_by(folder: pathlib.Path, keep: str | None, record: dict | None) -> str:
+    """`keep`, checked against what the sweep in `folder` recorded (`record`, its sweep.json); None:
+    that record. Sweeps written before kalign kept lean trials kept everything."""
+    recorded = None if record is None else record.get("keep", "all")
     if recorded is not None and recorded not in KEEP:
         raise ValueError(f"{folder / SWEEP_JSON} records keep={recorded!r}; kalign knows {', '.join(KEEP)}")
     if keep is None:
@@ -219,11 +223,14 @@ def _kept_by(folder: pathlib.Path, keep: str | None) -> str:
     return keep
 
 
-def sweep_threads(spec: SweepSpec, folder, workers: int | None = 1, threads_per_trial: int | None = None) -> int:
+def sweep_threads(
+    spec: SweepSpec, folder, workers: int | None = 1, threads_per_trial: int | None = None, record: dict | None = None
+) -> int:
     """The torch threads per block a sweep of `spec` into `folder` trains at: `threads_per_trial`,
     else what the sweep in `folder` trained at, else `default_threads`. Refuses a count other than
-    the one the folder's trials trained at: another rounds differently."""
-    recorded = recorded_threads(folder) if folder is not None else None
+    the one the folder's trials trained at: another rounds differently. `record`: the folder's
+    sweep.json where already read."""
+    recorded = recorded_threads(folder, record) if folder is not None else None
     if threads_per_trial is None:
         return recorded or default_threads(spec, workers)
     if recorded not in (None, threads_per_trial):
@@ -234,13 +241,16 @@ def sweep_threads(spec: SweepSpec, folder, workers: int | None = 1, threads_per_
     return threads_per_trial
 
 
-def recorded_threads(folder) -> int | None:
-    """The torch threads per block the sweep in `folder` trains at: its sweep.json's record, else
-    (a sweep recorded before kalign kept the count) what its first finished trial's run.json says
-    it trained at; None for a new sweep."""
+def recorded_threads(folder, record: dict | None = None) -> int | None:
+    """The torch threads per block the sweep in `folder` trains at: its sweep.json's record (`record`
+    where already read), else (a sweep recorded before kalign kept the count) what its first
+    finished trial's run.json says it trained at; None for a new sweep."""
     folder = pathlib.Path(folder)
-    threads, where = _recorded(folder).get("threads_per_trial"), folder / SWEEP_JSON
-    if threads is None and where.is_file():  # only a sweep's folder: its subfolders are its trials
+    record = _recorded(folder) if record is None else record
+    if record is None:  # not a sweep's folder (yet): nothing recorded
+        return None
+    threads, where = record.get("threads_per_trial"), folder / SWEEP_JSON
+    if threads is None:
         threads, where = _trial_threads(folder)
     if threads is None:
         return None
@@ -259,10 +269,10 @@ def _trial_threads(folder: pathlib.Path) -> tuple[object, pathlib.Path | None]:
     return None, None
 
 
-def _recorded(folder: pathlib.Path) -> dict:
-    """What the sweep in `folder` recorded in its sweep.json; {} when there is none."""
+def _recorded(folder: pathlib.Path) -> dict | None:
+    """What the sweep in `folder` recorded in its sweep.json; None when there is none."""
     if not (folder / SWEEP_JSON).is_file():
-        return {}
+        return None
     try:
         recorded = json.loads((folder / SWEEP_JSON).read_text())
     except (OSError, ValueError) as error:

@@ -139,10 +139,7 @@ def _sequential_results(pending, workers, threads, should_stop, keep) -> Iterato
     data = load_trial_data([t.config for t in pending])
     with torch_threads(threads):
         for block in trial_blocks(pending, workers, data):
-            yield [
-                (block[position], files)
-                for position, files in _train_block([t.config for t in block], should_stop, keep, data)
-            ]
+            yield _paired(block, _train_block([t.config for t in block], should_stop, keep, data))
 
 
 def _pool_results(pending, workers, threads, should_stop, keep) -> Iterator[list[FinishedTrial]]:
@@ -167,12 +164,16 @@ def _pool_results(pending, workers, threads, should_stop, keep) -> Iterator[list
             if not finished and should_stop():
                 pathlib.Path(stop_file).touch()
             for future in finished:
-                block = futures.pop(future)
-                yield [(block[position], files) for position, files in future.result()]
+                yield _paired(futures.pop(future), future.result())
     finally:
         pathlib.Path(stop_file).touch()  # a closed iterator (a raising on_progress) stops them too
         pool.shutdown(wait=True, cancel_futures=True)
         flags.cleanup()
+
+
+def _paired(block: list[Trial], trained) -> list[FinishedTrial]:
+    """Each trial of `block` with its files, from (position in the block, files) pairs."""
+    return [(block[position], files) for position, files in trained]
 
 
 def _shipped(block: list[Trial]) -> list[dict]:
@@ -202,8 +203,7 @@ def _ray_results(pending, workers, threads, address, gpus, keep) -> Iterator[lis
         refs = {task.remote(_shipped(block), threads, keep): block for block in blocks}
         while refs:
             ready, _ = ray.wait(list(refs), num_returns=1)
-            block = refs.pop(ready[0])
-            yield [(block[position], files) for position, files in ray.get(ready[0])]
+            yield _paired(refs.pop(ready[0]), ray.get(ready[0]))
     finally:
         for ref in refs:
             ray.cancel(ref)

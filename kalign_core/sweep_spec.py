@@ -4,7 +4,8 @@ figures draw, and the sweep folder as the record of finished trials.
 
 A sweep folder holds each finished trial in its own subfolder (`<folder>/<trial id>`: a lean trial,
 lean_runs.py, or a full saved run; written beside it and renamed into place only when complete),
-`sweep.json` (the spec and what trials keep) and `summary.csv` (the summaries of all finished trials).
+`sweep.json` (the spec, what trials keep and the torch threads per block) and `summary.csv` (the
+summaries of all finished trials).
 """
 
 from __future__ import annotations

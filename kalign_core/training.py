@@ -315,10 +315,10 @@ class PairTrainer:
 
     # begin, end_epoch and finish are what a run does besides its batches. The batched trial engine
     # (batched.py) calls their parts: it evaluates and measures a block's trials together.
-    def begin(self, on_epoch, started: float, machines: bool = True) -> None:
+    def begin(self, on_epoch, started: float) -> None:
         """Before the first batch: epoch 0's record, then `after_start`."""
         self._record(0, self.initial_train(), started)
-        self.after_start(self.tracker.initial_kernels(0), on_epoch, machines)
+        self.after_start(self.tracker.initial_kernels(0), on_epoch, machines=True)
 
     def initial_train(self) -> dict:
         """(error %, mean loss) per model on the training set before training; the losses are the

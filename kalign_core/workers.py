@@ -278,9 +278,8 @@ class WorkerPool:
         imports torch: a second or more). Kept once known: the workers run on this machine, and
         all may be busy training later."""
         with self._lock:
-            for worker in self._idle if self._devices is None else ():
-                if self._note_devices(worker):
-                    break
+            if self._devices is None:
+                any(self._note_devices(worker) for worker in self._idle)
             return self._devices
 
     def _note_devices(self, worker: Worker) -> bool:
