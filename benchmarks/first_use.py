@@ -26,12 +26,11 @@ import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT))
 
-from apptest import streamlit_server  # noqa: E402
+from kalign_app.browser import launch_chromium, streamlit_server  # noqa: E402
 from run import BENCHMARKS_MD, verdict, write_section  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
 TRAIN_ENABLED = "[data-testid='stBaseButton-primary']:has-text('Train'):not([disabled])"
 CHART = ".st-key-live_error [data-testid='stPlotlyChart']"  # the run's error chart
 GOAL_S = 3.0
@@ -43,9 +42,7 @@ async def first_minute(url: str) -> tuple[float, float]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
-        browser = await p.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-        )
+        browser = await launch_chromium(p)
         page = await browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(120_000)
         opened = time.perf_counter()

@@ -41,20 +41,18 @@ import time
 from dataclasses import dataclass
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT))
 os.environ.setdefault("KALIGN_DEFAULT_SOURCE", "sample")  # the server's, and the configs computed here
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as in the app's workers (see workers.py), before torch loads
 
-from apptest import streamlit_server  # noqa: E402
 from kalign_app import jobs, params  # noqa: E402
+from kalign_app.browser import IDLE, launch_chromium, streamlit_server  # noqa: E402
 from kalign_core import run_experiment  # noqa: E402
 from kalign_core.devices import torch_threads  # noqa: E402
 from kalign_core.results import MODEL_NAMES  # noqa: E402
 from kalign_core.workers import WorkerPool  # noqa: E402
 from run import BENCHMARKS_MD, verdict, write_section  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 METRIC_VALUES = "[data-testid='stMetricValue']"
 WARM_UP_SEED = 1000
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -272,9 +270,7 @@ async def measure(
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
-        browser = await p.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-        )
+        browser = await launch_chromium(p)
         results = []
         for seeds in rounds:
             results.append(await press_together(browser, url, server, seeds, alone, timeout_s, priority))

@@ -1,22 +1,15 @@
 """Helpers the app tests share: the app's paths, a tiny run's settings, and AppTest sessions that open
-the app, press Train, wait for the job and read what the page shows; and the app served for real
-(`streamlit_server`), for the browser tests and the serving benchmark.
+the app, press Train, wait for the job and read what the page shows. The app served for real (a free
+port, `streamlit_server`, Chromium) is kalign_app/browser.py, which the benchmarks share.
 
 `run_every` never fires in AppTest, so a test waits for the session's job and reruns: the Train page
 draws a finished job's results on any ordinary rerun.
 """
 
-import contextlib
 import dataclasses
 import json
-import os
 import pathlib
-import socket
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
 
 import numpy as np
 import torch
@@ -86,13 +79,6 @@ def wait_until(read, ready=bool, timeout=60.0):
     raise AssertionError(f"not ready after {timeout} s: {value}")
 
 
-def free_port() -> int:
-    """A TCP port on localhost that nothing listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def assert_same_training(result, alone, epochs: int | None = None) -> None:
     """The first `epochs` (default: all) epochs of `result` equal `alone`'s bit for bit: every
     number in the histories but the wall-clock seconds, every kernel, and the final weights."""
@@ -117,44 +103,3 @@ def alone(config: ExperimentConfig, slots: jobs.JobSlots):
     """`config` trained in this thread at the thread count of the slots' jobs."""
     with torch_threads(slots.threads_per_job):
         return run_experiment(config)
-
-
-@contextlib.contextmanager
-def streamlit_server(folder: pathlib.Path, environ: dict | None = None):
-    """(url, pid) of `streamlit run app.py` on a free port, with `environ` added to this process's
-    environment and its runs in folder/runs; its log goes to folder/server.log."""
-    port = free_port()
-    env = {**os.environ, "KALIGN_RUNS_DIR": str(folder / "runs"), **(environ or {})}
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "app.py",
-        "--server.headless",
-        "true",
-        "--server.port",
-        str(port),
-        "--browser.gatherUsageStats",
-        "false",
-    ]
-    with open(folder / "server.log", "wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://localhost:{port}"
-    try:
-        for _ in range(240):
-            with contextlib.suppress(OSError):
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                    break
-            if process.poll() is not None:
-                raise RuntimeError(f"streamlit exited: {(folder / 'server.log').read_text()}")
-            time.sleep(0.5)
-        else:
-            raise RuntimeError("streamlit did not become healthy within 2 min")
-        yield url, process.pid
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()

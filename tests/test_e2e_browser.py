@@ -7,19 +7,11 @@ import os
 
 import pytest
 
-from apptest import streamlit_server
-
-CHROMIUM = "/usr/bin/chromium"
-IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
-CHART = "[data-testid='stPlotlyChart']"
+from kalign_app.browser import CHART, IDLE, browser_missing, launch_chromium, streamlit_server
 
 
 def require_browser():
-    missing = [] if os.path.exists(CHROMIUM) else [f"{CHROMIUM} is missing (apt-get install -y chromium)"]
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        missing.append("the playwright package is missing (pip install playwright)")
+    missing = browser_missing()
     if missing and os.environ.get("CI") == "true":
         pytest.fail("; ".join(missing))
     if missing:
@@ -41,9 +33,7 @@ def wide_page(p):
     """Chromium and a wide page in it, waiting up to 90 s for anything (training included)."""
     from playwright.sync_api import expect
 
-    browser = p.chromium.launch(
-        executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-    )
+    browser = launch_chromium(p)
     page = browser.new_page(viewport={"width": 1500, "height": 1000})
     page.set_default_timeout(90_000)
     expect.set_options(timeout=90_000)
@@ -99,9 +89,7 @@ def test_a_link_straight_to_a_page_on_a_fresh_server_gets_the_whole_app(server):
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-        )
+        browser = launch_chromium(p)
         page = browser.new_page()
         page.set_default_timeout(60_000)
         for path, title in (("sweeps?width=64", "Sweeps"), ("train?width=64", "Train two networks side by side")):

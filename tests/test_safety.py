@@ -22,7 +22,8 @@ import tomllib
 import torch
 from streamlit.testing.v1 import AppTest
 
-from apptest import MB, ROOT, free_port, open_app, texts
+from apptest import MB, ROOT, open_app, texts
+from kalign_app.browser import free_port
 from kalign_core import cli, runs
 
 # The runs folder is tmp_path/runs, so anything else in tmp_path escaped.
