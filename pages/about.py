@@ -34,9 +34,10 @@ st.markdown(
 st.markdown(
     "**Why $\\rho > 0$ at initialisation.** Random ReLU features of pixels are a kernel on the images, and images "
     "of one digit resemble each other more than images of another, so $\\rho$ starts well above 0 (about 0.4 for "
-    "8 vs 9). The grey band on the alignment chart shows chance: the central 95 % of $\\rho(K, PYY^\\top P^\\top)$ "
-    "over 200 shuffles $P$ of the probe's labels. A value above it is structure; two values closer than the "
-    "band is wide differ by noise."
+    "8 vs 9 at the default settings). The grey band on the alignment chart shows chance: the central 95 % of "
+    "$\\rho(K, PYY^\\top P^\\top)$ over 200 shuffles $P$ of the probe's labels. A value above it is structure the "
+    "labels explain. The band is not an error bar: it does not say how far apart two values of $\\rho$ may lie "
+    "by chance (run other seeds for that, e.g. on the Sweeps page)."
 )
 
 st.header("The two models")
@@ -63,12 +64,17 @@ st.latex(
 )
 st.markdown(
     "- In the **lazy** (NTK) regime of Chizat, Oyallon & Bach the network trains like its linearisation: "
-    "$\\Theta$ stays at its start $\\Theta_0$ and the network ends up close to the kernel machine of $\\Theta_0$. "
+    "$\\Theta$ stays close to its start $\\Theta_0$, and the theory says that trained to convergence the network "
+    "approaches the kernel machine of $\\Theta_0$. kalign's runs last a few epochs and are not trained to "
+    "convergence, so kalign does not claim that. "
     "kalign's **lazy scale** $\\alpha$ (Train page) makes both models train their scheme: the output "
     "$\\alpha(f(x) - f_0(x))$ on loss$/\\alpha^2$. The function learns at the same speed while every weight moves "
     "about $1/\\alpha$ as far: $\\alpha = 10$ moves the hidden weights a tenth as much, $\\alpha = 100$ a hundredth.\n"
-    "- In the **rich** (feature-learning) regime the kernels move toward the task: $\\rho(\\Theta, YY^\\top)$ rises, "
-    "and the network, and the machine of its *final* kernel, beat the machine of its initial kernel.\n"
+    "- In the **rich** (feature-learning) regime the kernels move toward the task: $\\rho(K, YY^\\top)$ and "
+    "$\\rho(\\Theta, YY^\\top)$ rise. The kernel a network ends with (its *after kernel*, Long 2021) can make a "
+    "better kernel machine than the one it started with: the lesson 'A better kernel, learned' measures this "
+    "for the feature kernel. On little data the machine of the initial *tangent* kernel is hard to beat, and "
+    "training need not improve it.\n"
     "- A **slow hidden layer** (the slow model) is neither: its features barely move, but its readout learns at "
     "the full rate, so it is close to a **random-features** model. Its tangent kernel still changes through "
     "the readout weights $a^2$."
@@ -81,7 +87,8 @@ st.markdown(
     "and the share of ReLU on/off states unchanged. At initialisation and at the end it fits **kernel ridge "
     "machines** (one-hot targets, ridge $10^{-3}$ times the kernel's mean diagonal, on up to 1,000 training digits, "
     "scored on up to 1,000 held-out ones) with each model's feature and tangent kernels: the bar chart beside the "
-    "network's own test error."
+    "network's own test error. A machine is solved exactly, while a network after a few epochs of SGD has not "
+    "converged: compare machines with machines, and a network with a machine only as a measurement of this run."
 )
 
 st.header("What to look for")
@@ -92,8 +99,9 @@ st.markdown(
     "pairs similar, cross-class pairs dissimilar) as the epochs go by.\n"
     "- Set the slow learning rate to 0: its features never change, so its $\\rho$ stays exactly constant and its "
     "hidden weights' change is exactly 0.\n"
-    "- Turn on the lazy scale and try $\\alpha$ = 1, 10, 100: the hidden change on the third chart falls tenfold "
-    "each time, the tangent kernel stops moving, and the test error stays about the same.\n"
+    "- Turn on the lazy scale and try $\\alpha$ = 1, 10, 100: the hidden change on the third chart falls about "
+    "tenfold each time, the tangent kernel barely moves, and the test error stays about the same (the lesson "
+    "'The lazy dial' checks all three).\n"
     "- On the **Kernels** page, choose the tangent kernel and *change since initialisation*: both models on one "
     "colour scale show which one moved.\n"
     "- Raise the regular learning rate far enough and it diverges: kalign marks the epoch and says what to try.\n"
