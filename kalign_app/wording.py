@@ -30,7 +30,11 @@ def fixed(value: float, digits: int, sign: bool = False) -> str:
 
 
 def percent(fraction: float) -> str:
-    return "not a number" if not math.isfinite(fraction) else f"{100 * fraction:.2g} %"
+    """A relative change in percent to two significant figures, without an exponent from 100 % up."""
+    value = 100 * fraction
+    if not math.isfinite(value):
+        return "not a number"
+    return f"{value:,.0f} %" if abs(value) >= 100 else f"{value:.2g} %"
 
 
 def delta(change: float, digits: int, unit: str, colour: str = "normal") -> dict:
@@ -144,6 +148,8 @@ def comparison(change: dict[str, float], both: str) -> str:
     other = other_model(mover)
     if change[mover] < 0:
         return f"Both models' features moved away from the task ({both})"
+    if change[mover] == 0:
+        return f"Neither model's features moved toward the task ({both})"
     if change[other] <= 0:
         return (
             f"The **{mover}** model's features moved toward the task ({rho_change(change[mover])}) while the "
@@ -167,13 +173,13 @@ def movement_reading(result: ExperimentResult) -> str:
 
 
 def moved_sentence(last: dict) -> str:
-    if None in (last["slow"].hidden_change, last["regular"].hidden_change):
-        return ""
+    if not finite(last["slow"].hidden_change, last["regular"].hidden_change):
+        return ""  # not measured, or a diverged model's weights overflowed (its notice says so)
     moved = (
         f"The slow model's hidden weights moved {percent(last['slow'].hidden_change)} of their initial "
         f"size against {percent(last['regular'].hidden_change)} for the regular one"
     )
-    if None not in (last["slow"].tangent_distance, last["regular"].tangent_distance):
+    if finite(last["slow"].tangent_distance, last["regular"].tangent_distance):
         moved += (
             f"; their tangent kernels moved 1 − ρ(Θ, Θ₀) = {last['slow'].tangent_distance:.2g} and "
             f"{last['regular'].tangent_distance:.2g}"
@@ -181,12 +187,19 @@ def moved_sentence(last: dict) -> str:
     return moved + "."
 
 
+def finite(*values: float | None) -> bool:
+    return all(value is not None and math.isfinite(value) for value in values)
+
+
 def chance_sentence(result: ExperimentResult) -> str:
     band, start = result.alignment_null.get("feature"), result.history["slow"][0].alignment
     if band is None or start is None:
         return ""
     low, high = band
-    where = "far above" if start > high + (high - low) else ("above" if start > high else "within")
+    if start > high:
+        where = "far above" if start > high + (high - low) else "above"
+    else:
+        where = "below" if start < low else "within"
     sentence = (
         f"At initialisation ρ = {fixed(start, 3)} is {where} chance (95 % of label shuffles give "
         f"{fixed(low, 3)} to {fixed(high, 3)})"
