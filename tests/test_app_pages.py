@@ -81,7 +81,7 @@ def test_tiny_run_draws_both_models_over_every_epoch():
     assert movement["layout"]["yaxis"]["type"] == "log"
     assert points(movement)["regular hidden weights ‖ΔW‖/‖W₀‖"] == 3
     machines = figures["Test error: networks and kernel machines"]
-    assert [t["x"] for t in machines["data"]] == [
+    assert [t["y"] for t in machines["data"]] == [
         ["network", "feature K₀", "feature K (end)", "tangent Θ₀", "tangent Θ (end)"]
     ] * 2
     labels = [m.label for m in at.metric]
@@ -124,15 +124,16 @@ def test_kernels_page_shows_tangent_kernels_their_change_and_class_block_means()
     at = trained()
     at.switch_page("pages/kernels.py").run()
     titles = list(charts(at))
-    assert titles[:2] == ["target YYᵀ · ρ = 1", "target: class-block means"]
-    assert any(t.startswith("slow φφᵀ · ρ = ") for t in titles) and "regular: class-block means" in titles
+    assert titles[:2] == ["target YYᵀ, ρ = 1", "target: class-block means"]
+    assert any(t.startswith("slow φφᵀ, ρ = ") for t in titles) and "regular: class-block means" in titles
     at = at.radio(key="kernel_kind").set_value("tangent").run()
-    assert any(t.startswith("regular Θ · ρ = ") for t in charts(at))
+    assert any(t.startswith("regular Θ, ρ = ") for t in charts(at))
     at = at.toggle(key="kernel_change").set_value(True).run()
     specs = charts(at)
-    changes = [s for t, s in specs.items() if " − Θ₀ · 1 − ρ(Θ, Θ₀) = " in t]
+    changes = [s for t, s in specs.items() if " − Θ₀, distance 1 − ρ(Θ, Θ₀) = " in t]
     assert len(changes) == 2 and changes[0]["data"][0]["zmax"] == changes[1]["data"][0]["zmax"]
-    assert "slow: class-block means of the change" in specs
+    means = [specs[f"{name}: class-block means of the change"]["data"][0]["zmax"] for name in ("slow", "regular")]
+    assert means[0] == means[1]  # the block means of the changes share one scale too
     assert not at.exception
 
 
