@@ -262,6 +262,11 @@ def divergence_cause(result: ExperimentResult, name: str) -> str:
         return (
             "By then its weights or features had stopped being finite numbers: its steps grew until they overflowed. "
         )
+    if name == "slow" and result.config.slow_lr == 0:
+        return (
+            "Its hidden layer is frozen (slow learning rate 0), so its readout's steps, at the regular learning "
+            f"rate {result.config.regular_lr:g}, overshot. "
+        )
     if change is None:
         return ""
     lazy = result.config.lazy_scale

@@ -87,7 +87,7 @@ def test_tiny_run_draws_both_models_over_every_epoch():
     labels = [m.label for m in at.metric]
     assert labels == ["slow · test error", "slow · alignment ρ", "regular · test error", "regular · alignment ρ"]
     assert all("since init" in m.delta for m in at.metric)
-    assert "test errors ended at" in texts(at.markdown)
+    assert "test error ended at" in texts(at.markdown)
     assert "The slow model's hidden weights moved" in texts(at.markdown)
     assert "above chance (95 % of label shuffles give" in texts(at.markdown)
     assert "closer the slow model is to a random-features model" in texts(at.markdown)
