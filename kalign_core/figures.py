@@ -27,6 +27,10 @@ MOVEMENT_DASH = {
 }
 NULL_FILL = {"feature": "rgba(120, 120, 120, 0.25)", "tangent": "rgba(120, 120, 120, 0.12)"}
 OVERLAY_DASH = {"slow": "dot", "regular": "solid"}
+# Bar charts of a page whose colours mean runs: the slow model dotted, as its curves are.
+BAR_PATTERN = {"slow": dict(shape="."), "regular": dict(shape="")}
+# One colour per run where a chart shows several.
+RUN_COLORS = qualitative.Plotly
 # Kernels larger than this are block-averaged for display (the browser gets at most this² cells).
 DISPLAY_POINTS = 300
 KERNEL_COLORSCALE = "RdBu_r"
@@ -194,9 +198,12 @@ MACHINE_BARS = {
 }
 
 
-def machines_figure(result: ExperimentResult) -> go.Figure:
+def machines_figure(result: ExperimentResult, color: str | None = None) -> go.Figure:
     """Test error % of each network beside the ridge machines of its initial and final feature and
-    tangent kernels: lazy, the network ≈ the Θ₀ machine; rich, the network and its final kernels beat it."""
+    tangent kernels: lazy, the network ≈ the Θ₀ machine; rich, the network and its final kernels beat it.
+    Bars lie along the error axis, each with its value at its end: grouped upright bars of two models
+    printed their values into each other ("7.07.0"). `color`: both models in that colour, the slow one
+    dotted, for a page whose colours mean runs; by default each model its own colour."""
     fig = go.Figure()
     for name in MODEL_NAMES:
         errors = result.kernel_machine_errors.get(name, {})
@@ -208,22 +215,26 @@ def machines_figure(result: ExperimentResult) -> go.Figure:
                 if when in errors and errors[when][kind] is not None
             }
         )
+        marker = dict(color=MODEL_COLORS[name]) if color is None else dict(color=color, pattern=BAR_PATTERN[name])
         fig.add_bar(
-            x=list(bars),
-            y=list(bars.values()),
+            y=list(bars),
+            x=list(bars.values()),
+            orientation="h",
             name=name,
-            marker_color=MODEL_COLORS[name],
-            texttemplate="%{y:.1f}",
+            marker=marker,
+            texttemplate="%{x:.1f}",
             textposition="outside",
-            hovertemplate=f"{name} · %{{x}}: %{{y:.2f}} % test error<extra></extra>",
+            cliponaxis=False,
+            hovertemplate=f"{name} · %{{y}}: %{{x:.2f}} % test error<extra></extra>",
         )
     fig.update_layout(
         title="Test error: networks and kernel machines",
         barmode="group",
         height=380,
-        yaxis=dict(title="test error %", rangemode="tozero"),
+        xaxis=dict(title="test error %", rangemode="tozero"),
+        yaxis=dict(autorange="reversed"),  # the network first, at the top
         legend=dict(orientation="h", y=-0.25),
-        margin=dict(l=50, r=20, t=50, b=40),
+        margin=dict(l=50, r=40, t=50, b=40),
     )
     return fig
 
@@ -244,16 +255,17 @@ def overlay_figure(
     """`metric` of several runs: one colour per run, slow dotted and regular solid; `log` draws it on
     a log axis (where 0, e.g. the start of a change, is a gap)."""
     fig = go.Figure()
-    palette = qualitative.Plotly
     for i, (run, result) in enumerate(runs.items()):
         for name in MODEL_NAMES:
             label = f"{run} · {name}"
-            fig.add_traces(
-                _curve(result, name, metric, label, palette[i % len(palette)], OVERLAY_DASH[name], positive=log)
-            )
+            fig.add_traces(_curve(result, name, metric, label, run_color(i), OVERLAY_DASH[name], positive=log))
     if log:
         fig.update_yaxes(type="log", exponentformat="power")
     return _layout(fig, title, y_title, max((r.epochs_done for r in runs.values()), default=1))
+
+
+def run_color(index: int) -> str:
+    return RUN_COLORS[index % len(RUN_COLORS)]
 
 
 def block_average(matrix: np.ndarray, max_points: int = DISPLAY_POINTS) -> tuple[np.ndarray, np.ndarray]:
@@ -315,17 +327,18 @@ def kernel_figure(kernel: np.ndarray, labels: np.ndarray, digits, title: str, li
     return fig
 
 
-# Per kind of kernel: the result's per-epoch stacks, its symbol and the record field of its ρ.
+# Per kind of kernel: the result's per-epoch stacks, its symbol, the letter of its change K − K₀, and
+# the record fields of its ρ and of its distance from initialisation.
 KERNEL_KINDS = {
-    "feature": ("kernels", "φφᵀ", "alignment", "feature_distance"),
-    "tangent": ("tangent_kernels", "Θ", "tangent_alignment", "tangent_distance"),
+    "feature": ("kernels", "φφᵀ", "K", "alignment", "feature_distance"),
+    "tangent": ("tangent_kernels", "Θ", "Θ", "tangent_alignment", "tangent_distance"),
 }
 
 
 def shown_kernels(result: ExperimentResult, epoch: int, kind: str = "feature", change: bool = False) -> dict:
     """Each model's centered kernel of `kind` at `epoch` (a diverged model, or a result that kept
     some epochs' kernels only: the latest kept up to `epoch`), or with `change` its change since
-    initialisation K_t − K₀: {name: (matrix, epoch shown)}."""
+    initialisation K − K₀: {name: (matrix, epoch shown)}."""
     stacks = getattr(result, KERNEL_KINDS[kind][0])
     shown = {}
     for name in MODEL_NAMES:
@@ -340,23 +353,23 @@ def kernel_figures(
     result: ExperimentResult, epoch: int, kind: str = "feature", change: bool = False, shown: dict | None = None
 ) -> dict[str, go.Figure]:
     """Target YYᵀ and both models' kernels of `kind` ("feature" φφᵀ or "tangent" Θ) at `epoch`; with
-    `change`, K_t − K₀ of both models on one shared colour scale, so that their movement compares.
+    `change`, K − K₀ of both models on one shared colour scale, so that their movement compares.
     `shown`: `shown_kernels` of the same arguments, when the caller has it already."""
     digits, labels = result.config.digits, result.probe_labels
-    _, symbol, rho_field, distance_field = KERNEL_KINDS[kind]
-    figures = {"target": kernel_figure(result.target_kernel, labels, digits, "target YYᵀ · ρ = 1")}
+    _, symbol, letter, rho_field, distance_field = KERNEL_KINDS[kind]
+    # A comma between what is drawn and its number: "K − K₀ · 1 − ρ" read as a product.
+    figures = {"target": kernel_figure(result.target_kernel, labels, digits, "target YYᵀ, ρ = 1")}
     shown = shown if shown is not None else shown_kernels(result, epoch, kind, change)
     limit = _saturation(*(block_average(m)[0] for m, _ in shown.values())) if change else None
     for name, (matrix, at) in shown.items():
         record = result.history[name][at]
         if change:
             distance = _finite(getattr(record, distance_field))
-            letter = "Θ" if kind == "tangent" else "K"
-            value = f"1 − ρ({letter}, {letter}₀) = {distance:.2g}" if distance is not None else "distance not measured"
-            title = f"{name} {symbol} − {symbol}₀ · {value}"
+            value = f"1 − ρ({letter}, {letter}₀) = {distance:.2g}" if distance is not None else "not measured"
+            title = f"{name} {letter} − {letter}₀, distance {value}"
         else:
             rho = _finite(getattr(record, rho_field))
-            title = f"{name} {symbol} · " + (f"ρ = {rho:.3f}" if rho is not None else "ρ undefined")
+            title = f"{name} {symbol}, " + (f"ρ = {rho:.3f}" if rho is not None else "ρ undefined")
         title += f" (diverged; epoch {at})" if at < epoch else ""
         figures[name] = kernel_figure(matrix, labels, digits, title, limit)
     return figures
@@ -372,12 +385,35 @@ def class_block_means(kernel: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return sums / np.outer(counts, counts)
 
 
-def block_means_figure(kernel: np.ndarray, labels: np.ndarray, digits, title: str) -> go.Figure:
-    """A small heatmap of the class-block means of `kernel`, each value printed."""
-    means = class_block_means(kernel, labels)
-    names = [str(digits[c]) for c in np.unique(labels)]
-    finite = np.abs(means[np.isfinite(means)])
-    limit = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+def block_means_figures(result: ExperimentResult, shown: dict, change: bool = False) -> dict[str, go.Figure]:
+    """Class-block means of the target and of each model's kernel in `shown` (see `shown_kernels`);
+    with `change`, both models' K − K₀ on one colour scale, as their heatmaps are, so that a model
+    whose kernel moved little is pale beside one that moved much."""
+    labels, digits = result.probe_labels, result.config.digits
+    means = {"target": class_block_means(result.target_kernel, labels)}
+    means |= {name: class_block_means(matrix, labels) for name, (matrix, _) in shown.items()}
+    shared = _largest(*(means[name] for name in shown)) if change else None
+    return {
+        name: block_means_figure(
+            matrix,
+            [str(digits[c]) for c in np.unique(labels)],
+            f"{name}: class-block means" + (" of the change" if change and name != "target" else ""),
+            limit=shared if name != "target" else None,
+        )
+        for name, matrix in means.items()
+    }
+
+
+def _largest(*matrices: np.ndarray) -> float:
+    """The colour limit of block means: their largest finite |value| (1 where there is none)."""
+    finite = np.concatenate([np.abs(m[np.isfinite(m)]) for m in matrices])
+    return float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+
+
+def block_means_figure(means: np.ndarray, names: list[str], title: str, limit: float | None = None) -> go.Figure:
+    """A small heatmap of class-block means (see `class_block_means`), each value printed, the
+    colours saturating at `limit` (by default their own largest |value|)."""
+    limit = limit or _largest(means)
     fig = go.Figure(
         go.Heatmap(
             z=means,
@@ -406,7 +442,7 @@ def lesson_figures(results: list[ExperimentResult], labels: list[str], charts=()
     """A lesson's charts, row by row: one run's error and alignment curves, or several runs overlaid;
     then those `charts` names (lessons.CHARTS): "movement", how far the models moved (hidden weights
     and tangent kernel, log axes); "machines", each run's networks beside its kernel machines;
-    "kernel change", the target and each model's K_T − K₀ of the first run on one colour scale."""
+    "kernel change", the target and each model's K − K₀ (at the last epoch) of the first run on one colour scale."""
     runs = dict(zip(labels, results))
     if len(results) == 1:
         rows = [[error_figure(results[0]), alignment_figure(results[0])]]
@@ -429,10 +465,14 @@ def lesson_figures(results: list[ExperimentResult], labels: list[str], charts=()
             ]
         )
     if "machines" in charts:
+        # Several runs' curves are coloured by run: so are their bars, the slow model dotted in both.
+        several = len(results) > 1
         rows.append(
             [
-                machines_figure(result).update_layout(title=f"{label}: networks and kernel machines")
-                for label, result in runs.items()
+                machines_figure(result, run_color(i) if several else None).update_layout(
+                    title=f"{label}: networks and kernel machines" + (" (slow dotted)" if several else "")
+                )
+                for i, (label, result) in enumerate(runs.items())
             ]
         )
     if "kernel change" in charts:

@@ -74,20 +74,15 @@ else:
         )
     if change:
         st.caption(
-            "K − K₀ of both models share one colour scale: a pale map moved little. Centered kernels, so the "
-            "change is in the kernel's shape, not its size."
+            "K − K₀ of both models share one colour scale, and so do their class-block means: a pale map moved "
+            "little. Centered kernels, so the change is in the kernel's shape, not its size."
         )
     shown = figures.shown_kernels(result, epoch, kind, change)
     columns = st.columns(3)
     for column, (name, figure) in zip(columns, figures.kernel_figures(result, epoch, kind, change, shown).items()):
         column.plotly_chart(figure, key=f"kernel_{name}")
-    matrices = {"target": result.target_kernel, **{name: matrix for name, (matrix, _) in shown.items()}}
-    for column, (name, matrix) in zip(columns, matrices.items()):
-        title = f"{name}: class-block means" + (" of the change" if change and name != "target" else "")
-        column.plotly_chart(
-            figures.block_means_figure(matrix, result.probe_labels, result.config.digits, title),
-            key=f"block_means_{name}",
-        )
+    for column, (name, figure) in zip(columns, figures.block_means_figures(result, shown, change).items()):
+        column.plotly_chart(figure, key=f"block_means_{name}")
     st.download_button(
         "Download the full kernels of every epoch kept (.npz)",
         data=lambda: runs.kernels_to_npz(result),

@@ -4,10 +4,10 @@ import time
 
 import streamlit as st
 
-from kalign_app import params, ui
+from kalign_app import params, ui, wording
 from kalign_core import figures
 from kalign_core.config import SETTINGS
-from kalign_core.results import DIVERGENCE_FACTOR, MODEL_NAMES
+from kalign_core.results import MODEL_NAMES
 
 ui.require_app()
 
@@ -271,129 +271,8 @@ def source_notice(result) -> None:
 
 
 def divergence_notices(result) -> None:
-    for name in MODEL_NAMES:
-        epoch = result.diverged_at[name]
-        if epoch is None:
-            continue
-        advice = (
-            "a smaller slow learning rate, or a smaller regular one (it also trains this model's readout)"
-            if name == "slow"
-            else "a smaller regular learning rate (e.g. 10 times smaller)"
-        )
-        st.error(
-            f"The **{name}** model diverged at epoch {epoch}: a batch loss grew past {DIVERGENCE_FACTOR:g}× "
-            f"its initial loss (or stopped being a number), so it stopped training there; its curves end at "
-            f"the ✕. Its ReLUs may have died, which leaves alignment undefined. Try {advice}.",
-            icon=":material/trending_up:",
-        )
-
-
-def reading(result) -> str:
-    """One plain-language sentence on what the run shows."""
-    change = {name: result.alignment_change(name) for name in MODEL_NAMES}
-    error = {name: f"{result.history[name][-1].test_error:.1f}%" for name in MODEL_NAMES}
-    errors = f"test errors ended at {error['slow']} (slow) and {error['regular']} (regular)"
-    diverged = [name for name in MODEL_NAMES if result.diverged_at[name] is not None]
-    if len(diverged) == 2:
-        return "Both models diverged, so this run says nothing about feature learning yet: lower the learning rates."
-    if diverged:
-        bad, good = diverged[0], other_model(diverged[0])
-        moved = "undefined" if change[good] is None else f"{change[good]:+.3f}"
-        return (
-            f"The {bad} model diverged, so only the {good} model trained to the end (ρ {moved}, test error "
-            f"{error[good]}); lower the {bad} model's learning rate to compare the two."
-        )
-    if None in change.values():
-        return (
-            f"A model's alignment is undefined (see the note under the charts), so they cannot be compared; {errors}."
-        )
-    if max(abs(c) for c in change.values()) < 0.005 and result.config.lazy_scale is not None:
-        return (
-            f"Neither model's features moved toward the task (ρ {change['slow']:+.3f} slow, "
-            f"{change['regular']:+.3f} regular): with the lazy scale α = {result.config.lazy_scale:g} every weight "
-            f"moves about 1/α as far, so both learn like their linearisation, on their initial kernels; {errors}."
-        )
-    if max(abs(c) for c in change.values()) < 0.005:
-        return (
-            f"Neither model's features have moved toward the task yet (ρ {change['slow']:+.3f} slow, "
-            f"{change['regular']:+.3f} regular): so far they learn through the readout; {errors}. "
-            "Try more epochs or larger learning rates."
-        )
-    mover = max(MODEL_NAMES, key=change.get)
-    if change[mover] < 0:
-        return (
-            f"Both models' features moved away from the task (ρ {change['slow']:+.3f} slow, "
-            f"{change['regular']:+.3f} regular); {errors}."
-        )
-    if mover == "regular" and change["slow"] < change["regular"] / 4:
-        return (
-            f"The **regular** model's features moved toward the task (ρ {change['regular']:+.3f}) while the "
-            f"slow model's stayed close to their random start (ρ {change['slow']:+.3f}: "
-            "close to a random-features model, "
-            f"where only the readout learns); "
-            f"{errors}."
-        )
-    return (
-        f"The **{mover}** model's features moved toward the task more (ρ {change[mover]:+.3f}) than the "
-        f"{other_model(mover)} model's (ρ {change[other_model(mover)]:+.3f}); {errors}."
-    )
-
-
-def percent(fraction: float) -> str:
-    return f"{100 * fraction:.2g} %"
-
-
-def movement_reading(result) -> str:
-    """How far each model moved, whether ρ at the start beats chance, and what the kernel machines say."""
-    sentences = []
-    last = {name: result.history[name][-1] for name in MODEL_NAMES}
-    if None not in (last["slow"].hidden_change, last["regular"].hidden_change):
-        moved = (
-            f"The slow model's hidden weights moved {percent(last['slow'].hidden_change)} of their initial "
-            f"size against {percent(last['regular'].hidden_change)} for the regular one"
-        )
-        if None not in (last["slow"].tangent_distance, last["regular"].tangent_distance):
-            moved += (
-                f"; their tangent kernels moved 1 − ρ(Θ, Θ₀) = {last['slow'].tangent_distance:.2g} and "
-                f"{last['regular'].tangent_distance:.2g}"
-            )
-        sentences.append(moved + ".")
-    band, start = result.alignment_null.get("feature"), result.history["slow"][0].alignment
-    if band is not None and start is not None:
-        where = "far above" if start > band[1] + (band[1] - band[0]) else ("above" if start > band[1] else "within")
-        sentences.append(
-            f"At initialisation ρ = {start:.3f} is {where} chance (95 % of label shuffles give "
-            f"{band[0]:.3f} to {band[1]:.3f}): random ReLU features of pixels already carry class structure."
-        )
-    if result.config.lazy_scale is not None:
-        sentences.append(
-            f"Both models trained Chizat's lazily scaled α(f − f₀) with α = {result.config.lazy_scale:g}: "
-            "the larger α, the less every weight moves while the function learns."
-        )
-    else:
-        sentences.append(
-            "A slow hidden layer is close to a random-features model (its readout learns on nearly "
-            "fixed features), not the lazy regime: for that, turn on the lazy scale α."
-        )
-    initial = result.kernel_machine_errors.get("regular", {}).get("init", {}).get("tangent")
-    if initial is not None:
-        sentences.append(
-            f"The machine of the initial tangent kernel Θ₀ scores {initial:.1f} % test error, the "
-            f"regular network {last['regular'].test_error:.1f} %."
-        )
-    return " ".join(sentences)
-
-
-def other_model(name: str) -> str:
-    return MODEL_NAMES[1 - MODEL_NAMES.index(name)]
-
-
-def delta(change: float, digits: int, unit: str, colour: str = "normal") -> dict:
-    """st.metric's delta for a change since init: one that rounds to zero is "±0" with neither
-    arrow nor colour, never a red "−0.000"."""
-    if round(change, digits) == 0:
-        return dict(delta=f"±{0:.{digits}f}{unit} since init", delta_color="off", delta_arrow="off")
-    return dict(delta=f"{change:+.{digits}f}{unit} since init", delta_color=colour)
+    for message in wording.divergence_messages(result):
+        st.error(message, icon=":material/trending_up:")
 
 
 def metrics(result) -> None:
@@ -406,7 +285,7 @@ def metrics(result) -> None:
         column.metric(
             f"{name} · test error{flag}",
             f"{last.test_error:.1f}%",
-            **delta(last.test_error - first.test_error, 1, " pp", colour="inverse"),
+            **wording.delta(last.test_error - first.test_error, 1, " pp", colour="inverse"),
         )
         change = result.alignment_change(name)
         if last.alignment is None:
@@ -414,8 +293,8 @@ def metrics(result) -> None:
         else:
             column.metric(
                 f"{name} · alignment ρ{flag}",
-                f"{last.alignment:.3f}",
-                **({} if change is None else delta(change, 3, "")),
+                wording.fixed(last.alignment, 3),
+                **({} if change is None else wording.delta(change, 3, "")),
             )
 
 
@@ -425,8 +304,8 @@ def finished_run(result) -> None:
         st.success(note, icon=":material/bolt:")
     divergence_notices(result)
     metrics(result)
-    st.markdown(reading(result))
-    st.markdown(movement_reading(result))
+    st.markdown(wording.reading(result))
+    st.markdown(wording.movement_reading(result))
     charts(result, "final")
     for name in MODEL_NAMES:
         undefined = figures.undefined_alignment(result, name)

@@ -109,9 +109,9 @@ def test_kernel_figures_title_each_with_its_alignment_and_hold_a_diverged_model_
     result.kernels["slow"].append(result.kernels["slow"][0])
     titles = {name: fig.layout.title.text for name, fig in figures.kernel_figures(result, 2).items()}
     assert titles == {
-        "target": "target YYᵀ · ρ = 1",
-        "slow": "slow φφᵀ · ρ = 0.450",
-        "regular": "regular φφᵀ · ρ = 0.300 (diverged; epoch 1)",
+        "target": "target YYᵀ, ρ = 1",
+        "slow": "slow φφᵀ, ρ = 0.450",
+        "regular": "regular φφᵀ, ρ = 0.300 (diverged; epoch 1)",
     }
 
 
@@ -179,7 +179,7 @@ def test_change_since_initialisation_puts_both_models_on_one_colour_scale():
     slow, regular = figs["slow"].data[0], figs["regular"].data[0]
     assert slow.zmax == regular.zmax == pytest.approx(0.5) and slow.zmin == -slow.zmax
     assert np.allclose(np.asarray(slow.z), 0.01)
-    assert figs["slow"].layout.title.text.startswith("slow φφᵀ − φφᵀ₀")
+    assert figs["slow"].layout.title.text == "slow K − K₀, distance not measured"
     alone = figures.kernel_figures(result, 1)
     assert alone["slow"].data[0].zmax != alone["regular"].data[0].zmax  # each its own scale otherwise
 
@@ -190,7 +190,7 @@ def test_tangent_kernels_are_titled_with_their_alignment():
     result.history["slow"] = [dataclasses.replace(r, tangent_alignment=0.3) for r in result.history["slow"]]
     result.tangent_kernels = {name: list(stack) for name, stack in result.kernels.items()}
     titles = {n: f.layout.title.text for n, f in figures.kernel_figures(result, 1, kind="tangent").items()}
-    assert titles["regular"] == "regular Θ · ρ = 0.350" and titles["slow"] == "slow Θ · ρ = 0.300"
+    assert titles["regular"] == "regular Θ, ρ = 0.350" and titles["slow"] == "slow Θ, ρ = 0.300"
 
 
 def test_class_block_means_match_a_naive_loop_and_are_printed():
@@ -201,8 +201,9 @@ def test_class_block_means_match_a_naive_loop_and_are_printed():
     for a in range(3):
         for b in range(3):
             assert means[a, b] == pytest.approx(kernel[labels == a][:, labels == b].astype(np.float64).mean())
-    fig = figures.block_means_figure(kernel, labels, (2, 5, 7), "means")
+    fig = figures.block_means_figure(means, ["2", "5", "7"], "means")
     assert fig.data[0].texttemplate == "%{z:.3g}" and list(fig.data[0].x) == ["2", "5", "7"]
+    assert fig.data[0].zmax == pytest.approx(np.abs(means).max())  # its own scale, by default
 
 
 def test_machines_figure_sets_each_network_beside_its_kernel_machines():
@@ -212,6 +213,45 @@ def test_machines_figure_sets_each_network_beside_its_kernel_machines():
         "regular": {"init": {"feature": 5.0, "tangent": 4.0}},
     }
     by_name = traces(figures.machines_figure(result))
-    assert list(by_name["slow"].x) == ["network", "feature K₀", "feature K (end)", "tangent Θ₀"]
-    assert list(by_name["slow"].y) == [20.0, 5.0, 5.0, 4.0]
-    assert list(by_name["regular"].x) == ["network", "feature K₀", "tangent Θ₀"]  # still training
+    assert list(by_name["slow"].y) == ["network", "feature K₀", "feature K (end)", "tangent Θ₀"]
+    assert list(by_name["slow"].x) == [20.0, 5.0, 5.0, 4.0]
+    assert list(by_name["regular"].y) == ["network", "feature K₀", "tangent Θ₀"]  # still training
+    # Horizontal bars, each value at its own bar's end: upright grouped bars printed "7.07.0".
+    assert {t.orientation for t in by_name.values()} == {"h"} and by_name["slow"].textposition == "outside"
+    assert by_name["slow"].marker.color != by_name["regular"].marker.color  # colour = model by default
+    by_run = traces(figures.machines_figure(result, color="#123456"))
+    assert by_run["slow"].marker.color == by_run["regular"].marker.color == "#123456"
+    assert by_run["slow"].marker.pattern.shape == "." and by_run["regular"].marker.pattern.shape == ""
+
+
+def test_the_class_block_means_of_both_models_changes_share_one_scale():
+    result = make_result([0.4, 0.5])
+    labels = result.probe_labels
+    base = np.eye(len(labels), dtype=np.float32)
+    result.kernels = {"slow": [base, base + 0.01], "regular": [base, base + 0.5]}
+    shown = figures.shown_kernels(result, 1, change=True)
+    changed = {name: fig.data[0] for name, fig in figures.block_means_figures(result, shown, change=True).items()}
+    assert changed["slow"].zmax == changed["regular"].zmax == pytest.approx(0.5)
+    assert changed["target"].zmax == pytest.approx(
+        np.abs(figures.class_block_means(result.target_kernel, labels)).max()
+    )
+    kernels = figures.shown_kernels(result, 1)
+    alone = figures.block_means_figures(result, kernels)
+    for name, (matrix, _) in kernels.items():  # each its own scale otherwise
+        assert alone[name].data[0].zmax == pytest.approx(np.abs(figures.class_block_means(matrix, labels)).max())
+    assert alone["slow"].data[0].zmax != alone["regular"].data[0].zmax
+
+
+def test_a_lesson_of_several_runs_colours_their_bars_by_run_as_its_curves():
+    runs = [make_result([0.4, 0.5]), make_result([0.4, 0.6])]
+    for result in runs:
+        result.kernel_machine_errors = {
+            name: {"init": {"feature": 5.0, "tangent": 4.0}} for name in ("slow", "regular")
+        }
+    curves, bars = figures.lesson_figures(runs, ["a", "b"], charts=("machines",))
+    curve_colors = {t.name: t.line.color for t in curves[0].data}
+    for label, chart in zip(["a", "b"], bars):
+        assert {t.marker.color for t in chart.data} == {
+            curve_colors[f"{label} · slow"],
+            curve_colors[f"{label} · regular"],
+        }
