@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from kalign_core.results import DIVERGENCE_FACTOR, MODEL_NAMES, ExperimentResult
+from kalign_core.text import fixed
 
 # Alignment changes smaller than this on both models count as "not moved yet".
 UNMOVED_ALIGNMENT = 0.005
@@ -17,24 +18,13 @@ UNMOVED_ALIGNMENT = 0.005
 FAR_LESS = 1 / 4
 
 
-def fixed(value: float, digits: int, sign: bool = False) -> str:
-    """`value` at `digits` decimals (with its sign when `sign`); a value that would print as
-    "0.000" without being 0 is given to two significant figures instead, so that no reader sees
-    "−0.000" or "+0.000"."""
-    if not math.isfinite(value):
-        return "not a number"
-    if value == 0:
-        return f"{0:.{digits}f}"
-    plus = "+" if sign else ""
-    return f"{value:{plus}.2g}" if round(value, digits) == 0 else f"{value:{plus}.{digits}f}"
-
-
 def percent(fraction: float) -> str:
     """A relative change in percent to two significant figures, without an exponent from 100 % up."""
     value = 100 * fraction
     if not math.isfinite(value):
         return "not a number"
-    return f"{value:,.0f} %" if abs(value) >= 100 else f"{value:.2g} %"
+    # From 99.5 up, two significant figures would print as "1e+02".
+    return f"{value:,.0f} %" if abs(value) >= 99.5 else f"{value:.2g} %"
 
 
 def delta(change: float, digits: int, unit: str, colour: str = "normal") -> dict:

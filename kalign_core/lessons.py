@@ -20,6 +20,7 @@ import torch
 from .alignment import AlignmentUndefined, centered_alignment
 from .config import ExperimentConfig
 from .results import ExperimentResult
+from .text import fixed
 from .training import initial_model
 
 # Charts a lesson may add to its runs' error and alignment curves: K − K₀ heatmaps of its first run,
@@ -157,11 +158,11 @@ def claim(text: str, slack: float | None, value: str) -> Expectation:
 
 
 def signed(value: float | None) -> str:
-    return "undefined" if value is None else f"{value:+.3f}"
+    return "undefined" if value is None else fixed(value, 3, sign=True)
 
 
 def plain(value: float | None) -> str:
-    return "undefined" if value is None else f"{value:.3f}"
+    return "undefined" if value is None else fixed(value, 3)
 
 
 def both_learn(result: ExperimentResult) -> Expectation:

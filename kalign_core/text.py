@@ -1,0 +1,17 @@
+"""Numbers as people read them, for every sentence kalign prints (app, command line, lessons)."""
+
+from __future__ import annotations
+
+import math
+
+
+def fixed(value: float, digits: int, sign: bool = False) -> str:
+    """`value` at `digits` decimals (with its sign when `sign`); a value that would print as
+    "0.000" without being 0 is given to two significant figures instead, so that no reader sees
+    "−0.000" or "+0.000"."""
+    if not math.isfinite(value):
+        return "not a number"
+    if value == 0:
+        return f"{0:.{digits}f}"
+    plus = "+" if sign else ""
+    return f"{value:{plus}.2g}" if round(value, digits) == 0 else f"{value:{plus}.{digits}f}"
