@@ -201,7 +201,7 @@ def _mnist_arrays(root: str, allow_download: bool):
     except DataUnavailable as missing:
         if not allow_download:
             raise
-        on_disk = str(missing)
+        on_disk, on_disk_words = str(missing), missing.words
     since_failure = time.monotonic() - _last_failed_download
     if since_failure < DOWNLOAD_RETRY_AFTER_S:
         # Clock times, not "N min ago": the note is saved with the run and read much later.
@@ -209,7 +209,7 @@ def _mnist_arrays(root: str, allow_download: bool):
         failed = f"a download failed at {_clock(failed_at)}"
         again = f"kalign tries again from {_clock(failed_at + DOWNLOAD_RETRY_AFTER_S)}"
         raise DataUnavailable(
-            f"{on_disk}, and {failed} ({again})", f"{NOT_HERE}: {failed} ({_last_failure_words}; {again})"
+            f"{on_disk}, and {failed} ({again})", f"{on_disk_words}, and {failed} ({_last_failure_words}; {again})"
         )
     try:
         fetch_mnist(root)
@@ -217,7 +217,7 @@ def _mnist_arrays(root: str, allow_download: bool):
         _last_failed_download, _last_failure_words = time.monotonic(), failed.words
         raise DataUnavailable(
             f"{on_disk}, and downloading it failed ({failed})",
-            f"{NOT_HERE} and could not be downloaded: {failed.words}",
+            f"{on_disk_words}, and it could not be downloaded: {failed.words}",
         ) from failed
     return _read_mnist(root)
 
