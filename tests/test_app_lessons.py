@@ -1,7 +1,8 @@
 """The Lessons page through AppTest: every lesson listed with its question and a Run button; a run
 trains in the job slots, then shows each expectation with its numbers, the charts and the next steps;
-a link (?lesson=ID) to a lesson this server already ran shows it at once; a class pressing the same
-lesson together trains it once; Stop leaves the lesson's jobs."""
+a link (?lesson=ID) shows its lesson first, with its results when this server already ran it; each
+lesson keeps its last results when another runs; a class pressing the same lesson together trains it
+once; Stop leaves the lesson's jobs."""
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings

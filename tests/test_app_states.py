@@ -106,6 +106,15 @@ def test_offline_the_train_page_says_no_internet_and_the_log_keeps_the_details(o
     assert "Traceback" not in logged
 
 
+def test_offline_the_sweeps_plan_for_full_mnist_says_no_internet_in_words(offline, caplog):
+    caplog.set_level(logging.WARNING, logger="kalign")
+    at = open_app(**{**TINY, "source": "mnist"}).switch_page("pages/sweeps.py").run()
+    assert not at.exception
+    assert "no internet connection" in texts(at.error)
+    assert_words_only(texts(at.error))  # (the page names its sweeps folder on purpose: it is where sweeps go)
+    assert "Name or service not known" in caplog.text and "Traceback" not in caplog.text
+
+
 @pytest.mark.parametrize("page", ["pages/kernels.py", "pages/runs.py"])
 @pytest.mark.parametrize("before", ["no run yet", "an earlier run"])
 def test_while_a_run_trains_a_page_says_so_once(page, before, earlier):
