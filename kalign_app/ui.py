@@ -223,9 +223,9 @@ def shared_jobs() -> jobs.SharedJobs:
     return jobs.SharedJobs(job_slots(), results_cache())
 
 
-def lesson_run() -> tuple[str, jobs.RunGroup] | None:
-    """(lesson id, its runs) of the lesson this session ran last, or None."""
-    return st.session_state.get("lesson_run")
+def lesson_runs() -> dict[str, jobs.RunGroup]:
+    """Each lesson's last runs in this session, by lesson id: running another lesson keeps them."""
+    return st.session_state.setdefault("lesson_runs", {})
 
 
 def start_lesson(lesson_id: str, configs) -> None:
@@ -233,31 +233,30 @@ def start_lesson(lesson_id: str, configs) -> None:
     training it (started now, or by another session pressing the same lesson)."""
     stop_lesson()
     runs = [results_cache().get(config) or shared_jobs().join(config, session_id()) for config in configs]
-    st.session_state.lesson_run = (lesson_id, jobs.RunGroup(runs))
+    lesson_runs()[lesson_id] = jobs.RunGroup(runs)
 
 
 def show_lesson_if_finished(lesson_id: str, configs) -> None:
     """A lesson whose runs have all finished on this server becomes this session's at once."""
     cached = [results_cache().get(config) for config in configs]
     if None not in cached:
-        st.session_state.lesson_run = (lesson_id, jobs.RunGroup(cached))
+        lesson_runs()[lesson_id] = jobs.RunGroup(cached)
+
+
+def _lesson_jobs_running() -> list[jobs.TrainingJob]:
+    return [job for group in lesson_runs().values() for job in group.jobs() if not job.done]
 
 
 def stop_lesson() -> None:
     """Leave the running lesson's jobs (each stops unless another session still wants it)."""
-    current = lesson_run()
-    if current is not None:
-        for job in current[1].jobs():
-            if not job.done:
-                shared_jobs().leave(job, session_id())
+    for job in _lesson_jobs_running():
+        shared_jobs().leave(job, session_id())
 
 
 def watched_jobs() -> list[jobs.TrainingJob]:
     """The jobs this session is waiting for: its Train run and its lesson's runs."""
-    current = lesson_run()
-    lesson_jobs = [job for job in current[1].jobs() if not job.done] if current else []
     train_job = st.session_state.get("job")
-    return ([train_job] if train_job is not None else []) + lesson_jobs
+    return ([train_job] if train_job is not None else []) + _lesson_jobs_running()
 
 
 @st.fragment(run_every=HEARTBEAT_S)
@@ -284,6 +283,16 @@ def time_left(seconds: float | None) -> str:
     return f"about {seconds:.0f} s left" if seconds < 90 else f"about {seconds / 60:.0f} min left"
 
 
-def no_run_yet() -> None:
-    st.info("No run yet. Pick digits and press **Train** on the Train page, or open a saved run on the Runs page.")
-    st.page_link(TRAIN_PAGE, label="Go to Train", icon=":material/play_arrow:")
+def run_state(result: ExperimentResult | None) -> None:
+    """The one message a page that shows the current run needs above it: a run is training (the page
+    shows it once it finishes, and the previous run until then), or there is no run yet."""
+    if current_job() is not None:
+        until_then = "; until then, the previous run" if result is not None else ""
+        st.info(
+            f"A run is training: this page shows it as soon as it finishes{until_then}.",
+            icon=":material/hourglass_top:",
+        )
+        st.page_link(TRAIN_PAGE, label="Watch it train", icon=":material/model_training:")
+    elif result is None:
+        st.info("No run yet. Pick digits and press **Train** on the Train page, or open a saved run on the Runs page.")
+        st.page_link(TRAIN_PAGE, label="Go to Train", icon=":material/play_arrow:")

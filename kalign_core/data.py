@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import os
 import pathlib
 import shutil
@@ -39,6 +40,9 @@ DOWNLOAD_RETRY_AFTER_S = 600.0
 
 _download_lock = threading.Lock()
 _last_failed_download = -float("inf")
+_last_failure_words = "the download failed"
+
+log = logging.getLogger("kalign.data")
 
 
 @dataclass(frozen=True)
@@ -69,8 +73,55 @@ class DigitData:
         return len(self.digits)
 
 
+NOT_HERE = "full MNIST is not on this machine yet"
+PARTIAL = "the copy of full MNIST on this machine is partial (an interrupted download)"
+DAMAGED = "the copy of full MNIST on this machine is corrupt (checksum mismatch)"
+
+
 class DataUnavailable(RuntimeError):
-    """MNIST could not be found on disk nor downloaded."""
+    """MNIST could not be found on disk nor downloaded. str() holds the details, for the server's log
+    and the command line (paths, the download's own error); `words` says why for a page, with
+    neither."""
+
+    def __init__(self, details: str, words: str = NOT_HERE):
+        super().__init__(details)
+        self.words = words
+
+
+# Error texts of a failed download, by what a user is told: the first group that matches wins (a
+# name that cannot be looked up is what a machine without internet sees).
+_DOWNLOAD_FAILURES = (
+    (
+        (
+            "name or service not known",
+            "temporary failure in name resolution",
+            "nodename nor servname",
+            "getaddrinfo failed",
+            "network is unreachable",
+            "no route to host",
+        ),
+        "no internet connection",
+    ),
+    (("timed out", "timeout"), "the download timed out"),
+    (
+        ("connection refused", "connection reset", "remote end closed", "http error"),
+        "MNIST's download servers could not be reached",
+    ),
+    (("md5", "checksum", "not found or corrupted"), "the downloaded files were damaged (checksum mismatch)"),
+    (
+        ("no space left", "disk quota", "permission denied", "read-only file system", "file exists", "not a directory"),
+        "kalign could not write the files to its data folder",
+    ),
+)
+
+
+def download_failure_words(error_text: str) -> str:
+    """Why a download failed, in a user's words, from the error text it ended with."""
+    lowered = error_text.lower()
+    for patterns, words in _DOWNLOAD_FAILURES:
+        if any(pattern in lowered for pattern in patterns):
+            return words
+    return "the download failed"
 
 
 def default_data_dir() -> pathlib.Path:
@@ -100,7 +151,8 @@ def load_digits(digits=(8, 9), source: str = "auto", root=None) -> DigitData:
     except DataUnavailable as unavailable:
         if source == "mnist":
             raise
-        note = f"{unavailable}; 'auto' never waits for a download (choose full MNIST to download it, about 12 MB)"
+        log.warning("training on the bundled sample: %s", unavailable)
+        note = f"{unavailable.words}; 'auto' never waits for a download (choose full MNIST to download it, about 12 MB)"
         return _select(_sample_arrays(), digits, "sample", note=note)
 
 
@@ -143,32 +195,37 @@ def _sample_arrays():
 @functools.lru_cache(maxsize=2)
 def _mnist_arrays(root: str, allow_download: bool):
     """MNIST as uint8 arrays, downloaded first when `allow_download` and not on disk."""
-    global _last_failed_download
+    global _last_failed_download, _last_failure_words
     try:
         return _read_mnist(root)
     except DataUnavailable as missing:
         if not allow_download:
             raise
-        on_disk = str(missing)
+        on_disk, on_disk_words = str(missing), missing.words
     since_failure = time.monotonic() - _last_failed_download
     if since_failure < DOWNLOAD_RETRY_AFTER_S:
         # Clock times, not "N min ago": the note is saved with the run and read much later.
         failed_at = time.time() - max(since_failure, 0.0)
+        failed = f"a download failed at {_clock(failed_at)}"
+        again = f"kalign tries again from {_clock(failed_at + DOWNLOAD_RETRY_AFTER_S)}"
         raise DataUnavailable(
-            f"{on_disk}, and a download failed at {_clock(failed_at)} "
-            f"(kalign tries again from {_clock(failed_at + DOWNLOAD_RETRY_AFTER_S)})"
+            f"{on_disk}, and {failed} ({again})", f"{on_disk_words}, and {failed} ({_last_failure_words}; {again})"
         )
     try:
         fetch_mnist(root)
     except DataUnavailable as failed:
-        _last_failed_download = time.monotonic()
-        raise DataUnavailable(f"{on_disk}, and downloading it failed ({failed})") from failed
+        _last_failed_download, _last_failure_words = time.monotonic(), failed.words
+        raise DataUnavailable(
+            f"{on_disk}, and downloading it failed ({failed})",
+            f"{on_disk_words}, and it could not be downloaded: {failed.words}",
+        ) from failed
     return _read_mnist(root)
 
 
 def fetch_mnist(root=None) -> None:
     """Download MNIST into `root` (default: KALIGN_DATA_DIR) unless a good copy is there (one
-    download at a time); DataUnavailable, saying why in a few words, when the download fails."""
+    download at a time); DataUnavailable when the download fails: its last error line as the
+    details, the reason in a user's words as `words`."""
     root = pathlib.Path(root) if root is not None else default_data_dir()
     with _download_lock:
         try:
@@ -180,7 +237,7 @@ def fetch_mnist(root=None) -> None:
             _download_mnist(root)
         except Exception as error:
             last_line = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-            raise DataUnavailable(last_line) from error
+            raise DataUnavailable(last_line, download_failure_words(str(error))) from error
 
 
 class MnistFetch:
@@ -211,15 +268,15 @@ class MnistFetch:
         with self._lock:
             state, since, problem = self._state, self._since, self._problem
         if state == "available":
-            return f"Full MNIST is on this machine ({self.root}): 'auto' trains on it."
+            return "Full MNIST is on this machine: 'auto' trains on it."
         if state == "fetching":
             return (
                 f"Full MNIST is downloading in the background (since {_clock(since)}); until it is "
                 "here, 'auto' trains on the bundled sample."
             )
         return (
-            f"Full MNIST could not be downloaded ({problem}); kalign tries again at {_clock(since)}. "
-            "Until then 'auto' trains on the bundled sample."
+            f"Full MNIST could not be downloaded ({problem}): 'auto' trains on the bundled sample until it "
+            f"is here. kalign tries again at {_clock(since)}."
         )
 
     def _set(self, state: str, since: float, problem: str = "") -> None:
@@ -233,7 +290,8 @@ class MnistFetch:
             try:
                 fetch_mnist(self.root)
             except DataUnavailable as failure:
-                self._set("retrying", time.time() + wait, str(failure))
+                log.warning("downloading MNIST into %s failed (retrying in %.0f s): %s", self.root, wait, failure)
+                self._set("retrying", time.time() + wait, failure.words)
                 time.sleep(wait)
                 wait = min(2 * wait, self._longest_retry_s)
                 continue
@@ -253,7 +311,7 @@ def _read_mnist(root: str):
         train = MNIST(root, train=True, download=False)
         test = MNIST(root, train=False, download=False)
     except Exception as error:  # missing, partial or corrupt files
-        raise DataUnavailable(f"MNIST is not readable in {root}: {error}") from error
+        raise DataUnavailable(f"MNIST is not readable in {root}: {error}", DAMAGED) from error
     arrays = (
         train.data.reshape(len(train.data), -1).numpy(),
         train.targets.numpy(),
@@ -261,7 +319,7 @@ def _read_mnist(root: str):
         test.targets.numpy(),
     )
     if arrays[0].shape[1:] != (784,) or arrays[2].shape[1:] != (784,):
-        raise DataUnavailable(f"MNIST in {root} does not hold 28×28 images; delete it to download again")
+        raise DataUnavailable(f"MNIST in {root} does not hold 28×28 images; delete it to download again", DAMAGED)
     return arrays
 
 
@@ -287,13 +345,15 @@ def _verify_checksums(root: pathlib.Path) -> None:
     try:
         expected = json.loads((raw / CHECKSUMS).read_text())
     except (OSError, ValueError):
-        raise DataUnavailable(f"MNIST in {raw} has no valid {CHECKSUMS}: partial or not downloaded by kalign") from None
+        raise DataUnavailable(
+            f"MNIST in {raw} has no valid {CHECKSUMS}: partial or not downloaded by kalign", PARTIAL
+        ) from None
     missing = [name for name in MNIST_FILES if name not in expected or not (raw / name).is_file()]
     if missing:
-        raise DataUnavailable(f"MNIST in {raw} is partial: {', '.join(missing)} missing")
+        raise DataUnavailable(f"MNIST in {raw} is partial: {', '.join(missing)} missing", PARTIAL)
     corrupt = [name for name in MNIST_FILES if _file_sha256(raw / name) != expected[name]]
     if corrupt:
-        raise DataUnavailable(f"MNIST in {raw} is corrupt: checksum mismatch in {', '.join(corrupt)}")
+        raise DataUnavailable(f"MNIST in {raw} is corrupt: checksum mismatch in {', '.join(corrupt)}", DAMAGED)
 
 
 # Runs in a child process: the socket timeout it sets is process-wide, and must not reach the

@@ -55,8 +55,8 @@ class WorkerDied(Exception):
 
 
 class TrainingFailed(Exception):
-    """The run raised in its worker: `message` is for the user, `details` (a traceback) for the log,
-    None when the message says it all (bad settings for the data, no data)."""
+    """The run raised in its worker: `message` is for the user, `details` (a traceback, or where the
+    data was missing) for the log, None when the message says it all (bad settings for the data)."""
 
     def __init__(self, message: str, details: str | None):
         super().__init__(message)
@@ -101,8 +101,11 @@ def _train(connection, stop, request: tuple[dict, str]) -> None:
         config = ExperimentConfig.from_dict(config)
         data = load_digits(config.digits, config.source, root=data_dir)
         result = run_experiment(config, data, on_epoch=lambda live: send_tail("epoch", live), should_stop=stop.is_set)
-    except (ValueError, DataUnavailable) as error:  # bad settings for this data, or no data
+    except ValueError as error:  # bad settings for this data
         _send(connection, ("failed", str(error), None))
+        return
+    except DataUnavailable as error:  # no data: the page gets the reason in words, the log the paths
+        _send(connection, ("failed", error.words, str(error)))
         return
     except Exception as error:  # e.g. out of memory in torch: the server logs it and keeps serving
         _send(connection, ("failed", f"{type(error).__name__}: {error}", traceback.format_exc()))

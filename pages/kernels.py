@@ -17,16 +17,13 @@ st.caption(
     "positive, blue negative, white 0). A kernel aligned with the task shows the target's block pattern."
 )
 result = ui.current_result()
-if ui.current_job() is not None:
-    st.info("A run is training: this page shows it as soon as it finishes.", icon=":material/hourglass_top:")
-if result is None:
-    ui.no_run_yet()
-elif not result.kernels[MODEL_NAMES[0]]:
+ui.run_state(result)
+if result is not None and not result.kernels[MODEL_NAMES[0]]:
     st.info(
         "This run has no kernels: it was opened from a run JSON alone. Upload its kernels .npz with it "
         "on the Runs page to see them."
     )
-else:
+elif result is not None:
     # The epochs of the model that recorded most (the other may have diverged earlier).
     epochs = max((result.kept_epochs(name) for name in MODEL_NAMES), key=lambda kept: kept[-1])
     if st.session_state.get("kernel_epoch", 0) not in epochs:

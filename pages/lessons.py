@@ -10,6 +10,7 @@ from kalign_core.lessons import LESSONS, find_lesson
 ui.require_app()
 
 KERNELS_PAGE = "pages/kernels.py"
+LINKED = "lessons_linked"  # the lesson in the address when this session first opened the page
 STATE_WORDS = {
     "stopped": "was stopped",
     "abandoned": "was given up (the page stopped asking for it)",
@@ -29,9 +30,11 @@ def run_lesson(lesson) -> None:
         ui.start_lesson(lesson.id, configs(lesson))
 
 
-def selected_lesson():
-    """The lesson the URL names (?lesson=ID), or None; an unknown one is named in a warning."""
-    wanted = st.query_params.get("lesson")
+def linked_lesson():
+    """The lesson the link this page was opened with names (?lesson=ID), or None; an unknown one is
+    named in a warning. Kept for the session: Run puts its lesson in the address (to share it), but
+    must not move that lesson to the top under the visitor's eyes."""
+    wanted = st.session_state.setdefault(LINKED, st.query_params.get("lesson"))
     if not wanted:
         return None
     try:
@@ -91,16 +94,16 @@ def checked(lesson, results) -> None:
         st.markdown(f"{mark} {expectation.text}  \n&nbsp;&nbsp;&nbsp;&nbsp;:gray[{expectation.value}]")
     for row, charts in enumerate(figures.lesson_figures(results, lesson.labels, lesson.charts)):
         for column, (index, chart) in zip(st.columns(len(charts)), enumerate(charts)):
-            column.plotly_chart(chart, key=f"lesson_chart_{row}_{index}")
+            column.plotly_chart(chart, key=f"lesson_chart_{lesson.id}_{row}_{index}")
     st.markdown(f"**Next:** {lesson.next_steps}")
     st.caption("Open a run of this lesson like any other run:")
     for index, (label, result) in enumerate(zip(lesson.labels, results)):
         left, right = st.columns(2)
         note = f"From the lesson “{lesson.title}”: {label}."
-        if left.button(f"{label} on Train", key=f"open_train_{index}", icon=":material/model_training:"):
+        if left.button(f"{label} on Train", key=f"open_train_{lesson.id}_{index}", icon=":material/model_training:"):
             ui.show_run(result, note)
             st.switch_page(ui.TRAIN_PAGE)
-        if right.button(f"{label} on Kernels", key=f"open_kernels_{index}", icon=":material/grid_on:"):
+        if right.button(f"{label} on Kernels", key=f"open_kernels_{lesson.id}_{index}", icon=":material/grid_on:"):
             ui.show_run(result, note)
             st.switch_page(KERNELS_PAGE)
 
@@ -121,18 +124,8 @@ def lesson_outcome(lesson, group) -> None:
         )
 
 
-st.title("Lessons")
-st.caption(
-    "Guided experiments: each runs in one click, states what it expects and checks it on the runs it just "
-    "made, with the numbers. The runs use the Train page's data source and device."
-)
-selected = selected_lesson()
-current = ui.lesson_run()
-if selected is not None and (current is None or (current[0] != selected.id and not current[1].active)):
-    ui.show_lesson_if_finished(selected.id, configs(selected))  # a link to a lesson this server already ran
-    current = ui.lesson_run()
-busy = current is not None and current[1].active
-for number, lesson in enumerate(LESSONS, 1):
+def draw_lesson(number: int, lesson, group, busy: bool) -> None:
+    """The lesson's question and Run button, then its last runs' outcome in this session, if any."""
     with st.container(border=True, key=f"lesson_{lesson.id}"):
         st.subheader(f"{number}. {lesson.title}", anchor=lesson.id)
         st.markdown(f"**{lesson.question}**")
@@ -149,6 +142,25 @@ for number, lesson in enumerate(LESSONS, 1):
             help="a lesson is running: stop it first" if busy else None,
         )
         right.markdown(f"[Link to this lesson](?lesson={lesson.id})")
-        if current is not None and current[0] == lesson.id:
+        if group is not None:
             with ui.apology():
-                lesson_outcome(lesson, current[1])
+                lesson_outcome(lesson, group)
+
+
+st.title("Lessons")
+st.caption(
+    "Guided experiments: each runs in one click, states what it expects and checks it on the runs it just "
+    "made, with the numbers. The runs use the Train page's data source and device."
+)
+linked = linked_lesson()
+groups = ui.lesson_runs()
+if linked is not None and linked.id not in groups:
+    ui.show_lesson_if_finished(linked.id, configs(linked))  # a link to a lesson this server already ran
+busy = any(group.active for group in groups.values())
+numbered = list(enumerate(LESSONS, 1))
+if linked is not None:  # what the link's visitor came for comes first, the rest in their order after it
+    numbered.sort(key=lambda item: item[1].id != linked.id)
+for position, (number, lesson) in enumerate(numbered):
+    if linked is not None and position == 1:
+        st.subheader("The other lessons")
+    draw_lesson(number, lesson, groups.get(lesson.id), busy)

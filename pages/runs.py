@@ -225,9 +225,8 @@ current = ui.current_result()
 folder = folder_picker()
 
 st.header("Current run")
-if current is None:
-    ui.no_run_yet()
-else:
+ui.run_state(current)
+if current is not None:
     st.caption(f"{summary(CURRENT, current)['status']} · {default_name(current)}")
     st.caption(provenance_line(current))
     save_and_download(folder, current)

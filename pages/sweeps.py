@@ -213,9 +213,13 @@ def plan(spec: SweepSpec, folder: pathlib.Path, workers: int) -> bool:
         pending, seconds = estimate_seconds(
             spec, workers, folder=folder, cost=cost_model(dataclasses.replace(spec.base, epochs=1), spec.pairs[0])
         )
-    except (ValueError, OSError, DataUnavailable) as error:  # e.g. the folder holds trials with other settings
+    except (ValueError, OSError) as error:  # e.g. the folder holds trials with other settings
         why = params.capitalised(error.describe(SWEEP_LABELS)) if isinstance(error, ConfigError) else error
         st.error(f"Sweep {folder.name}: {why}", icon=":material/error:")
+        return False
+    except DataUnavailable as unavailable:  # the reason in words here, the paths in the server's log
+        ui.log.warning("sweep %s: %s", folder.name, unavailable)
+        st.error(f"Sweep {folder.name}: {unavailable.words}", icon=":material/error:")
         return False
     axes = f"{len(spec.pairs)} pairs × {len(spec.widths)} widths × {len(spec.ratios)} ratios × {len(spec.seeds)} seeds"
     if not pending:

@@ -160,7 +160,8 @@ def test_auto_never_waits_for_the_network_and_says_why_it_used_the_sample(
     d = load_digits((8, 9), source="auto", root=tmp_path)
     assert attempts == []  # a Train press never waits for a download
     assert d.source == "sample"
-    assert "MNIST is not on disk" in d.note and "choose full MNIST to download it" in d.note
+    assert "full MNIST is not on this machine yet" in d.note and "choose full MNIST to download it" in d.note
+    assert str(tmp_path) not in d.note  # the note reaches a page: the folder is for the log
     np.testing.assert_array_equal(d.train_x, sample_89.train_x)
     assert leftovers(tmp_path) == []
 

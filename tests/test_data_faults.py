@@ -44,22 +44,25 @@ def test_verified_cache_is_read_as_mnist(fake_mnist):
 
 
 @pytest.mark.parametrize(
-    "damage, reason",
+    "damage, reason, words",
     [
-        (lambda raw: (raw / MNIST_FILES[0]).write_bytes(b"\0" * 100), "corrupt"),
-        (lambda raw: (raw / MNIST_FILES[2]).unlink(), "partial"),
-        (lambda raw: (raw / data.CHECKSUMS).unlink(), "partial or not downloaded by kalign"),
-        (lambda raw: (raw / data.CHECKSUMS).write_text("{not json"), "no valid"),
+        (lambda raw: (raw / MNIST_FILES[0]).write_bytes(b"\0" * 100), "corrupt", data.DAMAGED),
+        (lambda raw: (raw / MNIST_FILES[2]).unlink(), "partial", data.PARTIAL),
+        (lambda raw: (raw / data.CHECKSUMS).unlink(), "partial or not downloaded by kalign", data.PARTIAL),
+        (lambda raw: (raw / data.CHECKSUMS).write_text("{not json"), "no valid", data.PARTIAL),
     ],
     ids=["corrupt-file", "missing-file", "no-checksums", "garbled-checksums"],
 )
-def test_damaged_cache_is_reported_and_auto_falls_back(fake_mnist, damage, reason):
+def test_damaged_cache_is_reported_and_auto_falls_back(fake_mnist, damage, reason, words):
+    """The error's details (for the log and the command line) name the damage and the folder; the
+    fallback's note, shown on a page, says it in words, without the folder."""
     damage(fake_mnist / "MNIST" / "raw")
-    with pytest.raises(DataUnavailable, match=reason):
+    with pytest.raises(DataUnavailable, match=reason) as raised:
         load_digits((3, 4), source="mnist", root=fake_mnist)
+    assert str(fake_mnist) in str(raised.value) and raised.value.words.startswith(words)
     fallback = load_digits((3, 4), source="auto", root=fake_mnist)
     assert fallback.source == "sample"
-    assert reason in fallback.note
+    assert fallback.note.startswith(words) and str(fake_mnist) not in fallback.note
 
 
 def test_a_run_on_the_fallback_carries_the_reason_into_its_saved_result(fake_mnist, monkeypatch, tmp_path):

@@ -150,3 +150,19 @@ def test_a_lesson_runs_from_its_page_and_checks_its_claims_in_chromium(server, t
         assert "slow_lr=0.0" in page.url and "digits=3%2C8%2C9" in page.url
         browser.close()
     assert (tmp_path / "lesson.png").stat().st_size > 10_000
+
+
+def test_a_lesson_link_opens_on_that_lesson_in_chromium(server, tmp_path):
+    """A visitor from a link to the last lesson sees it on screen at once, not lesson 1; the server's
+    log holds no traceback."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser, page = wide_page(p)
+        page.goto(f"{server}/lessons?lesson=more-than-its-kernel")
+        page.wait_for_selector(IDLE)
+        linked = page.locator(".st-key-lesson_more-than-its-kernel")
+        expect(linked).to_be_in_viewport()
+        expect(linked.get_by_role("button", name="Run this lesson")).to_be_in_viewport()
+        browser.close()
+    assert "Traceback" not in (tmp_path / "server.log").read_text()
