@@ -221,9 +221,11 @@ def machines_sentence(result: ExperimentResult) -> str:
     initial = result.kernel_machine_errors.get("regular", {}).get("init", {}).get("tangent")
     if initial is None:
         return ""
+    epochs = result.epochs_done
     return (
-        f"The machine of the initial tangent kernel Θ₀ scores {initial:.1f} % test error, the "
-        f"regular network {result.history['regular'][-1].test_error:.1f} %."
+        f"The ridge machine of the initial tangent kernel Θ₀ scores {initial:.1f} % test error, the regular "
+        f"network {result.history['regular'][-1].test_error:.1f} % after {epochs} epoch{'s' if epochs != 1 else ''}: "
+        "the machine is solved exactly, the network only as far as its training went."
     )
 
 

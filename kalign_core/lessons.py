@@ -389,7 +389,7 @@ def _check_lazy_dial(results):
     ]
 
 
-MACHINE_FACTOR = 0.9
+MACHINE_FACTOR = 0.75
 LAZY_TANGENT_DISTANCE = 0.01
 
 
@@ -567,10 +567,10 @@ LESSONS: list[Lesson] = [
         configs=[
             ExperimentConfig(
                 digits=(3, 5, 8),
-                width=500,
+                width=256,
                 slow_lr=0.001,
                 regular_lr=0.1,
-                epochs=20,
+                epochs=40,
                 lazy_scale=scale,
                 batch_size=50,
                 probe_size=90,
@@ -583,7 +583,7 @@ LESSONS: list[Lesson] = [
         notes="Two runs of 3, 5 and 8 from the same start: the ordinary (rich) network, and the same network made "
         "lazy with α = 100. At the start and the end of each run, kalign fits kernel ridge machines with the "
         "network's feature kernel ΦΦᵀ and tangent kernel Θ on up to 1,000 training digits and scores them on "
-        "held-out ones. A machine is solved exactly, while the networks train for 20 epochs and have not "
+        "held-out ones. A machine is solved exactly, while the networks train for 40 epochs and have not "
         "converged, so the lesson compares machines with machines: the kernel a network ends with (its "
         "'after kernel') against the one it started with. The chart shows the tangent kernels' machines too: on "
         "this little data the initial tangent kernel's machine is hard to beat, and training need not improve it.",

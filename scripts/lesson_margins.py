@@ -32,6 +32,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from kalign_core import run_experiment  # noqa: E402
+from kalign_core.config import MAX_EPOCHS  # noqa: E402
 from kalign_core.data import SAMPLE_PATH, DigitData  # noqa: E402
 from kalign_core.lessons import LESSONS, Expectation, Lesson  # noqa: E402
 from kalign_core.training import cpu_model  # noqa: E402
@@ -171,7 +172,7 @@ def main(argv=None) -> int:
             f"(`--other-digits`, split {1 - OTHER_TEST_FRACTION:.0%}/{OTHER_TEST_FRACTION:.0%} per digit)"
         )
     if args.longer:
-        sources.append(f"seed 0 on the sample with {args.longer}× the epochs")
+        sources.append(f"seed 0 on the sample with {args.longer}× the epochs (at most {MAX_EPOCHS})")
     if args.mnist:
         sources.append("seed 0 on full MNIST")
     trials: dict[str, list[Trial]] = {}
@@ -180,9 +181,9 @@ def main(argv=None) -> int:
         if others is not None:
             runs += [run_lesson(lesson, f"other digits, seed {s}", data=others, seed=s) for s in OTHER_SEEDS]
         if args.longer:
-            epochs = {c.epochs * args.longer for c in lesson.configs}
-            (longer,) = epochs  # a lesson's runs share their epochs
-            runs.append(run_lesson(lesson, f"sample, {args.longer}× epochs", epochs=longer))
+            (epochs,) = {c.epochs for c in lesson.configs}  # a lesson's runs share their epochs
+            longer = min(epochs * args.longer, MAX_EPOCHS)
+            runs.append(run_lesson(lesson, f"sample, {longer} epochs", epochs=longer))
         if args.mnist:
             runs.append(run_lesson(lesson, "full MNIST, seed 0", source="mnist"))
         trials[lesson.id] = runs
