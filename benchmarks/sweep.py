@@ -93,7 +93,7 @@ def matrix(seeds: tuple[int, ...], pairs, epochs: int) -> list[ExperimentConfig]
 
 def steps_seconds(configs: list[ExperimentConfig], data) -> float:
     """Seconds of the SGD steps alone of every block of `configs`, every epoch."""
-    blocks = [TrialBlock([configs[i] for i in block], data, block, None) for block in group_blocks(configs, data)]
+    blocks = [TrialBlock([configs[i] for i in block], data) for block in group_blocks(configs, data)]
     start = time.perf_counter()
     with torch.no_grad():
         for block in blocks:
