@@ -136,12 +136,12 @@ class Tracker:
         feature = _Kernels.of(phi_c @ phi_c.mT)  # centered, as Φ_c is
         # Centering removes the readout block's constant: Θ_c = k·Φ_cΦ_cᵀ + (hidden block)_c. The
         # hidden block's product runs in float32 (its rounding moves ρ by about 1e-7).
-        hidden = hidden_block(phi, readout_weight, self.gram)
+        pattern = phi > 0
+        hidden = hidden_block(pattern, readout_weight, self.gram)
         tangent = zero_if_negligible(center_kernel(hidden), hidden).add_(
             feature.kernels, alpha=readout_weight.shape[-2]
         )
         tangent = _Kernels.of(tangent)
-        pattern = phi > 0
         if self.initial is None:
             self.initial = _Initial(
                 feature.first(),
