@@ -1,4 +1,4 @@
-"""Sweep throughput (issue 13): the README's 45-pair matrix as a plain loop of `run_experiment` and
+"""Sweep throughput: the README's 45-pair matrix as a plain loop of `run_experiment` and
 as blocks of the batched trial engine, side by side in one process.
 
     python benchmarks/sweep.py              # 45 pairs, then 135 trials (3 seeds); 2 rounds (about 8 min)
