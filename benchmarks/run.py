@@ -45,9 +45,12 @@ from kalign_core import (  # noqa: E402
     load_digits,
     resolve_device,
     training,  # noqa: E402
+    trial,  # noqa: E402
 )
 from kalign_core.alignment import GRAM_CHUNK_ROWS  # noqa: E402
+from kalign_core.batched import TrialBlock  # noqa: E402
 from kalign_core.kernel_machines import MAX_POINTS, MachinePoints  # noqa: E402
+from kalign_core.tracking import Tracker  # noqa: E402
 from reference import ReferencePair  # noqa: E402
 
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
@@ -185,19 +188,17 @@ class EpochClock:
     @contextlib.contextmanager
     def instrument(self):
         with (
-            mock.patch.object(training.Tracker, "measure", self._timing(training.Tracker.measure, "_probe")),
-            mock.patch.object(training, "null_band", self._timing(training.null_band, "_once")),
-            mock.patch.object(training, "machine_errors", self._timing(training.machine_errors, "_once")),
+            mock.patch.object(Tracker, "measure", self._timing(Tracker.measure, "_probe")),
+            mock.patch.object(trial, "null_band", self._timing(trial.null_band, "_once")),
+            mock.patch.object(trial, "machine_errors", self._timing(trial.machine_errors, "_once")),
             mock.patch.object(MachinePoints, "grams", self._timing(MachinePoints.grams, "_once")),
-            mock.patch.object(
-                training.PairTrainer, "_record", self._timing(training.PairTrainer._record, "_evaluation")
-            ),
+            mock.patch.object(TrialBlock, "_record", self._timing(TrialBlock._record, "_evaluation")),
         ):
             yield
 
     def epochs(self) -> list[tuple[float, float, float]]:
         """(seconds, probe-metric seconds, evaluation seconds) of each epoch after epoch 0, without
-        the once-per-run work that ran in its time (the initial kernel machines run in epoch 1's)."""
+        the once-per-run work that ran in its time (the null bands run in epoch 0's)."""
         return [
             (self.ends[i] - self.starts[i - 1] - self.once[i], self.probe[i], self.evaluation[i])
             for i in range(1, len(self.ends))
@@ -212,7 +213,7 @@ def engine_epochs(
     clock = EpochClock(between)
     with clock.instrument():
         training.run_experiment(config, data, on_epoch=clock)
-    if once is not None:  # the final kernel machines run after the last callback
+    if once is not None:  # the kernel machines run after the last callback
         once.append(sum(clock.once) + clock._once)
     return clock.epochs()
 

@@ -1,24 +1,18 @@
-"""Many small trials trained as one batched computation (issue 13).
+"""The training engine: a block of trials trained as one batched computation. A run
+(`run_experiment`) is a block of one trial; a sweep trains its trials in blocks of many.
 
-A sweep's trials are small: at width 256 on the sample's 800 digits a batch's largest product is
-512×784 by 784×50. Here a block of trials trains as one: their fused hidden layers (slow units,
-then regular units, as in the pair trainer) are stacked on a leading trial axis, stored inputs ×
-units, (T, 784, 2·width), and each batch costs a few batched products (torch.bmm and baddbmm) for
-all T trials, each trial on its own batch. Measured on 2 shared cores (45 trials, width 256): the
-training steps alone run at 79–81 GFLOP/s on one thread against a loop of single trials' 62–73,
-and at 141–164 on two threads against 73–92. What a trial does besides its batches (its
-evaluation and probe measures each epoch, its null bands, and above all its kernel machines'
-float64 solves) takes most of a trial's time at this size, and is unchanged here.
+A block's trials (trial.PairTrial each: data, generator, probe, records) share everything that shapes
+their tensors (`block_key`). Their fused hidden layers (slow units, then regular units) are stacked
+on a leading trial axis, stored inputs × units, (T, 784, 2·width), and each batch costs a few
+batched products (torch.bmm and baddbmm) for all T trials, each trial on its own batch. Each epoch
+the block evaluates every trial's test set and measures every trial's probe with batched products
+too. Gradients are written by hand (plain SGD on cross-entropy) and tested against autograd.
 
-Everything but the batches is each trial's own `PairTrainer` (training.py), built as
-`run_experiment` builds it: its generator, initial weights, probe, batch order, evaluation, kernels,
-records, divergence checks, null bands and kernel machines. The trainer keeps views of its slice
-of the stacked tensors, so its own code evaluates and records it.
-
-Results equal `run_experiment`'s up to float32 rounding: a batched product sums in another order
-than mm, and a per-trial learning rate scales the readout's gradient before its product instead of
-after it (baddbmm's alpha is one number for all trials), so the weights differ by an ulp or so
-after a step and the differences grow slowly with training (tests/test_batched.py bounds them).
+A trial's numbers do not depend on the block it trains in: a batched product computes each trial's
+slice as it would alone, and the evaluation's chunks are the same in any block. So a run and a
+sweep trial of the same settings agree to the last bit at the same thread count
+(tests/test_batched.py), where the BLAS computes a lone product as it computes each of a batch's
+(MKL on 2 threads splits a lone product of 5 to 11 rows differently).
 """
 
 from __future__ import annotations
@@ -33,9 +27,14 @@ import torch
 from .config import ExperimentConfig
 from .data import DigitData, load_digits
 from .devices import resolve_device
-from .results import ExperimentResult
+from .results import MODEL_NAMES, ExperimentResult
 from .tracking import Tracker
-from .training import EVAL_CHUNK_ELEMENTS, PairTrainer, check_fits, chunks
+from .trial import PairTrial, Weights, check_fits
+
+# Evaluation works through the data in chunks of about this many hidden activations per trial: 16 MB,
+# small enough for a CPU's last-level cache, where its elementwise passes run about 20 % faster than
+# at 128 MB. Per trial, so that a trial's chunks (and its bits) are the same in any block.
+EVAL_CHUNK_ELEMENTS = 2**22
 
 # A block's stacked hidden weights hold at most this many numbers. On a CPU, 16 MB of float32, so
 # that each step's forward pass and update find them in cache: at width 256 a block then holds 10
@@ -130,7 +129,8 @@ def iter_trials(
     data = load_trial_data(configs, data)
     should_stop = should_stop or (lambda: False)
     for block in group_blocks(configs, data, max_trials):
-        trained = TrialBlock([configs[i] for i in block], data, block, on_epoch).run(should_stop, kernel_machines)
+        callbacks = [None if on_epoch is None else _bound(on_epoch, index) for index in block]
+        trained = TrialBlock([configs[i] for i in block], data).run(callbacks, should_stop, kernel_machines)
         yield from zip(block, trained)
         if trained[0].stopped:
             return
@@ -148,90 +148,102 @@ def run_trials(
 
 
 class TrialBlock:
-    """T trials of one block_key: their pair trainers and the stacked tensors the trainers' own
-    parameters are views of."""
+    """T trials of one block_key and the stacked tensors of their models."""
 
-    def __init__(
-        self, configs: list[ExperimentConfig], data: Mapping[tuple[int, ...], DigitData], indices: list[int], on_epoch
-    ):
+    def __init__(self, configs: list[ExperimentConfig], data: Mapping[tuple[int, ...], DigitData]):
         self.device = resolve_device(configs[0].device)
-        self.trainers = [PairTrainer(config, data[config.digits], self.device) for config in configs]
-        self.callbacks = [None if on_epoch is None else _bound(on_epoch, index) for index in indices]
-        first = self.trainers[0]
-        self.width, self.k, self.batch, self.epochs = first.width, first.k, first.config.batch_size, first.config.epochs
-        self.lazy_scale = first.lazy_scale
+        self.trials = [PairTrial(config, data[config.digits], self.device) for config in configs]
+        first = self.trials[0]
+        self.width, self.k = first.width, first.k
+        self.batch, self.epochs, self.lazy_scale = first.config.batch_size, first.config.epochs, first.config.lazy_scale
         self.n = len(first.train_y)
-        # Hidden weights stored inputs × units, (T, inputs, 2w): the forward X·W′ᵀ and the update
-        # W′ᵀ += Xᵀ·G′ run 1.5 to 2 times faster in this layout than with W′ as the trainer holds it
-        # (units × inputs), which stays a view: a transposed one.
-        self.w_hidden_t = self._stack("w_hidden", transposed=True)
-        self.b_hidden = self._stack("b_hidden")  # T × 2w
-        self.w_out = self._stack("w_out")  # T × 2 × k × w
-        self.b_out = self._stack("b_out")  # T × 2 × k
-        self.train_offset = (
-            torch.stack([t.train_offset for t in self.trainers]) if self.lazy_scale is not None else None
-        )
+        hidden = [t.initial.features[0] for t in self.trials]
+        readout = [t.initial.readout for t in self.trials]
+        # Hidden weights stored inputs × units, (T, inputs, 2w), both models' units side by side: the
+        # forward X·W′ and the update W′ += Xᵀ·G′ run 1.5 to 2 times faster in this layout than
+        # with W as nn.Linear holds it (units × inputs).
+        self.w_hidden_t = torch.stack([layer.weight.detach().T.repeat(1, 2) for layer in hidden])
+        self.b_hidden = torch.stack([layer.bias.detach().repeat(2) for layer in hidden])  # T × 2w
+        self.w_out = torch.stack([layer.weight.detach().repeat(2, 1, 1) for layer in readout])  # T × 2 × k × w
+        self.b_out = torch.stack([layer.bias.detach().repeat(2, 1) for layer in readout])  # T × 2 × k
+        # Per-model learning rates (T × 2 × 1 × 1), multipliers of the logits' gradient; a retired
+        # model's are set to 0.
+        rates = [[t.config.slow_lr, t.config.regular_lr] for t in self.trials]
+        self.hidden_lr = torch.tensor(rates, device=self.device).view(-1, 2, 1, 1)
+        readout_lr = torch.tensor([t.config.regular_lr for t in self.trials], device=self.device)
+        self.readout_lr = readout_lr.view(-1, 1, 1, 1).repeat(1, 2, 1, 1)
+        self.retired: dict[tuple[int, int], Weights] = {}
         # Each distinct training set once (trials of one pair share it), and each trial's first row.
         first_rows: dict[tuple[int, ...], int] = {}  # digits → first row in all_x
         distinct = []
-        for trainer in self.trainers:
-            if trainer.config.digits not in first_rows:
-                first_rows[trainer.config.digits] = len(distinct) * self.n
-                distinct.append(trainer)
+        for trial in self.trials:
+            if trial.config.digits not in first_rows:
+                first_rows[trial.config.digits] = len(distinct) * self.n
+                distinct.append(trial)
         self.all_x = torch.cat([t.train_x for t in distinct])
         self.all_y = torch.cat([t.train_y for t in distinct])
-        self.first_row = torch.tensor([first_rows[t.config.digits] for t in self.trainers], device=self.device)
-        # The test sets (each probe first) and their f₀, stacked: a block evaluates and measures its
-        # trials together, each epoch.
-        self.test_x = torch.stack([t.test_x for t in self.trainers])
-        self.test_y = torch.stack([t.test_y for t in self.trainers])
-        # f₀ on the test sets (t × n_test × k), by the block's own products in the chunks of
-        # `_evaluate_test`, so that α(f − f₀) is exactly 0 there before training, as in run_experiment.
-        self.test_offset = None
-        if self.lazy_scale is not None:
-            self.test_offset = torch.cat(
-                [self._forward(self.test_x[:, a:b])[2][:, 0] for a, b in self._test_chunks()], 1
-            )
-        self.tracker = Tracker.stacked([t.tracker for t in self.trainers])
+        self.first_row = torch.tensor([first_rows[t.config.digits] for t in self.trials], device=self.device)
+        self.test_x = torch.stack([t.test_x for t in self.trials])
+        self.test_y = torch.stack([t.test_y for t in self.trials])
+        self.probe_size = len(first.probe_y)
+        targets = torch.stack([torch.as_tensor(t.target) for t in self.trials])
+        self.tracker = Tracker(self.test_x[:, : self.probe_size], targets)
         self.minus_one = torch.tensor(-1.0, device=self.device)  # the one-hot's −1, expanded per batch
-        # Per-model learning rates (T × 2 × 1 × 1), multipliers of the logits' gradient; a retired
-        # model's are set to 0.
-        self.hidden_lr = torch.stack([t.hidden_lr for t in self.trainers])
-        readout_lr = torch.tensor([t.readout_lr for t in self.trainers], device=self.device)
-        self.readout_lr = readout_lr.view(-1, 1, 1, 1).repeat(1, 2, 1, 1)
-        self.retired: dict[tuple[int, int], tuple[torch.Tensor, ...]] = {}
+        # Chizat's lazy scale: the models output α(f − f₀). f₀ (T × n × k) is taken by the same
+        # products and chunks as the evaluation, so that α(f − f₀) is exactly 0 there before training.
+        self.train_offset = self.test_offset = None
+        if self.lazy_scale is not None:
+            self.train_offset = self._initial_outputs(self._train_sets()[0])
+            self.test_offset = self._initial_outputs(self.test_x, first=self.probe_size)
 
-    def _stack(self, name: str, transposed: bool = False) -> torch.Tensor:
-        """The trainers' `name` tensors (each transposed, if asked) stacked on a new leading axis;
-        each trainer's own becomes a view of its slice."""
-        own = [getattr(t, name) for t in self.trainers]
-        stacked = torch.stack([tensor.T if transposed else tensor for tensor in own])
-        for position, trainer in enumerate(self.trainers):
-            setattr(trainer, name, stacked[position].T if transposed else stacked[position])
-        return stacked
+    def _train_sets(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every trial's training digits and labels (T × n × inputs, T × n)."""
+        rows = self.first_row[:, None] + torch.arange(self.n, device=self.device)
+        return self.all_x[rows], self.all_y[rows]
+
+    def weights(self, position: int, model: int) -> Weights:
+        """A model's weights as nn.Linear holds them (views of the stacks)."""
+        units = slice(model * self.width, (model + 1) * self.width)
+        return (
+            self.w_hidden_t[position, :, units].T,
+            self.b_hidden[position, units],
+            self.w_out[position, model],
+            self.b_out[position, model],
+        )
 
     @torch.no_grad()
-    def run(self, should_stop, machines: bool) -> list[ExperimentResult]:
+    def run(self, callbacks, should_stop, machines: bool) -> list[ExperimentResult]:
+        """Train every trial; `callbacks[position](partial result)` after each of its epochs (epoch 0
+        included). Kernel machines (unless `machines` is False) come after the last callback."""
         started = time.perf_counter()
-        self._record(0, {position: t.initial_train() for position, t in enumerate(self.trainers)}, started)
-        for position, (trainer, callback) in enumerate(zip(self.trainers, self.callbacks)):
-            trainer.after_start(self.tracker.initial_kernels(position), callback, machines)
+        train_x, train_y = self._train_sets()
+        initial, _ = self._evaluate(train_x, train_y, self.train_offset)
+        for trial, errors in zip(self.trials, initial):
+            trial.initial_loss = {model: loss for model, (_, loss) in errors.items()}  # divergence's yardstick
+        self._record(0, dict(enumerate(initial)), started)
+        for position, (trial, callback) in enumerate(zip(self.trials, callbacks)):
+            trial.measure_null_bands(self.tracker.initial_kernels(position))
+            if callback:
+                callback(trial.result)
         for epoch in range(1, self.epochs + 1):
-            active = [position for position, t in enumerate(self.trainers) if t.active]
+            active = [position for position, t in enumerate(self.trials) if t.active]
             if not active:
                 break
             sums = self.train_epoch(should_stop)
             if sums is None:
                 return self._finish(started, machines, stopped=True)
-            loss_sum, loss_max, errors = sums
-            train = {p: self.trainers[p].train_errors(loss_sum[p], errors[p]) for p in active}
-            self._record(epoch, train, started)
+            loss_sum, loss_max, errors = (part.tolist() for part in sums)
+            self._record(epoch, {p: self._train_errors(loss_sum[p], errors[p]) for p in active}, started)
             for position in active:
-                self.trainers[position].retire_diverged(epoch, loss_sum[position], loss_max[position])
-                self._retire_diverged(position)
-                if self.callbacks[position]:
-                    self.callbacks[position](self.trainers[position].result)
+                for model in self.trials[position].retire_diverged(epoch, loss_sum[position], loss_max[position]):
+                    self._retire(position, model)
+                if callbacks[position]:
+                    callbacks[position](self.trials[position].result)
         return self._finish(started, machines, stopped=False)
+
+    def _train_errors(self, loss_sum: list[float], errors: list[float]) -> dict:
+        """(error %, mean loss) per model from the epoch's sums over its batches."""
+        return {model: (100.0 * errors[model] / self.n, loss_sum[model] / self.n) for model in (0, 1)}
 
     @torch.no_grad()
     def train_epoch(self, should_stop=lambda: False) -> torch.Tensor | None:
@@ -239,8 +251,8 @@ class TrialBlock:
         largest batch loss and errors (3 × T × 2); None when should_stop ended it between steps.
         Every trial steps, those whose models have all diverged with learning rates 0, so that the
         stacked tensors never need picking apart."""
-        sums = torch.zeros(3, len(self.trainers), 2, device=self.device)
-        order = torch.stack([torch.randperm(self.n, generator=t.generator) for t in self.trainers]).to(self.device)
+        sums = torch.zeros(3, len(self.trials), 2, device=self.device)
+        order = torch.stack([torch.randperm(self.n, generator=t.generator) for t in self.trials]).to(self.device)
         rows = order + self.first_row[:, None]
         for start in range(0, self.n, self.batch):
             if should_stop():
@@ -249,8 +261,8 @@ class TrialBlock:
         return sums
 
     def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
-        """Every trial's models on its own rows x (t × rows × inputs): hidden activations (t × rows
-        × 2w), each model's view of them (t × rows × w) and the logits (t × 2 × rows × k)."""
+        """Every trial's models on its own rows x (T × rows × inputs): hidden activations (T × rows
+        × 2w), each model's view of them (T × rows × w) and the logits (T × 2 × rows × k)."""
         w = self.width
         h = torch.baddbmm(self.b_hidden[:, None, :], x, self.w_hidden_t).relu_()
         per_model = [h[:, :, m * w : (m + 1) * w] for m in (0, 1)]
@@ -260,108 +272,110 @@ class TrialBlock:
         )
         return h, per_model, logits
 
+    def _lazy(self, logits: torch.Tensor, offset: torch.Tensor | None) -> torch.Tensor:
+        """The trained predictor's outputs: α(f − f₀) with a lazy scale (f₀ on the same rows,
+        T × rows × k), else f itself."""
+        return logits if offset is None else (logits - offset[:, None]).mul_(self.lazy_scale)
+
+    def _chunks(self, n: int, first: int = 0) -> list[tuple[int, int]]:
+        """(start, stop) rows evaluated together: the first `first` rows (the probe), then chunks of
+        a cache's size, the same for a trial in any block."""
+        size = max(1, EVAL_CHUNK_ELEMENTS // (2 * self.width))
+        starts = ([0] if first else []) + list(range(first, n, size))
+        return list(zip(starts, starts[1:] + [n]))
+
+    def _initial_outputs(self, x: torch.Tensor, first: int = 0) -> torch.Tensor:
+        """f₀ on x (T × n × k), from each trial's first model (both are still identical)."""
+        return torch.cat([self._forward(x[:, a:b])[2][:, 0] for a, b in self._chunks(x.shape[1], first)], dim=1)
+
+    def _evaluate(self, x, y, offset, keep: int = 0) -> tuple[list[dict], torch.Tensor | None]:
+        """Per trial, {model: (error %, mean loss)} on its rows x (T × n × inputs) with labels y,
+        and the hidden activations of the first `keep` rows (T × keep × 2w)."""
+        t, n = x.shape[:2]
+        errors = torch.zeros(t, 2, dtype=torch.float64, device=self.device)
+        losses = torch.zeros(t, 2, dtype=torch.float64, device=self.device)
+        kept = None
+        for start, stop in self._chunks(n, keep):
+            h, _, logits = self._forward(x[:, start:stop])
+            logits = self._lazy(logits, None if offset is None else offset[:, start:stop])
+            if start == 0 and keep:
+                kept = h
+            target = y[:, None, start:stop, None].expand(t, 2, stop - start, 1)
+            losses -= logits.log_softmax(dim=3).gather(3, target).sum(dim=(2, 3))
+            errors += (logits.argmax(dim=3) != y[:, None, start:stop]).sum(dim=2)
+        errors, losses = (100.0 * errors / n).tolist(), (losses / n).tolist()
+        return [{m: (errors[p][m], losses[p][m]) for m in (0, 1)} for p in range(t)], kept
+
     def _record(self, epoch: int, train: dict[int, dict], started: float) -> None:
         """Epoch `epoch`'s records of the trials in `train` (position → its training errors), from
         one evaluation of every trial's test set and one measure of every trial's probe."""
-        test, probe = self._evaluate_test()
-        t, n_inputs, w = len(self.trainers), self.w_hidden_t.shape[1], self.width
+        test, probe = self._evaluate(self.test_x, self.test_y, self.test_offset, keep=self.probe_size)
+        t, n_inputs, w = len(self.trials), self.w_hidden_t.shape[1], self.width
         measured = self.tracker.measure(
-            probe.view(t, -1, 2, w).transpose(1, 2),  # t × 2 × m × w
-            self.w_hidden_t.view(t, n_inputs, 2, w).permute(0, 2, 3, 1),  # t × 2 × w × inputs
+            probe.view(t, -1, 2, w).transpose(1, 2),  # T × 2 × m × w
+            self.w_hidden_t.view(t, n_inputs, 2, w).permute(0, 2, 3, 1),  # T × 2 × w × inputs
             self.w_out,
         )
         for position, errors in train.items():
-            self.trainers[position].add_records(
-                epoch, errors, test[position], dict(enumerate(measured[position])), started
-            )
-
-    def _evaluate_test(self) -> tuple[list[dict], torch.Tensor]:
-        """Per trial, (error %, mean loss) of each model on its test set, and the hidden activations
-        on the probe (its test set's first rows): t × m × 2w."""
-        t, n_test = len(self.trainers), self.test_x.shape[1]
-        errors = torch.zeros(t, 2, dtype=torch.float64, device=self.device)
-        losses = torch.zeros(t, 2, dtype=torch.float64, device=self.device)
-        probe = None
-        for start, stop in self._test_chunks():
-            y = self.test_y[:, start:stop]
-            h, _, logits = self._forward(self.test_x[:, start:stop])
-            if self.test_offset is not None:
-                logits = (logits - self.test_offset[:, None, start:stop]).mul_(self.lazy_scale)
-            if start == 0:
-                probe = h
-            target = y[:, None, :, None].expand(t, 2, stop - start, 1)
-            losses -= logits.log_softmax(dim=3).gather(3, target).sum(dim=(2, 3))
-            errors += (logits.argmax(dim=3) != y[:, None]).sum(dim=2)
-        errors, losses = (100.0 * errors / n_test).tolist(), (losses / n_test).tolist()
-        return [{m: (errors[p][m], losses[p][m]) for m in (0, 1)} for p in range(t)], probe
-
-    def _test_chunks(self) -> list[tuple[int, int]]:
-        """The rows of the test sets evaluated together: the probe, then chunks of a cache's size."""
-        rows = max(1, EVAL_CHUNK_ELEMENTS // (len(self.trainers) * 2 * self.width))
-        return list(chunks(self.test_x.shape[1], rows, first=len(self.trainers[0].probe_y)))
+            trial = self.trials[position]
+            trial.add_records(epoch, errors, test[position], measured[position], started, trial.active)
 
     def _step(self, order, rows, sums) -> None:
         """One SGD step of every trial's models, each trial on its own batch: `rows` of all_x, which
-        are `order` in the trial's own set. The batched form of `PairTrainer._step`, with batch
-        rows first; `sums` accumulates each model's loss sum, largest batch loss and errors."""
-        t, batch, k = len(self.trainers), rows.shape[1], self.k
-        x, y = self.all_x[rows], self.all_y[rows]  # t × batch × inputs, t × batch
-        h, per_model, logits = self._forward(x)  # t × batch × 2w, 2 × (t × batch × w), t × 2 × batch × k
-        if self.train_offset is not None:
-            offset = self.train_offset.gather(2, order[:, None, :].expand(t, k, batch))
-            logits = (logits - offset.transpose(1, 2)[:, None]).mul_(self.lazy_scale)
+        are `order` in the trial's own set; `sums` accumulates each model's loss sum, largest batch
+        loss and errors."""
+        t, batch, k = len(self.trials), rows.shape[1], self.k
+        x, y = self.all_x[rows], self.all_y[rows]  # T × batch × inputs, T × batch
+        h, per_model, logits = self._forward(x)  # T × batch × 2w, 2 × (T × batch × w), T × 2 × batch × k
+        offset = (
+            None if self.train_offset is None else self.train_offset.gather(1, order[:, :, None].expand(t, batch, k))
+        )
+        logits = self._lazy(logits, offset)
         log_p = logits.log_softmax(dim=3)
         target = y[:, None, :, None].expand(t, 2, batch, 1)
-        nll = -log_p.gather(3, target).squeeze(3)  # t × 2 × batch
+        nll = -log_p.gather(3, target).squeeze(3)  # T × 2 × batch
         sums[0] += nll.sum(dim=2)
         torch.maximum(sums[1], nll.mean(dim=2), out=sums[1])
         sums[2] += (logits.argmax(dim=3) != y[:, None]).sum(dim=2)
         # Cross-entropy gradient w.r.t. the logits: (softmax - one_hot) / batch.
         d_logits = log_p.exp_().scatter_add_(3, target, self.minus_one.expand(target.shape))
         d_logits /= batch
-        if self.train_offset is not None:
+        if offset is not None:
             d_logits /= self.lazy_scale  # ∂(CE(α(f − f₀))/α²)/∂f = (softmax − y)/α
         # Hidden-layer gradient (before the readout moves), already scaled by each model's rate.
         scaled = d_logits * self.hidden_lr
-        grad = torch.cat([torch.bmm(scaled[:, m], self.w_out[:, m]) for m in (0, 1)], dim=2)  # t × batch × 2w
+        grad = torch.cat([torch.bmm(scaled[:, m], self.w_out[:, m]) for m in (0, 1)], dim=2)  # T × batch × 2w
         step_out = d_logits * self.readout_lr
         for m in (0, 1):
             self.w_out[:, m].baddbmm_(step_out[:, m].transpose(1, 2), per_model[m], alpha=-1.0)
         self.b_out.sub_(step_out.sum(dim=2))
+        # ReLU's derivative in one pass (a boolean mask and masked_fill take ten times longer on CPU).
         torch.ops.aten.threshold_backward.grad_input(grad, h, 0.0, grad_input=grad)
         self.w_hidden_t.baddbmm_(x.transpose(1, 2), grad, alpha=-1.0)
         self.b_hidden.sub_(grad.sum(dim=1))
 
-    def _retire_diverged(self, position: int) -> None:
-        """Models its trainer has just retired stop learning; their weights as they were are kept
-        aside, since stepping at rate 0 keeps non-finite weights no better than they were."""
-        trainer = self.trainers[position]
-        for m in (0, 1):
-            if m not in trainer.active and (position, m) not in self.retired:
-                self.hidden_lr[position, m] = self.readout_lr[position, m] = 0.0
-                rows = slice(m * self.width, (m + 1) * self.width)
-                self.retired[position, m] = (
-                    rows,
-                    trainer.w_hidden[rows].clone(),
-                    trainer.b_hidden[rows].clone(),
-                    trainer.w_out[m].clone(),
-                    trainer.b_out[m].clone(),
-                )
+    def _retire(self, position: int, model: int) -> None:
+        """A retired model stops learning; its weights as they were are kept aside, since stepping
+        at rate 0 keeps non-finite weights no better than they were."""
+        self.hidden_lr[position, model] = self.readout_lr[position, model] = 0.0
+        self.retired[position, model] = tuple(part.clone() for part in self.weights(position, model))
 
     def _finish(self, started: float, machines: bool, stopped: bool) -> list[ExperimentResult]:
-        """Each trial's result, as run_experiment ends it; a trial's `seconds` is its share of the
-        block's time (its records' `seconds` count from the block's start)."""
-        for (position, m), (rows, w_hidden, b_hidden, w_out, b_out) in self.retired.items():
-            trainer = self.trainers[position]
-            trainer.w_hidden[rows], trainer.b_hidden[rows] = w_hidden, b_hidden
-            trainer.w_out[m], trainer.b_out[m] = w_out, b_out
-        results = []
-        for trainer in self.trainers:
-            trainer.result.stopped = stopped
-            results.append(trainer.finish(started, machines))
-        for result in results:
-            result.seconds = (time.perf_counter() - started) / len(results)
-        return results
+        """Each trial's result; a trial's `seconds` is its share of the block's time (its records'
+        `seconds` count from the block's start)."""
+        for (position, model), kept in self.retired.items():
+            for now, then in zip(self.weights(position, model), kept):
+                now.copy_(then)
+        for position, trial in enumerate(self.trials):
+            final = [self.weights(position, model) for model in (0, 1)]
+            trial.result.stopped = stopped
+            if machines:
+                trial.measure_machines(final)
+            trial.result.models = {name: trial.export(weights) for name, weights in zip(MODEL_NAMES, final)}
+        seconds = (time.perf_counter() - started) / len(self.trials)
+        for trial in self.trials:
+            trial.result.seconds = seconds
+        return [trial.result for trial in self.trials]
 
 
 def _bound(on_epoch, index: int):

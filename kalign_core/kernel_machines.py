@@ -56,14 +56,15 @@ def machine_errors(points: MachinePoints, hidden_weight, hidden_bias, readout_we
         return torch.addmm(hidden_bias, x, hidden_weight.T).relu_()
 
     phi_fit, phi_test = features(points.fit_x), features(points.test_x)
+    on_fit = phi_fit > 0
     k = points.n_classes
     feature_fit, feature_test = (phi_fit @ phi_fit.T).to(torch.float64), (phi_test @ phi_fit.T).to(torch.float64)
     kernels = {
         "feature": (feature_fit, feature_test),
         # Θ = k(ΦΦᵀ + 11ᵀ) + G ⊙ (S diag(a²) Sᵀ)
         "tangent": (
-            hidden_block(phi_fit, readout_weight, gram_fit).add_(feature_fit + 1.0, alpha=k),
-            hidden_block(phi_test, readout_weight, gram_test, phi_fit).add_(feature_test + 1.0, alpha=k),
+            hidden_block(on_fit, readout_weight, gram_fit).add_(feature_fit + 1.0, alpha=k),
+            hidden_block(phi_test > 0, readout_weight, gram_test, on_fit).add_(feature_test + 1.0, alpha=k),
         ),
     }
     return {name: ridge_error(*pair, points.fit_y, points.test_y, k) for name, pair in kernels.items()}

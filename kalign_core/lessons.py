@@ -21,7 +21,7 @@ from .alignment import AlignmentUndefined, centered_alignment
 from .config import ExperimentConfig
 from .results import ExperimentResult
 from .text import fixed
-from .training import initial_model
+from .trial import initial_model
 
 # Charts a lesson may add to its runs' error and alignment curves: K − K₀ heatmaps of its first run,
 # how far the models moved (hidden weights, tangent kernel), and each run's kernel machines.

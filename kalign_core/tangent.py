@@ -25,18 +25,18 @@ def input_gram(x: torch.Tensor, x_other: torch.Tensor | None = None) -> torch.Te
 
 
 def hidden_block(
-    phi: torch.Tensor, readout_weight: torch.Tensor, gram: torch.Tensor, phi_other: torch.Tensor | None = None
+    pattern: torch.Tensor, readout_weight: torch.Tensor, gram: torch.Tensor, pattern_other: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """G ⊙ (S diag(a²) S′ᵀ) as float64, from the features Φ (m×d, after the ReLU) of the points x,
-    those of the points x′ (`phi_other`, default the same points), the readout weights A (k×d, as
-    nn.Linear holds them) and G = XX′ᵀ + 11ᵀ. The product runs in Φ's dtype. Stacks of models
-    (..., m, d features and ..., k, d readouts, G broadcasting against them) give stacks of blocks."""
-    phi = phi.detach()
-    phi_other = phi if phi_other is None else phi_other.detach()
-    a_squared = readout_weight.detach().to(phi.dtype).square().sum(dim=-2)
-    # relu(h) > 0 exactly when h > 0, so the features carry the on/off pattern S.
-    active, active_other = (phi > 0).to(phi.dtype), (phi_other > 0).to(phi.dtype)
-    return gram.to(torch.float64) * ((active * a_squared[..., None, :]) @ active_other.mT).to(torch.float64)
+    """G ⊙ (S diag(a²) S′ᵀ) as float64, from the ReLU on/off patterns S = 1[h > 0] (m×d, bool; relu(h)
+    > 0 exactly when h > 0, so `features > 0`) of the points x, those of the points x′
+    (`pattern_other`, default the same points), the readout weights A (k×d, as nn.Linear holds
+    them) and G = XX′ᵀ + 11ᵀ. The product runs in the readout's dtype. Stacks of models (..., m, d
+    patterns and ..., k, d readouts, G broadcasting against them) give stacks of blocks."""
+    pattern_other = pattern if pattern_other is None else pattern_other
+    a_squared = readout_weight.detach().square().sum(dim=-2)
+    dtype = a_squared.dtype
+    product = (pattern.to(dtype) * a_squared[..., None, :]) @ pattern_other.to(dtype).mT
+    return gram.to(torch.float64) * product.to(torch.float64)
 
 
 def readout_block(phi: torch.Tensor, n_outputs: int, phi_other: torch.Tensor | None = None) -> torch.Tensor:
@@ -56,7 +56,7 @@ def tangent_kernel(model: MLP, x, by_layer: bool = False):
     with torch.no_grad():
         phi = torch.relu(x64 @ hidden.weight.to(torch.float64).T + hidden.bias.to(torch.float64))
     blocks = {
-        "hidden": hidden_block(phi, readout.weight, input_gram(x64)),
+        "hidden": hidden_block(phi > 0, readout.weight.to(torch.float64), input_gram(x64)),
         "readout": readout_block(phi, readout.weight.shape[0]),
     }
     return blocks if by_layer else blocks["hidden"] + blocks["readout"]

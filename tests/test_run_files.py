@@ -13,7 +13,7 @@ import tomllib
 import torch
 
 from apptest import MB, ROOT, TINY_CONFIG, open_app, texts
-from kalign_core import ExperimentConfig, load_run, run_experiment, runs, save_run, training
+from kalign_core import ExperimentConfig, load_run, run_experiment, runs, save_run, trial
 from kalign_core.config import MAX_EPOCHS, MAX_KERNEL_BYTES, MAX_PROBE_SIZE, MIN_PROBE_SIZE
 from kalign_core.results import MODEL_NAMES, EpochRecord, ExperimentResult
 from test_runs import npz_replacing
@@ -169,7 +169,7 @@ def test_undefined_and_infinite_kernel_entries_survive():
 def test_a_run_records_what_decides_its_bits(trained):
     p = trained.provenance
     assert p["torch"] == torch.__version__ and p["numpy"] == np.__version__
-    assert p["device"] == "cpu" and p["cpu"] == training.cpu_model() != ""
+    assert p["device"] == "cpu" and p["cpu"] == trial.cpu_model() != ""
     assert p["torch_threads"] == torch.get_num_threads()
 
 
@@ -190,14 +190,14 @@ def test_the_cpu_model_falls_back_where_there_is_no_proc_cpuinfo(monkeypatch):
     def no_file(*args, **kwargs):
         raise FileNotFoundError("/proc/cpuinfo")
 
-    training.cpu_model.cache_clear()
+    trial.cpu_model.cache_clear()
     monkeypatch.setattr("builtins.open", no_file)
-    monkeypatch.setattr(training.platform, "processor", lambda: "")
-    monkeypatch.setattr(training.platform, "machine", lambda: "arm64")
+    monkeypatch.setattr(trial.platform, "processor", lambda: "")
+    monkeypatch.setattr(trial.platform, "machine", lambda: "arm64")
     try:
-        assert training.cpu_model() == "arm64"
+        assert trial.cpu_model() == "arm64"
     finally:
-        training.cpu_model.cache_clear()
+        trial.cpu_model.cache_clear()
 
 
 def test_provenance_is_saved_and_an_older_folder_without_it_loads(trained, tmp_path):

@@ -7,7 +7,7 @@ import torch
 
 from kalign_core import ExperimentConfig, run_experiment, tangent_kernel
 from kalign_core.results import MEASURES, MODEL_NAMES
-from kalign_core.training import PairTrainer
+from kalign_core.trial import PairTrial
 
 
 def naive_alignment(k: torch.Tensor, l: torch.Tensor) -> float:
@@ -19,8 +19,8 @@ def naive_alignment(k: torch.Tensor, l: torch.Tensor) -> float:
 
 
 def probe(config, data):
-    trainer = PairTrainer(config, data, torch.device("cpu"))
-    return trainer.test_x[: config.probe_size].double(), torch.from_numpy(trainer.probe_y)
+    trial = PairTrial(config, data, torch.device("cpu"))
+    return trial.test_x[: config.probe_size].double(), torch.from_numpy(trial.probe_y)
 
 
 @torch.no_grad()
