@@ -43,10 +43,11 @@ st.markdown(
 st.header("The two models")
 st.markdown(
     "Two one-hidden-layer ReLU networks start from **the same weights** and see **the same batches** (plain SGD "
-    "on cross-entropy). The **slow** model's hidden layer learns at the slow learning rate, so its features stay "
-    "near their random start while its readout learns at the regular rate: close to a **random-features** "
-    "model. That is *not* the lazy (NTK) regime of Chizat, Oyallon & Bach, where every layer moves so little "
-    "that the whole network trains like its linearisation around the start and its *tangent* kernel stays fixed. "
+    "on cross-entropy). The **slow** model's hidden layer learns at the slow learning rate; at the default (a "
+    "tenth of the regular rate) its features stay near their random start while its readout learns at the "
+    "regular rate: close to a **random-features** model. That is *not* the lazy (NTK) regime of Chizat, "
+    "Oyallon & Bach, where every layer moves so little that the whole network trains like its linearisation "
+    "around the start and its *tangent* kernel stays fixed. "
     "The **regular** model's hidden layer learns at the regular rate and can move its features "
     "toward the task (*rich* or feature-learning regime). Both readouts learn at the regular rate."
 )
