@@ -27,10 +27,10 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from .config import ExperimentConfig
-from .data import DataUnavailable, default_data_dir, load_digits
-from .processes import bare_main_module, shippable
-from .results import ExperimentResult
+from kalign_core.config import ExperimentConfig
+from kalign_core.data import DataUnavailable, default_data_dir, load_digits
+from kalign_core.processes import bare_main_module, shippable
+from kalign_core.results import ExperimentResult
 
 # How often the server checks whether a run should stop while it waits for the worker's next message.
 POLL_S = 0.2
@@ -70,8 +70,8 @@ def serve(connection, stop, threads: int) -> None:
     worker never needs them, and the first run does not wait for them."""
     import torch
 
-    from . import training  # noqa: F401  (loaded now; `_train` finds it in sys.modules)
-    from .devices import available_devices
+    from kalign_core import training  # noqa: F401  (loaded now; `_train` finds it in sys.modules)
+    from kalign_core.devices import available_devices
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the server's to handle; it ends us
     torch.set_num_threads(threads)
@@ -85,7 +85,7 @@ def serve(connection, stop, threads: int) -> None:
 def _train(connection, stop, request: tuple[dict, str]) -> None:
     import torch
 
-    from .training import run_experiment
+    from kalign_core.training import run_experiment
 
     config, data_dir = request
     _send(connection, ("started", WorkerInfo(os.getpid(), torch.get_num_threads())))
