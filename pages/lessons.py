@@ -3,8 +3,7 @@ just made, with the numbers, then says what to try next."""
 
 import streamlit as st
 
-from kalign_app import ui
-from kalign_core import figures
+from kalign_app import figures, ui
 from kalign_core.lessons import LESSONS, find_lesson
 
 ui.require_app()

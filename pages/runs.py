@@ -5,8 +5,8 @@ import pathlib
 
 import streamlit as st
 
-from kalign_app import params, ui
-from kalign_core import figures, runs
+from kalign_app import figures, params, ui
+from kalign_core import runs
 from kalign_core.results import MODEL_NAMES
 
 ui.require_app()

@@ -7,9 +7,9 @@ import pathlib
 
 import streamlit as st
 
-from kalign_app import params, ui
+from kalign_app import figures, params, ui
 from kalign_app.jobs import SweepJob
-from kalign_core import figures, runs
+from kalign_core import runs
 from kalign_core.config import MAX_EPOCHS, ConfigError
 from kalign_core.data import DataUnavailable
 from kalign_core.devices import cpu_count

@@ -4,8 +4,7 @@ import time
 
 import streamlit as st
 
-from kalign_app import params, ui, wording
-from kalign_core import figures
+from kalign_app import figures, params, ui, wording
 from kalign_core.config import SETTINGS
 from kalign_core.results import MODEL_NAMES
 

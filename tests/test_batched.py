@@ -9,7 +9,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from kalign_core import ExperimentConfig, figures, results, run_experiment
+from kalign_app import figures
+from kalign_core import ExperimentConfig, results, run_experiment
 from kalign_core.batched import CPU_BLOCK_WEIGHTS, TrialBlock, group_blocks, iter_trials, load_trial_data, run_trials
 from kalign_core.lean_runs import lean_kernels_npz, lean_result, lean_trial_files
 from kalign_core.results import MODEL_NAMES
