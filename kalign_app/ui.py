@@ -11,6 +11,7 @@ import uuid
 import streamlit as st
 
 from kalign_app import jobs, params
+from kalign_app.mnist_fetch import MnistFetch
 from kalign_core import data
 from kalign_core.config import SETTINGS
 from kalign_core.results import ExperimentResult
@@ -34,8 +35,8 @@ def results_cache() -> jobs.ResultCache:
 
 
 @st.cache_resource
-def _mnist_fetch(root: str) -> data.MnistFetch:
-    return data.MnistFetch(root)  # started by `warm_up_server`, once the first page is drawn
+def _mnist_fetch(root: str) -> MnistFetch:
+    return MnistFetch(root)  # started by `warm_up_server`, once the first page is drawn
 
 
 def _fetches_mnist() -> bool:

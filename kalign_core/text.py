@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 
 def fixed(value: float, digits: int, sign: bool = False) -> str:
@@ -15,3 +16,8 @@ def fixed(value: float, digits: int, sign: bool = False) -> str:
         return f"{0:.{digits}f}"
     plus = "+" if sign else ""
     return f"{value:{plus}.2g}" if round(value, digits) == 0 else f"{value:{plus}.{digits}f}"
+
+
+def clock(seconds_since_epoch: float) -> str:
+    """A moment as a wall clock shows it, e.g. "14:05 CET": a message read later still makes sense."""
+    return time.strftime("%H:%M %Z", time.localtime(seconds_since_epoch))
