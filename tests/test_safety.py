@@ -128,7 +128,7 @@ PICKLE_ALLOWED = {"kalign_app/workers.py"}
 def sources() -> list[pathlib.Path]:
     return [
         ROOT / "app.py",
-        *(path for folder in ("kalign_app", "pages", "kalign_core") for path in sorted((ROOT / folder).glob("*.py"))),
+        *(path for folder in ("kalign_app", "pages", "kalign_core") for path in sorted((ROOT / folder).rglob("*.py"))),
     ]
 
 
