@@ -69,13 +69,11 @@ def compact_kernels_npz(result: ExperimentResult) -> bytes:
     return out.getvalue()
 
 
-
 def check_compression(info: zipfile.ZipInfo) -> None:
     """Only stored or deflated zip members: zipfile unpacks those a bounded chunk at a time (bzip2
     and lzma chunks may unpack to any size)."""
     if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
         raise RunFileError(f"{info.filename} is compressed in a way kalign does not read; only zip's deflate is")
-
 
 
 def _npz_headers(source) -> dict[str, tuple[tuple, np.dtype]]:
@@ -214,4 +212,3 @@ def _expand(triangles: np.ndarray, scales: np.ndarray, m: int) -> list[np.ndarra
         kernel[rows, cols] = kernel[cols, rows] = triangle.astype(np.float32) * scale
         kernels.append(kernel)
     return kernels
-

@@ -194,4 +194,3 @@ def history_csv(result: ExperimentResult) -> str:
         for record in result.history[name]:
             writer.writerow([name, *(getattr(record, f) for f in _RECORD_FIELDS)])
     return out.getvalue()
-

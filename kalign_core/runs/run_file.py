@@ -58,10 +58,8 @@ def read_run_file(data: bytes) -> ExperimentResult:
     return result
 
 
-
 def _check_size(info: zipfile.ZipInfo, limit: int) -> None:
     if info.file_size > limit:
         raise RunFileError(
             f"{info.filename} unpacks to {info.file_size / 2**20:,.1f} MB; at most {limit / 2**20:,.0f} MB is allowed"
         )
-
