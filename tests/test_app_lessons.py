@@ -78,7 +78,7 @@ def test_a_lesson_runs_in_the_job_slots_then_checks_its_claims_with_the_numbers(
         assert f":green[✓] {expectation.text}" in shown and expectation.value in shown
     assert "diverged at epoch 1" in shown
     assert [title.split(" (")[0] for title in charts(at)] == ["Error", "Alignment ρ"]
-    assert "**Next:** Divide the learning rate by 10" in shown
+    assert f"**Next:** {find_lesson('too-fast').next_steps}" in shown
 
 
 def test_a_scan_overlays_its_runs_and_a_kernel_lesson_shows_what_each_kernel_gained():
