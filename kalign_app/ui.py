@@ -10,7 +10,7 @@ import uuid
 
 import streamlit as st
 
-from kalign_app import jobs, params
+from kalign_app import jobs, navigation, params
 from kalign_app.mnist_fetch import MnistFetch
 from kalign_core import data
 from kalign_core.config import SETTINGS
@@ -21,7 +21,6 @@ log = logging.getLogger("kalign.app")
 # Seconds between progress redraws of a running job, and between heartbeats on the other pages.
 PROGRESS_REFRESH_S = 1.0
 HEARTBEAT_S = 5.0
-TRAIN_PAGE = "pages/train.py"
 
 
 @st.cache_resource
@@ -87,18 +86,6 @@ def device_choices(current: str) -> tuple[list[str], str | None]:
     if found is None:
         return list(dict.fromkeys(["auto", "cpu", current])), None
     return ["auto", *found], found[0]
-
-
-def require_app() -> None:
-    """Call first on every page. When the first request after a server start links straight to a page
-    (e.g. /kernels), Streamlit runs that page file alone in its legacy pages/-folder mode, skipping
-    app.py; leave that mode and rerun, so that app.py's navigation and set-up run as usual."""
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        if "settings" not in st.session_state:  # a new session that app.py has not set up
-            st.rerun()
 
 
 @contextlib.contextmanager
@@ -293,7 +280,7 @@ def run_state(result: ExperimentResult | None) -> None:
             f"A run is training: this page shows it as soon as it finishes{until_then}.",
             icon=":material/hourglass_top:",
         )
-        st.page_link(TRAIN_PAGE, label="Watch it train", icon=":material/model_training:")
+        st.page_link(navigation.TRAIN, label="Watch it train", icon=":material/model_training:")
     elif result is None:
         st.info("No run yet. Pick digits and press **Train** on the Train page, or open a saved run on the Runs page.")
-        st.page_link(TRAIN_PAGE, label="Go to Train", icon=":material/play_arrow:")
+        st.page_link(navigation.TRAIN, label="Go to Train", icon=":material/play_arrow:")

@@ -7,7 +7,7 @@ import pathlib
 
 import streamlit as st
 
-from kalign_app import figures, params, ui
+from kalign_app import figures, navigation, params, ui
 from kalign_app.jobs import SweepJob
 from kalign_core import runs
 from kalign_core.config import MAX_EPOCHS, ConfigError
@@ -17,9 +17,8 @@ from kalign_core.sweep import calibrate, duration_text, estimate_seconds
 from kalign_core.sweep_backends import BLOCK_THREADS
 from kalign_core.sweep_spec import SUMMARY_CSV, SweepSpec, pairs_among, read_summary_csv, saved_sweeps, summary_csv
 
-ui.require_app()
+navigation.require_app()
 
-KERNELS_PAGE = "pages/kernels.py"
 WIDTHS = [16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
 RATIOS = [0.0, 0.001, 0.01, 0.03, 0.1, 0.3, 1.0]
 MAX_SEEDS = 20
@@ -320,7 +319,7 @@ def open_trial(folder: pathlib.Path, summaries) -> None:
             st.error(f"Trial {trial}: {error}", icon=":material/error:")
             return
         ui.show_run(result, f"Opened trial {trial} of the sweep {folder.name}.")
-        st.switch_page(KERNELS_PAGE)
+        st.switch_page(navigation.KERNELS)
 
 
 def results() -> None:

@@ -60,3 +60,12 @@ def test_the_package_ships_every_library_module():
     shipped = set(setuptools.find_packages(ROOT, include=found["include"]))
     folders = {".".join(path.parent.relative_to(ROOT).parts) for path in (ROOT / "kalign_core").rglob("*.py")}
     assert folders <= shipped
+
+
+def test_the_app_uses_only_streamlits_public_api():
+    """Streamlit's internals (streamlit.runtime, its private modules) change without notice; the
+    app, its pages, the benchmarks and scripts use `streamlit` and its testing API only."""
+    private = re.compile(r"^\s*(import|from)\s+streamlit\.(?!testing\.v1\b)", re.M)
+    folders = ("kalign_app", "pages", "benchmarks", "scripts")
+    paths = [ROOT / "app.py", *(path for folder in folders for path in sorted((ROOT / folder).rglob("*.py")))]
+    assert [str(path.relative_to(ROOT)) for path in paths if private.search(path.read_text())] == []
