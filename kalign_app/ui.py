@@ -15,6 +15,7 @@ from kalign_app.mnist_fetch import MnistFetch
 from kalign_core import data
 from kalign_core.config import SETTINGS
 from kalign_core.results import ExperimentResult
+from kalign_core.text import duration
 
 log = logging.getLogger("kalign.app")
 
@@ -268,7 +269,7 @@ def time_left(seconds: float | None) -> str:
     """A running job's time left, in words."""
     if seconds is None:
         return "estimating time left…"
-    return f"about {seconds:.0f} s left" if seconds < 90 else f"about {seconds / 60:.0f} min left"
+    return f"about {duration(seconds)} left"
 
 
 def run_state(result: ExperimentResult | None) -> None:

@@ -13,9 +13,10 @@ from kalign_core import runs
 from kalign_core.config import MAX_EPOCHS, ConfigError
 from kalign_core.data import DataUnavailable
 from kalign_core.devices import cpu_count
-from kalign_core.sweep import calibrate, duration_text, estimate_seconds
+from kalign_core.sweep import calibrate, estimate_seconds
 from kalign_core.sweep_backends import BLOCK_THREADS
 from kalign_core.sweep_spec import SUMMARY_CSV, SweepSpec, pairs_among, read_summary_csv, saved_sweeps, summary_csv
+from kalign_core.text import duration
 
 navigation.require_app()
 
@@ -226,7 +227,7 @@ def plan(spec: SweepSpec, folder: pathlib.Path, workers: int) -> bool:
         return False
     already = f", {total - pending} already done" if pending < total else ""
     st.info(
-        f"**{total} trials** ({axes}{already}) into **{folder.name}**: about **{duration_text(seconds)}** of "
+        f"**{total} trials** ({axes}{already}) into **{folder.name}**: about **{duration(seconds)}** of "
         f"training on {min(workers, pending)} worker(s), plus the workers' start-up "
         "(each starts Python and imports torch: seconds).",
         icon=":material/schedule:",
@@ -268,7 +269,7 @@ def draw_progress(job: SweepJob) -> None:
     if progress is None:
         st.progress(0.0, text="Starting the worker processes and the first trials…")
     else:
-        left = "" if progress.seconds_left is None else f" · about {duration_text(progress.seconds_left)} left"
+        left = "" if progress.seconds_left is None else f" · about {duration(progress.seconds_left)} left"
         st.progress(progress.done / progress.total, text=f"{progress.done}/{progress.total} trials{left}")
     if st.button("Stop", icon=":material/stop:", key="stop_sweep"):
         job.stop()

@@ -10,7 +10,7 @@ import torch
 
 from ..alignment import AlignmentUndefined, centered_alignment
 from ..results import ExperimentResult
-from ..text import fixed
+from ..text import fixed, percent
 from ..training import initial_model
 from .lesson import Expectation
 
@@ -332,8 +332,9 @@ def machine_error(result: ExperimentResult, when: str, kernel: str) -> float | N
     return result.kernel_machine_errors.get("regular", {}).get(when, {}).get(kernel)
 
 
-def percent(value: float | None) -> str:
-    return "not measured" if value is None else f"{value:.1f}%"
+def share(error: float | None) -> float | None:
+    """A test error % as a fraction, as `percent` takes it."""
+    return None if error is None else error / 100
 
 
 def check_more_than_kernel(results):
@@ -347,7 +348,8 @@ def check_more_than_kernel(results):
             "Training gave the rich network a better feature kernel: the machine of its final kernel ΦΦᵀ errs at "
             f"most {MACHINE_FACTOR:g}× as often as the machine of its initial one.",
             beyond(rich_end, MACHINE_FACTOR * rich_start, at_least=False) if rich_start is not None else None,
-            f"feature-kernel machine of the rich network: initial {percent(rich_start)}, final {percent(rich_end)}",
+            f"feature-kernel machine of the rich network: initial {percent(share(rich_start))}, "
+            f"final {percent(share(rich_end))}",
         ),
         claim(
             f"The lazy network (α {scale:g}) keeps its initial kernel: its tangent kernel moves less than "
@@ -360,6 +362,6 @@ def check_more_than_kernel(results):
             f"So the rich network ends with the better feature kernel: its final kernel's machine errs at most "
             f"{MACHINE_FACTOR:g}× as often as the lazy network's.",
             beyond(rich_end, MACHINE_FACTOR * lazy_end, at_least=False) if lazy_end is not None else None,
-            f"final feature-kernel machine: rich {percent(rich_end)}, lazy {percent(lazy_end)}",
+            f"final feature-kernel machine: rich {percent(share(rich_end))}, lazy {percent(share(lazy_end))}",
         ),
     ]
