@@ -5,7 +5,6 @@ a rerun of the Kernels page when its epoch slider moves, and the heatmap payload
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import pathlib
 import tempfile
@@ -32,14 +31,13 @@ def measure_dashboard(settings: dict[str, str] | None = None, repeats: int = 5) 
     try:
         import streamlit as st
         from streamlit.testing.v1 import AppTest
+
+        from kalign_app import navigation
     except ImportError:
         return [("5. Dashboard responsiveness", "not measured: streamlit is not installed here", "", "")]
     if not APP.exists():
         return [("5. Dashboard responsiveness", "not measured: app.py does not exist yet", "", "")]
     from kalign_core import load_digits
-
-    # Streamlit warns about running outside a script each time a cache is cleared here; it is expected.
-    logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").setLevel(logging.ERROR)
 
     load_digits((8, 9), "sample")  # the data on disk and in memory, as on a server already in use
     with contextlib.ExitStack() as stack:
@@ -65,7 +63,7 @@ def measure_dashboard(settings: dict[str, str] | None = None, repeats: int = 5) 
         epochs = len(at.session_state["result"].history["slow"]) - 1
 
         train_rerun = min(_timed(at.run) for _ in range(repeats))
-        at.switch_page("pages/kernels.py").run()
+        at.switch_page(navigation.KERNELS).run()
         slider_times = []
         for i in range(repeats):
             epoch = (i * 3 + 1) % (epochs + 1)  # a different epoch each time

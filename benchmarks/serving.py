@@ -47,10 +47,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as in the app's workers (
 
 from kalign_app import jobs, params  # noqa: E402
 from kalign_app.browser import IDLE, launch_chromium, streamlit_server  # noqa: E402
+from kalign_app.workers import WorkerPool  # noqa: E402
 from kalign_core import run_experiment  # noqa: E402
 from kalign_core.devices import torch_threads  # noqa: E402
 from kalign_core.results import MODEL_NAMES  # noqa: E402
-from kalign_core.workers import WorkerPool  # noqa: E402
 from run import BENCHMARKS_MD, verdict, write_section  # noqa: E402
 
 METRIC_VALUES = "[data-testid='stMetricValue']"

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from kalign_app.workers import TrainingFailed, WorkerDied, WorkerInfo, shared_pool
 from kalign_core.config import ExperimentConfig
 from kalign_core.devices import cpu_count
 from kalign_core.results import ExperimentResult
 from kalign_core.sweep_spec import SweepSpec, TrialSummary
-from kalign_core.workers import TrainingFailed, WorkerDied, WorkerInfo, shared_pool
 
 if TYPE_CHECKING:
     from kalign_core.sweep import SweepProgress

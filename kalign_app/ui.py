@@ -10,17 +10,18 @@ import uuid
 
 import streamlit as st
 
-from kalign_app import jobs, params
+from kalign_app import jobs, navigation, params
+from kalign_app.mnist_fetch import MnistFetch
 from kalign_core import data
 from kalign_core.config import SETTINGS
 from kalign_core.results import ExperimentResult
+from kalign_core.text import duration
 
 log = logging.getLogger("kalign.app")
 
 # Seconds between progress redraws of a running job, and between heartbeats on the other pages.
 PROGRESS_REFRESH_S = 1.0
 HEARTBEAT_S = 5.0
-TRAIN_PAGE = "pages/train.py"
 
 
 @st.cache_resource
@@ -34,8 +35,8 @@ def results_cache() -> jobs.ResultCache:
 
 
 @st.cache_resource
-def _mnist_fetch(root: str) -> data.MnistFetch:
-    return data.MnistFetch(root)  # started by `warm_up_server`, once the first page is drawn
+def _mnist_fetch(root: str) -> MnistFetch:
+    return MnistFetch(root)  # started by `warm_up_server`, once the first page is drawn
 
 
 def _fetches_mnist() -> bool:
@@ -86,18 +87,6 @@ def device_choices(current: str) -> tuple[list[str], str | None]:
     if found is None:
         return list(dict.fromkeys(["auto", "cpu", current])), None
     return ["auto", *found], found[0]
-
-
-def require_app() -> None:
-    """Call first on every page. When the first request after a server start links straight to a page
-    (e.g. /kernels), Streamlit runs that page file alone in its legacy pages/-folder mode, skipping
-    app.py; leave that mode and rerun, so that app.py's navigation and set-up run as usual."""
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        if "settings" not in st.session_state:  # a new session that app.py has not set up
-            st.rerun()
 
 
 @contextlib.contextmanager
@@ -280,7 +269,7 @@ def time_left(seconds: float | None) -> str:
     """A running job's time left, in words."""
     if seconds is None:
         return "estimating time left…"
-    return f"about {seconds:.0f} s left" if seconds < 90 else f"about {seconds / 60:.0f} min left"
+    return f"about {duration(seconds)} left"
 
 
 def run_state(result: ExperimentResult | None) -> None:
@@ -292,7 +281,7 @@ def run_state(result: ExperimentResult | None) -> None:
             f"A run is training: this page shows it as soon as it finishes{until_then}.",
             icon=":material/hourglass_top:",
         )
-        st.page_link(TRAIN_PAGE, label="Watch it train", icon=":material/model_training:")
+        st.page_link(navigation.TRAIN, label="Watch it train", icon=":material/model_training:")
     elif result is None:
         st.info("No run yet. Pick digits and press **Train** on the Train page, or open a saved run on the Runs page.")
-        st.page_link(TRAIN_PAGE, label="Go to Train", icon=":material/play_arrow:")
+        st.page_link(navigation.TRAIN, label="Go to Train", icon=":material/play_arrow:")

@@ -10,21 +10,12 @@ from __future__ import annotations
 import math
 
 from kalign_core.results import DIVERGENCE_FACTOR, MODEL_NAMES, ExperimentResult
-from kalign_core.text import fixed
+from kalign_core.text import fixed, percent
 
 # Alignment changes smaller than this on both models count as "not moved yet".
 UNMOVED_ALIGNMENT = 0.005
 # The other model's alignment change under this fraction of the mover's reads as "far less".
 FAR_LESS = 1 / 4
-
-
-def percent(fraction: float) -> str:
-    """A relative change in percent to two significant figures, without an exponent from 100 % up."""
-    value = 100 * fraction
-    if not math.isfinite(value):
-        return "not a number"
-    # From 99.5 up, two significant figures would print as "1e+02".
-    return f"{value:,.0f} %" if abs(value) >= 99.5 else f"{value:.2g} %"
 
 
 def delta(change: float, digits: int, unit: str, colour: str = "normal") -> dict:

@@ -21,6 +21,7 @@ import numpy as np
 
 from .config import check_digits
 from .files import sync_folder, write_atomically
+from .text import clock
 
 SAMPLE_PATH = pathlib.Path(__file__).parent / "data" / "mnist_sample.npz"
 SAMPLE_TEST_PER_CLASS = 100
@@ -137,7 +138,7 @@ def load_digits(digits=(8, 9), source: str = "auto", root=None) -> DigitData:
 
     source: "mnist" (torchvision's 70,000 digits, downloaded into `root` or KALIGN_DATA_DIR when
     absent), "sample" (the bundled 5,000), or "auto" (MNIST when on disk, else the sample: "auto"
-    never waits for the network; `MnistFetch` brings MNIST in the background). The result's `source`
+    never waits for the network; the app fetches MNIST in the background). The result's `source`
     says which was used, and its `note` why the sample was.
     """
     digits = check_digits(digits)
@@ -206,8 +207,8 @@ def _mnist_arrays(root: str, allow_download: bool):
     if since_failure < DOWNLOAD_RETRY_AFTER_S:
         # Clock times, not "N min ago": the note is saved with the run and read much later.
         failed_at = time.time() - max(since_failure, 0.0)
-        failed = f"a download failed at {_clock(failed_at)}"
-        again = f"kalign tries again from {_clock(failed_at + DOWNLOAD_RETRY_AFTER_S)}"
+        failed = f"a download failed at {clock(failed_at)}"
+        again = f"kalign tries again from {clock(failed_at + DOWNLOAD_RETRY_AFTER_S)}"
         raise DataUnavailable(
             f"{on_disk}, and {failed} ({again})", f"{on_disk_words}, and {failed} ({_last_failure_words}; {again})"
         )
@@ -238,69 +239,6 @@ def fetch_mnist(root=None) -> None:
         except Exception as error:
             last_line = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
             raise DataUnavailable(last_line, download_failure_words(str(error))) from error
-
-
-class MnistFetch:
-    """MNIST fetched in a daemon thread, retried quietly after a failure (1 min, then twice as long
-    each time, at most an hour apart), so that "auto" runs use it once it is on disk and no run
-    ever waits for the network. `status()` says where it stands, in words."""
-
-    def __init__(self, root=None, first_retry_s: float = 60.0, longest_retry_s: float = 3600.0):
-        self.root = pathlib.Path(root) if root is not None else default_data_dir()
-        self._first_retry_s, self._longest_retry_s = first_retry_s, longest_retry_s
-        self._lock = threading.Lock()
-        self._state, self._since, self._problem = "fetching", time.time(), ""
-        self._thread = threading.Thread(target=self._run, name="kalign-mnist-fetch", daemon=True)
-
-    def start(self) -> MnistFetch:
-        """Start fetching; later calls do nothing."""
-        with self._lock:
-            if self._thread.ident is None:
-                self._thread.start()
-        return self
-
-    @property
-    def available(self) -> bool:
-        with self._lock:
-            return self._state == "available"
-
-    def status(self) -> str:
-        with self._lock:
-            state, since, problem = self._state, self._since, self._problem
-        if state == "available":
-            return "Full MNIST is on this machine: 'auto' trains on it."
-        if state == "fetching":
-            return (
-                f"Full MNIST is downloading in the background (since {_clock(since)}); until it is "
-                "here, 'auto' trains on the bundled sample."
-            )
-        return (
-            f"Full MNIST could not be downloaded ({problem}): 'auto' trains on the bundled sample until it "
-            f"is here. kalign tries again at {_clock(since)}."
-        )
-
-    def _set(self, state: str, since: float, problem: str = "") -> None:
-        with self._lock:
-            self._state, self._since, self._problem = state, since, problem
-
-    def _run(self) -> None:
-        wait = self._first_retry_s
-        while True:
-            self._set("fetching", time.time())
-            try:
-                fetch_mnist(self.root)
-            except DataUnavailable as failure:
-                log.warning("downloading MNIST into %s failed (retrying in %.0f s): %s", self.root, wait, failure)
-                self._set("retrying", time.time() + wait, failure.words)
-                time.sleep(wait)
-                wait = min(2 * wait, self._longest_retry_s)
-                continue
-            self._set("available", time.time())
-            return
-
-
-def _clock(seconds_since_epoch: float) -> str:
-    return time.strftime("%H:%M %Z", time.localtime(seconds_since_epoch))
 
 
 def _read_mnist(root: str):

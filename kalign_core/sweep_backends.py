@@ -29,11 +29,11 @@ from multiprocessing import get_context
 from .batched import group_blocks, iter_trials, load_trial_data
 from .config import ExperimentConfig, check_int
 from .devices import cpu_count, resolve_device, torch_threads
-from .lean_runs import lean_trial_files
+from .processes import bare_main_module, shippable
 from .results import ExperimentResult
 from .runs import run_files
+from .runs.lean import lean_trial_files
 from .sweep_spec import SweepSpec, Trial
-from .workers import bare_main_module, shippable
 
 BACKENDS = ("local", "ray")
 # What a trial's folder keeps: "lean" (lean_runs.py) or "all" (every epoch's kernels and the weights).

@@ -3,9 +3,9 @@ measures it, what to look for."""
 
 import streamlit as st
 
-from kalign_app import ui
+from kalign_app import navigation
 
-ui.require_app()
+navigation.require_app()
 
 st.title("About kalign")
 st.markdown(

@@ -3,11 +3,11 @@ epoch, or their change since initialisation on one colour scale, with class-bloc
 
 import streamlit as st
 
-from kalign_app import ui
-from kalign_core import figures, runs
+from kalign_app import figures, navigation, ui
+from kalign_core import runs
 from kalign_core.results import MODEL_NAMES
 
-ui.require_app()
+navigation.require_app()
 
 KINDS = {"feature": "feature φφᵀ", "tangent": "tangent Θ"}
 

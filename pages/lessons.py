@@ -3,13 +3,11 @@ just made, with the numbers, then says what to try next."""
 
 import streamlit as st
 
-from kalign_app import ui
-from kalign_core import figures
+from kalign_app import figures, navigation, ui
 from kalign_core.lessons import LESSONS, find_lesson
 
-ui.require_app()
+navigation.require_app()
 
-KERNELS_PAGE = "pages/kernels.py"
 LINKED = "lessons_linked"  # the lesson in the address when this session first opened the page
 STATE_WORDS = {
     "stopped": "was stopped",
@@ -102,10 +100,10 @@ def checked(lesson, results) -> None:
         note = f"From the lesson “{lesson.title}”: {label}."
         if left.button(f"{label} on Train", key=f"open_train_{lesson.id}_{index}", icon=":material/model_training:"):
             ui.show_run(result, note)
-            st.switch_page(ui.TRAIN_PAGE)
+            st.switch_page(navigation.TRAIN)
         if right.button(f"{label} on Kernels", key=f"open_kernels_{lesson.id}_{index}", icon=":material/grid_on:"):
             ui.show_run(result, note)
-            st.switch_page(KERNELS_PAGE)
+            st.switch_page(navigation.KERNELS)
 
 
 def lesson_outcome(lesson, group) -> None:

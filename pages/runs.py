@@ -5,11 +5,11 @@ import pathlib
 
 import streamlit as st
 
-from kalign_app import params, ui
-from kalign_core import figures, runs
+from kalign_app import figures, navigation, params, ui
+from kalign_core import runs
 from kalign_core.results import MODEL_NAMES
 
-ui.require_app()
+navigation.require_app()
 
 MB = 2**20
 # A run file of any accepted config fits (server.maxUploadSize in .streamlit/config.toml agrees);

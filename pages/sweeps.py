@@ -7,19 +7,19 @@ import pathlib
 
 import streamlit as st
 
-from kalign_app import params, ui
+from kalign_app import figures, navigation, params, ui
 from kalign_app.jobs import SweepJob
-from kalign_core import figures, runs
+from kalign_core import runs
 from kalign_core.config import MAX_EPOCHS, ConfigError
 from kalign_core.data import DataUnavailable
 from kalign_core.devices import cpu_count
-from kalign_core.sweep import calibrate, duration_text, estimate_seconds
+from kalign_core.sweep import calibrate, estimate_seconds
 from kalign_core.sweep_backends import BLOCK_THREADS
 from kalign_core.sweep_spec import SUMMARY_CSV, SweepSpec, pairs_among, read_summary_csv, saved_sweeps, summary_csv
+from kalign_core.text import duration
 
-ui.require_app()
+navigation.require_app()
 
-KERNELS_PAGE = "pages/kernels.py"
 WIDTHS = [16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
 RATIOS = [0.0, 0.001, 0.01, 0.03, 0.1, 0.3, 1.0]
 MAX_SEEDS = 20
@@ -227,7 +227,7 @@ def plan(spec: SweepSpec, folder: pathlib.Path, workers: int) -> bool:
         return False
     already = f", {total - pending} already done" if pending < total else ""
     st.info(
-        f"**{total} trials** ({axes}{already}) into **{folder.name}**: about **{duration_text(seconds)}** of "
+        f"**{total} trials** ({axes}{already}) into **{folder.name}**: about **{duration(seconds)}** of "
         f"training on {min(workers, pending)} worker(s), plus the workers' start-up "
         "(each starts Python and imports torch: seconds).",
         icon=":material/schedule:",
@@ -269,7 +269,7 @@ def draw_progress(job: SweepJob) -> None:
     if progress is None:
         st.progress(0.0, text="Starting the worker processes and the first trials…")
     else:
-        left = "" if progress.seconds_left is None else f" · about {duration_text(progress.seconds_left)} left"
+        left = "" if progress.seconds_left is None else f" · about {duration(progress.seconds_left)} left"
         st.progress(progress.done / progress.total, text=f"{progress.done}/{progress.total} trials{left}")
     if st.button("Stop", icon=":material/stop:", key="stop_sweep"):
         job.stop()
@@ -320,7 +320,7 @@ def open_trial(folder: pathlib.Path, summaries) -> None:
             st.error(f"Trial {trial}: {error}", icon=":material/error:")
             return
         ui.show_run(result, f"Opened trial {trial} of the sweep {folder.name}.")
-        st.switch_page(KERNELS_PAGE)
+        st.switch_page(navigation.KERNELS)
 
 
 def results() -> None:

@@ -4,12 +4,11 @@ import time
 
 import streamlit as st
 
-from kalign_app import params, ui, wording
-from kalign_core import figures
+from kalign_app import figures, navigation, params, ui, wording
 from kalign_core.config import SETTINGS
 from kalign_core.results import MODEL_NAMES
 
-ui.require_app()
+navigation.require_app()
 
 SOURCES = {
     "auto": "auto (MNIST if here, else sample)",

@@ -6,7 +6,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from kalign_core import ExperimentConfig, figures
+from kalign_app import figures
+from kalign_core import ExperimentConfig
 from kalign_core.results import EpochRecord, ExperimentResult
 
 DEAD = "the centered feature kernel is zero (all points look the same to it), so alignment is 0/0"

@@ -13,8 +13,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from apptest import TINY, TINY_CONFIG, open_app, press_train, texts, wait_until
-from kalign_app import ui
-from kalign_core import data, workers
+from kalign_app import ui, workers
+from kalign_core import data
 from kalign_core.data import DataUnavailable, load_digits
 
 pytestmark = pytest.mark.usefixtures("fresh_server")

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from kalign_core import ExperimentConfig, figures, run_experiment
+from kalign_app import figures
+from kalign_core import ExperimentConfig, run_experiment
 from kalign_core.batched import CPU_BLOCK_WEIGHTS, TrialBlock, group_blocks, iter_trials, load_trial_data, run_trials
-from kalign_core.lean_runs import lean_kernels_npz, lean_result, lean_trial_files
 from kalign_core.results import MODEL_NAMES
 from kalign_core.runs import (
     KERNELS_NPZ,
@@ -26,6 +26,7 @@ from kalign_core.runs import (
     result_to_json,
     write_run_folder,
 )
+from kalign_core.runs.lean import lean_kernels_npz, lean_result, lean_trial_files
 from kalign_core.sweep_spec import ALL_PAIRS
 
 

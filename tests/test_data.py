@@ -11,6 +11,7 @@ import pytest
 from torchvision.datasets import MNIST
 
 from apptest import wait_until
+from kalign_app.mnist_fetch import MnistFetch
 from kalign_core import data
 from kalign_core.data import DataUnavailable, DigitData, load_digits
 from test_data_faults import write_fake_mnist
@@ -209,7 +210,7 @@ def test_the_background_fetch_retries_quietly_then_auto_trains_on_mnist(refusing
         write_fake_mnist(root / "MNIST" / "raw")
 
     monkeypatch.setattr(data, "_download_mnist", refused_then_fine)
-    fetch = data.MnistFetch(tmp_path, first_retry_s=0.5)
+    fetch = MnistFetch(tmp_path, first_retry_s=0.5)
     assert "downloading in the background" in fetch.status()
     fetch.start()
     wait_until(lambda: len(attempts) >= 1 and "could not be downloaded" in fetch.status() or fetch.available)

@@ -11,7 +11,8 @@ import torch
 from kalign_core import run_experiment
 from kalign_core.cli import main
 from kalign_core.data import SAMPLE_PATH
-from kalign_core.lessons import CHARTS, LESSONS, Expectation, beyond, find_lesson, times, weakest
+from kalign_core.lessons import CHARTS, LESSONS, Expectation, find_lesson
+from kalign_core.lessons.checks import beyond, times, weakest
 from scripts import lesson_margins
 
 IDS = [lesson.id for lesson in LESSONS]

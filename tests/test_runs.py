@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from kalign_core import DigitData, ExperimentConfig, run_experiment, runs
+from kalign_core import DigitData, ExperimentConfig, run_experiment
 from kalign_core.model import MLP
 from kalign_core.results import MEASURES, MODEL_NAMES
 from kalign_core.runs import (
     RunFileError,
     attach_kernels,
+    folders,
     history_csv,
     kernels_to_npz,
     load_run,
@@ -360,7 +361,7 @@ def _fail_on_replace_call(monkeypatch, which):
             raise OSError("simulated crash")
         return real_replace(src, dst)
 
-    monkeypatch.setattr(runs.os, "replace", replace)
+    monkeypatch.setattr(folders.os, "replace", replace)
 
 
 @pytest.mark.parametrize("which", [1, 2], ids=["retiring-the-old-version", "moving-the-new-one-in"])

@@ -122,13 +122,13 @@ LOADERS = {("np", "load"), ("numpy", "load"), ("torch", "load")}
 FORBIDDEN_MODULES = {"pickle", "cPickle", "dill", "cloudpickle", "joblib", "shelve", "marshal"}
 # The one exception, and why: the pipe between the server and its own training processes carries
 # only what kalign's worker made (configs, results); no file and no upload ever travels it.
-PICKLE_ALLOWED = {"kalign_core/workers.py"}
+PICKLE_ALLOWED = {"kalign_app/workers.py"}
 
 
 def sources() -> list[pathlib.Path]:
     return [
         ROOT / "app.py",
-        *(path for folder in ("kalign_app", "pages", "kalign_core") for path in sorted((ROOT / folder).glob("*.py"))),
+        *(path for folder in ("kalign_app", "pages", "kalign_core") for path in sorted((ROOT / folder).rglob("*.py"))),
     ]
 
 

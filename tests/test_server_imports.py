@@ -9,8 +9,7 @@ from apptest import ROOT
 
 def test_the_server_draws_the_train_page_without_importing_torch():
     modules = (
-        "kalign_app.ui, kalign_app.params, kalign_app.jobs, kalign_app.wording, kalign_core.figures, "
-        "kalign_core.results"
+        "kalign_app.ui, kalign_app.params, kalign_app.jobs, kalign_app.wording, kalign_app.figures, kalign_core.results"
     )
     check = f"import sys; import {modules}; assert 'torch' not in sys.modules, 'torch was imported'"
     done = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True)

@@ -13,6 +13,7 @@ from kalign_app import wording
 from kalign_core import ExperimentConfig
 from kalign_core.config import MAX_LAZY_SCALE, MAX_LEARNING_RATE, MIN_LAZY_SCALE
 from kalign_core.results import MODEL_NAMES, EpochRecord, ExperimentResult
+from kalign_core.text import percent
 
 DEAD = "the centered feature kernel is zero (all points look the same to it), so alignment is 0/0"
 OVERFLOWED = "the feature kernel has non-finite entries"
@@ -168,7 +169,7 @@ def test_a_divergence_is_blamed_on_what_the_numbers_show(result):
         frozen = name == "slow" and result.config.slow_lr == 0
         assert ("its readout's steps" in message) == (frozen and "ReLUs" not in message and not overflowed)
         if "ReLUs" not in message and not overflowed and change is not None and not frozen:
-            assert f"moved {wording.percent(change)} of their initial size" in message
+            assert f"moved {percent(change)} of their initial size" in message
             assert ("α(f − f₀)" in message) == (lazy is not None)
             if lazy is not None:
                 assert f"α = {lazy:g}" in message

@@ -12,8 +12,8 @@ import torch
 
 import kalign_core
 from apptest import assert_same_training, wait_until
-from kalign_app import jobs
-from kalign_core import devices, run_experiment, workers
+from kalign_app import jobs, workers
+from kalign_core import devices, run_experiment
 from kalign_core.devices import torch_threads
 from kalign_core.results import MODEL_NAMES
 

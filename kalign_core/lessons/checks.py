@@ -1,88 +1,21 @@
-"""Lessons: guided experiments a teacher runs in one click, each checking its own claim on the runs
-it just made.
-
-A `Lesson` names its runs (`configs`) and computes its `expectations` from their results every time:
-claims about directions and ratios with safety margins. `scripts/lesson_margins.py` runs every lesson
-on several seeds, on MNIST digits outside the bundled sample and with longer training, and writes the
-margins it measured into the README's lesson table.
-"""
+"""What the lessons claim and how each claim is measured on a lesson's results: directions and
+ratios with safety margins (`slack`), worded for the Lessons page and the command line."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .alignment import AlignmentUndefined, centered_alignment
-from .config import ExperimentConfig
-from .results import ExperimentResult
-from .text import fixed
-from .trial import initial_model
+from ..alignment import AlignmentUndefined, centered_alignment
+from ..results import ExperimentResult
+from ..text import fixed, percent
+from ..trial import initial_model
+from .lesson import Expectation
 
-# Charts a lesson may add to its runs' error and alignment curves: K − K₀ heatmaps of its first run,
-# how far the models moved (hidden weights, tangent kernel), and each run's kernel machines.
-CHARTS = ("kernel change", "movement", "machines")
-# The fastest settings that keep each claim clear: small batches give many steps per epoch.
-_FAST = dict(batch_size=50, probe_size=100)
 # "Learns the task": a final test error under this fraction of chance level's error.
 LEARNED_FRACTION = 1 / 3
-
-
-@dataclass(frozen=True)
-class Expectation:
-    """One claim of a lesson (`text`), whether the runs bear it out, and the numbers behind it.
-    `slack` is how far the deciding number lies past the claim's bound, relative to the bound
-    (0.5: half again the bound; negative: the claim fails); None for exact claims (0 or not)."""
-
-    text: str
-    passed: bool
-    value: str
-    slack: float | None = None
-
-
-@dataclass(frozen=True)
-class Lesson:
-    """`configs` are the runs (one, or several for a small scan), `labels` name them for people;
-    `check` turns their results, in the same order, into expectations. `notes` is what a student
-    should know before looking; `charts` names the charts shown beside the curves (see CHARTS)."""
-
-    id: str
-    title: str
-    question: str
-    configs: list[ExperimentConfig]
-    labels: list[str]
-    check: Callable[[list[ExperimentResult]], list[Expectation]]
-    next_steps: str
-    notes: str = ""
-    charts: tuple[str, ...] = ()
-
-    def expectations(self, results: list[ExperimentResult]) -> list[Expectation]:
-        """The lesson's claims, measured on `results` (one per config, in order, on any data source
-        and device)."""
-        if len(results) != len(self.configs) or any(
-            dataclasses.replace(r.config, source=c.source, device=c.device) != c for c, r in zip(self.configs, results)
-        ):
-            raise ValueError(f"lesson {self.id!r} needs the results of its {len(self.configs)} run(s), in order")
-        return self.check(results)
-
-    def configs_on(self, source: str = "auto", device: str = "auto") -> list[ExperimentConfig]:
-        """The lesson's runs on this data source ("auto", "mnist", "sample") and device."""
-        return [dataclasses.replace(c, source=source, device=device) for c in self.configs]
-
-
-def find_lesson(lesson_id: str) -> Lesson:
-    """The lesson with this id; ValueError naming the lessons there are otherwise."""
-    for lesson in LESSONS:
-        if lesson.id == lesson_id:
-            return lesson
-    raise ValueError(f"there is no lesson {lesson_id!r}; the lessons are {', '.join(lesson.id for lesson in LESSONS)}")
-
-
-# What the checks measure.
 
 
 def chance_error(result: ExperimentResult) -> float:
@@ -181,7 +114,7 @@ SLOW_VS_REGULAR_FACTOR = 2.0
 SLOW_VS_REGULAR_GAIN = 0.02
 
 
-def _check_slow_vs_regular(results):
+def check_slow_vs_regular(results):
     (result,) = results
     slow, regular = result.alignment_change("slow"), result.alignment_change("regular")
     return [
@@ -195,7 +128,7 @@ def _check_slow_vs_regular(results):
     ]
 
 
-def _check_random_features(results):
+def check_random_features(results):
     (result,) = results
     slow_max, _ = hidden_weight_change(result, "slow")
     regular_max, regular_relative = hidden_weight_change(result, "regular")
@@ -234,7 +167,7 @@ WIDTH_MOVEMENT_FACTOR = 3.0
 WIDTH_GAIN_FACTOR = 1.5
 
 
-def _check_width(results):
+def check_width(results):
     narrow, wide = results
     moved = [r.history["regular"][-1].hidden_change for r in results]
     gains = [r.alignment_change("regular") for r in results]
@@ -268,7 +201,7 @@ PAIRS_START_FACTOR = 2.0
 PAIRS_GAIN_FACTOR = 1.5
 
 
-def _check_pairs(results):
+def check_pairs(results):
     start = [r.history["regular"][0].alignment for r in results]
     gains = [r.alignment_change("regular") for r in results]
     names = [" vs ".join(map(str, r.config.digits)) for r in results]
@@ -295,7 +228,7 @@ BLOCKS_MARGIN = 0.15
 BLOCKS_CHANGE_ALIGNMENT = 0.5
 
 
-def _check_blocks(results):
+def check_blocks(results):
     (result,) = results
     slow, regular = (result.history[name][-1].alignment for name in ("slow", "regular"))
     slow_change, regular_change = kernel_change(result, "slow"), kernel_change(result, "regular")
@@ -323,7 +256,7 @@ def _check_blocks(results):
     ]
 
 
-def _check_too_fast(results):
+def check_too_fast(results):
     (result,) = results
     diverged = result.diverged_at["slow"]
     epochs = len(result.history["slow"]) - 1
@@ -351,7 +284,7 @@ LAZY_FREEZE = 100.0
 LAZY_ERROR_SPREAD = 3.0
 
 
-def _check_lazy_dial(results):
+def check_lazy_dial(results):
     last = [r.history["regular"][-1] for r in results]
     scales = [r.config.lazy_scale for r in results]
     changes = [record.hidden_change for record in last]
@@ -399,11 +332,12 @@ def machine_error(result: ExperimentResult, when: str, kernel: str) -> float | N
     return result.kernel_machine_errors.get("regular", {}).get(when, {}).get(kernel)
 
 
-def percent(value: float | None) -> str:
-    return "not measured" if value is None else f"{value:.1f}%"
+def share(error: float | None) -> float | None:
+    """A test error % as a fraction, as `percent` takes it."""
+    return None if error is None else error / 100
 
 
-def _check_more_than_kernel(results):
+def check_more_than_kernel(results):
     rich, lazy = results
     rich_start, rich_end = machine_error(rich, "init", "feature"), machine_error(rich, "final", "feature")
     lazy_end = machine_error(lazy, "final", "feature")
@@ -414,7 +348,8 @@ def _check_more_than_kernel(results):
             "Training gave the rich network a better feature kernel: the machine of its final kernel ΦΦᵀ errs at "
             f"most {MACHINE_FACTOR:g}× as often as the machine of its initial one.",
             beyond(rich_end, MACHINE_FACTOR * rich_start, at_least=False) if rich_start is not None else None,
-            f"feature-kernel machine of the rich network: initial {percent(rich_start)}, final {percent(rich_end)}",
+            f"feature-kernel machine of the rich network: initial {percent(share(rich_start))}, "
+            f"final {percent(share(rich_end))}",
         ),
         claim(
             f"The lazy network (α {scale:g}) keeps its initial kernel: its tangent kernel moves less than "
@@ -427,168 +362,6 @@ def _check_more_than_kernel(results):
             f"So the rich network ends with the better feature kernel: its final kernel's machine errs at most "
             f"{MACHINE_FACTOR:g}× as often as the lazy network's.",
             beyond(rich_end, MACHINE_FACTOR * lazy_end, at_least=False) if lazy_end is not None else None,
-            f"final feature-kernel machine: rich {percent(rich_end)}, lazy {percent(lazy_end)}",
+            f"final feature-kernel machine: rich {percent(share(rich_end))}, lazy {percent(share(lazy_end))}",
         ),
     ]
-
-
-LESSONS: list[Lesson] = [
-    Lesson(
-        id="slow-vs-regular",
-        title="Slow vs regular",
-        question="Two networks start from the same weights; one hidden layer learns 10× slower. Whose features "
-        "line up with the task?",
-        configs=[ExperimentConfig(digits=(8, 9), width=2000, slow_lr=0.001, regular_lr=0.01, epochs=3, **_FAST)],
-        labels=["8 vs 9, width 2000"],
-        check=_check_slow_vs_regular,
-        notes="The notebook's experiment: 8 vs 9, width 2000, hidden learning rates 0.001 (slow) and 0.01 "
-        "(regular); both readouts learn at 0.01. Alignment ρ measures how much the hidden features' kernel "
-        "looks like the labels' kernel YYᵀ.",
-        next_steps="Both models reach a low test error, but the regular model's features moved toward the task "
-        "far more: the slow one learned mostly through its readout, on nearly random features. Then freeze the "
-        "slow hidden layer completely (lesson 'Random features'), or train for more epochs on the Train page "
-        "and see whether the difference in ρ gain holds.",
-    ),
-    Lesson(
-        id="random-features",
-        title="Random features",
-        question="If a hidden layer never learns at all, can the network still solve the task?",
-        configs=[ExperimentConfig(digits=(8, 9), width=1000, slow_lr=0.0, regular_lr=0.01, epochs=5, **_FAST)],
-        labels=["8 vs 9, slow lr 0"],
-        check=_check_random_features,
-        notes="The slow model's hidden learning rate is 0: its hidden layer stays at its random initial weights "
-        "and only its readout learns. That is a random-features model. It is not the lazy (NTK) regime, "
-        "where the whole network, hidden layer included, trains like its linearisation.",
-        next_steps="Random ReLU features of the pixels were enough for a linear readout to learn this pair. Then "
-        "try widths 100 and 4000 on the Train page (does a wider random-feature layer help its readout?), or "
-        "see a frozen kernel next to a learning one in 'Blocks appear'.",
-    ),
-    Lesson(
-        id="lazy-dial",
-        title="The lazy dial",
-        question="If a network's weights barely move, can it still learn?",
-        configs=[
-            ExperimentConfig(
-                digits=(8, 9),
-                width=1000,
-                slow_lr=0.001,
-                regular_lr=0.01,
-                epochs=5,
-                lazy_scale=scale,
-                batch_size=50,
-                probe_size=90,
-            )
-            for scale in (1.0, 10.0, 100.0)
-        ],
-        labels=["α 1", "α 10", "α 100"],
-        check=_check_lazy_dial,
-        charts=("movement",),
-        notes="Three runs with the lazy scale α = 1, 10 and 100 (Chizat, Oyallon & Bach 2019): each network trains "
-        "α·(f − f₀) on the loss divided by α², so its output learns at the same speed while its weights need "
-        "to move α times less. That is the lazy (NTK) regime: the whole network, hidden layer included, "
-        "trains like its linearisation around the start, with a fixed tangent kernel Θ. It is not the slow "
-        "model's random features, where the hidden layer stops learning and only the readout learns.",
-        next_steps="The lazier networks learned as well while their weights and tangent kernel barely moved. Then "
-        "compare what their kernels are worth in "
-        "'More than its initial kernel', or turn the lazy scale on the Train page and watch 'how far "
-        "each model moved'.",
-    ),
-    Lesson(
-        id="width",
-        title="Width makes it lazier",
-        question="At the same learning rate, do the weights and features of a wider network move more or less?",
-        configs=[
-            ExperimentConfig(digits=(4, 9), width=width, slow_lr=0.001, regular_lr=0.01, epochs=10, **_FAST)
-            for width in (64, 4096)
-        ],
-        labels=["width 64", "width 4096"],
-        check=_check_width,
-        charts=("movement",),
-        notes="Two runs of 4 vs 9 that differ only in the hidden width, both with PyTorch's default initialisation "
-        "and the same learning rates. Under that scaling each hidden unit's share of the output shrinks as the "
-        "width grows, so at a fixed learning rate each weight needs to move less.",
-        next_steps="Here the wider network's weights and tangent kernel moved less: toward the lazy regime. That "
-        "is a property of this scaling at a fixed learning rate, not of width alone: scaled differently with "
-        "width (the mean-field or μP parametrization), features keep moving at any width. The Sweeps page "
-        "scans widths over many digit pairs and seeds.",
-    ),
-    Lesson(
-        id="easy-and-hard",
-        title="Easy and hard pairs",
-        question="Does feature learning help most where the task is easy or where it is hard?",
-        configs=[
-            ExperimentConfig(digits=digits, width=256, slow_lr=0.001, regular_lr=0.01, epochs=10, **_FAST)
-            for digits in ((0, 1), (4, 9))
-        ],
-        labels=["0 vs 1 (easy)", "4 vs 9 (hard)"],
-        check=_check_pairs,
-        notes="0 and 1 look different pixel by pixel; 4 and 9 share most strokes. Both runs use the same width and "
-        "learning rates. The initial ρ is the same for both models of a run (they share their start).",
-        next_steps="The hard pair's alignment gained more; the easy pair started close to the ceiling ρ = 1. Then "
-        "run the Sweeps page on all 45 pairs and read the alignment-gain heatmap: does the gain follow how "
-        "poorly a pair starts?",
-    ),
-    Lesson(
-        id="blocks-appear",
-        title="Blocks appear",
-        question="What does a kernel that learned the task look like?",
-        configs=[
-            ExperimentConfig(
-                digits=(3, 8, 9), width=256, slow_lr=0.0, regular_lr=0.05, epochs=20, batch_size=50, probe_size=90
-            )
-        ],
-        labels=["3, 8, 9, width 256"],
-        check=_check_blocks,
-        notes="Three digits; the slow model's hidden layer is frozen (slow lr 0), the regular one learns at 0.05. "
-        "The heatmaps show K − K₀, what each feature kernel φφᵀ gained since initialisation, on the probe digits "
-        "sorted by class: a learned kernel gains high similarity inside each class (diagonal blocks) and "
-        "low similarity across classes.",
-        charts=("kernel change",),
-        next_steps="Open the run on the Kernels page and move the epoch slider to watch the blocks form. Then try a "
-        "slow learning rate of 0.001 instead of 0 (do the blocks form, and how fast?), or 5 digits.",
-    ),
-    Lesson(
-        id="too-fast",
-        title="Too fast",
-        question="What happens when a learning rate is far too large?",
-        configs=[ExperimentConfig(digits=(8, 9), width=256, slow_lr=100.0, regular_lr=0.01, epochs=5, **_FAST)],
-        labels=["slow model's hidden lr 100"],
-        check=_check_too_fast,
-        notes="Here the 'slow' model's hidden layer gets a learning rate of 100, 10,000× the regular model's 0.01: "
-        "it is not slow at all. kalign calls a model diverged when a batch loss grows past 10× its initial "
-        "loss (or stops being a number), marks the epoch and stops training that model; the other goes on.",
-        next_steps="On the Train page, divide the slow learning rate by 10 at a time until that model trains to the "
-        "last epoch.",
-    ),
-    Lesson(
-        id="more-than-its-kernel",
-        title="A better kernel, learned",
-        question="Does training give a network a better kernel than the one it started with?",
-        configs=[
-            ExperimentConfig(
-                digits=(3, 5, 8),
-                width=256,
-                slow_lr=0.001,
-                regular_lr=0.1,
-                epochs=40,
-                lazy_scale=scale,
-                batch_size=50,
-                probe_size=90,
-            )
-            for scale in (None, 100.0)
-        ],
-        labels=["rich (α off)", "lazy (α 100)"],
-        check=_check_more_than_kernel,
-        charts=("machines",),
-        notes="Two runs of 3, 5 and 8 from the same start: the ordinary (rich) network, and the same network made "
-        "lazy with α = 100. At the start and the end of each run, kalign fits kernel ridge machines with the "
-        "network's feature kernel ΦΦᵀ and tangent kernel Θ on up to 1,000 training digits and scores them on "
-        "held-out ones. A machine is solved exactly, while the networks train for 40 epochs and have not "
-        "converged, so the lesson compares machines with machines: the kernel a network ends with (its "
-        "'after kernel') against the one it started with. The chart shows the tangent kernels' machines too: on "
-        "this little data the initial tangent kernel's machine is hard to beat, and training need not improve it.",
-        next_steps="Rich training made the network's feature kernel better for a kernel machine; lazy training kept "
-        "the tangent kernel it started with. Then open a run on Train to see its networks-and-machines chart, or train "
-        "the rich run for more epochs there and compare its machines again.",
-    ),
-]

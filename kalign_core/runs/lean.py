@@ -1,4 +1,4 @@
-"""What a sweep trial keeps on disk by default (issue 13): its config and histories (run.json, as a
+"""What a sweep trial keeps on disk by default: its config and histories (run.json, as a
 saved run has it) and its probe kernels at the first and the last epoch only, without weights.
 
 A full saved run (runs.save_run) keeps every epoch's kernels in float32 and both models' weights:
@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .results import MODEL_NAMES, ExperimentResult
-from .runs import KERNELS_NPZ, RUN_JSON, kernels_to_npz, result_to_json
+from ..results import MODEL_NAMES, ExperimentResult
+from .kernels import KERNELS_NPZ, kernels_to_npz
+from .record import RUN_JSON, result_to_json
 
 
 def lean_result(result: ExperimentResult) -> ExperimentResult:

@@ -12,8 +12,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from .results import MODEL_NAMES, ExperimentResult
-from .sweep_spec import mean_spread, pair_matrix
+from kalign_core.results import MODEL_NAMES, ExperimentResult
+from kalign_core.sweep_spec import mean_spread, pair_matrix
 
 MODEL_COLORS = {"slow": "#1f77b4", "regular": "#d62728"}
 ERROR_DASH = {"test_error": "solid", "train_error": "dash"}

@@ -18,21 +18,19 @@ closes its end of the pipe, which the server reads as `WorkerDied`, and is repla
 from __future__ import annotations
 
 import contextlib
-import importlib
 import multiprocessing
 import os
 import pickle
 import signal
-import sys
 import threading
 import traceback
-import types
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from .config import ExperimentConfig
-from .data import DataUnavailable, default_data_dir, load_digits
-from .results import ExperimentResult
+from kalign_core.config import ExperimentConfig
+from kalign_core.data import DataUnavailable, default_data_dir, load_digits
+from kalign_core.processes import bare_main_module, shippable
+from kalign_core.results import ExperimentResult
 
 # How often the server checks whether a run should stop while it waits for the worker's next message.
 POLL_S = 0.2
@@ -72,8 +70,8 @@ def serve(connection, stop, threads: int) -> None:
     worker never needs them, and the first run does not wait for them."""
     import torch
 
-    from . import training  # noqa: F401  (loaded now; `_train` finds it in sys.modules)
-    from .devices import available_devices
+    from kalign_core import training  # noqa: F401  (loaded now; `_train` finds it in sys.modules)
+    from kalign_core.devices import available_devices
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the server's to handle; it ends us
     torch.set_num_threads(threads)
@@ -87,7 +85,7 @@ def serve(connection, stop, threads: int) -> None:
 def _train(connection, stop, request: tuple[dict, str]) -> None:
     import torch
 
-    from .training import run_experiment
+    from kalign_core.training import run_experiment
 
     config, data_dir = request
     _send(connection, ("started", WorkerInfo(os.getpid(), torch.get_num_threads())))
@@ -338,30 +336,3 @@ def shared_pool(size: int, threads: int) -> WorkerPool:
     resource cache cleared, a new JobSlots) reuses warm workers instead of spawning more."""
     with _pools_lock:
         return _pools.setdefault((size, threads), WorkerPool(size, threads))
-
-
-# -- starting processes ----------------------------------------------------------------------------
-
-
-def shippable(function: Callable) -> Callable:
-    """`function` as pickle finds it now. Pickle ships functions by module and name, and Streamlit
-    re-imports a module edited while the app runs, so the function object a module held may no
-    longer be the one importable by that name."""
-    return getattr(importlib.import_module(function.__module__), function.__name__)
-
-
-_main_lock = threading.Lock()
-
-
-@contextlib.contextmanager
-def bare_main_module():
-    """Spawned processes first re-run the parent's __main__ file (to find functions pickled from it).
-    Under Streamlit that file is the app, which would run again in every worker; so workers start
-    while __main__ is an empty module. One thread at a time, or the original could be lost."""
-    with _main_lock:
-        main = sys.modules["__main__"]
-        sys.modules["__main__"] = types.ModuleType("__main__")
-        try:
-            yield
-        finally:
-            sys.modules["__main__"] = main

@@ -1,0 +1,183 @@
+"""The lessons: guided experiments a teacher runs in one click, each checking its own claim on the
+runs it just made. `scripts/lesson_margins.py` runs every lesson on several seeds, on MNIST digits
+outside the bundled sample and with longer training, and writes the margins it measured into the
+README's lesson table."""
+
+from __future__ import annotations
+
+from ..config import ExperimentConfig
+from . import checks
+from .lesson import Lesson
+
+# The fastest settings that keep each claim clear: small batches give many steps per epoch.
+_FAST = dict(batch_size=50, probe_size=100)
+
+
+LESSONS: list[Lesson] = [
+    Lesson(
+        id="slow-vs-regular",
+        title="Slow vs regular",
+        question="Two networks start from the same weights; one hidden layer learns 10× slower. Whose features "
+        "line up with the task?",
+        configs=[ExperimentConfig(digits=(8, 9), width=2000, slow_lr=0.001, regular_lr=0.01, epochs=3, **_FAST)],
+        labels=["8 vs 9, width 2000"],
+        check=checks.check_slow_vs_regular,
+        notes="The notebook's experiment: 8 vs 9, width 2000, hidden learning rates 0.001 (slow) and 0.01 "
+        "(regular); both readouts learn at 0.01. Alignment ρ measures how much the hidden features' kernel "
+        "looks like the labels' kernel YYᵀ.",
+        next_steps="Both models reach a low test error, but the regular model's features moved toward the task "
+        "far more: the slow one learned mostly through its readout, on nearly random features. Then freeze the "
+        "slow hidden layer completely (lesson 'Random features'), or train for more epochs on the Train page "
+        "and see whether the difference in ρ gain holds.",
+    ),
+    Lesson(
+        id="random-features",
+        title="Random features",
+        question="If a hidden layer never learns at all, can the network still solve the task?",
+        configs=[ExperimentConfig(digits=(8, 9), width=1000, slow_lr=0.0, regular_lr=0.01, epochs=5, **_FAST)],
+        labels=["8 vs 9, slow lr 0"],
+        check=checks.check_random_features,
+        notes="The slow model's hidden learning rate is 0: its hidden layer stays at its random initial weights "
+        "and only its readout learns. That is a random-features model. It is not the lazy (NTK) regime, "
+        "where the whole network, hidden layer included, trains like its linearisation.",
+        next_steps="Random ReLU features of the pixels were enough for a linear readout to learn this pair. Then "
+        "try widths 100 and 4000 on the Train page (does a wider random-feature layer help its readout?), or "
+        "see a frozen kernel next to a learning one in 'Blocks appear'.",
+    ),
+    Lesson(
+        id="lazy-dial",
+        title="The lazy dial",
+        question="If a network's weights barely move, can it still learn?",
+        configs=[
+            ExperimentConfig(
+                digits=(8, 9),
+                width=1000,
+                slow_lr=0.001,
+                regular_lr=0.01,
+                epochs=5,
+                lazy_scale=scale,
+                batch_size=50,
+                probe_size=90,
+            )
+            for scale in (1.0, 10.0, 100.0)
+        ],
+        labels=["α 1", "α 10", "α 100"],
+        check=checks.check_lazy_dial,
+        charts=("movement",),
+        notes="Three runs with the lazy scale α = 1, 10 and 100 (Chizat, Oyallon & Bach 2019): each network trains "
+        "α·(f − f₀) on the loss divided by α², so its output learns at the same speed while its weights need "
+        "to move α times less. That is the lazy (NTK) regime: the whole network, hidden layer included, "
+        "trains like its linearisation around the start, with a fixed tangent kernel Θ. It is not the slow "
+        "model's random features, where the hidden layer stops learning and only the readout learns.",
+        next_steps="The lazier networks learned as well while their weights and tangent kernel barely moved. Then "
+        "compare what their kernels are worth in "
+        "'More than its initial kernel', or turn the lazy scale on the Train page and watch 'how far "
+        "each model moved'.",
+    ),
+    Lesson(
+        id="width",
+        title="Width makes it lazier",
+        question="At the same learning rate, do the weights and features of a wider network move more or less?",
+        configs=[
+            ExperimentConfig(digits=(4, 9), width=width, slow_lr=0.001, regular_lr=0.01, epochs=10, **_FAST)
+            for width in (64, 4096)
+        ],
+        labels=["width 64", "width 4096"],
+        check=checks.check_width,
+        charts=("movement",),
+        notes="Two runs of 4 vs 9 that differ only in the hidden width, both with PyTorch's default initialisation "
+        "and the same learning rates. Under that scaling each hidden unit's share of the output shrinks as the "
+        "width grows, so at a fixed learning rate each weight needs to move less.",
+        next_steps="Here the wider network's weights and tangent kernel moved less: toward the lazy regime. That "
+        "is a property of this scaling at a fixed learning rate, not of width alone: scaled differently with "
+        "width (the mean-field or μP parametrization), features keep moving at any width. The Sweeps page "
+        "scans widths over many digit pairs and seeds.",
+    ),
+    Lesson(
+        id="easy-and-hard",
+        title="Easy and hard pairs",
+        question="Does feature learning help most where the task is easy or where it is hard?",
+        configs=[
+            ExperimentConfig(digits=digits, width=256, slow_lr=0.001, regular_lr=0.01, epochs=10, **_FAST)
+            for digits in ((0, 1), (4, 9))
+        ],
+        labels=["0 vs 1 (easy)", "4 vs 9 (hard)"],
+        check=checks.check_pairs,
+        notes="0 and 1 look different pixel by pixel; 4 and 9 share most strokes. Both runs use the same width and "
+        "learning rates. The initial ρ is the same for both models of a run (they share their start).",
+        next_steps="The hard pair's alignment gained more; the easy pair started close to the ceiling ρ = 1. Then "
+        "run the Sweeps page on all 45 pairs and read the alignment-gain heatmap: does the gain follow how "
+        "poorly a pair starts?",
+    ),
+    Lesson(
+        id="blocks-appear",
+        title="Blocks appear",
+        question="What does a kernel that learned the task look like?",
+        configs=[
+            ExperimentConfig(
+                digits=(3, 8, 9), width=256, slow_lr=0.0, regular_lr=0.05, epochs=20, batch_size=50, probe_size=90
+            )
+        ],
+        labels=["3, 8, 9, width 256"],
+        check=checks.check_blocks,
+        notes="Three digits; the slow model's hidden layer is frozen (slow lr 0), the regular one learns at 0.05. "
+        "The heatmaps show K − K₀, what each feature kernel φφᵀ gained since initialisation, on the probe digits "
+        "sorted by class: a learned kernel gains high similarity inside each class (diagonal blocks) and "
+        "low similarity across classes.",
+        charts=("kernel change",),
+        next_steps="Open the run on the Kernels page and move the epoch slider to watch the blocks form. Then try a "
+        "slow learning rate of 0.001 instead of 0 (do the blocks form, and how fast?), or 5 digits.",
+    ),
+    Lesson(
+        id="too-fast",
+        title="Too fast",
+        question="What happens when a learning rate is far too large?",
+        configs=[ExperimentConfig(digits=(8, 9), width=256, slow_lr=100.0, regular_lr=0.01, epochs=5, **_FAST)],
+        labels=["slow model's hidden lr 100"],
+        check=checks.check_too_fast,
+        notes="Here the 'slow' model's hidden layer gets a learning rate of 100, 10,000× the regular model's 0.01: "
+        "it is not slow at all. kalign calls a model diverged when a batch loss grows past 10× its initial "
+        "loss (or stops being a number), marks the epoch and stops training that model; the other goes on.",
+        next_steps="On the Train page, divide the slow learning rate by 10 at a time until that model trains to the "
+        "last epoch.",
+    ),
+    Lesson(
+        id="more-than-its-kernel",
+        title="A better kernel, learned",
+        question="Does training give a network a better kernel than the one it started with?",
+        configs=[
+            ExperimentConfig(
+                digits=(3, 5, 8),
+                width=256,
+                slow_lr=0.001,
+                regular_lr=0.1,
+                epochs=40,
+                lazy_scale=scale,
+                batch_size=50,
+                probe_size=90,
+            )
+            for scale in (None, 100.0)
+        ],
+        labels=["rich (α off)", "lazy (α 100)"],
+        check=checks.check_more_than_kernel,
+        charts=("machines",),
+        notes="Two runs of 3, 5 and 8 from the same start: the ordinary (rich) network, and the same network made "
+        "lazy with α = 100. At the start and the end of each run, kalign fits kernel ridge machines with the "
+        "network's feature kernel ΦΦᵀ and tangent kernel Θ on up to 1,000 training digits and scores them on "
+        "held-out ones. A machine is solved exactly, while the networks train for 40 epochs and have not "
+        "converged, so the lesson compares machines with machines: the kernel a network ends with (its "
+        "'after kernel') against the one it started with. The chart shows the tangent kernels' machines too: on "
+        "this little data the initial tangent kernel's machine is hard to beat, and training need not improve it.",
+        next_steps="Rich training made the network's feature kernel better for a kernel machine; lazy training kept "
+        "the tangent kernel it started with. Then open a run on Train to see its networks-and-machines chart, or train "
+        "the rich run for more epochs there and compare its machines again.",
+    ),
+]
+
+
+def find_lesson(lesson_id: str) -> Lesson:
+    """The lesson with this id; ValueError naming the lessons there are otherwise."""
+    for lesson in LESSONS:
+        if lesson.id == lesson_id:
+            return lesson
+    raise ValueError(f"there is no lesson {lesson_id!r}; the lessons are {', '.join(lesson.id for lesson in LESSONS)}")
