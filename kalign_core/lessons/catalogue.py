@@ -25,10 +25,8 @@ LESSONS: list[Lesson] = [
         notes="The notebook's experiment: 8 vs 9, width 2000, hidden learning rates 0.001 (slow) and 0.01 "
         "(regular); both readouts learn at 0.01. Alignment ρ measures how much the hidden features' kernel "
         "looks like the labels' kernel YYᵀ.",
-        next_steps="Both models reach a low test error, but the regular model's features moved toward the task "
-        "far more: the slow one learned mostly through its readout, on nearly random features. Then freeze the "
-        "slow hidden layer completely (lesson 'Random features'), or train for more epochs on the Train page "
-        "and see whether the difference in ρ gain holds.",
+        next_steps="Freeze the slow hidden layer completely (lesson 'Random features'), or train for more "
+        "epochs on the Train page and see whether the regular model's larger ρ gain holds.",
     ),
     Lesson(
         id="random-features",
@@ -40,9 +38,8 @@ LESSONS: list[Lesson] = [
         notes="The slow model's hidden learning rate is 0: its hidden layer stays at its random initial weights "
         "and only its readout learns. That is a random-features model. It is not the lazy (NTK) regime, "
         "where the whole network, hidden layer included, trains like its linearisation.",
-        next_steps="Random ReLU features of the pixels were enough for a linear readout to learn this pair. Then "
-        "try widths 100 and 4000 on the Train page (does a wider random-feature layer help its readout?), or "
-        "see a frozen kernel next to a learning one in 'Blocks appear'.",
+        next_steps="Try widths 100 and 4000 on the Train page (does a wider random-feature layer help its "
+        "readout?), or see a frozen kernel next to a learning one in 'Blocks appear'.",
     ),
     Lesson(
         id="lazy-dial",
@@ -66,13 +63,13 @@ LESSONS: list[Lesson] = [
         charts=("movement",),
         notes="Three runs with the lazy scale α = 1, 10 and 100 (Chizat, Oyallon & Bach 2019): each network trains "
         "α·(f − f₀) on the loss divided by α², so its output learns at the same speed while its weights need "
-        "to move α times less. That is the lazy (NTK) regime: the whole network, hidden layer included, "
-        "trains like its linearisation around the start, with a fixed tangent kernel Θ. It is not the slow "
-        "model's random features, where the hidden layer stops learning and only the readout learns.",
-        next_steps="The lazier networks learned as well while their weights and tangent kernel barely moved. Then "
-        "compare what their kernels are worth in "
-        "'More than its initial kernel', or turn the lazy scale on the Train page and watch 'how far "
-        "each model moved'.",
+        "to move α times less. α = 1 is the plain network; the larger α, the closer to the lazy (NTK) regime, "
+        "where the whole network, hidden layer included, trains like its linearisation around the start, with "
+        "a fixed tangent kernel Θ. It is not the slow model's random features, where the hidden layer stops "
+        "learning and only the readout learns.",
+        next_steps="Compare what the kernels of a rich and a lazy network are worth in 'A better kernel, "
+        "learned', or turn on the lazy scale on the Train page and watch the chart of how far each model moved "
+        "from its start.",
     ),
     Lesson(
         id="width",
@@ -88,10 +85,9 @@ LESSONS: list[Lesson] = [
         notes="Two runs of 4 vs 9 that differ only in the hidden width, both with PyTorch's default initialisation "
         "and the same learning rates. Under that scaling each hidden unit's share of the output shrinks as the "
         "width grows, so at a fixed learning rate each weight needs to move less.",
-        next_steps="Here the wider network's weights and tangent kernel moved less: toward the lazy regime. That "
-        "is a property of this scaling at a fixed learning rate, not of width alone: scaled differently with "
-        "width (the mean-field or μP parametrization), features keep moving at any width. The Sweeps page "
-        "scans widths over many digit pairs and seeds.",
+        next_steps="This lesson keeps PyTorch's default scaling and one learning rate for both widths. Theory "
+        "says that under another scaling with width (mean-field, or μP) features keep moving at any width. The "
+        "Sweeps page scans widths over many digit pairs and seeds.",
     ),
     Lesson(
         id="easy-and-hard",
@@ -105,9 +101,8 @@ LESSONS: list[Lesson] = [
         check=checks.check_pairs,
         notes="0 and 1 look different pixel by pixel; 4 and 9 share most strokes. Both runs use the same width and "
         "learning rates. The initial ρ is the same for both models of a run (they share their start).",
-        next_steps="The hard pair's alignment gained more; the easy pair started close to the ceiling ρ = 1. Then "
-        "run the Sweeps page on all 45 pairs and read the alignment-gain heatmap: does the gain follow how "
-        "poorly a pair starts?",
+        next_steps="Run the Sweeps page on all 45 pairs and read the alignment-gain heatmap: does the gain follow "
+        "how poorly a pair starts?",
     ),
     Lesson(
         id="blocks-appear",
@@ -121,9 +116,9 @@ LESSONS: list[Lesson] = [
         labels=["3, 8, 9, width 256"],
         check=checks.check_blocks,
         notes="Three digits; the slow model's hidden layer is frozen (slow lr 0), the regular one learns at 0.05. "
-        "The heatmaps show K − K₀, what each feature kernel φφᵀ gained since initialisation, on the probe digits "
-        "sorted by class: a learned kernel gains high similarity inside each class (diagonal blocks) and "
-        "low similarity across classes.",
+        "The heatmaps show K − K₀, what each feature kernel ΦΦᵀ gained since initialisation, on the probe "
+        "digits sorted by class: a kernel that learned the classes gains similarity inside each class "
+        "(diagonal blocks) and loses it across classes, relative to the average pair.",
         charts=("kernel change",),
         next_steps="Open the run on the Kernels page and move the epoch slider to watch the blocks form. Then try a "
         "slow learning rate of 0.001 instead of 0 (do the blocks form, and how fast?), or 5 digits.",
@@ -168,9 +163,8 @@ LESSONS: list[Lesson] = [
         "converged, so the lesson compares machines with machines: the kernel a network ends with (its "
         "'after kernel') against the one it started with. The chart shows the tangent kernels' machines too: on "
         "this little data the initial tangent kernel's machine is hard to beat, and training need not improve it.",
-        next_steps="Rich training made the network's feature kernel better for a kernel machine; lazy training kept "
-        "the tangent kernel it started with. Then open a run on Train to see its networks-and-machines chart, or train "
-        "the rich run for more epochs there and compare its machines again.",
+        next_steps="Open a run on Train to see its networks-and-machines chart, or train the rich run for more "
+        "epochs there and compare its machines again.",
     ),
 ]
 

@@ -138,7 +138,7 @@ def check_random_features(results):
     if None in slow_rho:
         rho = "undefined at some epoch"
     elif len(slow_rho) == 1:
-        rho = f"{min(slow_rho):.4f} at all {epochs} epochs (0–{epochs - 1})"
+        rho = f"{min(slow_rho):.4f} at initialisation and after each of the {epochs - 1} epochs"
     else:
         rho = f"{len(slow_rho)} different values over {epochs} epochs ({min(slow_rho):.4f}–{max(slow_rho):.4f})"
     return [
@@ -208,7 +208,7 @@ def check_pairs(results):
     return [
         claim(
             f"The easy pair starts far better aligned: its initial ρ is at least {PAIRS_START_FACTOR:g}× the hard "
-            "pair's (random features of the pixels already separate it).",
+            "pair's.",
             times(start[0], start[1], PAIRS_START_FACTOR),
             f"initial ρ {names[0]}: {plain(start[0])}, {names[1]}: {plain(start[1])} "
             f"({ratio_text(start[0], start[1])})",
