@@ -61,6 +61,7 @@ class BlockKey:
     n_test: int
     probe_size: int
     n_inputs: int
+    parametrization: str
 
 
 def block_key(config: ExperimentConfig, data: DigitData) -> BlockKey:
@@ -75,6 +76,7 @@ def block_key(config: ExperimentConfig, data: DigitData) -> BlockKey:
         len(data.test_y),
         config.probe_size,
         data.train_x.shape[1],
+        config.parametrization,
     )
 
 
@@ -166,12 +168,17 @@ class TrialBlock:
         self.b_hidden = torch.stack([layer.bias.detach().repeat(2) for layer in hidden])  # T × 2w
         self.w_out = torch.stack([layer.weight.detach().repeat(2, 1, 1) for layer in readout])  # T × 2 × k × w
         self.b_out = torch.stack([layer.bias.detach().repeat(2, 1) for layer in readout])  # T × 2 × k
-        # Per-model learning rates (T × 2 × 1 × 1), multipliers of the logits' gradient; a retired
-        # model's are set to 0.
-        rates = [[t.config.slow_lr, t.config.regular_lr] for t in self.trials]
+        # Per-model learning rates of the effective weights (T × 2 × 1 × 1), multipliers of the
+        # logits' gradient: the configured rate times the parametrization's factor for the tensor; a
+        # bias's rate is its weight's times `*_bias_ratio`. A retired model's are set to 0.
+        scale = first.initial.scaling
+        hidden_rate, hidden_bias_rate, readout_rate, readout_bias_rate = scale.rates
+        rates = [[t.config.slow_lr * hidden_rate, t.config.regular_lr * hidden_rate] for t in self.trials]
         self.hidden_lr = torch.tensor(rates, device=self.device).view(-1, 2, 1, 1)
-        readout_lr = torch.tensor([t.config.regular_lr for t in self.trials], device=self.device)
+        readout_lr = torch.tensor([t.config.regular_lr * readout_rate for t in self.trials], device=self.device)
         self.readout_lr = readout_lr.view(-1, 1, 1, 1).repeat(1, 2, 1, 1)
+        self.hidden_bias_ratio = hidden_bias_rate / hidden_rate
+        self.readout_bias_ratio = readout_bias_rate / readout_rate
         self.retired: dict[tuple[int, int], Weights] = {}
         # Each distinct training set once (trials of one pair share it), and each trial's first row.
         first_rows: dict[tuple[int, ...], int] = {}  # digits → first row in all_x
@@ -187,7 +194,7 @@ class TrialBlock:
         self.test_y = torch.stack([t.test_y for t in self.trials])
         self.probe_size = len(first.probe_y)
         targets = torch.stack([torch.as_tensor(t.target) for t in self.trials])
-        self.tracker = Tracker(self.test_x[:, : self.probe_size], targets)
+        self.tracker = Tracker(self.test_x[:, : self.probe_size], targets, scale.kernel_weights)
         self.minus_one = torch.tensor(-1.0, device=self.device)  # the one-hot's −1, expanded per batch
         # Chizat's lazy scale: the models output α(f − f₀). f₀ (T × n × k) is taken by the same
         # products and chunks as the evaluation, so that α(f − f₀) is exactly 0 there before training.
@@ -348,11 +355,11 @@ class TrialBlock:
         step_out = d_logits * self.readout_lr
         for m in (0, 1):
             self.w_out[:, m].baddbmm_(step_out[:, m].transpose(1, 2), per_model[m], alpha=-1.0)
-        self.b_out.sub_(step_out.sum(dim=2))
+        self.b_out.sub_(step_out.sum(dim=2), alpha=self.readout_bias_ratio)
         # ReLU's derivative in one pass (a boolean mask and masked_fill take ten times longer on CPU).
         torch.ops.aten.threshold_backward.grad_input(grad, h, 0.0, grad_input=grad)
         self.w_hidden_t.baddbmm_(x.transpose(1, 2), grad, alpha=-1.0)
-        self.b_hidden.sub_(grad.sum(dim=1))
+        self.b_hidden.sub_(grad.sum(dim=1), alpha=self.hidden_bias_ratio)
 
     def _retire(self, position: int, model: int) -> None:
         """A retired model stops learning; its weights as they were are kept aside, since stepping

@@ -7,6 +7,8 @@ import numbers
 import typing
 from dataclasses import asdict, dataclass, field, fields
 
+from .parametrization import MUP_BASE_WIDTH, PARAMETRIZATIONS
+
 SOURCES = ("auto", "mnist", "sample")
 MAX_WIDTH = 32_768
 MAX_EPOCHS = 500
@@ -98,6 +100,15 @@ class ExperimentConfig:
         "Off (the default): the plain network.",
         metavar="ALPHA",
     )
+    parametrization: str = _setting(
+        "standard",
+        "Parametrization",
+        "how the weights scale with the width: standard (PyTorch's init, the learning rates as given), ntk (NTK: "
+        "N(0, 1) weights behind multipliers σ/√fan-in, the learning rates as given at every width) or mup (μP: as "
+        f"ntk at width {MUP_BASE_WIDTH}; elsewhere the readout's multiplier is σ·√{MUP_BASE_WIDTH}/width and the "
+        f"hidden layer's and readout weights' learning rates are × width/{MUP_BASE_WIDTH})",
+        choices=PARAMETRIZATIONS,
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "digits", check_digits(self.digits))
@@ -115,6 +126,11 @@ class ExperimentConfig:
                 f"{{epochs}} {self.epochs} × {{probe_size}} {self.probe_size} keep {snapshots / 2**20:,.0f} MB of "
                 f"kernels (they grow with the probe size squared); the limit is {MAX_KERNEL_BYTES / 2**20:.0f} MB: "
                 "lower either",
+            )
+        if self.parametrization not in PARAMETRIZATIONS:
+            raise ConfigError(
+                "parametrization",
+                f"{{parametrization}} must be one of {', '.join(PARAMETRIZATIONS)}" + got(self.parametrization),
             )
         if self.source not in SOURCES:
             raise ConfigError("source", f"{{source}} must be one of {', '.join(SOURCES)}" + got(self.source))

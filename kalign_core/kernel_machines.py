@@ -34,8 +34,9 @@ class MachinePoints:
     test_y: torch.Tensor
     n_classes: int
 
-    def grams(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return input_gram(self.fit_x), input_gram(self.test_x, self.fit_x)
+    def grams(self, kernel_weights: tuple[float, ...] = (1.0,) * 4) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = kernel_weights[:2]
+        return input_gram(self.fit_x, weights=hidden), input_gram(self.test_x, self.fit_x, weights=hidden)
 
 
 def choose_points(train_x, train_y, test_x, test_y, n_classes: int, pick) -> MachinePoints:
@@ -47,10 +48,14 @@ def choose_points(train_x, train_y, test_x, test_y, n_classes: int, pick) -> Mac
     return MachinePoints(train_x[fit], train_y[fit], test_x[test], test_y[test], n_classes)
 
 
-def machine_errors(points: MachinePoints, hidden_weight, hidden_bias, readout_weight, grams=None) -> dict:
+def machine_errors(
+    points: MachinePoints, hidden_weight, hidden_bias, readout_weight, grams=None, kernel_weights=(1.0,) * 4
+) -> dict:
     """Test error % of the ridge machine of each of KERNELS for one model's weights; None where its
-    kernel is not finite (a diverged model) or zero (every ReLU dead)."""
-    gram_fit, gram_test = grams if grams is not None else points.grams()
+    kernel is not finite (a diverged model) or zero (every ReLU dead). `kernel_weights`: the tangent
+    kernel's weight of each tensor (the parametrization's, see tangent.py); `grams` must use them."""
+    gram_fit, gram_test = grams if grams is not None else points.grams(kernel_weights)
+    readout, bias = kernel_weights[2:]
 
     def features(x):
         return torch.addmm(hidden_bias, x, hidden_weight.T).relu_()
@@ -61,10 +66,10 @@ def machine_errors(points: MachinePoints, hidden_weight, hidden_bias, readout_we
     feature_fit, feature_test = (phi_fit @ phi_fit.T).to(torch.float64), (phi_test @ phi_fit.T).to(torch.float64)
     kernels = {
         "feature": (feature_fit, feature_test),
-        # Θ = k(ΦΦᵀ + 11ᵀ) + G ⊙ (S diag(a²) Sᵀ)
+        # Θ = k(w_A·ΦΦᵀ + w_c·11ᵀ) + G ⊙ (S diag(a²) Sᵀ)
         "tangent": (
-            hidden_block(on_fit, readout_weight, gram_fit).add_(feature_fit + 1.0, alpha=k),
-            hidden_block(phi_test > 0, readout_weight, gram_test, on_fit).add_(feature_test + 1.0, alpha=k),
+            hidden_block(on_fit, readout_weight, gram_fit).add_(feature_fit * readout + bias, alpha=k),
+            hidden_block(phi_test > 0, readout_weight, gram_test, on_fit).add_(feature_test * readout + bias, alpha=k),
         ),
     }
     return {name: ridge_error(*pair, points.fit_y, points.test_y, k) for name, pair in kernels.items()}

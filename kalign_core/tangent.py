@@ -7,6 +7,10 @@ parameter (biases included), Σ_o ∇_θ f_o(x) · ∇_θ f_o(x′) splits into
   and a_j² = Σ_o A_jo².
 So Θ = k(ΦΦᵀ + 11ᵀ) + G ⊙ (S diag(a²) Sᵀ) with G = XXᵀ + 11ᵀ: no per-example Jacobians (those would
 take m·k·(n + 2)·d numbers). G depends on the points only, so a fixed probe computes it once.
+
+Under the NTK and μP parametrizations W, b, A, c are the effective weights m·θ of trained θ, and the
+kernel is over θ: each tensor's term is weighted by its m² (`Scaling.kernel_weights`), so
+G = m_W²·XXᵀ + m_b²·11ᵀ and the readout block is k(m_A²·ΦΦᵀ + m_c²·11ᵀ).
 """
 
 from __future__ import annotations
@@ -17,11 +21,14 @@ import torch
 from .model import MLP
 
 
-def input_gram(x: torch.Tensor, x_other: torch.Tensor | None = None) -> torch.Tensor:
-    """G = XX′ᵀ + 11ᵀ (X′ = X by default) in X's dtype: the hidden block's factor that depends on
-    the points alone. Stacks of point sets (..., m, inputs) give stacks of G."""
+def input_gram(
+    x: torch.Tensor, x_other: torch.Tensor | None = None, weights: tuple[float, ...] = (1.0, 1.0)
+) -> torch.Tensor:
+    """G = w_W·XX′ᵀ + w_b·11ᵀ (X′ = X by default; `weights` the hidden weight's and bias's kernel
+    weights) in X's dtype: the hidden block's factor that depends on the points alone. Stacks of
+    point sets (..., m, inputs) give stacks of G."""
     x = x.detach()
-    return x @ (x if x_other is None else x_other.detach()).mT + 1.0
+    return (x @ (x if x_other is None else x_other.detach()).mT).mul_(weights[0]).add_(weights[1])
 
 
 def hidden_block(
@@ -39,11 +46,14 @@ def hidden_block(
     return gram.to(torch.float64) * product.to(torch.float64)
 
 
-def readout_block(phi: torch.Tensor, n_outputs: int, phi_other: torch.Tensor | None = None) -> torch.Tensor:
-    """k(ΦΦ′ᵀ + 11ᵀ) as float64, the product in Φ's dtype."""
+def readout_block(
+    phi: torch.Tensor, n_outputs: int, phi_other: torch.Tensor | None = None, weights: tuple[float, ...] = (1.0, 1.0)
+) -> torch.Tensor:
+    """k(w_A·ΦΦ′ᵀ + w_c·11ᵀ) as float64, the product in Φ's dtype; `weights` the readout weight's and
+    bias's kernel weights."""
     phi = phi.detach()
     phi_other = phi if phi_other is None else phi_other.detach()
-    return n_outputs * ((phi @ phi_other.T).to(torch.float64) + 1.0)
+    return n_outputs * ((phi @ phi_other.T).to(torch.float64).mul_(weights[0]).add_(weights[1]))
 
 
 def tangent_kernel(model: MLP, x, by_layer: bool = False):
@@ -55,8 +65,9 @@ def tangent_kernel(model: MLP, x, by_layer: bool = False):
     x64 = x.detach().to(device=hidden.weight.device, dtype=torch.float64)
     with torch.no_grad():
         phi = torch.relu(x64 @ hidden.weight.to(torch.float64).T + hidden.bias.to(torch.float64))
+    weights = model.scaling.kernel_weights
     blocks = {
-        "hidden": hidden_block(phi > 0, readout.weight.to(torch.float64), input_gram(x64)),
-        "readout": readout_block(phi, readout.weight.shape[0]),
+        "hidden": hidden_block(phi > 0, readout.weight.to(torch.float64), input_gram(x64, weights=weights[:2])),
+        "readout": readout_block(phi, readout.weight.shape[0], weights=weights[2:]),
     }
     return blocks if by_layer else blocks["hidden"] + blocks["readout"]

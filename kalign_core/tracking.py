@@ -110,10 +110,12 @@ class _Initial:
 
 class Tracker:
     """The probes' fixed parts, trials × m × inputs points and their m × k one-hot targets: G and the
-    centered target kernel; then the initial models, kept at the first `measure`."""
+    centered target kernel; then the initial models, kept at the first `measure`. `kernel_weights`:
+    the tangent kernel's weight of each tensor (the parametrization's, see tangent.py)."""
 
-    def __init__(self, probe_x: torch.Tensor, target: torch.Tensor):
-        self.gram = input_gram(probe_x.to(torch.float64))[:, None]  # trials × 1 × m × m
+    def __init__(self, probe_x: torch.Tensor, target: torch.Tensor, kernel_weights: tuple[float, ...] = (1.0,) * 4):
+        self.gram = input_gram(probe_x.to(torch.float64), weights=kernel_weights[:2])[:, None]  # trials × 1 × m × m
+        self.readout_weight = kernel_weights[2]
         target = target.to(probe_x.device)
         target_c = target - target.mean(dim=-2, keepdim=True)
         self.target = _Kernels.of((target_c @ target_c.mT)[:, None])  # centered YYᵀ, trials × 1 × m × m
@@ -134,12 +136,12 @@ class Tracker:
         phi64 = phi.to(torch.float64)
         phi_c = zero_if_negligible(phi64 - phi64.mean(dim=-2, keepdim=True), phi64)
         feature = _Kernels.of(phi_c @ phi_c.mT)  # centered, as Φ_c is
-        # Centering removes the readout block's constant: Θ_c = k·Φ_cΦ_cᵀ + (hidden block)_c. The
+        # Centering removes the readout block's constant: Θ_c = k·w_A·Φ_cΦ_cᵀ + (hidden block)_c. The
         # hidden block's product runs in float32 (its rounding moves ρ by about 1e-7).
         pattern = phi > 0
         hidden = hidden_block(pattern, readout_weight, self.gram)
         tangent = zero_if_negligible(center_kernel(hidden), hidden).add_(
-            feature.kernels, alpha=readout_weight.shape[-2]
+            feature.kernels, alpha=readout_weight.shape[-2] * self.readout_weight
         )
         tangent = _Kernels.of(tangent)
         if self.initial is None:

@@ -88,7 +88,7 @@ def initial_model(
     """The weights both models of a run start from. Training draws them first from a generator
     seeded with `config.seed` (pass it to continue drawing from it, as training does)."""
     generator = generator if generator is not None else torch.Generator().manual_seed(config.seed)
-    model = MLP(config.width, n_classes, in_features)
+    model = MLP(config.width, n_classes, in_features, config.parametrization)
     init_weights(model, generator)
     return model
 
@@ -189,16 +189,18 @@ class PairTrial:
             self.k,
             lambda labels, size: stratified_probe(labels, size, self.k, generator),
         )
-        grams = points.grams()
+        weights = self.initial.scaling.kernel_weights
+        grams = points.grams(weights)
         hidden, readout = self.initial.features[0], self.initial.readout
-        initial = machine_errors(points, hidden.weight.detach(), hidden.bias.detach(), readout.weight.detach(), grams)
+        start = (hidden.weight.detach(), hidden.bias.detach(), readout.weight.detach())
+        initial = machine_errors(points, *start, grams, weights)
         self.result.kernel_machine_errors = {
-            name: {"init": initial, "final": machine_errors(points, w, b, a, grams)}
+            name: {"init": initial, "final": machine_errors(points, w, b, a, grams, weights)}
             for name, (w, b, a, _) in zip(MODEL_NAMES, final)
         }
 
     def export(self, weights: Weights) -> MLP:
-        model = MLP(self.width, self.k, self.train_x.shape[1])
+        model = MLP(self.width, self.k, self.train_x.shape[1], self.config.parametrization)
         for parameter, value in zip(
             (model.features[0].weight, model.features[0].bias, model.readout.weight, model.readout.bias), weights
         ):

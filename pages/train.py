@@ -6,6 +6,7 @@ import streamlit as st
 
 from kalign_app import figures, navigation, params, ui, wording
 from kalign_core.config import SETTINGS
+from kalign_core.parametrization import DESCRIPTIONS, PARAMETRIZATIONS
 from kalign_core.results import MODEL_NAMES
 
 navigation.require_app()
@@ -15,6 +16,7 @@ SOURCES = {
     "mnist": "full MNIST (70,000)",
     "sample": "bundled sample (5,000)",
 }
+PARAMETRIZATION_NAMES = {"standard": "standard (PyTorch)", "ntk": "NTK", "mup": "μP (mean-field)"}
 # Whole-number settings are entered as floats so that 2.5 is refused, not silently cut to 2.
 WHOLE_NUMBERS = ("width", "epochs", "batch_size", "probe_size")
 # The lazy scale's slider: log-spaced steps from the plain scale to the very lazy.
@@ -100,6 +102,14 @@ def settings_form(running: bool) -> None:
         # A caption, not the option's label: a label that changes between runs changes the value.
         st.caption(f"'auto' trains on {auto_uses} here.")
     lazy_scale_control(changed)
+    st.selectbox(
+        **described("parametrization"),
+        options=list(PARAMETRIZATIONS),
+        format_func=PARAMETRIZATION_NAMES.get,
+        key=key("parametrization"),
+        **changed,
+    )
+    st.caption(DESCRIPTIONS[st.session_state[key("parametrization")]])
     try:
         params.config_from_settings(ui.settings())
         problems = []

@@ -350,3 +350,16 @@ def test_no_change_is_said_in_words_without_a_red_arrow():
     slow = next(m for m in at.metric if m.label == "slow · alignment ρ")
     assert slow.delta == "unchanged since init"
     assert slow.proto.color == Metric.MetricColor.GRAY and slow.proto.direction == Metric.MetricDirection.NONE
+
+
+def test_the_parametrization_is_chosen_on_the_form_says_what_it_scales_and_trains_the_run():
+    at = open_app(**TINY)
+    choice = at.selectbox(key="train_parametrization")
+    assert choice.value == "standard" and choice.options == ["standard (PyTorch)", "NTK", "μP (mean-field)"]
+    at = choice.set_value("mup").run()
+    assert at.session_state["settings"]["parametrization"] == "mup"
+    assert any(c.value.startswith("μP (mean-field): the NTK network at width 256") for c in at.caption)
+    at = press_train(at, wait=True)
+    assert at.session_state["result"].config.parametrization == "mup" and not at.exception
+    linked = open_app(**TINY, parametrization="ntk")
+    assert linked.selectbox(key="train_parametrization").value == "ntk" and not linked.warning
