@@ -4,6 +4,7 @@ measures it, what to look for."""
 import streamlit as st
 
 from kalign_app import navigation
+from kalign_core.parametrization import MUP_BASE_WIDTH, SIGMA_A, SIGMA_B, SIGMA_C, SIGMA_W
 
 navigation.require_app()
 
@@ -90,6 +91,31 @@ st.markdown(
     "scored on up to 1,000 held-out ones) with each model's feature and tangent kernels: the bar chart beside the "
     "network's own test error. A machine is solved exactly, while a network after a few epochs of SGD has not "
     "converged: compare machines with machines, and a network with a machine only as a measurement of this run."
+)
+
+st.header("Parametrizations: the width or the scaling?")
+st.markdown(
+    "Whether a wide network trains lazily depends on how its weights scale with the width $n$ "
+    "(with $d = 784$ inputs). kalign offers three parametrizations (the Train page's *Parametrization*):"
+)
+st.latex(
+    r"\text{ntk:}\quad f(x) = \tfrac{\sigma_a}{\sqrt{n}}\,A\,\mathrm{relu}\!\left(\tfrac{\sigma_w}{\sqrt{d}}\,W x "
+    r"+ \sigma_b\, b\right) + \sigma_c\, c, \qquad W, b, A, c \sim \mathcal{N}(0, 1)"
+)
+st.markdown(
+    f"- **standard**: PyTorch's `nn.Linear` init, $U(\\pm 1/\\sqrt{{\\text{{fan-in}}}})$, no multipliers, the learning "
+    "rates as set.\n"
+    f"- **ntk** (Jacot et al. 2018): as above with $\\sigma_w = {SIGMA_W:g}$, $\\sigma_b = {SIGMA_B:g}$, "
+    f"$\\sigma_a = {SIGMA_A:g}$, $\\sigma_c = {SIGMA_C:g}$; the learning rates as set, at every width. Theory: "
+    "the hidden weights move like $n^{-1/2}$, so wider networks train more lazily.\n"
+    f"- **mup** (μP, Yang & Hu 2021, for SGD; for one hidden layer the mean-field scaling): the readout "
+    f"multiplier is $\\sigma_a\\sqrt{{n_0}}/n$ instead of $\\sigma_a/\\sqrt{{n}}$, and the learning rates of $W$, "
+    f"$b$ and $A$ are multiplied by $n/n_0$, with base width $n_0 = {MUP_BASE_WIDTH}$: at $n = n_0$ it is the ntk "
+    "network, so a learning rate tuned there carries over. Theory: features keep moving at every width.\n\n"
+    "kalign trains each in its effective weights ($W_{\\text{eff}} = \\tfrac{\\sigma_w}{\\sqrt d} W$, …), the same "
+    "function, with each tensor's learning rate multiplied by its multiplier² (and μP's $n/n_0$): the same "
+    "training as the formulas. The tangent kernel is over the trained $W, b, A, c$, so each of its blocks is "
+    "weighted by its multiplier²."
 )
 
 st.header("What to look for")
