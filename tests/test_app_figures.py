@@ -111,8 +111,8 @@ def test_kernel_figures_title_each_with_its_alignment_and_hold_a_diverged_model_
     titles = {name: fig.layout.title.text for name, fig in figures.kernel_figures(result, 2).items()}
     assert titles == {
         "target": "target YYᵀ, ρ = 1",
-        "slow": "slow φφᵀ, ρ = 0.450",
-        "regular": "regular φφᵀ, ρ = 0.300 (diverged; epoch 1)",
+        "slow": "slow ΦΦᵀ, ρ = 0.450",
+        "regular": "regular ΦΦᵀ, ρ = 0.300 (diverged; epoch 1)",
     }
 
 
