@@ -139,8 +139,8 @@ def page_caption(config) -> str:
         )
     else:
         rates = (
-            f"; only the slow model's hidden layer learns at another rate ({config.slow_lr:g}, against the regular "
-            f"{config.regular_lr:g} for its readout and the whole regular model)."
+            f"; only the slow model's hidden layer has its own learning rate ({config.slow_lr:g}; the regular "
+            f"{config.regular_lr:g} trains its readout and the whole regular model)."
         )
     lazy = (
         f" Both train the lazily scaled α(f − f₀) with α = {config.lazy_scale:g}."
@@ -178,8 +178,8 @@ def outcome(result: ExperimentResult) -> str:
         alpha = " or the lazy scale α" if result.config.lazy_scale is not None else ""
         if regular_rate_only(result):
             lower = (
-                f"lower the regular learning rate{alpha} (it trains the regular model and the slow model's "
-                "readout; the slow model's hidden layer barely moved)"
+                "lower the regular learning rate (it trains the regular model and the slow model's readout; the "
+                f"slow model's hidden layer barely moved){alpha}"
             )
         else:
             lower = f"lower the learning rates{alpha}"
