@@ -29,8 +29,9 @@ NULL_FILL = {"feature": "rgba(120, 120, 120, 0.25)", "tangent": "rgba(120, 120, 
 OVERLAY_DASH = {"slow": "dot", "regular": "solid"}
 # Bar charts of a page whose colours mean runs: the slow model dotted, as its curves are.
 BAR_PATTERN = {"slow": dict(shape="."), "regular": dict(shape="")}
-# One colour per run where a chart shows several.
-RUN_COLORS = qualitative.Plotly
+# One colour per run where a chart shows several: none blue or red, the models' colours elsewhere on
+# the same pages (green, purple, orange, brown, olive, grey).
+RUN_COLORS = ("#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#bcbd22", "#7f7f7f")
 # Kernels larger than this are block-averaged for display (the browser gets at most this² cells).
 DISPLAY_POINTS = 300
 KERNEL_COLORSCALE = "RdBu_r"
@@ -199,8 +200,8 @@ MACHINE_BARS = {
 
 
 def machines_figure(result: ExperimentResult, color: str | None = None) -> go.Figure:
-    """Test error % of each network beside the ridge machines of its initial and final feature and
-    tangent kernels: lazy, the network ≈ the Θ₀ machine; rich, the network and its final kernels beat it.
+    """Test error % of each network, at its last recorded epoch, beside the test error of the ridge
+    machines of its initial and final feature and tangent kernels (each solved exactly).
     Bars lie along the error axis, each with its value at its end: grouped upright bars of two models
     printed their values into each other ("7.07.0"). `color`: both models in that colour, the slow one
     dotted, for a page whose colours mean runs; by default each model its own colour."""
@@ -330,7 +331,7 @@ def kernel_figure(kernel: np.ndarray, labels: np.ndarray, digits, title: str, li
 # Per kind of kernel: the result's per-epoch stacks, its symbol, the letter of its change K − K₀, and
 # the record fields of its ρ and of its distance from initialisation.
 KERNEL_KINDS = {
-    "feature": ("kernels", "φφᵀ", "K", "alignment", "feature_distance"),
+    "feature": ("kernels", "ΦΦᵀ", "K", "alignment", "feature_distance"),
     "tangent": ("tangent_kernels", "Θ", "Θ", "tangent_alignment", "tangent_distance"),
 }
 
@@ -352,7 +353,7 @@ def shown_kernels(result: ExperimentResult, epoch: int, kind: str = "feature", c
 def kernel_figures(
     result: ExperimentResult, epoch: int, kind: str = "feature", change: bool = False, shown: dict | None = None
 ) -> dict[str, go.Figure]:
-    """Target YYᵀ and both models' kernels of `kind` ("feature" φφᵀ or "tangent" Θ) at `epoch`; with
+    """Target YYᵀ and both models' kernels of `kind` ("feature" ΦΦᵀ or "tangent" Θ) at `epoch`; with
     `change`, K − K₀ of both models on one shared colour scale, so that their movement compares.
     `shown`: `shown_kernels` of the same arguments, when the caller has it already."""
     digits, labels = result.config.digits, result.probe_labels

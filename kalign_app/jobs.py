@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kalign_app.workers import TrainingFailed, WorkerDied, WorkerInfo, shared_pool
-from kalign_core.config import ExperimentConfig
+from kalign_app.workers import SERVER_ERROR, TrainingFailed, WorkerDied, WorkerInfo, shared_pool
+from kalign_core.config import ConfigError, ExperimentConfig
+from kalign_core.data import DataUnavailable
 from kalign_core.devices import cpu_count
 from kalign_core.results import ExperimentResult
 from kalign_core.sweep_spec import SweepSpec, TrialSummary
@@ -319,9 +320,9 @@ class TrainingJob(BackgroundJob):
         except WorkerDied as died:
             log.error("training %s: %s (replaced by a new process)", self.config, died)
             self._set(state="failed", error=WORKER_DIED)
-        except Exception as error:  # a fault on the server's side: report it, keep the server serving
-            log.exception("training job failed")
-            self._set(state="failed", error=f"{type(error).__name__}: {error}")
+        except Exception:  # a fault on the server's side: in words on the page, in full in the log
+            log.exception("training %s failed", self.config)
+            self._set(state="failed", error=SERVER_ERROR)
 
 
 # The time left is estimated from this many recent epochs: epochs slow down when the machine gets
@@ -451,7 +452,13 @@ class SweepJob(BackgroundJob):
             state = "stopped" if outcome.stopped else "finished"
             with self._lock:
                 self._status = replace(self._status, state=state, summaries=outcome.summaries)
-        except Exception as error:  # shown to the user; the trials saved so far stay on disk
+        except Exception as error:  # the trials saved so far stay on disk
+            if isinstance(error, ConfigError):  # settings that do not fit: its message is written for users
+                message = str(error)
+            elif isinstance(error, DataUnavailable):  # the reason in words; the paths go to the log
+                message = error.words
+            else:
+                message = SERVER_ERROR
+            log.exception("sweep into %s failed", self.folder)
             with self._lock:
-                message = str(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
                 self._status = replace(self._status, state="failed", error=message)

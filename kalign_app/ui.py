@@ -272,7 +272,7 @@ def time_left(seconds: float | None) -> str:
     return f"about {duration(seconds)} left"
 
 
-def run_state(result: ExperimentResult | None) -> None:
+def run_state(result: ExperimentResult | None, on_runs_page: bool = False) -> None:
     """The one message a page that shows the current run needs above it: a run is training (the page
     shows it once it finishes, and the previous run until then), or there is no run yet."""
     if current_job() is not None:
@@ -283,5 +283,6 @@ def run_state(result: ExperimentResult | None) -> None:
         )
         st.page_link(navigation.TRAIN, label="Watch it train", icon=":material/model_training:")
     elif result is None:
-        st.info("No run yet. Pick digits and press **Train** on the Train page, or open a saved run on the Runs page.")
+        where = "below" if on_runs_page else "on the Runs page"
+        st.info(f"No run yet. Pick digits and press **Train** on the Train page, or open a saved run {where}.")
         st.page_link(navigation.TRAIN, label="Go to Train", icon=":material/play_arrow:")

@@ -10,20 +10,64 @@ from __future__ import annotations
 import math
 
 from kalign_core.results import DIVERGENCE_FACTOR, MODEL_NAMES, ExperimentResult
-from kalign_core.text import fixed, percent
+from kalign_core.text import percent
 
 # Alignment changes smaller than this on both models count as "not moved yet".
 UNMOVED_ALIGNMENT = 0.005
 # The other model's alignment change under this fraction of the mover's reads as "far less".
 FAR_LESS = 1 / 4
+# Shares of the initial size below this (0.001 %) are said as "less than 0.001 %": two significant
+# figures of them read as exponents ("3.7e-07 %"). Distances 1 − ρ below SMALLEST_DISTANCE likewise.
+SMALLEST_SHARE = 1e-5
+SMALLEST_DISTANCE = 0.001
+# A slow hidden layer that moved less than this share of its initial size (0.01 %) "barely moved":
+# what overshot in its divergence were its readout's steps, at the regular learning rate.
+BARELY_MOVED = 1e-4
 
 
 def delta(change: float, digits: int, unit: str, colour: str = "normal") -> dict:
-    """st.metric's delta for a change since init: no change at all is said in words, with neither
-    arrow nor colour; a tiny one keeps its sign and significant figures (see `fixed`)."""
+    """st.metric's delta for a change since init: no change at all, or one that rounds to 0 at
+    `digits` decimals, is said in words ("up by less than 0.001"), with neither arrow nor colour."""
     if change == 0:
         return dict(delta="unchanged since init", delta_color="off", delta_arrow="off")
-    return dict(delta=f"{fixed(change, digits, sign=True)}{unit} since init", delta_color=colour)
+    if round(change, digits) == 0:
+        way = "up" if change > 0 else "down"
+        return dict(
+            delta=f"{way} by less than {10**-digits:.{digits}f}{unit} since init", delta_color="off", delta_arrow="off"
+        )
+    return dict(delta=f"{change:+.{digits}f}{unit} since init", delta_color=colour)
+
+
+def stopped_with(result: ExperimentResult, name: str) -> str:
+    """What a diverged model's cards show: its last record is of the end of the epoch it diverged in."""
+    error = error_percent(result.history[name][-1].test_error)
+    return (
+        f"Its cards (test error {error}) measure the weights it ended that epoch with, after the batch whose loss "
+        "blew up."
+    )
+
+
+def error_percent(error: float) -> str:
+    """A test or train error as the Train page prints it, e.g. "7.0 %" (a space before every %)."""
+    return f"{error:.1f} %"
+
+
+def rho_value(value: float) -> str:
+    """A value of ρ at three decimals; one that rounds to 0 prints as 0.000, never "-0.000"."""
+    return "0.000" if round(value, 3) == 0 else f"{value:.3f}"
+
+
+def share(fraction: float) -> str:
+    """A share of the initial size in percent, in words below what two significant figures show
+    without an exponent: "0.71 %", "less than 0.001 %"."""
+    return "less than 0.001 %" if 0 < abs(fraction) < SMALLEST_SHARE else percent(fraction)
+
+
+def distance(value: float) -> str:
+    """A distance 1 − ρ from initialisation, to two significant figures, "under 0.001" below that."""
+    if value == 0:
+        return "0"
+    return f"under {SMALLEST_DISTANCE:g}" if 0 < value < SMALLEST_DISTANCE else f"{value:.2g}"
 
 
 def other_model(name: str) -> str:
@@ -37,14 +81,19 @@ def alignment_change(result: ExperimentResult, name: str) -> float | None:
 
 
 def printed(change: float) -> float:
-    """A change in ρ as `rho_change` prints it, for comparisons a reader can check."""
-    return float(fixed(change, 3))
+    """A change in ρ as `rho_change` prints it, for comparisons a reader can check (one said as
+    "up by less than 0.001" counts as 0)."""
+    return round(change, 3)
 
 
 def rho_change(change: float | None) -> str:
     if change is None:
         return "ρ undefined"
-    return "ρ unchanged" if change == 0 else f"ρ {fixed(change, 3, sign=True)}"
+    if change == 0:
+        return "ρ unchanged"
+    if round(change, 3) == 0:
+        return f"ρ {'up' if change > 0 else 'down'} by less than 0.001"
+    return f"ρ {change:+.3f}"
 
 
 def per_model(values: dict[str, str]) -> str:
@@ -77,18 +126,45 @@ def rates_sentence(slow_lr: float, regular_lr: float) -> str:
     return ""
 
 
+def page_caption(config) -> str:
+    """The Train page's line under its title, true of `config` (the form's settings; None when they
+    are not valid yet)."""
+    same = "Both models start from the same weights and see the same batches"
+    if config is None:
+        return f"{same}. Watch whether their features align with the task."
+    if config.slow_lr == config.regular_lr:
+        rates = (
+            f", and both learning rates are {config.regular_lr:g}, so they train identically: set a smaller slow "
+            "learning rate to compare a slow hidden layer with a regular one."
+        )
+    else:
+        rates = (
+            f"; only the slow model's hidden layer has its own learning rate ({config.slow_lr:g}; the regular "
+            f"{config.regular_lr:g} trains its readout and the whole regular model)."
+        )
+    lazy = (
+        f" Both train the lazily scaled α(f − f₀) with α = {config.lazy_scale:g}."
+        if config.lazy_scale is not None
+        else ""
+    )
+    return f"{same}{rates}{lazy} Watch whether their features align with the task."
+
+
 def same_training_reading(result: ExperimentResult) -> str:
     rate = result.config.regular_lr
-    same = f"Both learning rates are {rate:g}, so the two models are the same training (same start, same batches)"
+    same = (
+        f"Both learning rates are {rate:g}, so the two models train identically (same start, same batches, same rates)"
+    )
     if all(result.diverged_at[name] is not None for name in MODEL_NAMES):
-        return f"{same}, and it diverged: lower the learning rate."
+        alpha = " or the lazy scale α" if result.config.lazy_scale is not None else ""
+        return f"{same}, and both diverged: lower the learning rate{alpha}."
     changes = per_model({name: rho_change(alignment_change(result, name)) for name in MODEL_NAMES})
     return f"{same}: {changes} since initialisation; {test_errors(result)}."
 
 
 def test_errors(result: ExperimentResult) -> str:
     return "test error ended at " + per_model(
-        {name: f"{result.history[name][-1].test_error:.1f}%" for name in MODEL_NAMES}
+        {name: error_percent(result.history[name][-1].test_error) for name in MODEL_NAMES}
     )
 
 
@@ -99,13 +175,21 @@ def outcome(result: ExperimentResult) -> str:
     both = f"{rho_change(change['slow'])} slow, {rho_change(change['regular'])} regular"
     diverged = [name for name in MODEL_NAMES if result.diverged_at[name] is not None]
     if len(diverged) == 2:
-        return "Both models diverged, so this run says nothing about feature learning yet: lower the learning rates."
+        alpha = " or the lazy scale α" if result.config.lazy_scale is not None else ""
+        if regular_rate_only(result):
+            lower = (
+                "lower the regular learning rate (it trains the regular model and the slow model's readout; the "
+                f"slow model's hidden layer barely moved){alpha}"
+            )
+        else:
+            lower = f"lower the learning rates{alpha}"
+        return f"Both models diverged, so this run says nothing about feature learning yet: {lower}."
     if diverged:
         bad, good = diverged[0], other_model(diverged[0])
         return (
             f"The {bad} model diverged, so only the {good} model trained to the end ({rho_change(change[good])}, "
-            f"test error {result.history[good][-1].test_error:.1f}%); lower the learning rate named above to "
-            "compare the two."
+            f"test error {error_percent(result.history[good][-1].test_error)}); lower the learning rate named "
+            "above to compare the two."
         )
     if None in change.values():
         return (
@@ -154,16 +238,26 @@ def movement_reading(result: ExperimentResult) -> str:
 
 
 def moved_sentence(last: dict) -> str:
-    if not finite(last["slow"].hidden_change, last["regular"].hidden_change):
+    """How far both models' hidden weights and tangent kernels moved: "(both)" where they print
+    the same, "did not move at all" for exactly 0, words below what two significant figures show."""
+    changes = {name: last[name].hidden_change for name in MODEL_NAMES}
+    if not finite(*changes.values()):
         return ""  # not measured, or a diverged model's weights overflowed (its notice says so)
-    moved = (
-        f"The slow model's hidden weights moved {percent(last['slow'].hidden_change)} of their initial "
-        f"size against {percent(last['regular'].hidden_change)} for the regular one"
-    )
-    if finite(last["slow"].tangent_distance, last["regular"].tangent_distance):
-        moved += (
-            f"; their tangent kernels moved 1 − ρ(Θ, Θ₀) = {last['slow'].tangent_distance:.2g} and "
-            f"{last['regular'].tangent_distance:.2g}"
+    still = [name for name in MODEL_NAMES if changes[name] == 0]
+    if len(still) == 2:
+        moved = "Neither model's hidden weights moved at all"
+    elif still:
+        mover = other_model(still[0])
+        moved = (
+            f"The {still[0]} model's hidden weights did not move at all, the {mover} model's moved "
+            f"{share(changes[mover])} of their initial size"
+        )
+    else:
+        moved = f"The hidden weights moved {per_model({n: share(c) for n, c in changes.items()})} of their initial size"
+    distances = {name: last[name].tangent_distance for name in MODEL_NAMES}
+    if finite(*distances.values()):
+        moved += "; the distance of their tangent kernels from initialisation, 1 − ρ(Θ, Θ₀), is " + per_model(
+            {name: distance(value) for name, value in distances.items()}
         )
     return moved + "."
 
@@ -182,8 +276,8 @@ def chance_sentence(result: ExperimentResult) -> str:
     else:
         where = "below" if start < low else "within"
     sentence = (
-        f"At initialisation ρ = {fixed(start, 3)} is {where} chance (95 % of label shuffles give "
-        f"{fixed(low, 3)} to {fixed(high, 3)})"
+        f"At initialisation ρ = {rho_value(start)} is {where} chance (95 % of label shuffles give "
+        f"{rho_value(low)} to {rho_value(high)})"
     )
     return sentence + (": random ReLU features of pixels already carry class structure." if start > high else ".")
 
@@ -196,9 +290,10 @@ def regime_sentence(result: ExperimentResult) -> str:
             "the larger α, the less every weight moves while the function learns."
         )
     not_lazy = "that is not the lazy regime: for that, turn on the lazy scale α."
-    if config.slow_lr == 0:
+    if config.slow_lr == 0:  # the reading has said it is a random-features model
         return (
-            f"A frozen hidden layer makes the slow model a random-features model (only its readout learns); {not_lazy}"
+            "A frozen hidden layer is not the lazy regime (there every weight learns, staying close to its start): "
+            "for that, turn on the lazy scale α."
         )
     if config.slow_lr < config.regular_lr:
         return (
@@ -208,32 +303,57 @@ def regime_sentence(result: ExperimentResult) -> str:
     return ""
 
 
+MACHINE_KERNELS = {"tangent": "initial tangent kernel Θ₀", "feature": "initial feature kernel K₀"}
+
+
 def machines_sentence(result: ExperimentResult) -> str:
-    initial = result.kernel_machine_errors.get("regular", {}).get("init", {}).get("tangent")
-    if initial is None:
+    """The machines of the initial kernels (both models' start), and why they are no race with the
+    networks; nothing when the regular model diverged (its run stopped early)."""
+    initial = result.kernel_machine_errors.get("regular", {}).get("init", {})
+    scores = [
+        (label, error_percent(initial[kind]))
+        for kind, label in MACHINE_KERNELS.items()
+        if initial.get(kind) is not None
+    ]
+    if not scores or result.diverged_at["regular"] is not None:
         return ""
+    (label, error), *others = scores
+    scored = f"The kernel ridge machine of the {label} scores {error} test error" + "".join(
+        f", that of the {label} {error}" for label, error in others
+    )
     epochs = result.epochs_done
     return (
-        f"The ridge machine of the initial tangent kernel Θ₀ scores {initial:.1f} % test error, the regular "
-        f"network {result.history['regular'][-1].test_error:.1f} % after {epochs} epoch{'s' if epochs != 1 else ''}: "
-        "the machine is solved exactly, the network only as far as its training went."
+        f"{scored}. A machine is solved exactly, while a network trains for as many epochs as it is given ({epochs} "
+        f"epoch{'s' if epochs != 1 else ''} here), not until it converges: the two are not a race."
     )
 
 
 def divergence_messages(result: ExperimentResult) -> list[str]:
-    """One message per diverged model: when, the cause its numbers point to, and what to try."""
+    """One message per diverged model: when, what its cards show, the cause its numbers point to,
+    and what to try."""
     return [
-        f"The **{name}** model diverged at epoch {result.diverged_at[name]}: a batch loss grew past "
-        f"{DIVERGENCE_FACTOR:g}× its initial loss (or stopped being a number), so it stopped training there; its "
-        f"curves end at the ✕. {divergence_cause(result, name)}Try {divergence_advice(result, name)}."
+        f"The **{name}** model diverged at epoch {epoch}: a batch loss grew past {DIVERGENCE_FACTOR:g}× its "
+        "initial loss (or stopped being a number), so it trained no further than the end of that epoch; its "
+        f"curves end at the ✕. {stopped_with(result, name)} {divergence_cause(result, name)}"
+        f"Try {divergence_advice(result, name)}."
         for name in MODEL_NAMES
-        if result.diverged_at[name] is not None
+        if (epoch := result.diverged_at[name]) is not None
     ]
+
+
+def regular_rate_only(result: ExperimentResult) -> bool:
+    """Whether the regular learning rate alone trained what moved in the slow model: its hidden layer
+    is frozen, or barely moved (its readout trains at the regular rate)."""
+    config = result.config
+    change = result.history["slow"][-1].hidden_change
+    barely = change is not None and math.isfinite(change) and change < BARELY_MOVED
+    return config.slow_lr != config.regular_lr and (config.slow_lr == 0 or barely)
 
 
 def divergence_cause(result: ExperimentResult, name: str) -> str:
     """What the model's last record says of why it diverged (empty when it says nothing)."""
     last = result.history[name][-1]
+    config = result.config
     note = last.alignment_note or ""
     if last.alignment is None and "is zero" in note:
         return (
@@ -245,25 +365,27 @@ def divergence_cause(result: ExperimentResult, name: str) -> str:
         return (
             "By then its weights or features had stopped being finite numbers: its steps grew until they overflowed. "
         )
-    if name == "slow" and result.config.slow_lr == 0:
+    lazy = "" if config.lazy_scale is None else f" with the lazy scale α = {config.lazy_scale:g}"
+    if name == "slow" and config.slow_lr == 0:
         return (
             "Its hidden layer is frozen (slow learning rate 0), so its readout's steps, at the regular learning "
-            f"rate {result.config.regular_lr:g}, overshot. "
+            f"rate {config.regular_lr:g}{lazy}, overshot. "
+        )
+    if name == "slow" and regular_rate_only(result):
+        return (
+            "Its hidden weights barely moved (less than 0.01 % of their initial size), so the steps that overshot "
+            f"were its readout's, which trains at the regular learning rate {config.regular_lr:g}{lazy}. "
         )
     if change is None:
         return ""
-    lazy = result.config.lazy_scale
-    if lazy is not None:
+    moved = "did not move at all" if change == 0 else f"had moved {share(change)} of their initial size"
+    if config.lazy_scale is not None:
         return (
-            f"Its hidden weights had moved {percent(change)} of their initial size: with α = {lazy:g} it trains "
-            "α(f − f₀), close to linear in its weights, and at this learning rate each step overshoots, so the "
-            "loss grows. "
+            f"Its hidden weights {moved}: with α = {config.lazy_scale:g} it trains α(f − f₀), close to linear in "
+            "its weights, and at this learning rate each step overshoots, so the loss grows. "
         )
     apart = " and its features still told the probe digits apart (ρ defined)" if last.alignment is not None else ""
-    return (
-        f"Its hidden weights had moved {percent(change)} of their initial size{apart}: its steps overshot at "
-        "this learning rate. "
-    )
+    return f"Its hidden weights {moved}{apart}: its steps overshot at this learning rate. "
 
 
 def divergence_advice(result: ExperimentResult, name: str) -> str:
@@ -272,6 +394,8 @@ def divergence_advice(result: ExperimentResult, name: str) -> str:
         advice = "a smaller regular learning rate (e.g. 10 times smaller)"
     elif config.slow_lr == 0:
         advice = "a smaller regular learning rate (it trains this model's readout; its hidden layer is frozen)"
+    elif regular_rate_only(result):
+        advice = "a smaller regular learning rate (it trains this model's readout; its hidden layer barely moved)"
     else:
         advice = "a smaller slow learning rate, or a smaller regular one (it also trains this model's readout)"
     return advice + (", or a smaller α" if config.lazy_scale is not None else "")

@@ -52,6 +52,11 @@ class WorkerDied(Exception):
         self.pid, self.exitcode = pid, exitcode
 
 
+# What a page says of a run or sweep that an error on the server stopped: the exception and its
+# traceback go to the server's log, never to a page.
+SERVER_ERROR = "an error on the server stopped it; the details are in the server's log"
+
+
 class TrainingFailed(Exception):
     """The run raised in its worker: `message` is for the user, `details` (a traceback, or where the
     data was missing) for the log, None when the message says it all (bad settings for the data)."""
@@ -105,8 +110,8 @@ def _train(connection, stop, request: tuple[dict, str]) -> None:
     except DataUnavailable as error:  # no data: the page gets the reason in words, the log the paths
         _send(connection, ("failed", error.words, str(error)))
         return
-    except Exception as error:  # e.g. out of memory in torch: the server logs it and keeps serving
-        _send(connection, ("failed", f"{type(error).__name__}: {error}", traceback.format_exc()))
+    except Exception:  # e.g. out of memory in torch: the page says so in words, the server's log has it all
+        _send(connection, ("failed", SERVER_ERROR, traceback.format_exc()))
         return
     send_tail("done", result)
 

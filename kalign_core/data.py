@@ -77,6 +77,8 @@ class DigitData:
 NOT_HERE = "full MNIST is not on this machine yet"
 PARTIAL = "the copy of full MNIST on this machine is partial (an interrupted download)"
 DAMAGED = "the copy of full MNIST on this machine is corrupt (checksum mismatch)"
+UNREADABLE = "the copy of full MNIST on this machine could not be read as MNIST"
+NOT_DIGITS = "the copy of full MNIST on this machine does not hold 28×28 images"
 
 
 class DataUnavailable(RuntimeError):
@@ -249,7 +251,7 @@ def _read_mnist(root: str):
         train = MNIST(root, train=True, download=False)
         test = MNIST(root, train=False, download=False)
     except Exception as error:  # missing, partial or corrupt files
-        raise DataUnavailable(f"MNIST is not readable in {root}: {error}", DAMAGED) from error
+        raise DataUnavailable(f"MNIST is not readable in {root}: {error}", UNREADABLE) from error
     arrays = (
         train.data.reshape(len(train.data), -1).numpy(),
         train.targets.numpy(),
@@ -257,7 +259,7 @@ def _read_mnist(root: str):
         test.targets.numpy(),
     )
     if arrays[0].shape[1:] != (784,) or arrays[2].shape[1:] != (784,):
-        raise DataUnavailable(f"MNIST in {root} does not hold 28×28 images; delete it to download again", DAMAGED)
+        raise DataUnavailable(f"MNIST in {root} does not hold 28×28 images; delete it to download again", NOT_DIGITS)
     return arrays
 
 

@@ -9,7 +9,7 @@ from kalign_core.results import MODEL_NAMES
 
 navigation.require_app()
 
-KINDS = {"feature": "feature φφᵀ", "tangent": "tangent Θ"}
+KINDS = {"feature": "feature ΦΦᵀ", "tangent": "tangent Θ"}
 
 st.title("Kernels")
 st.caption(
@@ -51,11 +51,6 @@ elif result is not None:
         help="the feature kernel is what the readout sees; the tangent kernel Θ is what gradient "
         "descent on every weight sees (it stays fixed in the lazy regime)",
     )
-    change = view.toggle(
-        "Change since initialisation, K − K₀",
-        key="kernel_change",
-        help="both models on one colour scale, so their movement compares",
-    )
     if kind == "tangent" and not result.tangent_kernels[MODEL_NAMES[0]]:
         st.info(
             "Tangent kernels are kept for runs trained since the server started, not in saved or uploaded "
@@ -63,6 +58,13 @@ elif result is not None:
             icon=":material/info:",
         )
         kind = "feature"
+    letter = figures.KERNEL_KINDS[kind][2]  # K for the feature kernel, Θ for the tangent kernel
+    moved = f"{letter} − {letter}₀"
+    change = view.toggle(
+        f"Change since initialisation, {moved}",
+        key="kernel_change",
+        help="both models on one colour scale, so their movement compares",
+    )
     m = len(result.probe_labels)
     if m > figures.DISPLAY_POINTS:
         st.caption(
@@ -71,8 +73,9 @@ elif result is not None:
         )
     if change:
         st.caption(
-            "K − K₀ of both models share one colour scale, and so do their class-block means: a pale map moved "
-            "little. Centered kernels, so the change is in the kernel's shape, not its size."
+            f"{moved} of both models share one colour scale, and so do their class-block means: a pale map moved "
+            "little. Centered kernels: the change leaves out what all probe digits share; it includes any change "
+            "in the kernel's scale."
         )
     shown = figures.shown_kernels(result, epoch, kind, change)
     columns = st.columns(3)

@@ -126,12 +126,14 @@ def save_and_download(folder: pathlib.Path | None, result) -> None:
                 try:
                     path = params.run_path(folder, text)
                     if path.exists():
-                        raise ValueError(f"a run named {path.name!r} already exists in {folder}; choose another name")
+                        raise ValueError(
+                            f"a run named {path.name!r} already exists in this folder; choose another name"
+                        )
                     runs.save_run(result, path)
                 except (ValueError, OSError) as error:
                     st.error(f"Run name: {error}", icon=":material/error:")
                 else:
-                    st.success(f"Saved as {path}", icon=":material/check:")
+                    st.success(f"Saved as {path.name}", icon=":material/check:")
     downloads = [
         ("Run file (.kalign)", lambda: runs.run_file(result), "kalign", "application/zip"),
         ("Histories (.csv)", lambda: runs.history_csv(result), "csv", "text/csv"),
@@ -225,7 +227,7 @@ current = ui.current_result()
 folder = folder_picker()
 
 st.header("Current run")
-ui.run_state(current)
+ui.run_state(current, on_runs_page=True)
 if current is not None:
     st.caption(f"{summary(CURRENT, current)['status']} · {default_name(current)}")
     st.caption(provenance_line(current))
@@ -241,7 +243,7 @@ if saved:
         column_config=SUMMARY_FORMATS,
     )
 elif folder is not None:
-    st.caption(f"No saved runs in {folder} yet.")
+    st.caption("No saved runs yet.")
 for name, problem in broken.items():
     st.warning(f"{name} cannot be read: {problem}")
 compare(saved, current)

@@ -221,18 +221,27 @@ def plan(spec: SweepSpec, folder: pathlib.Path, workers: int) -> bool:
         ui.log.warning("sweep %s: %s", folder.name, unavailable)
         st.error(f"Sweep {folder.name}: {unavailable.words}", icon=":material/error:")
         return False
-    axes = f"{len(spec.pairs)} pairs × {len(spec.widths)} widths × {len(spec.ratios)} ratios × {len(spec.seeds)} seeds"
+    axes = " × ".join(
+        counted(len(values), noun)
+        for values, noun in ((spec.pairs, "pair"), (spec.widths, "width"), (spec.ratios, "ratio"), (spec.seeds, "seed"))
+    )
     if not pending:
-        st.success(f"All {total} trials ({axes}) are in **{folder.name}**: see the results below.")
+        every = "The trial" if total == 1 else f"All {total} trials"
+        st.success(f"{every} ({axes}) {'is' if total == 1 else 'are'} in **{folder.name}**: see the results below.")
         return False
     already = f", {total - pending} already done" if pending < total else ""
     st.info(
-        f"**{total} trials** ({axes}{already}) into **{folder.name}**: about **{duration(seconds)}** of "
-        f"training on {min(workers, pending)} worker(s), plus the workers' start-up "
+        f"**{counted(total, 'trial')}** ({axes}{already}) into **{folder.name}**: about **{duration(seconds)}** of "
+        f"training on {counted(min(workers, pending), 'worker')}, plus the workers' start-up "
         "(each starts Python and imports torch: seconds).",
         icon=":material/schedule:",
     )
     return True
+
+
+def counted(n: int, noun: str) -> str:
+    """e.g. "1 width", "3 widths"."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def start(spec: SweepSpec, folder: pathlib.Path, workers: int) -> None:
@@ -288,7 +297,8 @@ def outcome_notice() -> None:
         st.error(f"The sweep failed: {status.error}. The trials finished before it are saved.", icon=":material/error:")
     elif status.state == "stopped":
         st.info(
-            f"Stopped with {len(status.summaries)} trials done; press Run to resume.", icon=":material/stop_circle:"
+            f"Stopped with {counted(len(status.summaries), 'trial')} done; press Run to resume.",
+            icon=":material/stop_circle:",
         )
 
 
@@ -327,15 +337,16 @@ def results() -> None:
     base = sweeps_base()
     names = saved_sweeps(base)
     if not names:
-        st.caption(f"No sweeps in {base} yet: choose the axes and press Run, or run `python -m kalign_core sweep`.")
+        st.caption("No sweeps yet: choose the axes and press Run, or run `python -m kalign_core sweep`.")
         return
     if st.session_state.get(key("open")) not in names:
         st.session_state[key("open")] = names[0]
-    folder = base / st.selectbox("Sweep", names, key=key("open"), help=f"sweep folders in {base}")
+    folder = base / st.selectbox("Sweep", names, key=key("open"), help="the sweeps saved on this server")
     try:
         summaries = read_summary_csv((folder / SUMMARY_CSV).read_text())
-    except (OSError, ValueError) as error:
-        st.warning(f"{folder / SUMMARY_CSV} cannot be read: {error}")
+    except (OSError, ValueError):
+        ui.log.exception("sweep %s: its summary cannot be read", folder)
+        st.warning(f"The summary of the sweep {folder.name} cannot be read; the details are in the server's log.")
         return
     if not summaries:
         st.caption("No trial of this sweep has finished yet.")

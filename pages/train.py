@@ -266,10 +266,9 @@ def outcome_notice() -> None:
 
 def source_notice(result) -> None:
     if result.source == "sample" and result.config.source == "auto":
-        why = result.source_note or "full MNIST was not on disk and could not be downloaded"
+        why = result.source_note or "full MNIST was not on this machine (choose full MNIST to download it, about 12 MB)"
         st.info(
-            f"Trained on the **bundled MNIST sample** (400 training and 100 test digits per class): {why}. "
-            "Choose 'full MNIST' once online for all 70,000.",
+            f"Trained on the **bundled MNIST sample** (400 training and 100 test digits per class): {why}.",
             icon=":material/wifi_off:",
         )
     names = {"mnist": "full MNIST", "sample": "the bundled MNIST sample (400 train / 100 test per digit)"}
@@ -290,10 +289,15 @@ def metrics(result) -> None:
     # in a narrow window.
     for name, column in zip(MODEL_NAMES, st.columns(2)):
         first, last = result.history[name][0], result.history[name][-1]
-        flag = " (diverged)" if result.diverged_at[name] is not None else ""
+        diverged = result.diverged_at[name] is not None
+        flag = " (diverged)" if diverged else ""
+        why = (
+            dict(help=f"At the end of epoch {result.diverged_at[name]}, the epoch it diverged in.") if diverged else {}
+        )
         column.metric(
             f"{name} · test error{flag}",
-            f"{last.test_error:.1f}%",
+            wording.error_percent(last.test_error),
+            **why,
             **wording.delta(last.test_error - first.test_error, 1, " pp", colour="inverse"),
         )
         change = result.alignment_change(name)
@@ -302,7 +306,8 @@ def metrics(result) -> None:
         else:
             column.metric(
                 f"{name} · alignment ρ{flag}",
-                wording.fixed(last.alignment, 3),
+                wording.rho_value(last.alignment),
+                **why,
                 **({} if change is None else wording.delta(change, 3, "")),
             )
 
@@ -325,10 +330,10 @@ def finished_run(result) -> None:
 
 
 st.title("Train two networks side by side")
-st.caption(
-    "Both start from the same weights and see the same batches; only the hidden layer's learning rate "
-    "differs. Watch whether their features align with the task."
-)
+try:
+    st.caption(wording.page_caption(params.config_from_settings(ui.settings())))
+except params.SettingsError:  # the form says what to fix; the line under the title says what always holds
+    st.caption(wording.page_caption(None))
 job = ui.current_job()
 form_column, result_column = st.columns([1.4, 3], gap="large")
 with form_column:

@@ -111,8 +111,8 @@ def test_kernel_figures_title_each_with_its_alignment_and_hold_a_diverged_model_
     titles = {name: fig.layout.title.text for name, fig in figures.kernel_figures(result, 2).items()}
     assert titles == {
         "target": "target YYᵀ, ρ = 1",
-        "slow": "slow φφᵀ, ρ = 0.450",
-        "regular": "regular φφᵀ, ρ = 0.300 (diverged; epoch 1)",
+        "slow": "slow ΦΦᵀ, ρ = 0.450",
+        "regular": "regular ΦΦᵀ, ρ = 0.300 (diverged; epoch 1)",
     }
 
 
@@ -256,3 +256,28 @@ def test_a_lesson_of_several_runs_colours_their_bars_by_run_as_its_curves():
             curve_colors[f"{label} · slow"],
             curve_colors[f"{label} · regular"],
         }
+
+
+def _hue_saturation(color: str) -> tuple[float, float]:
+    """A "#rrggbb" colour's hue in degrees and its saturation (0 to 1)."""
+    import colorsys
+
+    r, g, b = (int(color[i : i + 2], 16) / 255 for i in (1, 3, 5))
+    hue, saturation, _ = colorsys.rgb_to_hsv(r, g, b)
+    return 360 * hue, saturation
+
+
+def test_runs_are_never_coloured_blue_or_red_the_models_colours_on_the_same_pages():
+    """On a page of single-run charts (blue = slow, red = regular) and overlays of several runs, a run's
+    colour must not read as a model: runs get colours outside the blue and red families."""
+    assert set(figures.MODEL_COLORS.values()) == {"#1f77b4", "#d62728"}
+    for color in figures.RUN_COLORS:
+        hue, saturation = _hue_saturation(color)
+        vivid = saturation > 0.6  # brown (#8c564b) shares red's hue but not its look
+        assert not (vivid and (hue >= 330 or hue <= 15)), color  # red
+        assert not (vivid and 185 <= hue <= 260), color  # blue
+        assert color.lower() not in {"#636efa", "#ef553b", *figures.MODEL_COLORS.values()}
+    runs = {str(i): make_result([0.4, 0.5]) for i in range(len(figures.RUN_COLORS) + 1)}
+    fig = figures.overlay_figure(runs, "alignment", "t", "ρ")
+    assert {t.line.color for t in fig.data} == set(figures.RUN_COLORS)
+    assert not {t.line.color for t in fig.data} & set(figures.MODEL_COLORS.values())

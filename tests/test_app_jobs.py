@@ -203,3 +203,46 @@ def test_shared_jobs_train_an_identical_config_once_until_the_last_watcher_leave
     assert again.wait(60)
     finished = jobs.RunGroup([other.status().result, other])
     assert finished.results() == [other.status().result] * 2 and finished.jobs() == [other]
+
+
+def test_a_fault_on_the_server_is_said_in_words_and_logged_in_full(small_config, monkeypatch, caplog):
+    """A page never shows an exception's text (it may hold a server path): it says an error stopped
+    the run, and the server's log has the exception with its traceback."""
+    slots = jobs.JobSlots(1)
+
+    def fault(*args, **kwargs):
+        raise RuntimeError("boom in /srv/secret/path")
+
+    monkeypatch.setattr(slots.workers, "train", fault)
+    with caplog.at_level("ERROR", logger=jobs.log.name):
+        job = jobs.TrainingJob(small_config(), slots).start()
+        assert job.wait(60)
+    status = job.status()
+    assert status.state == "failed" and status.error == jobs.SERVER_ERROR
+    assert "/srv" not in status.error and "RuntimeError" not in status.error
+    assert any(record.exc_info and "boom in /srv/secret/path" in str(record.exc_info[1]) for record in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "error, shown",
+    [
+        (RuntimeError("boom in /srv/secret/path"), jobs.SERVER_ERROR),
+        (ValueError("the sweep in /srv/secret/path keeps 'all'"), jobs.SERVER_ERROR),
+        (jobs.ConfigError("epochs", "{epochs} must be from 1 to 3"), "epochs must be from 1 to 3"),
+        (jobs.DataUnavailable("MNIST is not on disk in /srv/secret/path"), "full MNIST is not on this machine yet"),
+    ],
+    ids=["fault", "value-error-with-a-path", "settings", "no-data"],
+)
+def test_a_failed_sweep_says_why_in_words_without_server_paths(tmp_path, monkeypatch, caplog, error, shown):
+    from kalign_core import sweep
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(sweep, "run_sweep", fail)
+    with caplog.at_level("ERROR", logger=jobs.log.name):
+        job = jobs.SweepJob(None, tmp_path / "sweep").start()
+        assert job.wait(60)
+    status = job.status()
+    assert status.state == "failed" and status.error == shown and "/srv" not in status.error
+    assert any(record.exc_info and record.exc_info[1] is error for record in caplog.records)

@@ -88,7 +88,7 @@ def test_tiny_run_draws_both_models_over_every_epoch():
     assert labels == ["slow · test error", "slow · alignment ρ", "regular · test error", "regular · alignment ρ"]
     assert all("since init" in m.delta for m in at.metric)
     assert "test error ended at" in texts(at.markdown)
-    assert "The slow model's hidden weights moved" in texts(at.markdown)
+    assert "The hidden weights moved" in texts(at.markdown)
     assert "above chance (95 % of label shuffles give" in texts(at.markdown)
     assert "closer the slow model is to a random-features model" in texts(at.markdown)
     assert "not the lazy regime" in texts(at.markdown)
@@ -125,10 +125,15 @@ def test_kernels_page_shows_tangent_kernels_their_change_and_class_block_means()
     at.switch_page("pages/kernels.py").run()
     titles = list(charts(at))
     assert titles[:2] == ["target YYᵀ, ρ = 1", "target: class-block means"]
-    assert any(t.startswith("slow φφᵀ, ρ = ") for t in titles) and "regular: class-block means" in titles
+    assert any(t.startswith("slow ΦΦᵀ, ρ = ") for t in titles) and "regular: class-block means" in titles
+    assert at.toggle(key="kernel_change").label == "Change since initialisation, K − K₀"
     at = at.radio(key="kernel_kind").set_value("tangent").run()
     assert any(t.startswith("regular Θ, ρ = ") for t in charts(at))
+    assert at.toggle(key="kernel_change").label == "Change since initialisation, Θ − Θ₀"
     at = at.toggle(key="kernel_change").set_value(True).run()
+    caption = texts(at.caption)
+    assert "Θ − Θ₀ of both models share one colour scale" in caption and "K − K₀" not in caption
+    assert "includes any change in the kernel's scale" in caption and "not its size" not in caption
     specs = charts(at)
     changes = [s for t, s in specs.items() if " − Θ₀, distance 1 − ρ(Θ, Θ₀) = " in t]
     assert len(changes) == 2 and changes[0]["data"][0]["zmax"] == changes[1]["data"][0]["zmax"]
@@ -237,6 +242,11 @@ def test_a_diverged_model_is_marked_and_explained():
     assert epoch is not None
     assert f"The **regular** model diverged at epoch {epoch}" in texts(at.error)
     assert "Try a smaller regular learning rate" in texts(at.error)
+    last = result.history["regular"][-1]
+    assert last.epoch == epoch  # its last record is the end of the epoch it diverged in, as the message says
+    assert f"Its cards (test error {last.test_error:.1f} %) measure the weights it ended that epoch with" in texts(
+        at.error
+    )
     alignment = charts(at)[ALIGNMENT_TITLE]
     marker = next(t for t in alignment["data"] if t["name"] == "regular features diverged")
     assert marker["x"] == [epoch] and marker["marker"]["symbol"] == "x"
@@ -267,6 +277,8 @@ def test_pages_without_a_run_say_how_to_get_one(page):
     at.switch_page(page).run()
     assert not at.exception
     assert "No run yet" in texts(at.info)
+    # The Runs page does not send its reader to the Runs page.
+    assert ("on the Runs page" in texts(at.info)) == (page != "pages/runs.py")
 
 
 def test_about_page_explains_alignment_with_references():
@@ -283,6 +295,7 @@ def test_runs_page_saves_lists_and_overlays_runs(tmp_path):
     at = trained()
     at.switch_page("pages/runs.py").run()
     assert not at.exception
+    assert "No saved runs yet." in texts(at.caption) and str(tmp_path) not in texts(at.caption)
     at.text_input(key="save_name").set_value("../../escape me")
     at = at.button(key="FormSubmitter:save_run-Save").click().run()
     assert not at.exception
@@ -297,6 +310,7 @@ def test_runs_page_saves_lists_and_overlays_runs(tmp_path):
     at.selectbox(key="open_name").set_value("escape-me")
     at = at.button(key="open_saved").click().run()
     assert "Opened escape-me" in texts(at.success)
+    assert str(tmp_path) not in texts(at.success) + texts(at.error)
     assert len(at.session_state["result"].kernels["slow"]) == 3
 
 

@@ -41,7 +41,7 @@ def test_tiny_sweep_from_axes_to_results_and_a_trial_on_the_kernels_page(tmp_pat
     at = choose_tiny_sweep(open_sweeps())
     assert not at.exception and not at.error
     plan = texts(at.info)
-    assert f"**4 trials** (2 pairs × 2 widths × 1 ratios × 1 seeds) into **{SWEEP}**: about" in plan
+    assert f"**4 trials** (2 pairs × 2 widths × 1 ratio × 1 seed) into **{SWEEP}**: about" in plan
 
     at.button(key="run_sweep").click().run()
     assert not at.exception
@@ -49,7 +49,7 @@ def test_tiny_sweep_from_axes_to_results_and_a_trial_on_the_kernels_page(tmp_pat
     assert job is not None and job.wait(120)
     at.run()
     assert not at.exception and not at.error
-    assert f"All 4 trials (2 pairs × 2 widths × 1 ratios × 1 seeds) are in **{SWEEP}**" in texts(at.success)
+    assert f"All 4 trials (2 pairs × 2 widths × 1 ratio × 1 seed) are in **{SWEEP}**" in texts(at.success)
     assert not [b for b in at.button if b.key == "run_sweep"]  # nothing left to run
 
     summaries = read_summary_csv((tmp_path / "sweeps" / SWEEP / SUMMARY_CSV).read_text())
@@ -178,5 +178,5 @@ def test_a_lean_trial_opens_on_the_kernels_page_with_the_epochs_it_kept(tmp_path
     at.select_slider[0].set_value(0).run()
     assert not at.exception
     titles = [json.loads(chart.proto.spec)["layout"]["title"]["text"] for chart in at.get("plotly_chart")]
-    kernels = [title for title in titles if "φφᵀ" in title]
+    kernels = [title for title in titles if "ΦΦᵀ" in title]
     assert len(kernels) == 2 and all("ρ =" in title and "diverged" not in title for title in kernels), titles

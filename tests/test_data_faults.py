@@ -26,6 +26,17 @@ def write_fake_mnist(raw) -> None:
     data._write_checksums(raw)
 
 
+def _rewrite(raw, name: str, content: bytes) -> None:
+    """Replace one file and record its checksum, as if kalign had downloaded it so."""
+    (raw / name).write_bytes(content)
+    data._write_checksums(raw)
+
+
+def _rewrite_images(raw, shape) -> None:
+    _write_idx(raw / "train-images-idx3-ubyte", np.zeros(shape))
+    data._write_checksums(raw)
+
+
 @pytest.fixture
 def fake_mnist(tmp_path, monkeypatch):
     """A tiny, well-formed MNIST cache (as a completed kalign download would leave it)."""
@@ -50,8 +61,11 @@ def test_verified_cache_is_read_as_mnist(fake_mnist):
         (lambda raw: (raw / MNIST_FILES[2]).unlink(), "partial", data.PARTIAL),
         (lambda raw: (raw / data.CHECKSUMS).unlink(), "partial or not downloaded by kalign", data.PARTIAL),
         (lambda raw: (raw / data.CHECKSUMS).write_text("{not json"), "no valid", data.PARTIAL),
+        # Files whose checksums kalign recorded but that torchvision cannot read, or that hold other images.
+        (lambda raw: _rewrite(raw, MNIST_FILES[0], b"not idx"), "not readable", data.UNREADABLE),
+        (lambda raw: _rewrite_images(raw, (60, 7, 7)), "28×28", data.NOT_DIGITS),
     ],
-    ids=["corrupt-file", "missing-file", "no-checksums", "garbled-checksums"],
+    ids=["corrupt-file", "missing-file", "no-checksums", "garbled-checksums", "unreadable", "not-28x28"],
 )
 def test_damaged_cache_is_reported_and_auto_falls_back(fake_mnist, damage, reason, words):
     """The error's details (for the log and the command line) name the damage and the folder; the
