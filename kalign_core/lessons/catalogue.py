@@ -166,6 +166,33 @@ LESSONS: list[Lesson] = [
         next_steps="Open a run on Train to see its networks-and-machines chart, or train the rich run for more "
         "epochs there and compare its machines again.",
     ),
+    Lesson(
+        id="width-or-scaling",
+        title="Width or scaling?",
+        question="Is a wide network lazy because it is wide, or because of how its weights scale with the width?",
+        configs=[
+            ExperimentConfig(
+                digits=(4, 9),
+                width=width,
+                slow_lr=0.4,
+                regular_lr=4.0,
+                epochs=3,
+                parametrization=parametrization,
+                **_FAST,
+            )
+            for parametrization in ("ntk", "mup")
+            for width in (64, 4096)
+        ],
+        labels=["NTK, width 64", "NTK, width 4096", "μP, width 64", "μP, width 4096"],
+        check=checks.check_width_or_scaling,
+        charts=("movement",),
+        notes="Four runs of 4 vs 9 at widths 64 and 4096 under two parametrizations (see the About page): NTK, "
+        "whose learning rates stay as set at every width, and μP, the NTK network at width 256 whose readout "
+        "shrinks like 1/width and whose hidden-layer and readout-weight learning rates grow like the width. All "
+        "runs use learning rate 4 (0.4 for the slow model).",
+        next_steps="Compare with 'Width makes it lazier', which uses PyTorch's standard scaling. The Width lab "
+        "scans many widths and fits the slopes.",
+    ),
 ]
 
 

@@ -197,6 +197,56 @@ def check_width(results):
     ]
 
 
+SCALING_NTK_FACTOR = 3.0  # theory: √(widest / narrowest)
+SCALING_MUP_BAND = (0.5, 2.0)  # theory: 1
+SCALING_MUP_GAIN, SCALING_NTK_GAIN = 0.5, 0.1
+
+
+def check_width_or_scaling(results):
+    """Runs in order: NTK narrow, NTK wide, μP narrow, μP wide."""
+    moved = [r.history["regular"][-1].hidden_change for r in results]
+    gains = [r.alignment_change("regular") for r in results]
+    narrow, wide = results[0].config.width, results[1].config.width
+    low, high = SCALING_MUP_BAND
+    mup_ratio = None if None in moved[2:] or not moved[2] else moved[3] / moved[2]
+
+    def changes(first: int) -> str:
+        pair = moved[first : first + 2]
+        return ", ".join(f"width {w} {'undefined' if m is None else f'{m:.2e}'}" for w, m in zip((narrow, wide), pair))
+
+    def gain_ratio(first: int) -> float | None:
+        a, b = gains[first : first + 2]
+        return None if a is None or b is None or a <= 0 else b / a
+
+    ntk_gain, mup_gain = gain_ratio(0), gain_ratio(2)
+    return [
+        claim(
+            f"Under NTK scaling the wider network's hidden weights move less: relative to their initial size, the "
+            f"width-{narrow} network's move at least {SCALING_NTK_FACTOR:g}× as far as the width-{wide} one's (theory: "
+            f"√({wide}/{narrow}) = {math.sqrt(wide / narrow):g}×).",
+            times(moved[0], moved[1], SCALING_NTK_FACTOR),
+            f"‖W − W₀‖ / ‖W₀‖ of the regular model under NTK: {changes(0)} ({ratio_text(moved[0], moved[1])})",
+        ),
+        claim(
+            f"Under μP they move about as far at both widths: width {wide}'s change is {low:g} to {high:g} times "
+            f"width {narrow}'s (theory: the same).",
+            None if mup_ratio is None else weakest(beyond(mup_ratio, low), beyond(mup_ratio, high, at_least=False)),
+            f"‖W − W₀‖ / ‖W₀‖ of the regular model under μP: {changes(2)} "
+            f"({'undefined' if mup_ratio is None else f'{mup_ratio:.2f}×'})",
+        ),
+        claim(
+            f"So under μP the wide network's features still move toward the task, under NTK hardly: the width-{wide} "
+            f"network's ρ gain is at least {SCALING_MUP_GAIN:g}× the width-{narrow} one's under μP, and under "
+            f"{SCALING_NTK_GAIN:g}× under NTK.",
+            None
+            if None in (ntk_gain, mup_gain)
+            else weakest(beyond(mup_gain, SCALING_MUP_GAIN), beyond(ntk_gain, SCALING_NTK_GAIN, at_least=False)),
+            f"ρ gain of the regular model, width {narrow} → {wide}: NTK {signed(gains[0])} → {signed(gains[1])}, "
+            f"μP {signed(gains[2])} → {signed(gains[3])}",
+        ),
+    ]
+
+
 PAIRS_START_FACTOR = 2.0
 PAIRS_GAIN_FACTOR = 1.5
 
