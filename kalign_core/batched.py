@@ -27,6 +27,7 @@ import torch
 from .config import ExperimentConfig
 from .data import DigitData, load_digits
 from .devices import resolve_device
+from .null_band import null_bands
 from .results import MODEL_NAMES, ExperimentResult
 from .tracking import Tracker
 from .trial import PairTrial, Weights, check_fits
@@ -221,8 +222,8 @@ class TrialBlock:
         for trial, errors in zip(self.trials, initial):
             trial.initial_loss = {model: loss for model, (_, loss) in errors.items()}  # divergence's yardstick
         self._record(0, dict(enumerate(initial)), started)
-        for position, (trial, callback) in enumerate(zip(self.trials, callbacks)):
-            trial.measure_null_bands(self.tracker.initial_kernels(position))
+        self._measure_null_bands()
+        for trial, callback in zip(self.trials, callbacks):
             if callback:
                 callback(trial.result)
         for epoch in range(1, self.epochs + 1):
@@ -240,6 +241,14 @@ class TrialBlock:
                 if callbacks[position]:
                     callbacks[position](self.trials[position].result)
         return self._finish(started, machines, stopped=False)
+
+    def _measure_null_bands(self) -> None:
+        """Every trial's null bands of ρ at initialisation, in one batched computation."""
+        labels = torch.stack([torch.as_tensor(t.probe_y) for t in self.trials])[:, None]  # T × 1 × m
+        permutations = torch.stack([t.null_permutations() for t in self.trials])  # T × kinds × shuffles × m
+        bands = null_bands(self.tracker.initial_kernels(), labels, self.k, permutations)
+        for trial, trial_bands in zip(self.trials, bands.tolist()):
+            trial.set_null_bands(trial_bands)
 
     def _train_errors(self, loss_sum: list[float], errors: list[float]) -> dict:
         """(error %, mean loss) per model from the epoch's sums over its batches."""

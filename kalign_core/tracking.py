@@ -119,9 +119,9 @@ class Tracker:
         self.target = _Kernels.of((target_c @ target_c.mT)[:, None])  # centered YYᵀ, trials × 1 × m × m
         self.initial: _Initial | None = None
 
-    def initial_kernels(self, trial: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The trial's initial centered feature and tangent kernels (float64)."""
-        return self.initial.feature.kernels[trial, 0], self.initial.tangent.kernels[trial, 0]
+    def initial_kernels(self) -> torch.Tensor:
+        """Each trial's initial centered feature and tangent kernels, trials × 2 × m × m (float64)."""
+        return torch.cat([self.initial.feature.kernels, self.initial.tangent.kernels], dim=1)
 
     @torch.no_grad()
     def measure(
