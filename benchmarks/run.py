@@ -189,7 +189,7 @@ class EpochClock:
     def instrument(self):
         with (
             mock.patch.object(Tracker, "measure", self._timing(Tracker.measure, "_probe")),
-            mock.patch.object(trial, "null_band", self._timing(trial.null_band, "_once")),
+            mock.patch.object(TrialBlock, "_measure_null_bands", self._timing(TrialBlock._measure_null_bands, "_once")),
             mock.patch.object(trial, "machine_errors", self._timing(trial.machine_errors, "_once")),
             mock.patch.object(MachinePoints, "grams", self._timing(MachinePoints.grams, "_once")),
             mock.patch.object(TrialBlock, "_record", self._timing(TrialBlock._record, "_evaluation")),

@@ -27,6 +27,7 @@ import torch
 from .config import ExperimentConfig
 from .data import DigitData, load_digits
 from .devices import resolve_device
+from .null_band import null_bands
 from .results import MODEL_NAMES, ExperimentResult
 from .tracking import Tracker
 from .trial import PairTrial, Weights, check_fits
@@ -224,12 +225,12 @@ class TrialBlock:
         included). Kernel machines (unless `machines` is False) come after the last callback."""
         started = time.perf_counter()
         train_x, train_y = self._train_sets()
-        initial, _ = self._evaluate(train_x, train_y, self.train_offset)
+        initial, _ = self._evaluate(train_x, train_y, self.train_offset, models=1)
         for trial, errors in zip(self.trials, initial):
             trial.initial_loss = {model: loss for model, (_, loss) in errors.items()}  # divergence's yardstick
         self._record(0, dict(enumerate(initial)), started)
-        for position, (trial, callback) in enumerate(zip(self.trials, callbacks)):
-            trial.measure_null_bands(self.tracker.initial_kernels(position))
+        self._measure_null_bands()
+        for trial, callback in zip(self.trials, callbacks):
             if callback:
                 callback(trial.result)
         for epoch in range(1, self.epochs + 1):
@@ -247,6 +248,14 @@ class TrialBlock:
                 if callbacks[position]:
                     callbacks[position](self.trials[position].result)
         return self._finish(started, machines, stopped=False)
+
+    def _measure_null_bands(self) -> None:
+        """Every trial's null bands of ρ at initialisation, in one batched computation."""
+        labels = torch.stack([torch.as_tensor(t.probe_y) for t in self.trials])[:, None]  # T × 1 × m
+        permutations = torch.stack([t.null_permutations() for t in self.trials])  # T × kinds × shuffles × m
+        bands = null_bands(self.tracker.initial_kernels(), labels, self.k, permutations)
+        for trial, trial_bands in zip(self.trials, bands.tolist()):
+            trial.set_null_bands(trial_bands)
 
     def _train_errors(self, loss_sum: list[float], errors: list[float]) -> dict:
         """(error %, mean loss) per model from the epoch's sums over its batches."""
@@ -267,14 +276,20 @@ class TrialBlock:
             self._step(order[:, start : start + self.batch], rows[:, start : start + self.batch], sums)
         return sums
 
-    def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+    def _forward(self, x: torch.Tensor, models: int = 2) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
         """Every trial's models on its own rows x (T × rows × inputs): hidden activations (T × rows
-        × 2w), each model's view of them (T × rows × w) and the logits (T × 2 × rows × k)."""
+        × models·w), each model's view of them (T × rows × w) and the logits (T × models × rows × k).
+        `models` 1: the first model alone, which is all there is to compute before training (both
+        start identical); its product gives the same bits as the first half of both models'."""
         w = self.width
-        h = torch.baddbmm(self.b_hidden[:, None, :], x, self.w_hidden_t).relu_()
-        per_model = [h[:, :, m * w : (m + 1) * w] for m in (0, 1)]
+        units = models * w
+        h = torch.baddbmm(self.b_hidden[:, None, :units], x, self.w_hidden_t[:, :, :units]).relu_()
+        per_model = [h[:, :, m * w : (m + 1) * w] for m in range(models)]
         logits = torch.stack(
-            [torch.baddbmm(self.b_out[:, m, None, :], per_model[m], self.w_out[:, m].transpose(1, 2)) for m in (0, 1)],
+            [
+                torch.baddbmm(self.b_out[:, m, None, :], per_model[m], self.w_out[:, m].transpose(1, 2))
+                for m in range(models)
+            ],
             dim=1,
         )
         return h, per_model, logits
@@ -293,30 +308,33 @@ class TrialBlock:
 
     def _initial_outputs(self, x: torch.Tensor, first: int = 0) -> torch.Tensor:
         """f₀ on x (T × n × k), from each trial's first model (both are still identical)."""
-        return torch.cat([self._forward(x[:, a:b])[2][:, 0] for a, b in self._chunks(x.shape[1], first)], dim=1)
+        chunks = self._chunks(x.shape[1], first)
+        return torch.cat([self._forward(x[:, a:b], models=1)[2][:, 0] for a, b in chunks], dim=1)
 
-    def _evaluate(self, x, y, offset, keep: int = 0) -> tuple[list[dict], torch.Tensor | None]:
+    def _evaluate(self, x, y, offset, keep: int = 0, models: int = 2) -> tuple[list[dict], torch.Tensor | None]:
         """Per trial, {model: (error %, mean loss)} on its rows x (T × n × inputs) with labels y,
-        and the hidden activations of the first `keep` rows (T × keep × 2w)."""
+        and the hidden activations of the first `keep` rows (T × keep × 2w). `models` 1: before
+        training, the first model's figures and activations stand for both."""
         t, n = x.shape[:2]
-        errors = torch.zeros(t, 2, dtype=torch.float64, device=self.device)
-        losses = torch.zeros(t, 2, dtype=torch.float64, device=self.device)
+        errors = torch.zeros(t, models, dtype=torch.float64, device=self.device)
+        losses = torch.zeros(t, models, dtype=torch.float64, device=self.device)
         kept = None
         for start, stop in self._chunks(n, keep):
-            h, _, logits = self._forward(x[:, start:stop])
+            h, _, logits = self._forward(x[:, start:stop], models)
             logits = self._lazy(logits, None if offset is None else offset[:, start:stop])
             if start == 0 and keep:
-                kept = h
-            target = y[:, None, start:stop, None].expand(t, 2, stop - start, 1)
+                kept = h if models == 2 else h.repeat(1, 1, 2)
+            target = y[:, None, start:stop, None].expand(t, models, stop - start, 1)
             losses -= logits.log_softmax(dim=3).gather(3, target).sum(dim=(2, 3))
             errors += (logits.argmax(dim=3) != y[:, None, start:stop]).sum(dim=2)
         errors, losses = (100.0 * errors / n).tolist(), (losses / n).tolist()
-        return [{m: (errors[p][m], losses[p][m]) for m in (0, 1)} for p in range(t)], kept
+        return [{m: (errors[p][m % models], losses[p][m % models]) for m in (0, 1)} for p in range(t)], kept
 
     def _record(self, epoch: int, train: dict[int, dict], started: float) -> None:
         """Epoch `epoch`'s records of the trials in `train` (position → its training errors), from
         one evaluation of every trial's test set and one measure of every trial's probe."""
-        test, probe = self._evaluate(self.test_x, self.test_y, self.test_offset, keep=self.probe_size)
+        models = 1 if epoch == 0 else 2
+        test, probe = self._evaluate(self.test_x, self.test_y, self.test_offset, self.probe_size, models)
         t, n_inputs, w = len(self.trials), self.w_hidden_t.shape[1], self.width
         measured = self.tracker.measure(
             probe.view(t, -1, 2, w).transpose(1, 2),  # T × 2 × m × w

@@ -3,6 +3,8 @@ information about K. Shuffling the probe's labels keeps the class sizes and K; t
 central 95 % of ρ(K, P·YYᵀ·Pᵀ) over the shuffles. A ρ above it is structure, not chance (random ReLU
 features of pixels already carry class structure at initialisation), and a difference between two
 ρ smaller than the band's width is within noise.
+
+Stacks of kernels (a block's trials × their feature and tangent kernels) take one batched product.
 """
 
 from __future__ import annotations
@@ -15,27 +17,36 @@ SHUFFLES = 200
 COVERAGE = 0.95
 
 
-def shuffled_alignments(
-    kernel, labels, n_classes: int, generator: torch.Generator, shuffles: int = SHUFFLES
-) -> torch.Tensor:
-    """ρ(K, P·YYᵀ·Pᵀ) for `shuffles` random permutations P drawn from `generator`, in float64.
+def draw_permutations(m: int, generator: torch.Generator, shuffles: int = SHUFFLES) -> torch.Tensor:
+    """`shuffles` random permutations of m points from `generator` (shuffles × m)."""
+    return torch.stack([torch.randperm(m, generator=generator) for _ in range(shuffles)])
+
+
+def shuffled_alignments(kernels, labels, n_classes: int, permutations: torch.Tensor) -> torch.Tensor:
+    """ρ(K, P·YYᵀ·Pᵀ) in float64 for each kernel K of a stack (..., m, m) and each permutation P of
+    its stack (..., shuffles, m), with its labels (..., m; the stacks broadcast): (..., shuffles).
 
     With Kc centered, ⟨Kc, (PY)(PY)ᵀ⟩_F = tr((PY_c)ᵀ Kc (PY_c)), and ‖(PYYᵀPᵀ)_c‖_F = ‖YYᵀ_c‖_F
-    for any P, so all shuffles cost one m×m by m×(k·shuffles) product.
+    for any P, so all shuffles of a kernel cost one m×m by m×(k·shuffles) product.
     """
-    kc = center_kernel(kernel)
-    y = torch.nn.functional.one_hot(torch.as_tensor(labels).long().cpu(), n_classes).to(kc)
-    y_c = y - y.mean(dim=0)
-    m = len(y_c)
-    permutations = torch.stack([torch.randperm(m, generator=generator) for _ in range(shuffles)])
-    shuffled = y_c[permutations.to(kc.device)].permute(1, 0, 2).reshape(m, -1)  # m × (shuffles·k)
-    inner = ((kc @ shuffled) * shuffled).reshape(m, shuffles, n_classes).sum(dim=(0, 2))
-    return inner / (kc.norm() * (y_c.T @ y_c).norm())
+    kc = center_kernel(kernels)
+    y = torch.nn.functional.one_hot(torch.as_tensor(labels).long().to(kc.device), n_classes).to(kc)
+    y_c = y - y.mean(dim=-2, keepdim=True)  # ..., m, k
+    permutations = permutations.to(kc.device)
+    batch = torch.broadcast_shapes(kc.shape[:-2], y_c.shape[:-2], permutations.shape[:-2])
+    shuffles, m = permutations.shape[-2:]
+    rows = permutations.expand(*batch, shuffles, m).reshape(*batch, shuffles * m, 1)
+    shuffled = y_c.expand(*batch, m, n_classes).gather(-2, rows.expand(*batch, shuffles * m, n_classes))
+    shuffled = shuffled.view(*batch, shuffles, m, n_classes).transpose(-3, -2).reshape(*batch, m, -1)
+    inner = ((kc @ shuffled) * shuffled).view(*batch, m, shuffles, n_classes).sum(dim=(-3, -1))
+    norms = torch.linalg.matrix_norm(kc) * torch.linalg.matrix_norm(y_c.mT @ y_c)
+    return inner / norms[..., None]
 
 
-def null_band(kernel, labels, n_classes: int, generator: torch.Generator) -> tuple[float, float]:
-    """The central COVERAGE of the shuffled alignments: (low, high)."""
-    values = shuffled_alignments(kernel, labels, n_classes, generator)
+def null_bands(kernels, labels, n_classes: int, permutations: torch.Tensor) -> torch.Tensor:
+    """The central COVERAGE of each kernel's shuffled alignments (see `shuffled_alignments`):
+    (..., 2), low and high."""
+    values = shuffled_alignments(kernels, labels, n_classes, permutations)
     tail = (1 - COVERAGE) / 2
-    low, high = torch.quantile(values, torch.tensor([tail, 1 - tail], dtype=values.dtype, device=values.device))
-    return float(low), float(high)
+    levels = torch.tensor([tail, 1 - tail], dtype=values.dtype, device=values.device)
+    return torch.quantile(values, levels, dim=-1).movedim(0, -1)

@@ -21,7 +21,7 @@ from .config import ExperimentConfig
 from .data import DigitData
 from .kernel_machines import choose_points, machine_errors
 from .model import INPUT_SIZE, MLP, init_weights
-from .null_band import null_band
+from .null_band import draw_permutations
 from .results import DIVERGENCE_FACTOR, MODEL_NAMES, EpochRecord, ExperimentResult
 from .tracking import Measured
 
@@ -88,10 +88,21 @@ def initial_model(
     """The weights both models of a run start from. Training draws them first from a generator
     seeded with `config.seed` (pass it to continue drawing from it, as training does)."""
     generator = generator if generator is not None else torch.Generator().manual_seed(config.seed)
-    model = MLP(config.width, n_classes, in_features, config.parametrization)
+    model = blank_model(config.width, n_classes, in_features, config.parametrization)
     init_weights(model, generator)
     return model
 
+
+def blank_model(width: int, n_classes: int, in_features: int, parametrization: str = "standard") -> MLP:
+    """An MLP of these shapes with uninitialised weights, for the caller to fill: nn.Linear's own
+    random init would be drawn only to be overwritten (a few ms per model at width 256)."""
+    with torch.device("meta"):
+        model = MLP(width, n_classes, in_features, parametrization)
+    return model.to_empty(device="cpu")
+
+
+# The kernels whose alignment has a null band, in the order the tracker stacks them.
+NULL_BAND_KERNELS = ("feature", "tangent")
 
 # A model's weights as the engine hands them over: hidden (width × inputs), hidden bias, readout
 # (k × width), readout bias.
@@ -168,14 +179,16 @@ class PairTrial:
                 retired.append(model_index)
         return retired
 
-    def measure_null_bands(self, initial_kernels: tuple[torch.Tensor, torch.Tensor]) -> None:
-        """Once per run, at initialisation, the null bands of ρ. Their own generator (like the kernel
-        machines') leaves the training's random stream (batch order) untouched."""
+    def null_permutations(self) -> torch.Tensor:
+        """The label shuffles of the null bands of ρ, for each of NULL_BAND_KERNELS in turn (kinds ×
+        shuffles × probe points). Their own generator (like the kernel machines') leaves the
+        training's random stream (batch order) untouched."""
         generator = torch.Generator().manual_seed(self.config.seed)
-        self.result.alignment_null = {
-            kind: null_band(kernel, self.probe_y, self.k, generator)
-            for kind, kernel in zip(("feature", "tangent"), initial_kernels)
-        }
+        return torch.stack([draw_permutations(len(self.probe_y), generator) for _ in NULL_BAND_KERNELS])
+
+    def set_null_bands(self, bands: list[list[float]]) -> None:
+        """Once per run, at initialisation: the (low, high) band of each of NULL_BAND_KERNELS."""
+        self.result.alignment_null = {kind: tuple(band) for kind, band in zip(NULL_BAND_KERNELS, bands)}
 
     def measure_machines(self, final: list[Weights]) -> None:
         """Once per run, after its last epoch: the kernel machines of the initial model (both models'
@@ -200,7 +213,7 @@ class PairTrial:
         }
 
     def export(self, weights: Weights) -> MLP:
-        model = MLP(self.width, self.k, self.train_x.shape[1], self.config.parametrization)
+        model = blank_model(self.width, self.k, self.train_x.shape[1], self.config.parametrization)
         for parameter, value in zip(
             (model.features[0].weight, model.features[0].bias, model.readout.weight, model.readout.bias), weights
         ):

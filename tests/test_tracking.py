@@ -37,6 +37,8 @@ def test_measures_match_naive_formulas_on_the_exported_models(small_config, samp
         theta = tangent_kernel(model, x)
         phi = torch.relu(model.features(x.float())).double()
         assert record.tangent_alignment == pytest.approx(naive_alignment(theta, y @ y.T), rel=1e-6)
+        # The feature kernel is multiplied in float32 (after float64 centering): ρ as float64's to 1e-6.
+        assert abs(record.alignment - naive_alignment(phi @ phi.T, y @ y.T)) < 1e-6
         assert record.tangent_distance == pytest.approx(1 - naive_alignment(theta, theta0), rel=1e-4, abs=1e-9)
         assert record.feature_distance == pytest.approx(
             1 - naive_alignment(phi @ phi.T, phi0 @ phi0.T), rel=1e-4, abs=1e-9
