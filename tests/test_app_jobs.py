@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from apptest import wait_until
-from kalign_app import jobs
+from kalign_app import environment, jobs
 from kalign_core import devices, run_experiment
 from kalign_core.devices import torch_threads
 
@@ -136,11 +136,11 @@ def test_settings_that_do_not_fit_the_data_fail_with_the_field_named(small_confi
 
 
 def test_job_limit_comes_from_the_environment():
-    assert jobs.job_limit_from_env({"KALIGN_MAX_JOBS": "3"}) == 3
-    assert jobs.job_limit_from_env({}) == max(1, devices.cpu_count() // 2)
+    assert environment.job_limit({"KALIGN_MAX_JOBS": "3"}) == 3
+    assert environment.job_limit({}) == max(1, devices.cpu_count() // 2)
     for bad in ("0", "-1", "two", "1.5"):
         with pytest.raises(ValueError, match="KALIGN_MAX_JOBS must be a whole number of 1 or more"):
-            jobs.job_limit_from_env({"KALIGN_MAX_JOBS": bad})
+            environment.job_limit({"KALIGN_MAX_JOBS": bad})
 
 
 @pytest.mark.parametrize("limit", [1, 2])
