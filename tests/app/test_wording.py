@@ -6,6 +6,7 @@ import math
 import re
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -99,6 +100,7 @@ def printed_rho(text: str) -> float:
     return 0.0 if text == "unchanged" else float(text)
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(results())
 def test_no_number_prints_as_a_signed_zero_or_float_noise_and_no_subscript_as_an_underscore(result):
@@ -110,6 +112,7 @@ def test_no_number_prints_as_a_signed_zero_or_float_noise_and_no_subscript_as_an
     assert not re.search(r"\bnan\b|\binf\b|[eE]\+\d+ %", said), said
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(results())
 def test_the_reading_says_what_the_learning_rates_make_of_the_two_models(result):
@@ -127,6 +130,7 @@ def test_the_reading_says_what_the_learning_rates_make_of_the_two_models(result)
         assert not re.search("random[- ]features", said)
 
 
+@pytest.mark.slow
 @settings(max_examples=600, deadline=None)
 @given(results())
 def test_every_comparison_is_true_of_the_numbers_as_printed(result):
@@ -152,6 +156,7 @@ def test_every_comparison_is_true_of_the_numbers_as_printed(result):
             assert "about as much" not in claim or values[0] == values[1], reading
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(results())
 def test_a_divergence_is_blamed_on_what_the_numbers_show(result):
