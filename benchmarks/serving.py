@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("KALIGN_DEFAULT_SOURCE", "sample")  # the server's, and the configs computed here
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as in the app's workers (see workers.py), before torch loads
 
-from kalign_app import jobs, params  # noqa: E402
+from kalign_app import environment, jobs, params  # noqa: E402
 from kalign_app.browser import IDLE, launch_chromium, streamlit_server  # noqa: E402
 from kalign_app.workers import WorkerPool  # noqa: E402
 from kalign_core import run_experiment  # noqa: E402
@@ -343,7 +343,7 @@ def main(argv=None) -> list[Round]:
     )
     parser.add_argument("--no-write", action="store_true", help=f"print only; do not update {BENCHMARKS_MD.name}")
     args = parser.parse_args(argv)
-    limit = jobs.job_limit_from_env()
+    limit = environment.job_limit()
     threads = jobs.threads_per_job(limit)
     rounds, first = [[WARM_UP_SEED]], 0
     for n in args.sessions:

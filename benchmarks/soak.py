@@ -26,7 +26,7 @@ from dataclasses import dataclass
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kalign_app import jobs  # noqa: E402
+from kalign_app import environment, jobs  # noqa: E402
 from kalign_core import ExperimentConfig  # noqa: E402
 
 MB = 2**20
@@ -69,7 +69,7 @@ def train_like_the_app(config: ExperimentConfig, slots: jobs.JobSlots, cache: jo
 
 def soak(args: argparse.Namespace) -> list[Row]:
     defaults = ExperimentConfig()
-    slots = jobs.JobSlots(jobs.job_limit_from_env())
+    slots = jobs.JobSlots(environment.job_limit())
     cache = jobs.ResultCache(args.cache_mb * MB) if args.cache_mb else jobs.ResultCache()
     print(
         f"{args.runs} runs: width {args.width}, {args.epochs} epoch(s), probe {args.probe_size}, digits "

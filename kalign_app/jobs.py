@@ -12,7 +12,6 @@ touches for `abandon_after_s` (the tab was closed) stops itself and frees its sl
 from __future__ import annotations
 
 import logging
-import os
 import pathlib
 import threading
 import time
@@ -41,16 +40,6 @@ ACTIVE_STATES = ("waiting", "running")
 WORKER_DIED = "the training process stopped unexpectedly (killed, or out of memory); press Train to try again"
 
 log = logging.getLogger(__name__)
-
-
-def job_limit_from_env(environ=os.environ) -> int:
-    """KALIGN_MAX_JOBS, or half the cores (at least 1): each job then gets two threads."""
-    text = environ.get("KALIGN_MAX_JOBS", "").strip()
-    if not text:
-        return max(1, cpu_count() // 2)
-    if not text.isdigit() or int(text) < 1:
-        raise ValueError(f"KALIGN_MAX_JOBS must be a whole number of 1 or more (got {text!r})")
-    return int(text)
 
 
 def threads_per_job(limit: int) -> int:

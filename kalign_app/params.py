@@ -13,6 +13,7 @@ import pathlib
 import re
 from collections.abc import Mapping
 
+from kalign_app import environment
 from kalign_core.config import SETTINGS, ConfigError, ExperimentConfig, Setting
 from kalign_core.data import digit_counts
 from kalign_core.devices import check_device
@@ -71,7 +72,7 @@ def config_from_settings(settings: Mapping) -> ExperimentConfig:
 def default_settings(environ: Mapping[str, str] = os.environ) -> tuple[dict, list[str]]:
     """ExperimentConfig's defaults, with the data source from KALIGN_DEFAULT_SOURCE when set."""
     settings = ExperimentConfig().to_dict()
-    source = environ.get("KALIGN_DEFAULT_SOURCE")
+    source = environment.default_source(environ)
     if source is None:
         return settings, []
     problem = field_error("source", source)

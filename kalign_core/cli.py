@@ -15,9 +15,10 @@ from .data import DataUnavailable
 from .lessons import LESSONS, find_lesson
 from .results import MODEL_NAMES, ExperimentResult
 from .runs import RunFileError, check_run_target, save_run
-from .sweep import SweepProgress, calibrate, duration_text, estimate_seconds, run_sweep, sweep_threads
+from .sweep import SweepProgress, calibrate, estimate_seconds, run_sweep, sweep_threads
 from .sweep_backends import BACKENDS, BLOCK_THREADS, KEEP, MAX_THREADS, MAX_WORKERS, default_workers
 from .sweep_spec import SweepSpec, mean_spread, pairs_among, round_lr
+from .text import duration as duration_text
 from .training import run_experiment
 
 _DEFAULTS = ExperimentConfig()

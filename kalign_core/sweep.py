@@ -91,14 +91,6 @@ def estimate_seconds(
     return len(pending), total / max(1, min(workers, len(pending)))
 
 
-def duration_text(seconds: float) -> str:
-    """e.g. "4.2 s", "38 s", "3 min 05 s"."""
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    minutes, seconds = divmod(round(seconds), 60)
-    return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
-
-
 # -- running ---------------------------------------------------------------------------------------
 
 

@@ -1,11 +1,10 @@
 """Runs page: runs saved on disk, compared side by side; save, download or open a run again."""
 
-import os
 import pathlib
 
 import streamlit as st
 
-from kalign_app import figures, navigation, params, ui
+from kalign_app import environment, figures, navigation, params, ui
 from kalign_core import runs
 from kalign_core.results import MODEL_NAMES
 
@@ -17,11 +16,6 @@ MB = 2**20
 UPLOAD_LIMIT_MB = {"kalign": runs.MAX_RUN_FILE_BYTES // MB, "json": runs.MAX_RUN_JSON_BYTES // MB, "npz": 50}
 CURRENT = "current run"
 OPENED = "runs_page_opened"  # the message of a run just opened, shown after the rerun that shows it
-
-
-def runs_base() -> pathlib.Path:
-    """The server's runs folder: KALIGN_RUNS_DIR, or ./runs. Users may pick folders inside it only."""
-    return pathlib.Path(os.environ.get("KALIGN_RUNS_DIR", "runs")).resolve()
 
 
 def default_name(result) -> str:
@@ -82,7 +76,7 @@ def provenance_line(result) -> str:
 
 
 def folder_picker() -> pathlib.Path | None:
-    base = runs_base()
+    base = environment.runs_base()
     text = st.text_input(
         "Runs folder",
         value=st.session_state.get("runs_dir", str(base)),

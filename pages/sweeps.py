@@ -2,12 +2,11 @@
 patterns: which pairs feature learning helps most, and how that changes with width and lr ratio."""
 
 import dataclasses
-import os
 import pathlib
 
 import streamlit as st
 
-from kalign_app import figures, navigation, params, ui
+from kalign_app import environment, figures, navigation, params, ui
 from kalign_app.jobs import SweepJob
 from kalign_core import runs
 from kalign_core.config import MAX_EPOCHS, ConfigError
@@ -76,11 +75,6 @@ def restore_settings() -> None:
 
 def remember_settings() -> None:
     st.session_state.sweep_settings = {field: st.session_state[key(field)] for field in DEFAULTS}
-
-
-def sweeps_base() -> pathlib.Path:
-    """The server's sweeps folder: KALIGN_SWEEPS_DIR, or ./sweeps; each sweep is a folder in it."""
-    return pathlib.Path(os.environ.get("KALIGN_SWEEPS_DIR", "sweeps")).resolve()
 
 
 @st.cache_resource
@@ -199,7 +193,7 @@ def axes_form() -> tuple[SweepSpec | None, pathlib.Path | None, int]:
         f"{base.batch_size}, probe {base.probe_size} digits, data {base.source}, device {base.device}."
     )
     try:
-        folder = params.run_path(sweeps_base(), s["name"] or default_name(spec))
+        folder = params.run_path(environment.sweeps_base(), s["name"] or default_name(spec))
     except ValueError as error:
         st.error(f"Sweep name: {error}", icon=":material/error:")
         return spec, None, workers
@@ -334,7 +328,7 @@ def open_trial(folder: pathlib.Path, summaries) -> None:
 
 
 def results() -> None:
-    base = sweeps_base()
+    base = environment.sweeps_base()
     names = saved_sweeps(base)
     if not names:
         st.caption("No sweeps yet: choose the axes and press Run, or run `python -m kalign_core sweep`.")

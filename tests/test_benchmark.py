@@ -8,6 +8,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 ROOT = pathlib.Path(__file__).parents[1]
 RUN = ROOT / "benchmarks" / "run.py"
 
@@ -44,6 +46,7 @@ def load_run_module():
     return module
 
 
+@pytest.mark.slow
 def test_smoke_run_prints_every_row_and_writes_nothing():
     before = (ROOT / "BENCHMARKS.md").read_bytes() if (ROOT / "BENCHMARKS.md").exists() else None
     done = subprocess.run(

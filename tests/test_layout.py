@@ -34,6 +34,7 @@ def library_modules() -> list[str]:
     return [name for name in names if not name.endswith("__main__")]  # that one runs the command line
 
 
+@pytest.mark.slow
 def test_every_library_module_imports_without_the_app_extras():
     check = f"""
 import importlib, sys

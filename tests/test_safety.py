@@ -62,6 +62,7 @@ HOSTILE_NAMES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", HOSTILE_NAMES, ids=[repr(n) for n in HOSTILE_NAMES])
 def test_a_run_name_cannot_leave_the_runs_folder(earlier, tmp_path, name):
     at = runs_page(earlier)
@@ -285,6 +286,7 @@ def this_machines_network_address() -> str | None:
     return None if address.startswith("127.") else address
 
 
+@pytest.mark.slow
 def test_the_server_is_not_reachable_from_the_network(tmp_path):
     address = this_machines_network_address()
     if address is None:

@@ -14,7 +14,7 @@ from .record import RUN_JSON, RunFileError, result_from_json, result_to_json
 # ExperimentConfig accepts: its compact kernels take a little over a quarter of MAX_KERNEL_BYTES,
 # and with the target kernel (up to 4 MB) and run.json (up to 0.3 MB) a file takes 68 MB at most
 # (probe size 993, 33 epochs). The page's upload limit and server.maxUploadSize in
-# .streamlit/config.toml are the same (tests/test_run_files.py holds them together).
+# .streamlit/config.toml are the same (tests/app/test_run_files.py holds them together).
 RUN_FILE_SUFFIX = ".kalign"
 MAX_RUN_FILE_BYTES = 72 * 2**20
 MAX_RUN_JSON_BYTES = 5 * 2**20

@@ -30,7 +30,7 @@ from kalign_core.sweep_spec import (
     summary_csv,
 )
 
-ROOT = pathlib.Path(__file__).parents[1]
+ROOT = pathlib.Path(__file__).parents[2]
 BASE = ExperimentConfig(epochs=1, batch_size=100, probe_size=40, source="sample", device="cpu")
 # 3 pairs × 2 widths × 2 seeds = 12 trials of a fraction of a second each.
 SPEC = SweepSpec(BASE, pairs_among((3, 5, 8)), widths=(16, 32), seeds=(0, 1))
@@ -146,6 +146,7 @@ def test_summary_csv_round_trips_undefined_values(reference):
     assert read_summary_csv(summary_csv(rows)) == rows
 
 
+@pytest.mark.slow
 def test_interrupted_sweep_resumes_with_only_the_missing_trials(tmp_path, reference):
     finished_first = []
 
@@ -201,6 +202,7 @@ def interrupted_after_one_trial(spec: SweepSpec, folder: pathlib.Path, **options
         run_sweep(spec, folder, on_progress=crash, **options)
 
 
+@pytest.mark.slow
 def test_trials_are_lean_by_default_and_a_resumed_sweep_keeps_what_it_kept(tmp_path):
     spec = SweepSpec(dataclasses.replace(BASE, epochs=3), ((6, 0),), widths=(16,), seeds=(0, 1))
     first, second = (t.id for t in spec.trials())
@@ -280,6 +282,7 @@ def test_a_folder_of_another_sweep_is_refused(tmp_path):
         run_sweep(longer, tmp_path)
 
 
+@pytest.mark.slow
 def test_process_pool_gives_the_sequential_results_and_never_reruns_the_main_file(tmp_path, reference):
     """Run from a script without a __main__ guard: spawned workers must not run it again (under
     Streamlit the main file is the app)."""
@@ -298,6 +301,7 @@ def test_process_pool_gives_the_sequential_results_and_never_reruns_the_main_fil
     assert without_seconds(summaries) == without_seconds(reference)
 
 
+@pytest.mark.slow
 def test_a_stop_reaches_the_blocks_training_in_a_pool(tmp_path):
     """Each worker's block is its share of the whole sweep, so a stop must end the running blocks
     (between batches), not wait for them: nothing is saved, none comes back finished."""
@@ -307,6 +311,7 @@ def test_a_stop_reaches_the_blocks_training_in_a_pool(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.is_dir()]
 
 
+@pytest.mark.slow
 def test_ray_gives_the_sequential_results(tmp_path, reference):
     if os.environ.get("CI") == "true":
         import ray  # CI installs ray: this test must run there

@@ -81,6 +81,7 @@ def test_a_lesson_runs_in_the_job_slots_then_checks_its_claims_with_the_numbers(
     assert f"**Next:** {find_lesson('too-fast').next_steps}" in shown
 
 
+@pytest.mark.slow
 def test_a_scan_overlays_its_runs_and_a_kernel_lesson_shows_what_each_kernel_gained():
     at = run_lesson(open_lessons(**TINY), "easy-and-hard")
     overlay = charts(at)["Alignment ρ (slow dotted, regular solid)"]
@@ -93,6 +94,7 @@ def test_a_scan_overlays_its_runs_and_a_kernel_lesson_shows_what_each_kernel_gai
     assert "(3 of 3 expectations hold)" in texts(at.markdown)
 
 
+@pytest.mark.slow
 def test_the_lazy_lessons_show_how_far_each_run_moved_and_its_kernel_machines():
     at = run_lesson(open_lessons(**TINY), "lazy-dial")
     moved = charts(at)["Hidden weights' change ‖W − W₀‖ / ‖W₀‖"]
@@ -108,6 +110,7 @@ def test_the_lazy_lessons_show_how_far_each_run_moved_and_its_kernel_machines():
     assert "(3 of 3 expectations hold)" in texts(at.markdown)
 
 
+@pytest.mark.slow
 def test_a_link_to_a_lesson_this_server_ran_shows_it_at_once_and_its_runs_open_like_any_other():
     run_lesson(open_lessons(**TINY), "random-features")
     student = open_lessons(lesson="random-features")
@@ -125,6 +128,7 @@ def test_a_link_to_a_lesson_this_server_ran_shows_it_at_once_and_its_runs_open_l
     assert any("target YYᵀ" in title for title in charts(student))
 
 
+@pytest.mark.slow
 def test_running_another_lesson_keeps_the_earlier_ones_results_where_they_were():
     at = run_lesson(open_lessons(**TINY), "too-fast")
     at = run_lesson(at, "random-features")
@@ -138,6 +142,7 @@ def test_running_another_lesson_keeps_the_earlier_ones_results_where_they_were()
 LINKS = st.one_of(st.sampled_from([lesson.id for lesson in LESSONS]), st.text(max_size=30))
 
 
+@pytest.mark.slow
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(wanted=LINKS)
 @example(wanted="")
@@ -162,6 +167,7 @@ def test_an_unknown_lesson_in_the_link_is_named_with_the_lessons_there_are():
     )
 
 
+@pytest.mark.slow
 def test_a_class_pressing_the_same_lesson_together_trains_it_once(monkeypatch):
     monkeypatch.setenv("KALIGN_MAX_JOBS", "1")
     busy = press_train(open_app(**{**TINY, "epochs": "500"}))  # holds the only slot: the lessons queue

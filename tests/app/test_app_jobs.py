@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from apptest import wait_until
-from kalign_app import jobs
+from kalign_app import environment, jobs
 from kalign_core import devices, run_experiment
 from kalign_core.devices import torch_threads
 
@@ -19,6 +19,7 @@ def long_config(small_config, **overrides):
     return small_config(epochs=500, **overrides)
 
 
+@pytest.mark.slow
 def test_a_job_trains_in_the_background_and_lands_in_the_cache(small_config):
     config = small_config()
     cache = jobs.ResultCache()
@@ -102,6 +103,7 @@ def test_stopping_a_waiting_job_trains_nothing(small_config):
     first.wait(60)
 
 
+@pytest.mark.slow
 def test_an_abandoned_job_stops_itself_keeps_its_epochs_and_frees_its_slot(small_config):
     slots = jobs.JobSlots(1)
     job = jobs.TrainingJob(long_config(small_config), slots, abandon_after_s=0.5).start()
@@ -117,6 +119,7 @@ def test_an_abandoned_job_stops_itself_keeps_its_epochs_and_frees_its_slot(small
     assert status.result.stopped and 2 <= status.epochs_done < 500
 
 
+@pytest.mark.slow
 def test_touching_keeps_a_job_alive(small_config):
     job = jobs.TrainingJob(long_config(small_config), jobs.JobSlots(1), abandon_after_s=0.5).start()
     for _ in range(15):
@@ -136,13 +139,14 @@ def test_settings_that_do_not_fit_the_data_fail_with_the_field_named(small_confi
 
 
 def test_job_limit_comes_from_the_environment():
-    assert jobs.job_limit_from_env({"KALIGN_MAX_JOBS": "3"}) == 3
-    assert jobs.job_limit_from_env({}) == max(1, devices.cpu_count() // 2)
+    assert environment.job_limit({"KALIGN_MAX_JOBS": "3"}) == 3
+    assert environment.job_limit({}) == max(1, devices.cpu_count() // 2)
     for bad in ("0", "-1", "two", "1.5"):
         with pytest.raises(ValueError, match="KALIGN_MAX_JOBS must be a whole number of 1 or more"):
-            jobs.job_limit_from_env({"KALIGN_MAX_JOBS": bad})
+            environment.job_limit({"KALIGN_MAX_JOBS": bad})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("limit", [1, 2])
 def test_each_job_trains_on_its_share_of_the_cores_in_its_worker(small_config, limit):
     """cores // limit torch threads, set in the worker process; the server's own count is untouched

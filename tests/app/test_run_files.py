@@ -16,7 +16,7 @@ from apptest import MB, ROOT, TINY_CONFIG, open_app, texts
 from kalign_core import ExperimentConfig, load_run, run_experiment, runs, save_run, trial
 from kalign_core.config import MAX_EPOCHS, MAX_KERNEL_BYTES, MAX_PROBE_SIZE, MIN_PROBE_SIZE
 from kalign_core.results import MODEL_NAMES, EpochRecord, ExperimentResult
-from test_runs import npz_replacing
+from runfaults import npz_replacing
 
 # float16 keeps 11 significant bits: each entry within half a unit in the last place of the kernel's
 # largest entry (entries are scaled by it).
@@ -98,6 +98,7 @@ def test_every_accepted_setting_makes_a_run_file_under_the_upload_limit():
     assert sizes[worst] + 1 * MB < runs.MAX_RUN_FILE_BYTES
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("probe_size", [200, 512, 993], ids=["500-epochs", "kernels-at-256MB", "largest-file"])
 def test_a_run_at_the_limits_round_trips_through_its_run_file(probe_size):
     original = synthetic_result(most_epochs(probe_size), probe_size)
@@ -115,6 +116,7 @@ def test_the_issues_300_epoch_run_takes_a_quarter_of_its_float32_kernels():
     assert len(data) < 0.26 * full  # 23 MB: float16 halves, the upper triangle halves again
 
 
+@pytest.mark.slow
 def test_a_saved_folder_at_the_kernel_limit_loads_again(tmp_path):
     """Exactly MAX_KERNEL_BYTES of kernels (probe 512, 127 epochs) beside the target kernel."""
     original = synthetic_result(most_epochs(512), 512)
@@ -136,6 +138,7 @@ def trained():
     )
 
 
+@pytest.mark.slow
 def test_a_trained_run_round_trips_through_its_run_file(trained):
     data = runs.run_file(trained)
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
@@ -307,6 +310,7 @@ def test_a_bzip2_member_in_a_kernel_npz_is_refused_before_unpacking(trained):
 # ---------------------------------------------------------------- the Runs page
 
 
+@pytest.mark.slow
 def test_the_page_the_server_and_the_largest_run_file_agree_on_the_upload_limit(earlier):
     server = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())["server"]
     assert server["maxUploadSize"] * MB == runs.MAX_RUN_FILE_BYTES

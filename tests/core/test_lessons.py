@@ -24,6 +24,7 @@ def sample_results():
     return {lesson.id: [run_experiment(config) for config in lesson.configs_on("sample", "cpu")] for lesson in LESSONS}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lesson_id", IDS)
 def test_every_expectation_holds_on_the_sample(sample_results, lesson_id):
     expectations = find_lesson(lesson_id).expectations(sample_results[lesson_id])
@@ -46,6 +47,7 @@ def test_lessons_are_complete_and_linkable():
         assert set(lesson.charts) <= set(CHARTS)
 
 
+@pytest.mark.slow  # every lesson's runs (the module's fixture)
 def test_expectations_are_measured_from_the_results_not_stored(sample_results):
     """Change what a run shows and the lesson's verdict changes with it."""
     (result,) = sample_results["random-features"]
@@ -72,6 +74,7 @@ def _nudged(model):
     return copy
 
 
+@pytest.mark.slow  # every lesson's runs (the module's fixture)
 def test_expectations_refuse_results_of_other_runs(sample_results):
     lesson = find_lesson("easy-and-hard")
     with pytest.raises(ValueError, match="needs the results of its 2 run"):

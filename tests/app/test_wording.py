@@ -6,6 +6,7 @@ import math
 import re
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -129,6 +130,7 @@ def without_settings(result: ExperimentResult, said: str) -> str:
     return said
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(results())
 def test_no_number_prints_as_a_signed_zero_or_float_noise_and_no_subscript_as_an_underscore(result):
@@ -140,6 +142,7 @@ def test_no_number_prints_as_a_signed_zero_or_float_noise_and_no_subscript_as_an
     assert not re.search(r"\bnan\b|\binf\b|[eE]\+\d+ %", said), said
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(results())
 def test_measured_numbers_read_as_words_never_as_exponents_and_every_percent_is_spaced(result):
@@ -166,6 +169,7 @@ def test_the_reading_says_what_the_learning_rates_make_of_the_two_models(result)
         assert not re.search("random[- ]features", said)
 
 
+@pytest.mark.slow
 @settings(max_examples=600, deadline=None)
 @given(results())
 def test_every_comparison_is_true_of_the_numbers_as_printed(result):
@@ -199,6 +203,7 @@ def barely_moved_slow(result: ExperimentResult) -> bool:
     return config.slow_lr != config.regular_lr and (config.slow_lr == 0 or barely)
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(results())
 def test_a_divergence_is_blamed_on_what_the_numbers_show(result):

@@ -37,6 +37,7 @@ def two_versions(tmp_path_factory):
     return paths
 
 
+@pytest.mark.slow
 def test_killed_writer_leaves_a_whole_version(two_versions, tmp_path):
     target = tmp_path / "run"
     save_run(load_run(two_versions[0]), target)
@@ -59,6 +60,7 @@ def test_killed_writer_leaves_a_whole_version(two_versions, tmp_path):
     assert all(name.startswith(".run.") for name in leftovers), leftovers
 
 
+@pytest.mark.slow
 def test_saved_run_survives_a_restart(two_versions):
     """A fresh interpreter (a restarted server) loads the run with its weights."""
     code = (

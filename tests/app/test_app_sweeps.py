@@ -37,6 +37,7 @@ def choose_tiny_sweep(at: AppTest) -> AppTest:
     return at.run()
 
 
+@pytest.mark.slow
 def test_tiny_sweep_from_axes_to_results_and_a_trial_on_the_kernels_page(tmp_path):
     at = choose_tiny_sweep(open_sweeps())
     assert not at.exception and not at.error
@@ -116,6 +117,7 @@ def test_a_sweep_name_that_leaves_the_sweeps_folder_is_refused():
     assert not [b for b in at.button if b.key == "run_sweep"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("record", ['{"keep": "lean", "threads_per_trial": 0}', "{not json"])
 def test_a_damaged_sweep_record_is_named_before_running(tmp_path, record):
     at = choose_tiny_sweep(open_sweeps())
@@ -158,6 +160,7 @@ def test_the_estimate_names_the_workers_start_up():
     assert not at.exception
 
 
+@pytest.mark.slow
 def test_a_lean_trial_opens_on_the_kernels_page_with_the_epochs_it_kept(tmp_path):
     """A sweep run by the CLI into the server's sweeps folder (lean, the default), 3 epochs: the
     Kernels page offers epochs 0 and 3 only, and says so. (In its own process: training in this one

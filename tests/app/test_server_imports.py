@@ -4,6 +4,8 @@ without torch (seconds on a small machine), and a newcomer's form is not kept wa
 import subprocess
 import sys
 
+import pytest
+
 from apptest import ROOT
 
 
@@ -16,6 +18,7 @@ def test_the_server_draws_the_train_page_without_importing_torch():
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.slow
 def test_the_library_still_offers_its_names_at_the_top_level():
     check = (
         "import kalign_core as k; assert k.run_experiment.__module__ == 'kalign_core.training'; k.ExperimentConfig()"

@@ -9,6 +9,8 @@ import pytest
 
 from kalign_app.browser import CHART, IDLE, browser_missing, launch_chromium, streamlit_server
 
+pytestmark = pytest.mark.browser
+
 
 def require_browser():
     missing = browser_missing()

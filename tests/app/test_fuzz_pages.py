@@ -62,6 +62,7 @@ def stop_any_job(at: AppTest) -> None:
         assert job.wait(120)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(query=queries)
 def test_any_url_opens_every_page_without_a_traceback(query):
@@ -119,6 +120,7 @@ def fill_form(at: AppTest, values: dict) -> AppTest:
     return at.run()
 
 
+@pytest.mark.slow
 @FUZZ
 @given(values=form_values())
 def test_any_form_values_then_train_then_every_page_without_a_traceback(values):
@@ -149,6 +151,7 @@ KNOWN = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("query", KNOWN)
 def test_known_clashing_links_open_every_page_with_a_warning(query):
     at = open_app(**query)

@@ -93,6 +93,7 @@ def set_control(at: AppTest, field: str, value) -> None:
     control.set_value(value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("field, value, message", FORM)
 def test_bad_form_input_is_named_trains_nothing_and_keeps_the_earlier_run(earlier, field, value, message):
     at = open_app(earlier, **TINY)
@@ -223,6 +224,7 @@ def tiny_controls():
     return controls(open_app(**TINY))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("query, warning", URL)
 def test_bad_url_parameters_warn_and_the_controls_keep_sane_values(tiny_controls, query, warning):
     at = open_app(**{**TINY, **query})
@@ -483,6 +485,7 @@ REFUSED_UPLOADS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make, message", REFUSED_UPLOADS)
 def test_a_bad_upload_is_refused_with_a_reason_and_the_earlier_run_stays(earlier, make, message):
     at = upload(open_app(earlier, **TINY), *make(earlier))
@@ -524,6 +527,7 @@ ODD_UPLOADS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make", ODD_UPLOADS)
 def test_an_odd_upload_is_refused_or_drawn_on_every_page(earlier, make):
     at = upload(open_app(earlier, **TINY), *make(earlier))
@@ -553,6 +557,7 @@ DATA_FOLDER = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where, source, message", DATA_FOLDER)
 def test_an_unusable_data_folder_falls_back_or_says_so(no_mnist_here, monkeypatch, where, source, message):
     (no_mnist_here / "a-file").write_text("not a folder")

@@ -18,6 +18,7 @@ from kalign_core.devices import torch_threads
 from kalign_core.results import MODEL_NAMES
 
 
+@pytest.mark.slow
 def test_a_killed_worker_fails_its_job_in_words_and_is_replaced(small_config, caplog):
     slots = jobs.JobSlots(2)
     doomed = jobs.TrainingJob(small_config(epochs=500), slots).start()
@@ -59,6 +60,7 @@ def test_workers_are_started_once_and_reused(small_config):
     assert second.wait(60) and second.worker.pid == job.worker.pid
 
 
+@pytest.mark.slow
 def test_closing_a_pool_ends_its_idle_workers(small_config):
     pool = workers.WorkerPool(1, 1)
     result = pool.train(small_config(), lambda info: None, lambda live: None, lambda: False)
@@ -70,6 +72,7 @@ def test_closing_a_pool_ends_its_idle_workers(small_config):
         os.kill(pid, 0)
 
 
+@pytest.mark.slow
 def test_the_pool_says_which_devices_its_workers_train_on(small_config):
     """The server learns the devices from its workers (it never imports torch itself)."""
     pool = workers.WorkerPool(1, 1)
@@ -92,6 +95,7 @@ def process_ended(pid: int) -> bool:
         return True
 
 
+@pytest.mark.slow
 def test_a_worker_that_dies_before_it_is_ready_is_replaced_not_raised(small_config):
     pool = workers.WorkerPool(1, 1)
     pool.warm()

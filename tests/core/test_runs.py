@@ -25,6 +25,7 @@ from kalign_core.runs import (
     result_to_json,
     save_run,
 )
+from runfaults import npz_replacing
 
 
 @pytest.fixture(scope="module")
@@ -288,20 +289,6 @@ BAD_WEIGHTS = [
     ("one-model", lambda f: _rewrite_weights(f, lambda w: w.pop("regular")), "unreadable"),
     ("wrong-width", lambda f: _rewrite_weights(f, lambda w: w.update(slow=MLP(3, 2).state_dict())), "unreadable"),
 ]
-
-
-def npz_replacing(npz, **replace) -> bytes:
-    """The .npz `npz` (a path or file) with arrays replaced (None: left out)."""
-    with np.load(npz, allow_pickle=False) as f:
-        arrays = {key: f[key] for key in f.files}
-    for key, value in replace.items():
-        if value is None:
-            arrays.pop(key)
-        else:
-            arrays[key] = value
-    out = io.BytesIO()
-    np.savez(out, **arrays)
-    return out.getvalue()
 
 
 def _rewrite_npz(folder, **replace):

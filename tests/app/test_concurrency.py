@@ -24,7 +24,7 @@ from kalign_core import ExperimentConfig, devices
 
 LONG = {**TINY, "epochs": "500"}  # would train for minutes; these tests stop it
 
-pytestmark = pytest.mark.usefixtures("fresh_server")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fresh_server")]
 
 
 def config_of(query: dict) -> ExperimentConfig:

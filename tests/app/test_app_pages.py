@@ -205,6 +205,7 @@ def test_stop_keeps_the_epochs_trained():
     assert feature_points(alignment) == {"slow": result.epochs_done + 1, "regular": result.epochs_done + 1}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ready", [False, True], ids=["workers starting", "workers ready"])
 def test_the_charting_library_loads_while_a_first_run_waits_for_its_worker(monkeypatch, ready):
     """While the training processes start, the page that follows Train carries a hidden empty chart
@@ -225,6 +226,7 @@ def test_the_charting_library_loads_while_a_first_run_waits_for_its_worker(monke
     finish(again)
 
 
+@pytest.mark.slow
 def test_a_full_server_shows_waiting_for_a_free_slot(monkeypatch):
     monkeypatch.setenv("KALIGN_MAX_JOBS", "1")
     busy = press_train(open_app(**{**TINY, "epochs": "500"}))

@@ -115,6 +115,7 @@ def test_offline_the_sweeps_plan_for_full_mnist_says_no_internet_in_words(offlin
     assert "Name or service not known" in caplog.text and "Traceback" not in caplog.text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", ["pages/kernels.py", "pages/runs.py"])
 @pytest.mark.parametrize("before", ["no run yet", "an earlier run"])
 def test_while_a_run_trains_a_page_says_so_once(page, before, earlier):

@@ -1,7 +1,7 @@
 """load_digits: the bundled sample (shapes, range, labels, a deterministic stratified split), and the
 MNIST source without a network: "mnist" fails clearly and leaves nothing behind, "auto" falls back
 to the sample and says why. The network is replaced by local sockets: one that refuses connections
-and one that accepts and never answers. (Damaged MNIST caches: tests/test_data_faults.py.)"""
+and one that accepts and never answers. (Damaged MNIST caches: tests/core/test_data_faults.py.)"""
 
 import socket
 import threading
@@ -138,6 +138,7 @@ def leftovers(root):
     return sorted(str(p.relative_to(root)) for p in root.rglob("*")) if root.exists() else []
 
 
+@pytest.mark.slow
 def test_mnist_unavailable_is_a_clear_error_and_leaves_no_partial_files(refusing_network, tmp_path):
     root = tmp_path / "mnist-cache"
     with pytest.raises(DataUnavailable) as raised:
@@ -167,6 +168,7 @@ def test_auto_never_waits_for_the_network_and_says_why_it_used_the_sample(
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_a_silent_server_times_out_instead_of_hanging(silent_network, tmp_path):
     outcome = {}
 
@@ -185,6 +187,7 @@ def test_a_silent_server_times_out_instead_of_hanging(silent_network, tmp_path):
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_after_a_failed_download_mnist_does_not_retry_at_once(refusing_network, tmp_path, monkeypatch):
     with pytest.raises(DataUnavailable):
         load_digits((8, 9), source="mnist", root=tmp_path)
@@ -195,6 +198,7 @@ def test_after_a_failed_download_mnist_does_not_retry_at_once(refusing_network, 
     assert attempts == []
 
 
+@pytest.mark.slow
 def test_the_background_fetch_retries_quietly_then_auto_trains_on_mnist(refusing_network, tmp_path, monkeypatch):
     """First the network refuses (the status says so, with the next try), then a download succeeds
     (a stand-in downloader writes a well-formed file set): "auto" uses MNIST from then on."""
