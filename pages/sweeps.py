@@ -225,6 +225,7 @@ def results() -> None:
     width_column, ratio_column, model_column = st.columns(3)
     with width_column:
         filtered = only(summaries, "width", "Width shown")
+        filtered = only(filtered, "parametrization", "Parametrization shown")
     with ratio_column:
         filtered = only(filtered, "lr_ratio", "Learning rate ratio shown")
     model = model_column.radio("Test error of", ["regular", "slow"], horizontal=True, key=key("error_model"))
