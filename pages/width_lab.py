@@ -161,7 +161,9 @@ def draw_lab(summaries) -> None:
     st.caption(
         "μP's check (Yang & Hu; mup's coord check): the mean size of the hidden pre-activations and of the "
         "outputs on the probe digits, at initialisation (dashed) and after the run's training steps, all its "
-        "epochs (slow dotted, regular solid). A parametrization whose sizes grow or vanish with width fails it."
+        "epochs (slow dotted, regular solid). The check reads the sizes after training: a parametrization whose "
+        "sizes there grow or vanish with width fails it. (At initialisation μP's readout multiplier, "
+        "σ·√256/width, makes its outputs shrink like width^−½ by construction.)"
     )
     columns = st.columns(len(COORDINATE_MEASURES))
     for column, (name, measure) in zip(columns, COORDINATE_MEASURES.items()):
