@@ -68,8 +68,8 @@ def test_train_live_then_kernels_in_chromium(server, tmp_path):
         page.screenshot(path=tmp_path / "train.png")
 
         page.get_by_role("link", name="Kernels").click()
-        expect(page.locator(CHART)).to_have_count(7)  # three kernels and their class-block means
-        expect(page.locator(f"{CHART} .heatmaplayer image")).to_have_count(7)
+        expect(page.locator(CHART)).to_have_count(6)  # three kernels and their class-block means
+        expect(page.locator(f"{CHART} .heatmaplayer image")).to_have_count(6)
         expect(page.get_by_text("target YYᵀ").first).to_be_visible()
         page.screenshot(path=tmp_path / "kernels.png")
 
