@@ -1,6 +1,7 @@
 """Plotly figures of a run: error and alignment curves, overlays of several runs, kernel heatmaps,
-a standalone HTML page of them, and a sweep's digit-pair and trend charts. Undefined or non-finite
-values are gaps, never spikes; a diverged model is marked at the epoch it diverged."""
+a standalone HTML page of them, a sweep's digit-pair and trend charts, and the width lab's log-log
+charts. Undefined or non-finite values are gaps, never spikes; a diverged model is marked at the
+epoch it diverged."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from plotly.colors import qualitative
 
 from kalign_core.results import MODEL_NAMES, ExperimentResult
 from kalign_core.sweep_spec import mean_spread, pair_matrix
+from kalign_core.width_lab import WidthLine, short_slope_text
 
 MODEL_COLORS = {"slow": "#1f77b4", "regular": "#d62728"}
 ERROR_DASH = {"test_error": "solid", "train_error": "dash"}
@@ -546,5 +548,40 @@ def sweep_trend_figure(summaries, x: str, line: str, x_title: str, line_title: s
         yaxis=dict(title="alignment gain"),
         legend=dict(orientation="h", y=-0.25),
         margin=dict(l=50, r=20, t=50, b=40),
+    )
+    return fig
+
+
+# The width lab: a colour per parametrization, a dash per model ("init": the start both share).
+PARAMETRIZATION_COLORS = {"standard": "#7f7f7f", "ntk": "#1f77b4", "mup": "#d62728"}
+WIDTH_DASH = {"slow": "dot", "regular": "solid", "init": "dash", None: "solid"}
+
+
+def width_figure(lines: list[WidthLine], title: str, y_title: str) -> go.Figure:
+    """`lines` (width_lab.width_lines) against width on log-log axes, mean ± spread over seeds, each
+    named with its fitted slope (and the theory's, where there is one). The value axis is linear
+    when a mean is not positive (an alignment gain can be negative: no logarithm)."""
+    fig = go.Figure()
+    for line in lines:
+        model = "" if line.model is None else f" · {line.model}"
+        fig.add_scatter(
+            x=line.widths,
+            y=line.means,
+            name=f"{line.parametrization}{model}: {short_slope_text(line)}",
+            mode="lines+markers",
+            line=dict(color=PARAMETRIZATION_COLORS[line.parametrization], dash=WIDTH_DASH[line.model]),
+            error_y=dict(type="data", array=line.spreads),
+            customdata=line.seeds,
+            hovertemplate="width %{x}: %{y:.4g} ± %{error_y.array:.2g} (%{customdata} seeds)<extra></extra>",
+        )
+    widths = sorted({w for line in lines for w in line.widths})
+    positive = all(mean > 0 for line in lines for mean in line.means)
+    fig.update_layout(
+        title=title,
+        height=420,
+        xaxis=dict(title="hidden width", type="log", tickvals=widths),
+        yaxis=dict(title=y_title, type="log" if positive else "linear"),
+        legend=dict(orientation="h", y=-0.2),
+        margin=dict(l=60, r=20, t=50, b=40),
     )
     return fig

@@ -16,6 +16,7 @@ LESSONS = "pages/lessons.py"
 KERNELS = "pages/kernels.py"
 RUNS = "pages/runs.py"
 SWEEPS = "pages/sweeps.py"
+WIDTH_LAB = "pages/width_lab.py"
 ABOUT = "pages/about.py"
 _MENU = (
     (TRAIN, "Train", ":material/model_training:"),
@@ -23,6 +24,7 @@ _MENU = (
     (KERNELS, "Kernels", ":material/grid_on:"),
     (RUNS, "Runs", ":material/folder_open:"),
     (SWEEPS, "Sweeps", ":material/apps:"),
+    (WIDTH_LAB, "Width lab", ":material/stacked_line_chart:"),
     (ABOUT, "About", ":material/info:"),
 )
 # Set by app.py's menu and taken by the page it runs: a page that finds none ran without app.py.

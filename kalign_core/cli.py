@@ -13,6 +13,7 @@ from tqdm import tqdm
 from .config import SETTINGS, SOURCES, ConfigError, ExperimentConfig, check_int
 from .data import DataUnavailable
 from .lessons import LESSONS, find_lesson
+from .parametrization import PARAMETRIZATIONS
 from .results import MODEL_NAMES, ExperimentResult
 from .runs import RunFileError, check_run_target, save_run
 from .sweep import SweepProgress, calibrate, estimate_seconds, run_sweep, sweep_threads
@@ -20,18 +21,20 @@ from .sweep_backends import BACKENDS, BLOCK_THREADS, KEEP, MAX_THREADS, MAX_WORK
 from .sweep_spec import SweepSpec, mean_spread, pairs_among, round_lr
 from .text import duration as duration_text
 from .training import run_experiment
+from .width_lab import LAB_MEASURES, THEORY_MEASURE, slope_text, width_lines
 
 _DEFAULTS = ExperimentConfig()
 
 
-# Settings that a sweep turns into axes (--digits pairs among them, --widths, --ratios, --seeds).
-SWEEP_AXES = ("digits", "width", "slow_lr", "seed")
+# Settings that a sweep turns into axes (--digits pairs among them, --widths, --ratios, --seeds,
+# --parametrizations).
+SWEEP_AXES = ("digits", "width", "slow_lr", "seed", "parametrization")
 
 
 def add_config_options(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
     """The experiment's settings as options: ExperimentConfig's fields with their help and defaults.
-    For a sweep, digits, width, slow lr and seed become axes: --digits (pairs among them), --widths,
-    --ratios, --seeds."""
+    For a sweep, digits, width, slow lr, seed and parametrization become axes: --digits (pairs among
+    them), --widths, --ratios, --seeds, --parametrizations."""
     d = _DEFAULTS
     if sweep:
         parser.add_argument(
@@ -58,6 +61,14 @@ def add_config_options(parser: argparse.ArgumentParser, sweep: bool = False) -> 
         parser.add_argument(
             "--seeds", type=int, nargs="+", default=[d.seed], help="seeds, one trial each (default: %(default)s)"
         )
+        parser.add_argument(
+            "--parametrizations",
+            nargs="+",
+            default=[d.parametrization],
+            metavar="NAME",
+            help=f"{', '.join(PARAMETRIZATIONS)}, one trial each, apart or comma-separated, e.g. ntk,mup "
+            "(default: %(default)s)",
+        )
     for setting in SETTINGS.values():
         if sweep and setting.name in SWEEP_AXES:
             continue
@@ -79,7 +90,10 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
 
 def spec_from_args(args: argparse.Namespace) -> SweepSpec:
     base = ExperimentConfig(**{name: getattr(args, name) for name in SETTINGS if name not in SWEEP_AXES})
-    return SweepSpec(base, pairs_among(args.digits), tuple(args.widths), tuple(args.ratios), tuple(args.seeds))
+    parametrizations = tuple(name for names in args.parametrizations for name in names.split(",") if name)
+    return SweepSpec(
+        base, pairs_among(args.digits), tuple(args.widths), tuple(args.ratios), tuple(args.seeds), parametrizations
+    )
 
 
 def build_parser(prog: str = "kalign") -> argparse.ArgumentParser:
@@ -260,10 +274,7 @@ def _sweep(args: argparse.Namespace) -> int:
     total = len(spec.trials())
     cost = calibrate(spec, threads, args.keep or "lean")
     pending, seconds = estimate_seconds(spec, workers, threads, args.out, cost)
-    print(
-        f"{total} trials ({len(spec.pairs)} pairs × {len(spec.widths)} widths × {len(spec.ratios)} ratios × "
-        f"{len(spec.seeds)} seeds), {total - pending} already in {args.out}"
-    )
+    print(f"{total} trials ({spec.axes_text()}), {total - pending} already in {args.out}")
     if pending:
         where = f"Ray at {args.address}" if args.address else f"{workers} {args.backend} worker(s)"
         print(
@@ -294,6 +305,9 @@ def _sweep(args: argparse.Namespace) -> int:
             f"largest mean alignment gain: {high[0]} vs {high[1]} ({high_gain:+.4f}); "
             f"smallest: {low[0]} vs {low[1]} ({low_gain:+.4f})"
         )
+    for line in width_lines(outcome.summaries, LAB_MEASURES[THEORY_MEASURE]):
+        if line.slope is not None:
+            print(f"hidden-weight change vs width, {line.parametrization} {line.model} model: {slope_text(line)}")
     return 0
 
 
@@ -327,7 +341,7 @@ def option_names(command: str) -> dict[str, str]:
     names = {name: setting.option for name, setting in SETTINGS.items()}
     names.update({"workers": "--workers", "threads_per_trial": "--threads-per-trial"})
     if command == "sweep":
-        names.update(width="--widths", seed="--seeds", slow_lr="--ratios")
+        names.update(width="--widths", seed="--seeds", slow_lr="--ratios", parametrization="--parametrizations")
     return names
 
 

@@ -28,6 +28,10 @@ MEASURES = (
     "readout_change",
     "pattern_stability",
 )
+# The coordinate check's sizes (coordinate_check.py), of the start both models share and of each
+# model at the end.
+COORDINATES = ("mean_abs_hidden", "mean_abs_output")
+COORDINATE_MODELS = ("init", *MODEL_NAMES)
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,9 @@ class ExperimentResult:
     # The epochs `kernels[name]` holds when not every one: a lean sweep trial (lean_runs.py) keeps
     # the first and the last. Empty: kernels[name][epoch] for every epoch recorded.
     kernel_epochs: dict[str, list[int]] = field(default_factory=dict)
+    # The coordinate check of a sweep trial: coordinate_sizes["init" | name]["mean_abs_hidden" |
+    # "mean_abs_output"] (None where not finite). Empty for other runs, and trials saved before.
+    coordinate_sizes: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     @property
     def epochs_done(self) -> int:

@@ -28,6 +28,7 @@ from multiprocessing import get_context
 
 from .batched import group_blocks, iter_trials, load_trial_data
 from .config import ExperimentConfig, check_int
+from .coordinate_check import coordinate_sizes
 from .devices import cpu_count, resolve_device, torch_threads
 from .processes import bare_main_module, shippable
 from .results import ExperimentResult
@@ -117,9 +118,13 @@ def trial_files(result: ExperimentResult, keep: str) -> dict[str, bytes]:
 
 
 def _train_block(configs: list[ExperimentConfig], should_stop=None, keep: str = "lean", data=None):
-    """(position in the block, files) per trial. Without the kernel ridge machines: a sweep's
-    summaries do not use them, and their float64 solves take about a third of a small trial."""
+    """(position in the block, files) per trial, with its coordinate check (the weights it needs are
+    not kept). Without the kernel ridge machines: a sweep's summaries do not use them, and their
+    float64 solves take about a third of a small trial."""
+    data = load_trial_data(configs, data)
     for position, result in iter_trials(configs, data, should_stop=should_stop, kernel_machines=False):
+        if not result.stopped:
+            result.coordinate_sizes = coordinate_sizes(result.config, data[result.config.digits], result.models)
         yield position, trial_files(result, keep)
 
 

@@ -1,5 +1,5 @@
 """What a sweep is and what it produced: one base config and axes (digit pairs, widths, slow/regular
-lr ratios, seeds) expanded into trials, a one-row summary per trial (and its CSV), the aggregates the
+lr ratios, seeds, parametrizations) expanded into trials, a one-row summary per trial (and its CSV), the aggregates the
 figures draw, and the sweep folder as the record of finished trials.
 
 A sweep folder holds each finished trial in its own subfolder (`<folder>/<trial id>`: a lean trial,
@@ -21,10 +21,16 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .config import ExperimentConfig, check_digits
-from .results import ExperimentResult
+from .parametrization import PARAMETRIZATIONS
+from .results import COORDINATE_MODELS, COORDINATES, ExperimentResult
 from .runs import RUN_JSON, result_from_json
 
 SUMMARY_CSV, SWEEP_JSON = "summary.csv", "sweep.json"
+
+
+def counted(n: int, noun: str) -> str:
+    """e.g. "1 width", "3 widths"."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def round_lr(value: float) -> float:
@@ -43,13 +49,15 @@ ALL_PAIRS = pairs_among(range(10))
 @dataclass(frozen=True)
 class SweepSpec:
     """`base` gives every setting the axes do not: the axes replace its digits (by each of `pairs`),
-    width, slow_lr (= ratio × base.regular_lr) and seed. Empty axes take the base's value."""
+    width, slow_lr (= ratio × base.regular_lr), seed and parametrization. Empty axes take the base's
+    value."""
 
     base: ExperimentConfig = ExperimentConfig()
     pairs: tuple[tuple[int, int], ...] = ALL_PAIRS
     widths: tuple[int, ...] = ()
     ratios: tuple[float, ...] = ()
     seeds: tuple[int, ...] = ()
+    parametrizations: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         base = self.base
@@ -58,6 +66,7 @@ class SweepSpec:
             "widths": tuple(self.widths) or (base.width,),
             "ratios": tuple(self.ratios) or (round_lr(base.slow_lr / base.regular_lr),),
             "seeds": tuple(self.seeds) or (base.seed,),
+            "parametrizations": tuple(self.parametrizations) or (base.parametrization,),
         }
         if not axes["pairs"]:
             raise ValueError("pairs must hold at least one pair of digits")
@@ -80,10 +89,26 @@ class SweepSpec:
                 width,
                 ratio,
                 seed,
-                replace(self.base, digits=pair, width=width, seed=seed, slow_lr=round_lr(ratio * self.base.regular_lr)),
+                replace(
+                    self.base,
+                    digits=pair,
+                    width=width,
+                    seed=seed,
+                    slow_lr=round_lr(ratio * self.base.regular_lr),
+                    parametrization=parametrization,
+                ),
             )
-            for pair, width, ratio, seed in itertools.product(self.pairs, self.widths, self.ratios, self.seeds)
+            for parametrization, pair, width, ratio, seed in itertools.product(
+                self.parametrizations, self.pairs, self.widths, self.ratios, self.seeds
+            )
         ]
+
+    def axes_text(self) -> str:
+        """e.g. "45 pairs × 3 widths × 1 ratio × 2 seeds", and "× 2 parametrizations" when several."""
+        axes = [(self.pairs, "pair"), (self.widths, "width"), (self.ratios, "ratio"), (self.seeds, "seed")]
+        if len(self.parametrizations) > 1:
+            axes.append((self.parametrizations, "parametrization"))
+        return " × ".join(counted(len(values), noun) for values, noun in axes)
 
     def to_dict(self) -> dict:
         return {
@@ -92,6 +117,7 @@ class SweepSpec:
             "widths": list(self.widths),
             "ratios": list(self.ratios),
             "seeds": list(self.seeds),
+            "parametrizations": list(self.parametrizations),
         }
 
 
@@ -116,9 +142,16 @@ class Trial:
     config: ExperimentConfig
 
     @property
+    def parametrization(self) -> str:
+        return self.config.parametrization
+
+    @property
     def id(self) -> str:
-        """Stable folder name, e.g. 8v9-w256-r0.1-s0 (repr keeps every digit of the ratio)."""
-        return f"{self.pair[0]}v{self.pair[1]}-w{self.width}-r{self.ratio!r}-s{self.seed}"
+        """Stable folder name, e.g. 8v9-w256-r0.1-s0, or 8v9-w256-r0.1-s0-mup (repr keeps every digit of
+        the ratio). The standard parametrization is not named, so that sweeps from before the axis
+        keep their folders."""
+        named = "" if self.parametrization == "standard" else f"-{self.parametrization}"
+        return f"{self.pair[0]}v{self.pair[1]}-w{self.width}-r{self.ratio!r}-s{self.seed}{named}"
 
 
 @dataclass(frozen=True)
@@ -126,9 +159,11 @@ class TrialSummary:
     """One trial in one row. alignment_gain = (final − initial alignment of the regular model)
     − (final − initial of the slow one): how much more feature learning moved the kernel towards
     the target. Both models start from the same weights, so the initial values agree.
-    tangent_alignment_gain is the same for the tangent kernel's alignment; hidden_change_* is
-    ‖W − W₀‖_F / ‖W₀‖_F of each model's hidden weights at the end (summaries written before kalign
-    measured these lack them: None).
+    tangent_alignment_gain is the same for the tangent kernel's alignment; hidden_change_*,
+    readout_change_*, feature_distance_*, tangent_distance_* and pattern_stability_* are each model's
+    EpochRecord measures at its last epoch; mean_abs_hidden_* and mean_abs_output_* its coordinate
+    sizes (coordinate_check.py) at the end, and *_init those of the start both models share.
+    Summaries written before kalign measured these lack them: None (and parametrization "standard").
     None = undefined (alignment 0/0, or a diverged model); diverged_* = epoch of divergence."""
 
     trial_id: str
@@ -154,6 +189,21 @@ class TrialSummary:
     tangent_alignment_gain: float | None = None
     hidden_change_slow: float | None = None
     hidden_change_regular: float | None = None
+    parametrization: str = "standard"
+    readout_change_slow: float | None = None
+    readout_change_regular: float | None = None
+    feature_distance_slow: float | None = None
+    feature_distance_regular: float | None = None
+    tangent_distance_slow: float | None = None
+    tangent_distance_regular: float | None = None
+    pattern_stability_slow: float | None = None
+    pattern_stability_regular: float | None = None
+    mean_abs_hidden_init: float | None = None
+    mean_abs_hidden_slow: float | None = None
+    mean_abs_hidden_regular: float | None = None
+    mean_abs_output_init: float | None = None
+    mean_abs_output_slow: float | None = None
+    mean_abs_output_regular: float | None = None
 
     @property
     def pair(self) -> tuple[int, int]:
@@ -161,8 +211,10 @@ class TrialSummary:
 
 
 SUMMARY_FIELDS = [f.name for f in dataclasses.fields(TrialSummary)]
-# Columns that summaries written by earlier versions lack.
-_LATER_FIELDS = {"tangent_alignment_gain", "hidden_change_slow", "hidden_change_regular"}
+# Columns that summaries written by earlier versions lack: those after seconds.
+_LATER_FIELDS = set(SUMMARY_FIELDS[SUMMARY_FIELDS.index("seconds") + 1 :])
+# The last epoch's measures a summary keeps of each model.
+_LAST_MEASURES = ("readout_change", "feature_distance", "tangent_distance", "pattern_stability")
 
 
 def summarize(trial: Trial, result: ExperimentResult) -> TrialSummary:
@@ -187,6 +239,9 @@ def summarize(trial: Trial, result: ExperimentResult) -> TrialSummary:
         alignment_gain(result, "tangent_alignment"),
         slow[-1].hidden_change,
         regular[-1].hidden_change,
+        trial.parametrization,
+        *(getattr(history[-1], measure) for measure in _LAST_MEASURES for history in (slow, regular)),
+        *(result.coordinate_sizes.get(when, {}).get(size) for size in COORDINATES for when in COORDINATE_MODELS),
     )
 
 
@@ -228,6 +283,8 @@ def read_summary_csv(text: str) -> list[TrialSummary]:
         kind = kinds[name]
         if cell == "" and "None" in kind:
             return None
+        if name == "parametrization" and cell not in PARAMETRIZATIONS:
+            raise ValueError(f"parametrization must be one of {', '.join(PARAMETRIZATIONS)} (got {cell!r})")
         if kind.startswith("int"):
             return int(cell)
         return float(cell) if kind.startswith("float") else cell

@@ -6,16 +6,12 @@ import pathlib
 
 import streamlit as st
 
-from kalign_app import environment, figures, navigation, params, ui
-from kalign_app.jobs import SweepJob
+from kalign_app import environment, figures, navigation, params, sweep_runs, ui
 from kalign_core import runs
 from kalign_core.config import MAX_EPOCHS, ConfigError
-from kalign_core.data import DataUnavailable
 from kalign_core.devices import cpu_count
-from kalign_core.sweep import calibrate, estimate_seconds
 from kalign_core.sweep_backends import BLOCK_THREADS
 from kalign_core.sweep_spec import SUMMARY_CSV, SweepSpec, pairs_among, read_summary_csv, saved_sweeps, summary_csv
-from kalign_core.text import duration
 
 navigation.require_app()
 
@@ -64,35 +60,6 @@ TABLE_FORMATS = {
 
 def key(field: str) -> str:
     return f"sweep_{field}"
-
-
-def restore_settings() -> None:
-    """Streamlit forgets the values of widgets not drawn on the last run (another page was open)."""
-    saved = st.session_state.setdefault("sweep_settings", dict(DEFAULTS))
-    for field, value in saved.items():
-        st.session_state.setdefault(key(field), value)
-
-
-def remember_settings() -> None:
-    st.session_state.sweep_settings = {field: st.session_state[key(field)] for field in DEFAULTS}
-
-
-@st.cache_resource
-def server_sweeps() -> dict:
-    """Sweeps running on this server, by folder, shared by all sessions: one at a time, since each
-    uses every core (and two must never write the same folder)."""
-    return {}
-
-
-def running_elsewhere() -> str | None:
-    job = next((job for job in server_sweeps().values() if not job.done), None)
-    return None if job is None or job is st.session_state.get("sweep_job") else job.folder.name
-
-
-@st.cache_data(show_spinner="Timing a one-epoch trial to estimate the sweep…", max_entries=64)
-def cost_model(base, pair):
-    # Under the server's own torch thread setting: calibrating must not change it for running jobs.
-    return calibrate(SweepSpec(base, (pair,)), threads_per_trial=None)
 
 
 def default_name(spec: SweepSpec) -> str:
@@ -159,8 +126,7 @@ def axes_form() -> tuple[SweepSpec | None, pathlib.Path | None, int]:
         "1 MB); all of them take about 4.5 MB a trial at width 256 and 10 epochs. A resumed sweep keeps "
         "what it kept before",
     )
-    remember_settings()
-    s = st.session_state.sweep_settings
+    s = sweep_runs.remember_form("sweep", DEFAULTS)
     workers = s["workers"]
     errors = [
         f"{label}: choose at least one"
@@ -200,100 +166,8 @@ def axes_form() -> tuple[SweepSpec | None, pathlib.Path | None, int]:
     return spec, folder, workers
 
 
-def plan(spec: SweepSpec, folder: pathlib.Path, workers: int) -> bool:
-    """Trials and estimated time; True when there is something to run."""
-    total = len(spec.trials())
-    try:
-        pending, seconds = estimate_seconds(
-            spec, workers, folder=folder, cost=cost_model(dataclasses.replace(spec.base, epochs=1), spec.pairs[0])
-        )
-    except (ValueError, OSError) as error:  # e.g. the folder holds trials with other settings
-        why = params.capitalised(error.describe(SWEEP_LABELS)) if isinstance(error, ConfigError) else error
-        st.error(f"Sweep {folder.name}: {why}", icon=":material/error:")
-        return False
-    except DataUnavailable as unavailable:  # the reason in words here, the paths in the server's log
-        ui.log.warning("sweep %s: %s", folder.name, unavailable)
-        st.error(f"Sweep {folder.name}: {unavailable.words}", icon=":material/error:")
-        return False
-    axes = " × ".join(
-        counted(len(values), noun)
-        for values, noun in ((spec.pairs, "pair"), (spec.widths, "width"), (spec.ratios, "ratio"), (spec.seeds, "seed"))
-    )
-    if not pending:
-        every = "The trial" if total == 1 else f"All {total} trials"
-        st.success(f"{every} ({axes}) {'is' if total == 1 else 'are'} in **{folder.name}**: see the results below.")
-        return False
-    already = f", {total - pending} already done" if pending < total else ""
-    st.info(
-        f"**{counted(total, 'trial')}** ({axes}{already}) into **{folder.name}**: about **{duration(seconds)}** of "
-        f"training on {counted(min(workers, pending), 'worker')}, plus the workers' start-up "
-        "(each starts Python and imports torch: seconds).",
-        icon=":material/schedule:",
-    )
-    return True
-
-
-def counted(n: int, noun: str) -> str:
-    """e.g. "1 width", "3 widths"."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
-def start(spec: SweepSpec, folder: pathlib.Path, workers: int) -> None:
-    cost = cost_model(dataclasses.replace(spec.base, epochs=1), spec.pairs[0])
-    # Unticked: what the folder's sweep kept before (lean for a new one), so that resuming works.
-    keep = "all" if st.session_state.sweep_settings["keep_all"] else None
-    job = SweepJob(spec, folder, workers=workers, cost=cost, keep=keep).start()
-    server_sweeps()[folder] = job
-    st.session_state.sweep_job = job
-    st.session_state.sweep_outcome = None
-
-
-def current_job() -> SweepJob | None:
-    """This session's running sweep; one that has ended is collected, and its folder shown."""
-    job = st.session_state.get("sweep_job")
-    if job is not None and job.done:
-        st.session_state.sweep_outcome = job.status()
-        st.session_state[key("open")] = job.folder.name
-        st.session_state.sweep_job = job = None
-    return job
-
-
-@st.fragment(run_every=ui.PROGRESS_REFRESH_S)
-def live_progress(job: SweepJob) -> None:
-    if job.done:
-        st.rerun()  # draw the results with the whole page
-    with ui.apology():
-        draw_progress(job)
-
-
-def draw_progress(job: SweepJob) -> None:
-    status = job.status()
-    progress = status.progress
-    if progress is None:
-        st.progress(0.0, text="Starting the worker processes and the first trials…")
-    else:
-        left = "" if progress.seconds_left is None else f" · about {duration(progress.seconds_left)} left"
-        st.progress(progress.done / progress.total, text=f"{progress.done}/{progress.total} trials{left}")
-    if st.button("Stop", icon=":material/stop:", key="stop_sweep"):
-        job.stop()
-        st.caption("Stopping: no new trial starts; the finished ones are saved, and the same sweep resumes later.")
-    if status.summaries:
-        st.plotly_chart(
-            figures.pair_heatmap(status.summaries, "alignment_gain", "Alignment gain so far"), key="live_gain"
-        )
-
-
-def outcome_notice() -> None:
-    status = st.session_state.get("sweep_outcome")
-    if status is None:
-        return
-    if status.state == "failed":
-        st.error(f"The sweep failed: {status.error}. The trials finished before it are saved.", icon=":material/error:")
-    elif status.state == "stopped":
-        st.info(
-            f"Stopped with {counted(len(status.summaries), 'trial')} done; press Run to resume.",
-            icon=":material/stop_circle:",
-        )
+def live_gain(summaries) -> None:
+    st.plotly_chart(figures.pair_heatmap(summaries, "alignment_gain", "Alignment gain so far"), key="live_gain")
 
 
 # -- results ---------------------------------------------------------------------------------------
@@ -352,6 +226,7 @@ def results() -> None:
     width_column, ratio_column, model_column = st.columns(3)
     with width_column:
         filtered = only(summaries, "width", "Width shown")
+        filtered = only(filtered, "parametrization", "Parametrization shown")
     with ratio_column:
         filtered = only(filtered, "lr_ratio", "Learning rate ratio shown")
     model = model_column.radio("Test error of", ["regular", "slow"], horizontal=True, key=key("error_model"))
@@ -397,25 +272,20 @@ st.caption(
     "Many runs at once: every pair of the chosen digits, at each width, learning-rate ratio and seed. "
     "Each trial is saved, so a sweep stopped or interrupted resumes where it was."
 )
-restore_settings()
-job = current_job()
+sweep_runs.restore_form("sweep", DEFAULTS)
+job = sweep_runs.current_job()
 form_column, run_column = st.columns([1.2, 3], gap="large")
 with form_column:
     spec, folder, workers = axes_form()
 with run_column:
     if job is not None:
-        live_progress(job)
+        sweep_runs.live_progress(job, live_gain)
     else:
-        outcome_notice()
-        if spec is not None and folder is not None and plan(spec, folder, workers):
-            elsewhere = running_elsewhere()
-            if elsewhere:
-                st.info(f"Another session's sweep ({elsewhere}) is running on this server; one runs at a time.")
-            if st.button(
-                "Run", type="primary", icon=":material/play_arrow:", key="run_sweep", disabled=bool(elsewhere)
-            ):
-                start(spec, folder, workers)
-                st.rerun()
+        sweep_runs.outcome_notice()
+        if spec is not None and folder is not None and sweep_runs.plan(spec, folder, workers, SWEEP_LABELS):
+            # Unticked: what the folder's sweep kept before (lean for a new one), so that resuming works.
+            keep = "all" if st.session_state.sweep_settings["keep_all"] else None
+            sweep_runs.run_button(spec, folder, workers, keep, "run_sweep")
 st.header("Results")
 if job is None:
     results()

@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from ..config import MAX_EPOCHS, ExperimentConfig
-from ..results import MEASURES, MODEL_NAMES, EpochRecord, ExperimentResult
+from ..results import COORDINATE_MODELS, COORDINATES, MEASURES, MODEL_NAMES, EpochRecord, ExperimentResult
 
 FORMAT = "kalign-run"
 VERSION = 1
@@ -41,6 +41,7 @@ def result_to_json(result: ExperimentResult) -> str:
             "provenance": result.provenance,
             "kernel_machine_errors": result.kernel_machine_errors,
             "alignment_null": result.alignment_null,
+            "coordinate_sizes": result.coordinate_sizes,
             "history": {name: [_finite_record(record) for record in result.history[name]] for name in MODEL_NAMES},
         },
         indent=1,
@@ -87,6 +88,7 @@ def result_from_json(text: str | bytes) -> ExperimentResult:
             provenance=_provenance_from(doc.get("provenance", {})),
             kernel_machine_errors=_machine_errors_from(doc.get("kernel_machine_errors", {})),
             alignment_null=_null_from(doc.get("alignment_null", {})),
+            coordinate_sizes=_coordinate_sizes_from(doc.get("coordinate_sizes", {})),
         )
     except KeyError as missing:
         raise RunFileError(f"run file lacks the field {missing}") from None
@@ -148,6 +150,25 @@ def _null_from(value) -> dict:
     ):
         raise ValueError(f"alignment_null must map feature/tangent to [low, high] (got {value!r:.80})")
     return {kind: tuple(band) for kind, band in value.items()}
+
+
+def _coordinate_sizes_from(value) -> dict:
+    """coordinate_sizes as saved: init/slow/regular → mean_abs_hidden/mean_abs_output → a size or null
+    (runs other than sweep trials, and trials saved before kalign measured them, have none)."""
+    if (
+        not isinstance(value, dict)
+        or not set(value) <= set(COORDINATE_MODELS)
+        or not all(
+            isinstance(sizes, dict)
+            and set(sizes) == set(COORDINATES)
+            and all(v is None or (_is_number(v) and v >= 0) for v in sizes.values())
+            for sizes in value.values()
+        )
+    ):
+        raise ValueError(
+            f"coordinate_sizes must map init/slow/regular to {' and '.join(COORDINATES)} sizes (got {value!r:.80})"
+        )
+    return value
 
 
 def _optional_int(value, name: str) -> int | None:

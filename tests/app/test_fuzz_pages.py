@@ -17,8 +17,18 @@ from streamlit.testing.v1 import AppTest
 
 from apptest import TINY, open_app, session_job
 from kalign_app import params
+from kalign_core.parametrization import PARAMETRIZATIONS
+from kalign_core.sweep_spec import ALL_PAIRS
 
-PAGES = ("pages/train.py", "pages/lessons.py", "pages/kernels.py", "pages/runs.py", "pages/sweeps.py", "pages/about.py")
+PAGES = (
+    "pages/train.py",
+    "pages/lessons.py",
+    "pages/kernels.py",
+    "pages/runs.py",
+    "pages/sweeps.py",
+    "pages/width_lab.py",
+    "pages/about.py",
+)
 APOLOGY = "Sorry, something went wrong"
 FUZZ = settings(
     max_examples=int(os.environ.get("KALIGN_FUZZ_EXAMPLES", "12")),
@@ -164,4 +174,37 @@ def test_known_clash_typed_into_the_form_is_named_on_every_page_visit():
     at = fill_form(open_app(**{**TINY, "digits": "3,5,8"}), {"probe_size": 300, "epochs": 500})
     assert "Epochs 500 × Probe size 300 keep 344 MB" in "\n".join(str(e.value) for e in at.error)
     assert at.button(key="train").disabled
+    visit_every_page(at)
+
+
+LAB_WIDTHS = [2**k for k in range(5, 15)]
+lab_values = st.fixed_dictionaries(
+    {
+        "parametrizations": st.lists(st.sampled_from(PARAMETRIZATIONS), unique=True),
+        "widths": st.lists(st.sampled_from(LAB_WIDTHS), unique=True, max_size=4),
+        "pair": st.sampled_from(ALL_PAIRS),
+        "slow_lr": st.one_of(st.floats(0, 100), st.sampled_from([0.0, 1e-300])),
+        "regular_lr": st.one_of(st.floats(1e-6, 100), st.sampled_from([1e-6, 100.0])),
+        "epochs": st.integers(1, 500),
+        "seeds": st.integers(1, 10),
+        "name": st.text(max_size=30),
+    }
+)
+
+
+@FUZZ
+@given(values=lab_values)
+def test_any_width_lab_settings_end_in_a_plan_or_words(values):
+    """Whatever the Width lab's form holds, the page says what would run or what is wrong (Run is not
+    pressed: the page's own test trains a tiny lab)."""
+    at = open_app(**TINY).switch_page("pages/width_lab.py").run()
+    for field, value in values.items():
+        control = {"parametrizations": at.multiselect, "widths": at.multiselect, "pair": at.selectbox}
+        control = {**control, "name": at.text_input}.get(field, at.number_input)
+        control(key=f"lab_{field}").set_value(value)
+    at.run()
+    assert_no_traceback(at, f"width lab {values}")
+    runnable = [b for b in at.button if b.key == "run_lab"]
+    event("Run offered" if runnable else "refused")
+    assert runnable or at.error or at.success, "the lab neither plans a sweep nor says why not"
     visit_every_page(at)

@@ -98,7 +98,7 @@ def test_a_link_straight_to_a_page_on_a_fresh_server_gets_the_whole_app(server):
             page.goto(f"{server}/{path}")
             page.wait_for_selector(IDLE)
             expect(page.locator("h1").first).to_have_text(title)
-            expect(page.locator("[data-testid='stSidebarNavLink']")).to_have_count(6)
+            expect(page.locator("[data-testid='stSidebarNavLink']")).to_have_count(7)
             expect(page.locator("[data-testid='stException']")).to_have_count(0)
             assert "width=64" in page.url
         browser.close()

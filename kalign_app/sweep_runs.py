@@ -1,0 +1,149 @@
+"""Running a sweep from a page, shared by the Sweeps page and the Width lab: the server's sweeps
+folder, one sweep at a time on the server, the estimate before it starts, the Run button, the live
+progress while it trains in the app's worker processes, and what became of it.
+
+A session has one sweep at a time (`sweep_job`), whichever page started it; both pages show its
+progress, and open its folder when it ends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from collections.abc import Callable, Mapping
+
+import streamlit as st
+
+from kalign_app import params, ui
+from kalign_app.jobs import SweepJob
+from kalign_core.config import ConfigError
+from kalign_core.data import DataUnavailable
+from kalign_core.sweep import calibrate, estimate_seconds
+from kalign_core.sweep_spec import SweepSpec, TrialSummary, counted
+from kalign_core.text import duration
+
+# The sweep choosers (Sweeps page, Width lab) that open a sweep of this session's when it ends.
+OPEN_KEYS = ("sweep_open", "lab_open")
+
+
+def restore_form(prefix: str, defaults: Mapping) -> None:
+    """Streamlit forgets the values of widgets not drawn on the last run (another page was open):
+    the form's widgets (keys `{prefix}_{field}`) get back what the session last had."""
+    saved = st.session_state.setdefault(f"{prefix}_settings", dict(defaults))
+    for field, value in saved.items():
+        st.session_state.setdefault(f"{prefix}_{field}", value)
+
+
+def remember_form(prefix: str, defaults: Mapping) -> dict:
+    """The form's values now, kept for `restore_form`."""
+    st.session_state[f"{prefix}_settings"] = {field: st.session_state[f"{prefix}_{field}"] for field in defaults}
+    return st.session_state[f"{prefix}_settings"]
+
+
+@st.cache_resource
+def server_sweeps() -> dict:
+    """Sweeps running on this server, by folder, shared by all sessions: one at a time, since each
+    uses every core (and two must never write the same folder)."""
+    return {}
+
+
+def running_elsewhere() -> str | None:
+    job = next((job for job in server_sweeps().values() if not job.done), None)
+    return None if job is None or job is st.session_state.get("sweep_job") else job.folder.name
+
+
+@st.cache_data(show_spinner="Timing a one-epoch trial to estimate the sweep…", max_entries=64)
+def cost_model(base, pair):
+    # Under the server's own torch thread setting: calibrating must not change it for running jobs.
+    return calibrate(SweepSpec(base, (pair,)), threads_per_trial=None)
+
+
+def spec_cost(spec: SweepSpec):
+    return cost_model(dataclasses.replace(spec.base, epochs=1), spec.pairs[0])
+
+
+def plan(spec: SweepSpec, folder: pathlib.Path, workers: int, labels: Mapping[str, str]) -> bool:
+    """Trials and estimated time; True when there is something to run. `labels`: what the page
+    calls each setting, for errors that name one."""
+    total = len(spec.trials())
+    try:
+        pending, seconds = estimate_seconds(spec, workers, folder=folder, cost=spec_cost(spec))
+    except (ValueError, OSError) as error:  # e.g. the folder holds trials with other settings
+        why = params.capitalised(error.describe(labels)) if isinstance(error, ConfigError) else error
+        st.error(f"Sweep {folder.name}: {why}", icon=":material/error:")
+        return False
+    except DataUnavailable as unavailable:  # the reason in words here, the paths in the server's log
+        ui.log.warning("sweep %s: %s", folder.name, unavailable)
+        st.error(f"Sweep {folder.name}: {unavailable.words}", icon=":material/error:")
+        return False
+    axes = spec.axes_text()
+    if not pending:
+        every = "The trial" if total == 1 else f"All {total} trials"
+        st.success(f"{every} ({axes}) {'is' if total == 1 else 'are'} in **{folder.name}**: see the results below.")
+        return False
+    already = f", {total - pending} already done" if pending < total else ""
+    st.info(
+        f"**{counted(total, 'trial')}** ({axes}{already}) into **{folder.name}**: about **{duration(seconds)}** of "
+        f"training on {counted(min(workers, pending), 'worker')}, plus the workers' start-up "
+        "(each starts Python and imports torch: seconds).",
+        icon=":material/schedule:",
+    )
+    return True
+
+
+def run_button(spec: SweepSpec, folder: pathlib.Path, workers: int, keep: str | None, button_key: str) -> None:
+    """The Run button, unless another session's sweep is running; pressed, it starts the sweep.
+    `keep` None: what the folder's sweep kept before (lean for a new one), so that resuming works."""
+    elsewhere = running_elsewhere()
+    if elsewhere:
+        st.info(f"Another session's sweep ({elsewhere}) is running on this server; one runs at a time.")
+    if st.button("Run", type="primary", icon=":material/play_arrow:", key=button_key, disabled=bool(elsewhere)):
+        job = SweepJob(spec, folder, workers=workers, cost=spec_cost(spec), keep=keep).start()
+        server_sweeps()[folder] = job
+        st.session_state.sweep_job = job
+        st.session_state.sweep_outcome = None
+        st.rerun()
+
+
+def current_job() -> SweepJob | None:
+    """This session's running sweep; one that has ended is collected, and its folder opened."""
+    job = st.session_state.get("sweep_job")
+    if job is not None and job.done:
+        st.session_state.sweep_outcome = job.status()
+        for key in OPEN_KEYS:
+            st.session_state[key] = job.folder.name
+        st.session_state.sweep_job = job = None
+    return job
+
+
+@st.fragment(run_every=ui.PROGRESS_REFRESH_S)
+def live_progress(job: SweepJob, draw_so_far: Callable[[list[TrialSummary]], None]) -> None:
+    """The sweep's progress and a Stop button; `draw_so_far` draws the trials finished so far."""
+    if job.done:
+        st.rerun()  # draw the results with the whole page
+    with ui.apology():
+        status = job.status()
+        progress = status.progress
+        if progress is None:
+            st.progress(0.0, text="Starting the worker processes and the first trials…")
+        else:
+            left = "" if progress.seconds_left is None else f" · about {duration(progress.seconds_left)} left"
+            st.progress(progress.done / progress.total, text=f"{progress.done}/{progress.total} trials{left}")
+        if st.button("Stop", icon=":material/stop:", key="stop_sweep"):
+            job.stop()
+            st.caption("Stopping: no new trial starts; the finished ones are saved, and the same sweep resumes later.")
+        if status.summaries:
+            draw_so_far(status.summaries)
+
+
+def outcome_notice() -> None:
+    status = st.session_state.get("sweep_outcome")
+    if status is None:
+        return
+    if status.state == "failed":
+        st.error(f"The sweep failed: {status.error}. The trials finished before it are saved.", icon=":material/error:")
+    elif status.state == "stopped":
+        st.info(
+            f"Stopped with {counted(len(status.summaries), 'trial')} done; press Run to resume.",
+            icon=":material/stop_circle:",
+        )

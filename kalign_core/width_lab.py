@@ -1,0 +1,153 @@
+"""The width lab's numbers: each measure of a sweep's trials at their last epoch against width, one
+line per parametrization and model (mean and spread over seeds), with the slope of a straight line
+fitted on log-log axes and, where theory gives one, the slope it expects.
+
+The theory slope applies to the relative hidden-weight change ‖W − W₀‖_F / ‖W₀‖_F only: width^−½
+under the NTK parametrization (the lazy regime: the hidden weights barely move in wide networks),
+width^0 under μP (they move as much at every width). No slope is claimed for the other measures.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .results import COORDINATE_MODELS, MODEL_NAMES
+from .sweep_spec import TrialSummary, mean_spread
+
+# The slope of log(relative hidden-weight change) against log(width) that theory expects.
+THEORY_SLOPES = {"ntk": -0.5, "mup": 0.0}
+THEORY_MEASURE = "hidden_change"
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A column family of TrialSummary: `name` + "_" + each of `models`, or `name` itself when
+    `models` is empty (one value per trial, e.g. the alignment gain)."""
+
+    name: str
+    label: str
+    models: tuple[str, ...] = MODEL_NAMES
+
+    def column(self, model: str | None) -> str:
+        return self.name if model is None else f"{self.name}_{model}"
+
+
+# What the lab plots against width, at each trial's last epoch.
+LAB_MEASURES = {
+    m.name: m
+    for m in (
+        Measure("hidden_change", "Hidden-weight change ‖W − W₀‖ / ‖W₀‖"),
+        Measure("readout_change", "Readout-weight change ‖A − A₀‖ / ‖A₀‖"),
+        Measure("feature_distance", "Feature kernel distance 1 − ρ(K, K₀)"),
+        Measure("tangent_distance", "Tangent kernel distance 1 − ρ(Θ, Θ₀)"),
+        Measure("alignment_gain", "Alignment gain (regular − slow)", models=()),
+        Measure("test_error", "Test error %"),
+        Measure("pattern_stability", "ReLU pattern stability"),
+    )
+}
+# The coordinate check: sizes at initialisation (shared by both models) and after training.
+COORDINATE_MEASURES = {
+    m.name: m
+    for m in (
+        Measure("mean_abs_hidden", "Mean |hidden pre-activation|", COORDINATE_MODELS),
+        Measure("mean_abs_output", "Mean |output|", COORDINATE_MODELS),
+    )
+}
+
+
+@dataclass(frozen=True)
+class WidthLine:
+    """One parametrization's (and model's) measure against width: per width the mean and spread
+    (standard deviation) over seeds, and how many seeds; the fitted and the theory's slope.
+    `left_out`: trials whose model diverged, or whose value is undefined."""
+
+    parametrization: str
+    model: str | None
+    widths: list[int]
+    means: list[float]
+    spreads: list[float]
+    seeds: list[int]
+    slope: float | None
+    theory: float | None
+    left_out: int
+
+
+def fitted_slope(widths, values) -> float | None:
+    """Least-squares slope of log(value) on log(width), over the points where both are positive
+    numbers (None values skipped); None with fewer than two distinct widths left."""
+    points = [
+        (math.log(w), math.log(v))
+        for w, v in zip(widths, values)
+        if v is not None and w > 0 and v > 0 and math.isfinite(v)
+    ]
+    if len({x for x, _ in points}) < 2:
+        return None
+    x, y = np.array(points).T
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def theory_slope(measure: str, parametrization: str) -> float | None:
+    return THEORY_SLOPES.get(parametrization) if measure == THEORY_MEASURE else None
+
+
+def width_lines(summaries: list[TrialSummary], measure: Measure) -> list[WidthLine]:
+    """`measure` against width, one line per parametrization × model (per parametrization for a
+    per-trial measure), parametrizations in their sweep order. A model that diverged is left out of
+    its trial's values (its last record is from before it diverged); a per-trial measure needs both."""
+    lines = []
+    for parametrization in dict.fromkeys(s.parametrization for s in summaries):
+        ours = [s for s in summaries if s.parametrization == parametrization]
+        for model in measure.models or (None,):
+            column = measure.column(model)
+            kept = [s for s in ours if not _diverged(s, model) and getattr(s, column) is not None]
+            stats = mean_spread(kept, "width", column)
+            if not stats:
+                continue
+            widths = list(stats)
+            means = [mean for mean, _, _ in stats.values()]
+            lines.append(
+                WidthLine(
+                    parametrization,
+                    model,
+                    widths,
+                    means,
+                    [spread for _, spread, _ in stats.values()],
+                    [seeds for _, _, seeds in stats.values()],
+                    fitted_slope(widths, means),
+                    theory_slope(measure.name, parametrization),
+                    len(ours) - len(kept),
+                )
+            )
+    return lines
+
+
+def _diverged(summary: TrialSummary, model: str | None) -> bool:
+    """Whether `model` (None: either model; "init": neither, the start is before training) diverged."""
+    names = MODEL_NAMES if model is None else (model,) if model in MODEL_NAMES else ()
+    return any(getattr(summary, f"diverged_{name}") is not None for name in names)
+
+
+def slope_text(line: WidthLine) -> str:
+    """e.g. "fitted slope −0.47 over widths 64–4096; theory −½"."""
+    if line.slope is None:
+        fitted = "no slope fitted (fewer than two widths with positive values)"
+    else:
+        fitted = f"fitted slope {_signed(line.slope)} over widths {min(line.widths)}–{max(line.widths)}"
+    return fitted if line.theory is None else f"{fitted}; theory {_fraction(line.theory)}"
+
+
+def short_slope_text(line: WidthLine) -> str:
+    """e.g. "slope −0.47 (theory −½)", for a legend."""
+    fitted = "no slope" if line.slope is None else f"slope {_signed(line.slope)}"
+    return fitted if line.theory is None else f"{fitted} (theory {_fraction(line.theory)})"
+
+
+def _signed(value: float) -> str:
+    return f"{value:.2f}".replace("-", "−")
+
+
+def _fraction(value: float) -> str:
+    return {-0.5: "−½", 0.0: "0"}.get(value, _signed(value))

@@ -1,0 +1,221 @@
+"""Width lab: how each lazy-vs-rich measure scales with the hidden width under each parametrization,
+on log-log axes with the fitted slope beside the theory's, and μP's coordinate check. Its runs are a
+sweep like any other (saved, resumable, a summary CSV), over widths and parametrizations."""
+
+import dataclasses
+
+import streamlit as st
+
+from kalign_app import environment, figures, navigation, params, sweep_runs, ui
+from kalign_core.config import MAX_EPOCHS, ConfigError
+from kalign_core.devices import cpu_count
+from kalign_core.parametrization import PARAMETRIZATIONS
+from kalign_core.sweep_backends import BLOCK_THREADS
+from kalign_core.sweep_spec import ALL_PAIRS, SUMMARY_CSV, SweepSpec, read_summary_csv, round_lr, saved_sweeps
+from kalign_core.width_lab import COORDINATE_MEASURES, LAB_MEASURES, THEORY_MEASURE, slope_text, width_lines
+
+navigation.require_app()
+
+WIDTHS = [2**k for k in range(5, 15)]  # 32 … 16,384, log-spaced
+MAX_SEEDS = 10
+DEFAULTS = {
+    "parametrizations": ["ntk", "mup"],
+    "widths": [64, 256, 1024],
+    "pair": (8, 9),
+    # Rates at which ntk and μP learned 3 vs 5 of the sample within two epochs at batch 50.
+    "slow_lr": 0.5,
+    "regular_lr": 5.0,
+    "epochs": 2,
+    "seeds": 2,
+    "name": "",
+}
+LABELS = {
+    **{field: f"{label} (Train page)" for field, label in params.FIELD_LABELS.items()},
+    "digits": "Digits",
+    "width": "Hidden widths",
+    "slow_lr": "Slow learning rate",
+    "regular_lr": "Regular learning rate",
+    "seed": "Seeds",
+    "epochs": "Epochs",
+    "parametrization": "Parametrizations",
+}
+WORKERS = max(1, cpu_count() // BLOCK_THREADS)  # as the Sweeps page's default
+
+
+def key(field: str) -> str:
+    return f"lab_{field}"
+
+
+def default_name(spec: SweepSpec) -> str:
+    (a, b), base = spec.pairs[0], spec.base
+    return (
+        f"lab-{'-'.join(spec.parametrizations)}-w{'-'.join(map(str, spec.widths))}-{a}v{b}"
+        f"-lr{base.slow_lr:g}-{base.regular_lr:g}-s{len(spec.seeds)}-e{base.epochs}"
+    )
+
+
+def lab_form():
+    """The lab's settings and where its sweep goes; errors are drawn here and give (None, None)."""
+    st.multiselect("Parametrizations", PARAMETRIZATIONS, key=key("parametrizations"))
+    st.multiselect("Hidden widths", WIDTHS, key=key("widths"), help="log-spaced: each a power of two")
+    st.selectbox("Digits", ALL_PAIRS, key=key("pair"), format_func=lambda p: f"{p[0]} vs {p[1]}")
+    left, right = st.columns(2)
+    left.number_input(
+        "Slow learning rate", 0.0, 100.0, key=key("slow_lr"), format="%g", help="the slow model's hidden layer"
+    )
+    right.number_input(
+        "Regular learning rate",
+        1e-6,
+        100.0,
+        key=key("regular_lr"),
+        format="%g",
+        help="the regular model, and both readouts",
+    )
+    left.number_input("Epochs", 1, MAX_EPOCHS, key=key("epochs"))
+    right.number_input("Seeds", 1, MAX_SEEDS, key=key("seeds"), help="seeds 0, 1, …: the error bars")
+    st.text_input(
+        "Sweep name",
+        key=key("name"),
+        placeholder="from the settings",
+        help="a folder in the server's sweeps folder; the same name resumes a sweep",
+    )
+    s = sweep_runs.remember_form("lab", DEFAULTS)
+    errors = [
+        f"{label}: choose at least one"
+        for label, field in (("Parametrizations", "parametrizations"), ("Hidden widths", "widths"))
+        if not s[field]
+    ]
+    if s["slow_lr"] > s["regular_lr"]:
+        errors.append("Slow learning rate: at most the regular learning rate")
+    spec = None
+    try:
+        base = params.config_from_settings(ui.settings())
+        if not errors:
+            base = dataclasses.replace(base, epochs=s["epochs"], regular_lr=s["regular_lr"], slow_lr=s["slow_lr"])
+            spec = SweepSpec(
+                base,
+                (tuple(s["pair"]),),
+                tuple(sorted(s["widths"])),
+                (round_lr(s["slow_lr"] / s["regular_lr"]),),
+                tuple(range(s["seeds"])),
+                tuple(p for p in PARAMETRIZATIONS if p in s["parametrizations"]),
+            )
+    except params.SettingsError as error:
+        errors.append(f"The Train page's settings are not valid ({error}); fix them there")
+    except ConfigError as error:
+        errors.append(params.capitalised(error.describe(LABELS)))
+    if errors:
+        for message in errors:
+            st.error(message, icon=":material/error:")
+        return None, None
+    st.caption(
+        f"Each trial also uses the Train page's settings: batch {base.batch_size}, probe {base.probe_size} "
+        f"digits, data {base.source}, device {base.device}."
+    )
+    try:
+        return spec, params.run_path(environment.sweeps_base(), s["name"] or default_name(spec))
+    except ValueError as error:
+        st.error(f"Sweep name: {error}", icon=":material/error:")
+        return spec, None
+
+
+# -- results ---------------------------------------------------------------------------------------
+
+
+def lines_chart(summaries, measure, chart_key: str) -> list:
+    """`measure` against width, with each line's slope in words below; the lines drawn."""
+    lines = width_lines(summaries, measure)
+    if not lines:
+        st.caption(f"{measure.label}: not recorded by this sweep's trials (saved before kalign measured it).")
+        return lines
+    st.plotly_chart(figures.width_figure(lines, f"{measure.label} vs width", measure.label), key=chart_key)
+    return lines
+
+
+def slope_notes(lines) -> None:
+    notes = []
+    for line in lines:
+        model = "" if line.model is None else f" · {line.model}"
+        left_out = f" ({line.left_out} trial(s) left out: diverged or undefined)" if line.left_out else ""
+        notes.append(f"- **{line.parametrization}{model}**: {slope_text(line)}{left_out}")
+    st.markdown("\n".join(notes))
+
+
+def draw_lab(summaries) -> None:
+    measure = LAB_MEASURES[
+        st.selectbox(
+            "Measure at the last epoch",
+            list(LAB_MEASURES),
+            key=key("measure"),
+            format_func=lambda name: LAB_MEASURES[name].label,
+        )
+    ]
+    lines = lines_chart(summaries, measure, "lab_chart")
+    slope_notes(lines)
+    st.caption(
+        "One line per parametrization and model (slow dotted, regular solid), mean ± spread over seeds; the "
+        "slope is a straight line fitted to the means on log-log axes. Theory gives a slope for the relative "
+        f"hidden-weight change only ({LAB_MEASURES[THEORY_MEASURE].label}): −½ under ntk, 0 under μP."
+    )
+    st.subheader("Coordinate check")
+    st.caption(
+        "μP's check (Yang & Hu; mup's coord check): the mean size of the hidden pre-activations and of the "
+        "outputs on the probe digits, at initialisation (dashed) and after the run's training steps, all its "
+        "epochs (slow dotted, regular solid). The check reads the sizes after training: a parametrization whose "
+        "sizes there grow or vanish with width fails it. (At initialisation μP's readout multiplier, "
+        "σ·√256/width, makes its outputs shrink like width^−½ by construction.)"
+    )
+    columns = st.columns(len(COORDINATE_MEASURES))
+    for column, (name, measure) in zip(columns, COORDINATE_MEASURES.items()):
+        with column:
+            slope_notes(lines_chart(summaries, measure, f"lab_{name}"))
+
+
+def results() -> None:
+    base = environment.sweeps_base()
+    names = saved_sweeps(base)
+    if not names:
+        st.caption("No sweeps yet: choose the settings and press Run.")
+        return
+    if st.session_state.get(key("open")) not in names:
+        st.session_state[key("open")] = names[0]
+    folder = base / st.selectbox("Sweep", names, key=key("open"), help=f"sweep folders in {base}")
+    try:
+        summaries = read_summary_csv((folder / SUMMARY_CSV).read_text())
+    except (OSError, ValueError) as error:
+        st.warning(f"{folder / SUMMARY_CSV} cannot be read: {error}")
+        return
+    if len({s.width for s in summaries}) < 2:
+        st.caption("This sweep has fewer than two widths: nothing to draw against width.")
+        return
+    draw_lab(summaries)
+
+
+def live_lines(summaries) -> None:
+    lines = width_lines(summaries, LAB_MEASURES[THEORY_MEASURE])
+    st.plotly_chart(figures.width_figure(lines, "Hidden-weight change so far", "‖W − W₀‖ / ‖W₀‖"), key="lab_live")
+
+
+st.title("Width lab")
+st.caption(
+    "Train the slow and the regular model at many widths under each parametrization and see how far they "
+    "move against width on log-log axes, with the slope theory expects. The runs are a sweep: saved, resumable, "
+    "and on the Sweeps page too."
+)
+sweep_runs.restore_form("lab", DEFAULTS)
+job = sweep_runs.current_job()
+form_column, run_column = st.columns([1.2, 3], gap="large")
+with form_column:
+    spec, folder = lab_form()
+with run_column:
+    if job is not None:
+        sweep_runs.live_progress(job, live_lines)
+    else:
+        sweep_runs.outcome_notice()
+        if spec is not None and folder is not None and sweep_runs.plan(spec, folder, WORKERS, LABELS):
+            sweep_runs.run_button(spec, folder, WORKERS, None, "run_lab")
+st.header("Results")
+if job is None:
+    results()
+else:
+    st.caption("The results show here when the sweep ends; the chart above fills in as trials finish.")
