@@ -1,10 +1,11 @@
-"""Kernel machines: is the trained network more than its initial kernel?
+"""Kernel machines: what a model's kernels are worth, at the start and the end of its training.
 
 Kernel ridge regression on one-hot targets with a model's feature kernel ΦΦᵀ and with its tangent
-kernel Θ, fitted on a fixed stratified subset of training digits and scored on held-out ones. In the
-lazy regime the network behaves like the machine of its initial tangent kernel; in the rich regime
-the network, and the machine of its final kernel, beat that initial machine (Atanasov, Bordelon &
-Pehlevan 2021; Long 2021).
+kernel Θ, fitted on a fixed stratified subset of training digits and scored on held-out ones. A
+machine is solved exactly, while the network has trained only as long as it was run: compare the
+machine of a final kernel (the "after kernel", Long 2021) with that of the initial one. Theory says a
+lazy network trained to convergence approaches its initial tangent kernel's machine (Atanasov,
+Bordelon & Pehlevan 2021); kalign's short runs do not test that.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """A permutation null for the alignment ρ(K, YYᵀ): what ρ looks like when the labels carry no
 information about K. Shuffling the probe's labels keeps the class sizes and K; the band is the
 central 95 % of ρ(K, P·YYᵀ·Pᵀ) over the shuffles. A ρ above it is structure, not chance (random ReLU
-features of pixels already carry class structure at initialisation), and a difference between two
-ρ smaller than the band's width is within noise.
+features of pixels already carry class structure at initialisation). The band is chance level, not an
+error bar: it says nothing of how far apart two values of ρ may lie by noise.
 
 Stacks of kernels (a block's trials × their feature and tangent kernels) take one batched product.
 """
