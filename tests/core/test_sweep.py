@@ -366,7 +366,7 @@ def test_cli_sweep_runs_resumes_and_names_the_extremes(tmp_path, capsys):
     ]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "3 trials (3 pairs × 1 widths × 1 ratios × 1 seeds), 0 already in" in out
+    assert "3 trials (3 pairs × 1 width × 1 ratio × 1 seed), 0 already in" in out
     assert "[3/3] " in out and "largest mean alignment gain" in out
     rows = read_summary_csv((tmp_path / SUMMARY_CSV).read_text())
     assert [r.trial_id for r in rows] == ["3v5-w16-r0.1-s0", "3v8-w16-r0.1-s0", "5v8-w16-r0.1-s0"]

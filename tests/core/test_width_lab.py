@@ -45,7 +45,7 @@ def test_the_parametrization_axis_names_only_what_is_not_standard():
     assert [t.config.parametrization for t in spec.trials()] == ["standard", "mup"]
     assert SweepSpec(BASE, ((3, 5),)).parametrizations == ("standard",)  # the base's
     assert spec.to_dict()["parametrizations"] == ["standard", "mup"]
-    assert spec.axes_text() == "1 pairs × 1 widths × 1 ratios × 1 seeds × 2 parametrizations"
+    assert spec.axes_text() == "1 pair × 1 width × 1 ratio × 1 seed × 2 parametrizations"
 
 
 @pytest.mark.parametrize("names, message", [(("ntk", "ntk"), "parametrizations repeats ntk"), (("nkt",), "must be")])
@@ -160,7 +160,7 @@ def test_cli_sweeps_parametrizations_and_prints_the_fitted_slopes(tmp_path, caps
     args += ["--probe-size", "40", "--source", "sample", "--workers", "1", "--out", str(tmp_path)]
     assert main([*args, "--parametrizations", "ntk,mup"]) == 0
     out = capsys.readouterr().out
-    assert "4 trials (1 pairs × 2 widths × 1 ratios × 1 seeds × 2 parametrizations)" in out
+    assert "4 trials (1 pair × 2 widths × 1 ratio × 1 seed × 2 parametrizations)" in out
     assert "hidden-weight change vs width, mup regular model: fitted slope " in out
     assert "over widths 16–64; theory 0" in out
     rows = read_summary_csv((tmp_path / SUMMARY_CSV).read_text())
