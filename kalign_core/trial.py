@@ -88,17 +88,9 @@ def initial_model(
     """The weights both models of a run start from. Training draws them first from a generator
     seeded with `config.seed` (pass it to continue drawing from it, as training does)."""
     generator = generator if generator is not None else torch.Generator().manual_seed(config.seed)
-    model = blank_model(config.width, n_classes, in_features, config.parametrization)
+    model = MLP(config.width, n_classes, in_features, config.parametrization)
     init_weights(model, generator)
     return model
-
-
-def blank_model(width: int, n_classes: int, in_features: int, parametrization: str = "standard") -> MLP:
-    """An MLP of these shapes with uninitialised weights, for the caller to fill: nn.Linear's own
-    random init would be drawn only to be overwritten (a few ms per model at width 256)."""
-    with torch.device("meta"):
-        model = MLP(width, n_classes, in_features, parametrization)
-    return model.to_empty(device="cpu")
 
 
 # The kernels whose alignment has a null band, in the order the tracker stacks them.
@@ -213,7 +205,7 @@ class PairTrial:
         }
 
     def export(self, weights: Weights) -> MLP:
-        model = blank_model(self.width, self.k, self.train_x.shape[1], self.config.parametrization)
+        model = MLP(self.width, self.k, self.train_x.shape[1], self.config.parametrization)
         for parameter, value in zip(
             (model.features[0].weight, model.features[0].bias, model.readout.weight, model.readout.bias), weights
         ):
