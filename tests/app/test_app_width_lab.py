@@ -31,9 +31,7 @@ def test_a_tiny_lab_draws_each_measure_against_width_with_its_slopes(tmp_path):
     at.number_input(key="lab_epochs").set_value(1)
     at.run()
     assert not at.exception and not at.error
-    assert f"**8 trials** (1 pair × 2 widths × 1 ratio × 2 seeds × 2 parametrizations) into **{LAB}**" in texts(
-        at.info
-    )
+    assert f"**8 trials** (1 pair × 2 widths × 1 ratio × 2 seeds × 2 parametrizations) into **{LAB}**" in texts(at.info)
     at.button(key="run_lab").click().run()
     assert not at.exception
     job = at.session_state["sweep_job"]
