@@ -50,10 +50,15 @@ def free_port() -> int:
 @contextlib.contextmanager
 def streamlit_server(folder: pathlib.Path, environ: dict | None = None):
     """(url, pid) of `streamlit run app.py` on a free port, with `environ` added to this process's
-    environment and its runs in folder/runs; its log goes to folder/server.log. The server is
-    stopped on leaving, whatever happened inside."""
+    environment, its runs in folder/runs and its sweeps in folder/sweeps; its log goes to
+    folder/server.log. The server is stopped on leaving, whatever happened inside."""
     port = free_port()
-    env = {**os.environ, "KALIGN_RUNS_DIR": str(folder / "runs"), **(environ or {})}
+    env = {
+        **os.environ,
+        "KALIGN_RUNS_DIR": str(folder / "runs"),
+        "KALIGN_SWEEPS_DIR": str(folder / "sweeps"),
+        **(environ or {}),
+    }
     command = [
         sys.executable,
         "-m",

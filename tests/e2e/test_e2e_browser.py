@@ -168,3 +168,25 @@ def test_a_lesson_link_opens_on_that_lesson_in_chromium(server, tmp_path):
         expect(linked.get_by_role("button", name="Run this lesson")).to_be_in_viewport()
         browser.close()
     assert "Traceback" not in (tmp_path / "server.log").read_text()
+
+
+def test_the_width_lab_trains_its_sweep_and_draws_slopes_in_chromium(server, tmp_path):
+    """One press: a sweep over both parametrizations and the default widths trains in the workers,
+    then the log-log chart with each line's fitted slope beside the theory's, and the coordinate
+    check; the sweep lands in the server's sweeps folder and the log holds no traceback."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser, page = wide_page(p)
+        page.goto(f"{server}/width_lab")
+        page.wait_for_selector(IDLE)
+        expect(page.locator("h1").first).to_have_text("Width lab")
+        page.get_by_role("button", name="Run").click()
+        expect(page.get_by_text("theory −½").first).to_be_visible()
+        page.wait_for_selector(IDLE)
+        expect(page.locator(CHART)).to_have_count(3)  # the measure against width, then the coordinate check
+        assert "fitted slope" in page.inner_text("body")
+        browser.close()
+    assert "Traceback" not in (tmp_path / "server.log").read_text()
+    (sweep,) = (tmp_path / "sweeps").iterdir()
+    assert (sweep / "summary.csv").is_file() and sweep.name.startswith("lab-ntk-mup-")
