@@ -14,12 +14,12 @@ from collections.abc import Callable, Mapping
 
 import streamlit as st
 
-from kalign_app import params, ui
+from kalign_app import environment, params, ui
 from kalign_app.jobs import SweepJob
 from kalign_core.config import ConfigError
 from kalign_core.data import DataUnavailable
 from kalign_core.sweep import calibrate, estimate_seconds
-from kalign_core.sweep_spec import SweepSpec, TrialSummary, counted
+from kalign_core.sweep_spec import SUMMARY_CSV, SweepSpec, TrialSummary, counted, read_summary_csv, saved_sweeps
 from kalign_core.text import duration
 
 # The sweep choosers (Sweeps page, Width lab) that open a sweep of this session's when it ends.
@@ -60,6 +60,25 @@ def cost_model(base, pair):
 
 def spec_cost(spec: SweepSpec):
     return cost_model(dataclasses.replace(spec.base, epochs=1), spec.pairs[0])
+
+
+def chosen_sweep(open_key: str, empty: str) -> tuple[pathlib.Path, list[TrialSummary]] | None:
+    """The saved sweep picked in a chooser (widget key `open_key`) and its summaries; None, with
+    `empty` or a warning in words (the details go to the server's log), when there is none to show."""
+    base = environment.sweeps_base()
+    names = saved_sweeps(base)
+    if not names:
+        st.caption(empty)
+        return None
+    if st.session_state.get(open_key) not in names:
+        st.session_state[open_key] = names[0]
+    folder = base / st.selectbox("Sweep", names, key=open_key, help="the sweeps saved on this server")
+    try:
+        return folder, read_summary_csv((folder / SUMMARY_CSV).read_text())
+    except (OSError, ValueError):
+        ui.log.exception("sweep %s: its summary cannot be read", folder)
+        st.warning(f"The summary of the sweep {folder.name} cannot be read; the details are in the server's log.")
+        return None
 
 
 def plan(spec: SweepSpec, folder: pathlib.Path, workers: int, labels: Mapping[str, str]) -> bool:

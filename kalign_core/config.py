@@ -127,13 +127,10 @@ class ExperimentConfig:
                 f"kernels (they grow with the probe size squared); the limit is {MAX_KERNEL_BYTES / 2**20:.0f} MB: "
                 "lower either",
             )
-        if self.parametrization not in PARAMETRIZATIONS:
-            raise ConfigError(
-                "parametrization",
-                f"{{parametrization}} must be one of {', '.join(PARAMETRIZATIONS)}" + got(self.parametrization),
-            )
-        if self.source not in SOURCES:
-            raise ConfigError("source", f"{{source}} must be one of {', '.join(SOURCES)}" + got(self.source))
+        for choice in (f for f in fields(self) if "choices" in f.metadata):
+            value, allowed = getattr(self, choice.name), choice.metadata["choices"]
+            if value not in allowed:
+                raise ConfigError(choice.name, f"{{{choice.name}}} must be one of {', '.join(allowed)}" + got(value))
         if not isinstance(self.device, str) or not _is_device_name(self.device):
             raise ConfigError("device", "{device} must be 'auto', 'cpu', 'mps', 'cuda' or 'cuda:N'" + got(self.device))
         if self.lazy_scale is not None:

@@ -27,36 +27,36 @@ KERNELS = ("feature", "tangent")
 
 @dataclass(frozen=True)
 class MachinePoints:
-    """The fixed digits the machines see (float32 on the training device), labels as class indices."""
+    """The fixed digits the machines see (float32 on the training device), labels as class indices,
+    and the tangent kernel's weight of each tensor (the parametrization's, see tangent.py)."""
 
     fit_x: torch.Tensor
     fit_y: torch.Tensor
     test_x: torch.Tensor
     test_y: torch.Tensor
     n_classes: int
+    kernel_weights: tuple[float, ...] = (1.0,) * 4
 
-    def grams(self, kernel_weights: tuple[float, ...] = (1.0,) * 4) -> tuple[torch.Tensor, torch.Tensor]:
-        hidden = kernel_weights[:2]
+    def grams(self) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.kernel_weights[:2]
         return input_gram(self.fit_x, weights=hidden), input_gram(self.test_x, self.fit_x, weights=hidden)
 
 
-def choose_points(train_x, train_y, test_x, test_y, n_classes: int, pick) -> MachinePoints:
+def choose_points(train_x, train_y, test_x, test_y, n_classes: int, pick, kernel_weights=(1.0,) * 4) -> MachinePoints:
     """Up to MAX_POINTS of each set, classes as equal as the data allow; `pick(labels, size)` returns
     the chosen indices (the trainer's stratified picker, with its own random generator)."""
     fit = pick(train_y.cpu().numpy(), min(MAX_POINTS, len(train_y)))
     test = pick(test_y.cpu().numpy(), min(MAX_POINTS, len(test_y)))
     fit, test = torch.from_numpy(fit).to(train_x.device), torch.from_numpy(test).to(test_x.device)
-    return MachinePoints(train_x[fit], train_y[fit], test_x[test], test_y[test], n_classes)
+    return MachinePoints(train_x[fit], train_y[fit], test_x[test], test_y[test], n_classes, kernel_weights)
 
 
-def machine_errors(
-    points: MachinePoints, hidden_weight, hidden_bias, readout_weight, grams=None, kernel_weights=(1.0,) * 4
-) -> dict:
+def machine_errors(points: MachinePoints, hidden_weight, hidden_bias, readout_weight, grams=None) -> dict:
     """Test error % of the ridge machine of each of KERNELS for one model's weights; None where its
-    kernel is not finite (a diverged model) or zero (every ReLU dead). `kernel_weights`: the tangent
-    kernel's weight of each tensor (the parametrization's, see tangent.py); `grams` must use them."""
-    gram_fit, gram_test = grams if grams is not None else points.grams(kernel_weights)
-    readout, bias = kernel_weights[2:]
+    kernel is not finite (a diverged model) or zero (every ReLU dead). `grams`: `points.grams()`,
+    when already computed."""
+    gram_fit, gram_test = grams if grams is not None else points.grams()
+    readout, bias = points.kernel_weights[2:]
 
     def features(x):
         return torch.addmm(hidden_bias, x, hidden_weight.T).relu_()

@@ -29,8 +29,8 @@ PARAMETRIZATIONS = ("standard", "ntk", "mup")
 SIGMA_W, SIGMA_B, SIGMA_A, SIGMA_C = 1.0, 0.1, 1.0, 0.1
 # μP's base width n₀, where it is the NTK network.
 MUP_BASE_WIDTH = 256
-# The four tensors, in the order every tuple here follows (and initialisation draws them).
-TENSORS = ("hidden weight", "hidden bias", "readout weight", "readout bias")
+# Every tuple here follows the order hidden weight, hidden bias, readout weight, readout bias (the
+# order initialisation draws them in).
 
 
 # What each parametrization is, for people: what it scales, and what theory expects of it.
@@ -49,10 +49,9 @@ DESCRIPTIONS = {
 @dataclass(frozen=True)
 class Scaling:
     """One network's parametrization at its width: each tensor's multiplier (effective = multiplier ×
-    trained) and learning-rate factor, in the order of TENSORS; `normal` says whether the trained
+    trained) and learning-rate factor, in that order; `normal` says whether the trained
     parameters start as N(0, 1) (else nn.Linear's init, for the standard parametrization)."""
 
-    name: str
     multipliers: tuple[float, float, float, float]
     rate_factors: tuple[float, float, float, float]
     normal: bool
@@ -71,12 +70,12 @@ class Scaling:
 def scaling(parametrization: str, width: int, inputs: int) -> Scaling:
     """The Scaling of a `parametrization` network with `width` hidden units and `inputs` inputs."""
     if parametrization == "standard":
-        return Scaling("standard", (1.0, 1.0, 1.0, 1.0), (1.0, 1.0, 1.0, 1.0), normal=False)
+        return Scaling((1.0, 1.0, 1.0, 1.0), (1.0, 1.0, 1.0, 1.0), normal=False)
     hidden = (SIGMA_W / math.sqrt(inputs), SIGMA_B)
     if parametrization == "ntk":
-        return Scaling("ntk", (*hidden, SIGMA_A / math.sqrt(width), SIGMA_C), (1.0, 1.0, 1.0, 1.0), normal=True)
+        return Scaling((*hidden, SIGMA_A / math.sqrt(width), SIGMA_C), (1.0, 1.0, 1.0, 1.0), normal=True)
     if parametrization == "mup":
         wider = width / MUP_BASE_WIDTH
         readout = SIGMA_A * math.sqrt(MUP_BASE_WIDTH) / width
-        return Scaling("mup", (*hidden, readout, SIGMA_C), (wider, wider, wider, 1.0), normal=True)
+        return Scaling((*hidden, readout, SIGMA_C), (wider, wider, wider, 1.0), normal=True)
     raise ValueError(f"parametrization must be one of {', '.join(PARAMETRIZATIONS)} (got {parametrization!r})")

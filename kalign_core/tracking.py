@@ -121,7 +121,7 @@ class Tracker:
 
     def __init__(self, probe_x: torch.Tensor, target: torch.Tensor, kernel_weights: tuple[float, ...] = (1.0,) * 4):
         self.gram = input_gram(probe_x.to(torch.float64), weights=kernel_weights[:2])[:, None]  # trials × 1 × m × m
-        self.readout_weight = kernel_weights[2]
+        self.kernel_weights = kernel_weights
         target = target.to(probe_x.device)
         target_c = target - target.mean(dim=-2, keepdim=True)
         self.target = _Kernels.of((target_c @ target_c.mT)[:, None])  # centered YYᵀ, trials × 1 × m × m
@@ -149,7 +149,7 @@ class Tracker:
         pattern = phi > 0
         hidden = hidden_block(pattern, readout_weight, self.gram)
         tangent = zero_if_negligible(center_kernel(hidden), hidden).add_(
-            feature.kernels, alpha=readout_weight.shape[-2] * self.readout_weight
+            feature.kernels, alpha=readout_weight.shape[-2] * self.kernel_weights[2]
         )
         tangent = _Kernels.of(tangent)
         if self.initial is None:

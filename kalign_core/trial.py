@@ -193,14 +193,14 @@ class PairTrial:
             self.test_y,
             self.k,
             lambda labels, size: stratified_probe(labels, size, self.k, generator),
+            self.initial.scaling.kernel_weights,
         )
-        weights = self.initial.scaling.kernel_weights
-        grams = points.grams(weights)
+        grams = points.grams()
         hidden, readout = self.initial.features[0], self.initial.readout
         start = (hidden.weight.detach(), hidden.bias.detach(), readout.weight.detach())
-        initial = machine_errors(points, *start, grams, weights)
+        initial = machine_errors(points, *start, grams)
         self.result.kernel_machine_errors = {
-            name: {"init": initial, "final": machine_errors(points, w, b, a, grams, weights)}
+            name: {"init": initial, "final": machine_errors(points, w, b, a, grams)}
             for name, (w, b, a, _) in zip(MODEL_NAMES, final)
         }
 

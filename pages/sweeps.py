@@ -11,7 +11,7 @@ from kalign_core import runs
 from kalign_core.config import MAX_EPOCHS, ConfigError
 from kalign_core.devices import cpu_count
 from kalign_core.sweep_backends import BLOCK_THREADS
-from kalign_core.sweep_spec import SUMMARY_CSV, SweepSpec, pairs_among, read_summary_csv, saved_sweeps, summary_csv
+from kalign_core.sweep_spec import SweepSpec, pairs_among, summary_csv
 
 navigation.require_app()
 
@@ -202,20 +202,12 @@ def open_trial(folder: pathlib.Path, summaries) -> None:
 
 
 def results() -> None:
-    base = environment.sweeps_base()
-    names = saved_sweeps(base)
-    if not names:
-        st.caption("No sweeps yet: choose the axes and press Run, or run `python -m kalign_core sweep`.")
+    chosen = sweep_runs.chosen_sweep(
+        key("open"), "No sweeps yet: choose the axes and press Run, or run `python -m kalign_core sweep`."
+    )
+    if chosen is None:
         return
-    if st.session_state.get(key("open")) not in names:
-        st.session_state[key("open")] = names[0]
-    folder = base / st.selectbox("Sweep", names, key=key("open"), help="the sweeps saved on this server")
-    try:
-        summaries = read_summary_csv((folder / SUMMARY_CSV).read_text())
-    except (OSError, ValueError):
-        ui.log.exception("sweep %s: its summary cannot be read", folder)
-        st.warning(f"The summary of the sweep {folder.name} cannot be read; the details are in the server's log.")
-        return
+    folder, summaries = chosen
     if not summaries:
         st.caption("No trial of this sweep has finished yet.")
         return

@@ -9,9 +9,9 @@ import streamlit as st
 from kalign_app import environment, figures, navigation, params, sweep_runs, ui
 from kalign_core.config import MAX_EPOCHS, ConfigError
 from kalign_core.devices import cpu_count
-from kalign_core.parametrization import PARAMETRIZATIONS
+from kalign_core.parametrization import MUP_BASE_WIDTH, PARAMETRIZATIONS
 from kalign_core.sweep_backends import BLOCK_THREADS
-from kalign_core.sweep_spec import ALL_PAIRS, SUMMARY_CSV, SweepSpec, read_summary_csv, round_lr, saved_sweeps
+from kalign_core.sweep_spec import ALL_PAIRS, SweepSpec, round_lr
 from kalign_core.width_lab import COORDINATE_MEASURES, LAB_MEASURES, THEORY_MEASURE, slope_text, width_lines
 
 navigation.require_app()
@@ -163,7 +163,7 @@ def draw_lab(summaries) -> None:
         "outputs on the probe digits, at initialisation (dashed) and after the run's training steps, all its "
         "epochs (slow dotted, regular solid). The check reads the sizes after training: a parametrization whose "
         "sizes there grow or vanish with width fails it. (At initialisation μP's readout multiplier, "
-        "σ·√256/width, makes its outputs shrink like width^−½ by construction.)"
+        f"σ·√{MUP_BASE_WIDTH}/width, makes its outputs shrink like width^−½ by construction.)"
     )
     columns = st.columns(len(COORDINATE_MEASURES))
     for column, (name, measure) in zip(columns, COORDINATE_MEASURES.items()):
@@ -172,19 +172,10 @@ def draw_lab(summaries) -> None:
 
 
 def results() -> None:
-    base = environment.sweeps_base()
-    names = saved_sweeps(base)
-    if not names:
-        st.caption("No sweeps yet: choose the settings and press Run.")
+    chosen = sweep_runs.chosen_sweep(key("open"), "No sweeps yet: choose the settings and press Run.")
+    if chosen is None:
         return
-    if st.session_state.get(key("open")) not in names:
-        st.session_state[key("open")] = names[0]
-    folder = base / st.selectbox("Sweep", names, key=key("open"), help=f"sweep folders in {base}")
-    try:
-        summaries = read_summary_csv((folder / SUMMARY_CSV).read_text())
-    except (OSError, ValueError) as error:
-        st.warning(f"{folder / SUMMARY_CSV} cannot be read: {error}")
-        return
+    _, summaries = chosen
     if len({s.width for s in summaries}) < 2:
         st.caption("This sweep has fewer than two widths: nothing to draw against width.")
         return

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import functools
 import json
 import pathlib
 import re
@@ -71,6 +72,7 @@ def other_digits(path: pathlib.Path):
         members = np.flatnonzero(labels == digit)
         test[rng.permutation(members)[: int(len(members) * OTHER_TEST_FRACTION)]] = True
 
+    @functools.cache  # a lesson's runs mostly share their digits
     def data(digits: tuple[int, ...]) -> DigitData:
         lookup = np.full(10, -1)
         lookup[list(digits)] = np.arange(len(digits))

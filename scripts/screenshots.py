@@ -44,11 +44,10 @@ HEATMAP = f"{CHART} .heatmaplayer image"
 
 def server_environment(folder: pathlib.Path) -> dict[str, str]:
     """Offline: the forms start on the bundled sample, so the server never downloads MNIST; data
-    and sweeps in `folder` (streamlit_server puts the runs there)."""
+    in `folder` (streamlit_server puts the runs and sweeps there)."""
     return {
         "KALIGN_DEFAULT_SOURCE": "sample",
         "KALIGN_DATA_DIR": str(folder / "data"),
-        "KALIGN_SWEEPS_DIR": str(folder / "sweeps"),
     }
 
 

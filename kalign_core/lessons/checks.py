@@ -28,24 +28,24 @@ def learning_slack(result: ExperimentResult, name: str) -> float:
     return beyond(result.history[name][-1].test_error, LEARNED_FRACTION * chance_error(result), at_least=False)
 
 
-def learned(result: ExperimentResult, name: str) -> bool:
-    return learning_slack(result, name) > 0
-
-
 def error_text(result: ExperimentResult, name: str) -> str:
     history = result.history[name]
     return f"{name} {history[0].test_error:.1f}% → {history[-1].test_error:.1f}%"
 
 
 @torch.no_grad()
-def hidden_weight_change(result: ExperimentResult, name: str) -> tuple[float, float]:
-    """(largest |change|, relative Frobenius change) of a model's hidden weights and biases since
-    initialisation, against the initial weights recomputed from the seed."""
-    trained = result.models[name].features[0]
-    start = initial_model(result.config, len(result.config.digits), trained.in_features).features[0]
-    change = torch.cat([(trained.weight - start.weight).flatten(), trained.bias - start.bias])
+def hidden_weight_changes(result: ExperimentResult) -> dict[str, tuple[float, float]]:
+    """Each model's (largest |change|, relative Frobenius change) of its hidden weights and biases
+    since initialisation, against the initial weights recomputed once from the seed."""
+    inputs = result.models["slow"].features[0].in_features
+    start = initial_model(result.config, len(result.config.digits), inputs).features[0]
     initial = torch.cat([start.weight.flatten(), start.bias])
-    return float(change.abs().max()), float(change.norm() / initial.norm())
+    changes = {}
+    for name, model in result.models.items():
+        trained = model.features[0]
+        change = torch.cat([(trained.weight - start.weight).flatten(), trained.bias - start.bias])
+        changes[name] = float(change.abs().max()), float(change.norm() / initial.norm())
+    return changes
 
 
 def kernel_change(result: ExperimentResult, name: str):
@@ -130,8 +130,8 @@ def check_slow_vs_regular(results):
 
 def check_random_features(results):
     (result,) = results
-    slow_max, _ = hidden_weight_change(result, "slow")
-    regular_max, regular_relative = hidden_weight_change(result, "regular")
+    changes = hidden_weight_changes(result)
+    (slow_max, _), (regular_max, regular_relative) = changes["slow"], changes["regular"]
     slow_rho = {record.alignment for record in result.history["slow"]}
     regular = result.history["regular"]
     epochs = len(result.history["slow"])
