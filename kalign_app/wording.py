@@ -176,10 +176,11 @@ def outcome(result: ExperimentResult) -> str:
     diverged = [name for name in MODEL_NAMES if result.diverged_at[name] is not None]
     if len(diverged) == 2:
         alpha = " or the lazy scale α" if result.config.lazy_scale is not None else ""
-        if regular_rate_only(result):
+        still = still_slow_layer(result)
+        if still:
             lower = (
                 "lower the regular learning rate (it trains the regular model and the slow model's readout; the "
-                f"slow model's hidden layer barely moved){alpha}"
+                f"slow model's hidden layer {still}){alpha}"
             )
         else:
             lower = f"lower the learning rates{alpha}"
@@ -341,13 +342,16 @@ def divergence_messages(result: ExperimentResult) -> list[str]:
     ]
 
 
-def regular_rate_only(result: ExperimentResult) -> bool:
-    """Whether the regular learning rate alone trained what moved in the slow model: its hidden layer
-    is frozen, or barely moved (its readout trains at the regular rate)."""
+def still_slow_layer(result: ExperimentResult) -> str | None:
+    """Why the regular learning rate alone trained what moved in the slow model ("is frozen" or
+    "barely moved": its readout trains at the regular rate); None when its hidden layer moved."""
     config = result.config
+    if config.slow_lr == config.regular_lr:
+        return None
+    if config.slow_lr == 0:
+        return "is frozen"
     change = result.history["slow"][-1].hidden_change
-    barely = change is not None and math.isfinite(change) and change < BARELY_MOVED
-    return config.slow_lr != config.regular_lr and (config.slow_lr == 0 or barely)
+    return "barely moved" if change is not None and math.isfinite(change) and change < BARELY_MOVED else None
 
 
 def divergence_cause(result: ExperimentResult, name: str) -> str:
@@ -371,7 +375,7 @@ def divergence_cause(result: ExperimentResult, name: str) -> str:
             "Its hidden layer is frozen (slow learning rate 0), so its readout's steps, at the regular learning "
             f"rate {config.regular_lr:g}{lazy}, overshot. "
         )
-    if name == "slow" and regular_rate_only(result):
+    if name == "slow" and still_slow_layer(result):
         return (
             "Its hidden weights barely moved (less than 0.01 % of their initial size), so the steps that overshot "
             f"were its readout's, which trains at the regular learning rate {config.regular_lr:g}{lazy}. "
@@ -389,13 +393,11 @@ def divergence_cause(result: ExperimentResult, name: str) -> str:
 
 
 def divergence_advice(result: ExperimentResult, name: str) -> str:
-    config = result.config
+    config, still = result.config, still_slow_layer(result)
     if name == "regular":
         advice = "a smaller regular learning rate (e.g. 10 times smaller)"
-    elif config.slow_lr == 0:
-        advice = "a smaller regular learning rate (it trains this model's readout; its hidden layer is frozen)"
-    elif regular_rate_only(result):
-        advice = "a smaller regular learning rate (it trains this model's readout; its hidden layer barely moved)"
+    elif still:
+        advice = f"a smaller regular learning rate (it trains this model's readout; its hidden layer {still})"
     else:
         advice = "a smaller slow learning rate, or a smaller regular one (it also trains this model's readout)"
     return advice + (", or a smaller α" if config.lazy_scale is not None else "")

@@ -217,8 +217,9 @@ def results() -> None:
     )
     width_column, ratio_column, model_column = st.columns(3)
     with width_column:
-        filtered = only(summaries, "width", "Width shown")
-        filtered = only(filtered, "parametrization", "Parametrization shown")
+        # The parametrization chosen applies to the trends too: their lines average seeds, not scalings.
+        scaled = only(summaries, "parametrization", "Parametrization shown")
+        filtered = only(scaled, "width", "Width shown")
     with ratio_column:
         filtered = only(filtered, "lr_ratio", "Learning rate ratio shown")
     model = model_column.radio("Test error of", ["regular", "slow"], horizontal=True, key=key("error_model"))
@@ -235,12 +236,12 @@ def results() -> None:
     left, right = st.columns(2)
     trends = (
         (left, "width", "lr_ratio", "width", "ratio", True),
-        (right, "lr_ratio", "width", "lr ratio", "width", min(s.lr_ratio for s in summaries) > 0),
+        (right, "lr_ratio", "width", "lr ratio", "width", min(s.lr_ratio for s in scaled) > 0),
     )
     for column, x, line, x_title, line_title, log_x in trends:
-        if len({getattr(s, x) for s in summaries}) > 1:
+        if len({getattr(s, x) for s in scaled}) > 1:
             column.plotly_chart(
-                figures.sweep_trend_figure(summaries, x, line, x_title, line_title, log_x), key=f"gain_vs_{x}"
+                figures.sweep_trend_figure(scaled, x, line, x_title, line_title, log_x), key=f"gain_vs_{x}"
             )
         else:
             column.caption(f"Sweep more than one {x_title} to see the gain against it.")
