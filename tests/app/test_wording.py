@@ -344,4 +344,4 @@ def test_a_number_prints_close_to_its_value_and_a_change_with_its_sign(value, di
     else:
         number = change["delta"].removesuffix(" pp since init")
         assert number[0] == ("+" if value > 0 else "-") and float(number) != 0
-        assert math.isclose(float(number), value, rel_tol=0.05, abs_tol=0.5 * 10**-digits)
+        assert math.isclose(float(number), value, rel_tol=0.05, abs_tol=half_unit)
