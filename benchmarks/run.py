@@ -44,13 +44,12 @@ from kalign_core import (  # noqa: E402
     feature_alignment,
     load_digits,
     resolve_device,
-    training,  # noqa: E402
-    trial,  # noqa: E402
 )
-from kalign_core.alignment import GRAM_CHUNK_ROWS  # noqa: E402
-from kalign_core.batched import TrialBlock  # noqa: E402
-from kalign_core.kernel_machines import MAX_POINTS, MachinePoints  # noqa: E402
-from kalign_core.tracking import Tracker  # noqa: E402
+from kalign_core.engine import training, trial  # noqa: E402
+from kalign_core.engine.batched import TrialBlock  # noqa: E402
+from kalign_core.measures.alignment import GRAM_CHUNK_ROWS  # noqa: E402
+from kalign_core.measures.kernel_machines import MAX_POINTS, MachinePoints  # noqa: E402
+from kalign_core.measures.tracking import Tracker  # noqa: E402
 from reference import ReferencePair  # noqa: E402
 
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"

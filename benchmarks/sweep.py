@@ -53,8 +53,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from kalign_core import ExperimentConfig, run_experiment  # noqa: E402
-from kalign_core.batched import TrialBlock, group_blocks, load_trial_data, run_trials  # noqa: E402
-from kalign_core.sweep_spec import ALL_PAIRS, alignment_gain, pairs_among  # noqa: E402
+from kalign_core.engine.batched import TrialBlock, group_blocks, load_trial_data, run_trials  # noqa: E402
+from kalign_core.sweep.spec import ALL_PAIRS, alignment_gain, pairs_among  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from run import BENCHMARKS_MD, MatmulBound, timed, verdict, write_section  # noqa: E402

@@ -14,8 +14,8 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 
 from kalign_core.results import MODEL_NAMES, ExperimentResult
-from kalign_core.sweep_spec import mean_spread, pair_matrix
-from kalign_core.width_lab import WidthLine, short_slope_text
+from kalign_core.sweep.spec import mean_spread, pair_matrix
+from kalign_core.sweep.width_lab import WidthLine, short_slope_text
 
 MODEL_COLORS = {"slow": "#1f77b4", "regular": "#d62728"}
 ERROR_DASH = {"test_error": "solid", "train_error": "dash"}

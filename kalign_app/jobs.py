@@ -27,10 +27,10 @@ from kalign_core.config import ConfigError, ExperimentConfig
 from kalign_core.data import DataUnavailable
 from kalign_core.devices import cpu_count
 from kalign_core.results import ExperimentResult
-from kalign_core.sweep_spec import SweepSpec, TrialSummary
+from kalign_core.sweep.spec import SweepSpec, TrialSummary
 
 if TYPE_CHECKING:
-    from kalign_core.sweep import SweepProgress
+    from kalign_core.sweep.runner import SweepProgress
 
 # Browsers throttle timers in background tabs to about one a minute, so a visible-but-hidden tab
 # may go quiet for that long; a job is only given up after a good margin beyond it.
@@ -428,7 +428,7 @@ class SweepJob(BackgroundJob):
             self._status = replace(self._status, progress=progress, summaries=[*self._status.summaries, progress.last])
 
     def _work(self) -> None:
-        from kalign_core.sweep import run_sweep  # the engine loads torch: the server only when a sweep starts
+        from kalign_core.sweep.runner import run_sweep  # the engine loads torch: the server only when a sweep starts
 
         try:
             outcome = run_sweep(

@@ -18,8 +18,8 @@ from kalign_app import environment, params, ui
 from kalign_app.jobs import SweepJob
 from kalign_core.config import ConfigError
 from kalign_core.data import DataUnavailable
-from kalign_core.sweep import calibrate, estimate_seconds
-from kalign_core.sweep_spec import SUMMARY_CSV, SweepSpec, TrialSummary, counted, read_summary_csv, saved_sweeps
+from kalign_core.sweep.runner import calibrate, estimate_seconds
+from kalign_core.sweep.spec import SUMMARY_CSV, SweepSpec, TrialSummary, counted, read_summary_csv, saved_sweeps
 from kalign_core.text import duration
 
 # The sweep choosers (Sweeps page, Width lab) that open a sweep of this session's when it ends.

@@ -75,8 +75,8 @@ def serve(connection, stop, threads: int) -> None:
     worker never needs them, and the first run does not wait for them."""
     import torch
 
-    from kalign_core import training  # noqa: F401  (loaded now; `_train` finds it in sys.modules)
     from kalign_core.devices import available_devices
+    from kalign_core.engine import training  # noqa: F401  (loaded now; `_train` finds it in sys.modules)
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the server's to handle; it ends us
     torch.set_num_threads(threads)
@@ -90,7 +90,7 @@ def serve(connection, stop, threads: int) -> None:
 def _train(connection, stop, request: tuple[dict, str]) -> None:
     import torch
 
-    from kalign_core.training import run_experiment
+    from kalign_core.engine.training import run_experiment
 
     config, data_dir = request
     _send(connection, ("started", WorkerInfo(os.getpid(), torch.get_num_threads())))

@@ -8,11 +8,11 @@ while its training processes load torch.
 import importlib
 
 _EXPORTS = {
-    "AlignmentUndefined": "alignment",
-    "center_kernel": "alignment",
-    "centered_alignment": "alignment",
-    "debiased_alignment": "alignment",
-    "feature_alignment": "alignment",
+    "AlignmentUndefined": "measures.alignment",
+    "center_kernel": "measures.alignment",
+    "centered_alignment": "measures.alignment",
+    "debiased_alignment": "measures.alignment",
+    "feature_alignment": "measures.alignment",
     "ConfigError": "config",
     "ExperimentConfig": "config",
     "DataUnavailable": "data",
@@ -26,8 +26,8 @@ _EXPORTS = {
     "RunFileError": "runs",
     "load_run": "runs",
     "save_run": "runs",
-    "tangent_kernel": "tangent",
-    "run_experiment": "training",
+    "tangent_kernel": "measures.tangent",
+    "run_experiment": "engine.training",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -12,16 +12,16 @@ from tqdm import tqdm
 
 from .config import SETTINGS, SOURCES, ConfigError, ExperimentConfig, check_int
 from .data import DataUnavailable
+from .engine.training import run_experiment
 from .lessons import LESSONS, find_lesson
 from .parametrization import PARAMETRIZATIONS
 from .results import MODEL_NAMES, ExperimentResult
 from .runs import RunFileError, check_run_target, save_run
-from .sweep import SweepProgress, calibrate, estimate_seconds, run_sweep, sweep_threads
-from .sweep_backends import BACKENDS, BLOCK_THREADS, KEEP, MAX_THREADS, MAX_WORKERS, default_workers
-from .sweep_spec import SweepSpec, mean_spread, pairs_among, round_lr
+from .sweep.backends import BACKENDS, BLOCK_THREADS, KEEP, MAX_THREADS, MAX_WORKERS, default_workers
+from .sweep.runner import SweepProgress, calibrate, estimate_seconds, run_sweep, sweep_threads
+from .sweep.spec import SweepSpec, mean_spread, pairs_among, round_lr
+from .sweep.width_lab import LAB_MEASURES, THEORY_MEASURE, slope_text, width_lines
 from .text import duration as duration_text
-from .training import run_experiment
-from .width_lab import LAB_MEASURES, THEORY_MEASURE, slope_text, width_lines
 
 _DEFAULTS = ExperimentConfig()
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 MODEL_NAMES = ("slow", "regular")
 # A model has diverged when a batch loss exceeds this multiple of its initial loss (or is not finite).
 DIVERGENCE_FACTOR = 10.0
-# EpochRecord's lazy-vs-rich measures (tracking.py computes them).
+# EpochRecord's lazy-vs-rich measures (measures/tracking.py computes them).
 MEASURES = (
     "tangent_alignment",
     "feature_distance",
@@ -28,7 +28,7 @@ MEASURES = (
     "readout_change",
     "pattern_stability",
 )
-# The coordinate check's sizes (coordinate_check.py), of the start both models share and of each
+# The coordinate check's sizes (engine/coordinate_check.py), of the start both models share and of each
 # model at the end.
 COORDINATES = ("mean_abs_hidden", "mean_abs_output")
 COORDINATE_MODELS = ("init", *MODEL_NAMES)
@@ -87,7 +87,7 @@ class ExperimentResult:
     provenance: dict = field(default_factory=dict)
     # Centered tangent kernels Θ on the probe, like `kernels` (empty for saved runs: not saved).
     tangent_kernels: dict[str, list[np.ndarray]] = field(default_factory=lambda: {n: [] for n in MODEL_NAMES})
-    # Test error % of kernel ridge machines (see kernel_machines.py) with each model's kernels at
+    # Test error % of kernel ridge machines (see measures/kernel_machines.py) with each model's kernels at
     # initialisation and at the last epoch: kernel_machine_errors[name]["init" | "final"]["feature" |
     # "tangent"] (None where a kernel is not finite). "final" appears when the run ends.
     kernel_machine_errors: dict[str, dict[str, dict[str, float | None]]] = field(default_factory=dict)

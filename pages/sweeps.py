@@ -10,8 +10,8 @@ from kalign_app import environment, figures, navigation, params, sweep_runs, ui
 from kalign_core import runs
 from kalign_core.config import MAX_EPOCHS, ConfigError
 from kalign_core.devices import cpu_count
-from kalign_core.sweep_backends import BLOCK_THREADS
-from kalign_core.sweep_spec import SweepSpec, pairs_among, summary_csv
+from kalign_core.sweep.backends import BLOCK_THREADS
+from kalign_core.sweep.spec import SweepSpec, pairs_among, summary_csv
 
 navigation.require_app()
 

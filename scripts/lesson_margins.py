@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT))
 from kalign_core import run_experiment  # noqa: E402
 from kalign_core.config import MAX_EPOCHS  # noqa: E402
 from kalign_core.data import SAMPLE_PATH, DigitData  # noqa: E402
+from kalign_core.engine.trial import cpu_model  # noqa: E402
 from kalign_core.lessons import LESSONS, Expectation, Lesson  # noqa: E402
-from kalign_core.trial import cpu_model  # noqa: E402
 
 README = ROOT / "README.md"
 MARKERS = ("<!-- lesson-margins -->", "<!-- /lesson-margins -->")

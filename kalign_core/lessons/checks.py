@@ -8,10 +8,10 @@ import math
 import numpy as np
 import torch
 
-from ..alignment import AlignmentUndefined, centered_alignment
+from ..engine.trial import initial_model
+from ..measures.alignment import AlignmentUndefined, centered_alignment
 from ..results import ExperimentResult
 from ..text import fixed, percent
-from ..trial import initial_model
 from .lesson import Expectation
 
 # "Learns the task": a final test error under this fraction of chance level's error.

@@ -238,7 +238,7 @@ def test_a_fault_on_the_server_is_said_in_words_and_logged_in_full(small_config,
     ids=["fault", "value-error-with-a-path", "settings", "no-data"],
 )
 def test_a_failed_sweep_says_why_in_words_without_server_paths(tmp_path, monkeypatch, caplog, error, shown):
-    from kalign_core import sweep
+    from kalign_core.sweep import runner as sweep
 
     def fail(*args, **kwargs):
         raise error

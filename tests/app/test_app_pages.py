@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 from apptest import TINY, TRAIN_CHARTS, charts, finish, open_app, press_train, texts, wait_until
 from kalign_app import ui
 from kalign_core import ExperimentConfig, runs
-from kalign_core.training import run_experiment
+from kalign_core.engine.training import run_experiment
 
 pytestmark = pytest.mark.usefixtures("fresh_server")
 

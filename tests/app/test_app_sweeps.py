@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from apptest import ROOT, charts, open_app, texts
 from kalign_core.runs import load_run
-from kalign_core.sweep_spec import SUMMARY_CSV, SWEEP_JSON, read_summary_csv
+from kalign_core.sweep.spec import SUMMARY_CSV, SWEEP_JSON, read_summary_csv
 
 PAGE = "pages/sweeps.py"
 SWEEP = "2pairs-w16-32-r0.1-s1-e1"

@@ -9,8 +9,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from apptest import charts, open_app, texts
-from kalign_core.sweep_spec import SUMMARY_CSV, read_summary_csv
-from kalign_core.width_lab import LAB_MEASURES, slope_text, width_lines
+from kalign_core.sweep.spec import SUMMARY_CSV, read_summary_csv
+from kalign_core.sweep.width_lab import LAB_MEASURES, slope_text, width_lines
 
 PAGE = "pages/width_lab.py"
 LAB = "lab-ntk-mup-w32-64-8v9-lr0.5-5-s2-e1"

@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 from apptest import TINY, open_app, session_job
 from kalign_app import params
 from kalign_core.parametrization import PARAMETRIZATIONS
-from kalign_core.sweep_spec import ALL_PAIRS
+from kalign_core.sweep.spec import ALL_PAIRS
 
 PAGES = (
     "pages/train.py",

@@ -13,8 +13,9 @@ import tomllib
 import torch
 
 from apptest import MB, ROOT, TINY_CONFIG, open_app, texts
-from kalign_core import ExperimentConfig, load_run, run_experiment, runs, save_run, trial
+from kalign_core import ExperimentConfig, load_run, run_experiment, runs, save_run
 from kalign_core.config import MAX_EPOCHS, MAX_KERNEL_BYTES, MAX_PROBE_SIZE, MIN_PROBE_SIZE
+from kalign_core.engine import trial
 from kalign_core.results import MODEL_NAMES, EpochRecord, ExperimentResult
 from runfaults import npz_replacing
 

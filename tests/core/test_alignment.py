@@ -1,4 +1,4 @@
-"""kalign_core.alignment against naive float64 formulas written out here: explicit H = I - 11ᵀ/m,
+"""kalign_core.measures.alignment against naive float64 formulas written out here: explicit H = I - 11ᵀ/m,
 explicit Frobenius sums, the unbiased HSIC as a U-statistic over distinct index tuples, and the
 numbers published with Kornblith et al.'s CKA demo notebook."""
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from kalign_core import alignment
-from kalign_core.alignment import (
+from kalign_core.measures import alignment
+from kalign_core.measures.alignment import (
     AlignmentUndefined,
     center_kernel,
     centered_alignment,

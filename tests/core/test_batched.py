@@ -12,7 +12,14 @@ import torch
 
 from kalign_app import figures
 from kalign_core import ExperimentConfig, run_experiment
-from kalign_core.batched import CPU_BLOCK_WEIGHTS, TrialBlock, group_blocks, iter_trials, load_trial_data, run_trials
+from kalign_core.engine.batched import (
+    CPU_BLOCK_WEIGHTS,
+    TrialBlock,
+    group_blocks,
+    iter_trials,
+    load_trial_data,
+    run_trials,
+)
 from kalign_core.results import MODEL_NAMES
 from kalign_core.runs import (
     KERNELS_NPZ,
@@ -27,7 +34,7 @@ from kalign_core.runs import (
     write_run_folder,
 )
 from kalign_core.runs.lean import lean_kernels_npz, lean_result, lean_trial_files
-from kalign_core.sweep_spec import ALL_PAIRS
+from kalign_core.sweep.spec import ALL_PAIRS
 
 
 def configs(**overrides):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from kalign_core import MLP, run_experiment, tangent_kernel
-from kalign_core.kernel_machines import RIDGE, MachinePoints, machine_errors, ridge_error
+from kalign_core.measures.kernel_machines import RIDGE, MachinePoints, machine_errors, ridge_error
 from kalign_core.results import MODEL_NAMES
 
 

@@ -5,7 +5,7 @@ class structure)."""
 import torch
 
 from kalign_core import centered_alignment, run_experiment
-from kalign_core.null_band import draw_permutations, null_bands, shuffled_alignments
+from kalign_core.measures.null_band import draw_permutations, null_bands, shuffled_alignments
 
 
 def test_each_shuffle_is_the_alignment_with_the_permuted_target():

@@ -14,8 +14,8 @@ from torch.func import functional_call, jacrev
 from kalign_core import ExperimentConfig, run_experiment, tangent_kernel
 from kalign_core.config import ConfigError
 from kalign_core.data import DigitData
+from kalign_core.engine.trial import initial_model
 from kalign_core.parametrization import MUP_BASE_WIDTH, SIGMA_A, SIGMA_B, SIGMA_C, SIGMA_W, scaling
-from kalign_core.trial import initial_model
 
 INPUTS = 20
 

@@ -17,8 +17,8 @@ import pytest
 from kalign_core import ExperimentConfig
 from kalign_core.cli import main
 from kalign_core.runs import load_run
-from kalign_core.sweep import estimate_seconds, recorded_threads, run_sweep, sweep_threads
-from kalign_core.sweep_spec import (
+from kalign_core.sweep.runner import estimate_seconds, recorded_threads, run_sweep, sweep_threads
+from kalign_core.sweep.spec import (
     SUMMARY_CSV,
     SUMMARY_FIELDS,
     SWEEP_JSON,
@@ -290,7 +290,7 @@ def test_process_pool_gives_the_sequential_results_and_never_reruns_the_main_fil
     script.write_text(
         'print("main file ran")\n'
         "from kalign_core import ExperimentConfig\n"
-        "from kalign_core.sweep import run_sweep\nfrom kalign_core.sweep_spec import SweepSpec\n"
+        "from kalign_core.sweep.runner import run_sweep\nfrom kalign_core.sweep.spec import SweepSpec\n"
         f"run_sweep({SPEC!r}, {str(tmp_path / 'sweep')!r}, workers=2, threads_per_trial=1)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from kalign_core import ExperimentConfig, run_experiment, tangent_kernel
+from kalign_core.engine.trial import PairTrial
 from kalign_core.results import MEASURES, MODEL_NAMES
-from kalign_core.trial import PairTrial
 
 
 def naive_alignment(k: torch.Tensor, l: torch.Tensor) -> float:

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from kalign_core import DigitData, ExperimentConfig, centered_alignment, run_experiment
-from kalign_core.batched import TrialBlock
+from kalign_core.engine.batched import TrialBlock
 from kalign_core.results import MODEL_NAMES
 
 

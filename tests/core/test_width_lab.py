@@ -12,12 +12,12 @@ import torch
 
 from kalign_core import ExperimentConfig, load_digits
 from kalign_core.cli import main
-from kalign_core.coordinate_check import coordinate_sizes
+from kalign_core.engine.coordinate_check import coordinate_sizes
+from kalign_core.engine.trial import PairTrial
 from kalign_core.runs import load_run
-from kalign_core.sweep import run_sweep
-from kalign_core.sweep_spec import SUMMARY_CSV, SUMMARY_FIELDS, SweepSpec, read_summary_csv, summary_csv
-from kalign_core.trial import PairTrial
-from kalign_core.width_lab import (
+from kalign_core.sweep.runner import run_sweep
+from kalign_core.sweep.spec import SUMMARY_CSV, SUMMARY_FIELDS, SweepSpec, read_summary_csv, summary_csv
+from kalign_core.sweep.width_lab import (
     COORDINATE_MEASURES,
     LAB_MEASURES,
     THEORY_SLOPES,

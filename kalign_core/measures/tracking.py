@@ -142,7 +142,7 @@ class Tracker:
         phi64 = phi.to(torch.float64)
         phi_c = zero_if_negligible(phi64 - phi64.mean(dim=-2, keepdim=True), phi64).to(phi.dtype)
         # Centered in float64 first (so no large means cancel in the product), then multiplied in the
-        # features' dtype at twice float64's speed: ρ moves by about 1e-8 (tests/test_tracking.py).
+        # features' dtype at twice float64's speed: ρ moves by about 1e-8 (tests/core/test_tracking.py).
         feature = _Kernels.of((phi_c @ phi_c.mT).to(torch.float64))  # centered, as Φ_c is
         # Centering removes the readout block's constant: Θ_c = k·w_A·Φ_cΦ_cᵀ + (hidden block)_c. The
         # hidden block's product runs in float32 (its rounding moves ρ by about 1e-7).

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .model import MLP
+from ..model import MLP
 
 
 def input_gram(

@@ -1,10 +1,10 @@
 """Running a sweep: `run_sweep` runs the trials of a `SweepSpec` not yet in its folder on a backend
-(`sweep_backends`), saving each and rewriting the summary as it goes; the cost model estimates how
+(`backends`), saving each and rewriting the summary as it goes; the cost model estimates how
 long that takes here and paces the time left.
 
 The sweep folder is the state: a trial whose subfolder exists has finished, so rerunning a sweep
 skips it. Its sweep.json records the spec, what each trial's folder keeps ("lean" or "all", see
-sweep_backends.py) and the torch threads per block of trials (CPU products round differently with
+backends.py) and the torch threads per block of trials (CPU products round differently with
 another count), so that a resumed sweep keeps the same (asking for another is refused).
 """
 
@@ -18,14 +18,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from .batched import iter_trials
-from .config import check_int
-from .data import load_digits
-from .devices import torch_threads
-from .files import write_atomically
-from .runs import RUN_JSON, result_from_json, write_run_folder
-from .sweep_backends import KEEP, MAX_THREADS, MAX_WORKERS, default_threads, trial_files, trial_results
-from .sweep_spec import SUMMARY_CSV, SWEEP_JSON, SweepSpec, Trial, TrialSummary, finished_trials, summarize, summary_csv
+from ..config import check_int
+from ..data import load_digits
+from ..devices import torch_threads
+from ..engine.batched import iter_trials
+from ..files import write_atomically
+from ..runs import RUN_JSON, result_from_json, write_run_folder
+from .backends import KEEP, MAX_THREADS, MAX_WORKERS, default_threads, trial_files, trial_results
+from .spec import SUMMARY_CSV, SWEEP_JSON, SweepSpec, Trial, TrialSummary, finished_trials, summarize, summary_csv
 
 # Widths the cost model times a one-epoch trial at; costs in between and beyond are linear in width.
 CALIBRATION_WIDTHS = (64, 512)

@@ -16,14 +16,14 @@ import time
 import numpy as np
 import torch
 
-from .alignment import centered_feature_kernel, one_hot
-from .config import ExperimentConfig
-from .data import DigitData
-from .kernel_machines import choose_points, machine_errors
-from .model import INPUT_SIZE, MLP, init_weights
-from .null_band import draw_permutations
-from .results import DIVERGENCE_FACTOR, MODEL_NAMES, EpochRecord, ExperimentResult
-from .tracking import Measured
+from ..config import ExperimentConfig
+from ..data import DigitData
+from ..measures.alignment import centered_feature_kernel, one_hot
+from ..measures.kernel_machines import choose_points, machine_errors
+from ..measures.null_band import draw_permutations
+from ..measures.tracking import Measured
+from ..model import INPUT_SIZE, MLP, init_weights
+from ..results import DIVERGENCE_FACTOR, MODEL_NAMES, EpochRecord, ExperimentResult
 
 
 def check_fits(config: ExperimentConfig, data: DigitData) -> None:

@@ -11,7 +11,7 @@ too. Gradients are written by hand (plain SGD on cross-entropy) and tested again
 A trial's numbers do not depend on the block it trains in: a batched product computes each trial's
 slice as it would alone, and the evaluation's chunks are the same in any block. So a run and a
 sweep trial of the same settings agree to the last bit at the same thread count
-(tests/test_batched.py), where the BLAS computes a lone product as it computes each of a batch's
+(tests/core/test_batched.py), where the BLAS computes a lone product as it computes each of a batch's
 (MKL on 2 threads splits a lone product of 5 to 11 rows differently).
 """
 
@@ -24,12 +24,12 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import ExperimentConfig
-from .data import DigitData, load_digits
-from .devices import resolve_device
-from .null_band import null_bands
-from .results import MODEL_NAMES, ExperimentResult
-from .tracking import Tracker
+from ..config import ExperimentConfig
+from ..data import DigitData, load_digits
+from ..devices import resolve_device
+from ..measures.null_band import null_bands
+from ..measures.tracking import Tracker
+from ..results import MODEL_NAMES, ExperimentResult
 from .trial import PairTrial, Weights, check_fits
 
 # Evaluation works through the data in chunks of about this many hidden activations per trial: 16 MB,

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..config import ExperimentConfig
+from ..data import DigitData, load_digits
+from ..results import ExperimentResult
 from .batched import TrialBlock
-from .config import ExperimentConfig
-from .data import DigitData, load_digits
-from .results import ExperimentResult
 from .trial import check_fits
 
 

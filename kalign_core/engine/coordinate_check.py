@@ -15,10 +15,10 @@ import math
 import numpy as np
 import torch
 
-from .config import ExperimentConfig
-from .data import DigitData
-from .model import MLP
-from .results import COORDINATES
+from ..config import ExperimentConfig
+from ..data import DigitData
+from ..model import MLP
+from ..results import COORDINATES
 from .trial import initial_model, stratified_probe
 
 

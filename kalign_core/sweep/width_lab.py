@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .results import COORDINATE_MODELS, MODEL_NAMES
-from .sweep_spec import TrialSummary, mean_spread
+from ..results import COORDINATE_MODELS, MODEL_NAMES
+from .spec import TrialSummary, mean_spread
 
 # The slope of log(relative hidden-weight change) against log(width) that theory expects.
 THEORY_SLOPES = {"ntk": -0.5, "mup": 0.0}

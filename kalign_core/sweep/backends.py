@@ -1,5 +1,5 @@
 """Where a sweep's trials run: in this process, in a pool of worker processes, or as Ray tasks; in
-each, in blocks trained as one batched computation (batched.py).
+each, in blocks trained as one batched computation (engine/batched.py).
 
 Pending trials are grouped into blocks (`trial_blocks`), about one per worker so that each has work.
 Each backend trains a block with `iter_trials` and hands back, per trial, the files its folder is to
@@ -26,15 +26,15 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 
-from .batched import group_blocks, iter_trials, load_trial_data
-from .config import ExperimentConfig, check_int
-from .coordinate_check import coordinate_sizes
-from .devices import cpu_count, resolve_device, torch_threads
-from .processes import bare_main_module, shippable
-from .results import ExperimentResult
-from .runs import run_files
-from .runs.lean import lean_trial_files
-from .sweep_spec import SweepSpec, Trial
+from ..config import ExperimentConfig, check_int
+from ..devices import cpu_count, resolve_device, torch_threads
+from ..engine.batched import group_blocks, iter_trials, load_trial_data
+from ..engine.coordinate_check import coordinate_sizes
+from ..processes import bare_main_module, shippable
+from ..results import ExperimentResult
+from ..runs import run_files
+from ..runs.lean import lean_trial_files
+from .spec import SweepSpec, Trial
 
 BACKENDS = ("local", "ray")
 # What a trial's folder keeps: "lean" (lean_runs.py) or "all" (every epoch's kernels and the weights).

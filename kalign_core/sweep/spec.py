@@ -20,10 +20,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .config import ExperimentConfig, check_digits
-from .parametrization import PARAMETRIZATIONS
-from .results import COORDINATE_MODELS, COORDINATES, ExperimentResult
-from .runs import RUN_JSON, result_from_json
+from ..config import ExperimentConfig, check_digits
+from ..parametrization import PARAMETRIZATIONS
+from ..results import COORDINATE_MODELS, COORDINATES, ExperimentResult
+from ..runs import RUN_JSON, result_from_json
 
 SUMMARY_CSV, SWEEP_JSON = "summary.csv", "sweep.json"
 
@@ -162,7 +162,7 @@ class TrialSummary:
     tangent_alignment_gain is the same for the tangent kernel's alignment; hidden_change_*,
     readout_change_*, feature_distance_*, tangent_distance_* and pattern_stability_* are each model's
     EpochRecord measures at its last epoch; mean_abs_hidden_* and mean_abs_output_* its coordinate
-    sizes (coordinate_check.py) at the end, and *_init those of the start both models share.
+    sizes (engine/coordinate_check.py) at the end, and *_init those of the start both models share.
     Summaries written before kalign measured these lack them: None (and parametrization "standard").
     None = undefined (alignment 0/0, or a diverged model); diverged_* = epoch of divergence."""
 
