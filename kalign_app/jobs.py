@@ -27,6 +27,7 @@ from kalign_core.config import ConfigError, ExperimentConfig
 from kalign_core.data import DataUnavailable
 from kalign_core.devices import cpu_count
 from kalign_core.results import ExperimentResult
+from kalign_core.sweep.options import SweepOptions
 from kalign_core.sweep.spec import SweepSpec, TrialSummary
 
 if TYPE_CHECKING:
@@ -414,9 +415,11 @@ class SweepJob(BackgroundJob):
 
     thread_name = "kalign-sweep"
 
-    def __init__(self, spec: SweepSpec, folder, **options):
+    def __init__(self, spec: SweepSpec, folder, options: SweepOptions | None = None, cost=None):
         super().__init__()
-        self.spec, self.folder, self._options = spec, pathlib.Path(folder), options
+        self.spec, self.folder = spec, pathlib.Path(folder)
+        # The trials train in worker processes, leaving this server's torch threads as they are.
+        self._options, self._cost = options or SweepOptions(in_process=False), cost
         self._status = SweepStatus("running", None, [], None)
 
     def status(self) -> SweepStatus:
@@ -431,13 +434,7 @@ class SweepJob(BackgroundJob):
         from kalign_core.sweep.runner import run_sweep  # the engine loads torch: the server only when a sweep starts
 
         try:
-            outcome = run_sweep(
-                self.spec,
-                self.folder,
-                on_progress=self._on_progress,
-                should_stop=self._stop.is_set,
-                **{"in_process": False, **self._options},
-            )
+            outcome = run_sweep(self.spec, self.folder, self._options, self._on_progress, self._stop.is_set, self._cost)
             state = "stopped" if outcome.stopped else "finished"
             with self._lock:
                 self._status = replace(self._status, state=state, summaries=outcome.summaries)

@@ -18,6 +18,7 @@ from kalign_app import environment, params, ui
 from kalign_app.jobs import SweepJob
 from kalign_core.config import ConfigError
 from kalign_core.data import DataUnavailable
+from kalign_core.sweep.options import SweepOptions
 from kalign_core.sweep.runner import calibrate, estimate_seconds
 from kalign_core.sweep.spec import SUMMARY_CSV, SweepSpec, TrialSummary, counted, read_summary_csv, saved_sweeps
 from kalign_core.text import duration
@@ -86,7 +87,7 @@ def plan(spec: SweepSpec, folder: pathlib.Path, workers: int, labels: Mapping[st
     calls each setting, for errors that name one."""
     total = len(spec.trials())
     try:
-        pending, seconds = estimate_seconds(spec, workers, folder=folder, cost=spec_cost(spec))
+        pending, seconds = estimate_seconds(spec, SweepOptions(workers=workers), folder, spec_cost(spec))
     except (ValueError, OSError) as error:  # e.g. the folder holds trials with other settings
         why = params.capitalised(error.describe(labels)) if isinstance(error, ConfigError) else error
         st.error(f"Sweep {folder.name}: {why}", icon=":material/error:")
@@ -117,7 +118,8 @@ def run_button(spec: SweepSpec, folder: pathlib.Path, workers: int, keep: str | 
     if elsewhere:
         st.info(f"Another session's sweep ({elsewhere}) is running on this server; one runs at a time.")
     if st.button("Run", type="primary", icon=":material/play_arrow:", key=button_key, disabled=bool(elsewhere)):
-        job = SweepJob(spec, folder, workers=workers, cost=spec_cost(spec), keep=keep).start()
+        options = SweepOptions(workers=workers, in_process=False, keep=keep)
+        job = SweepJob(spec, folder, options, spec_cost(spec)).start()
         server_sweeps()[folder] = job
         st.session_state.sweep_job = job
         st.session_state.sweep_outcome = None

@@ -10,15 +10,15 @@ import time
 
 from tqdm import tqdm
 
-from .config import SETTINGS, SOURCES, ConfigError, ExperimentConfig, check_int
+from .config import SETTINGS, SOURCES, ConfigError, ExperimentConfig
 from .data import DataUnavailable
 from .engine.training import run_experiment
 from .lessons import LESSONS, find_lesson
 from .parametrization import PARAMETRIZATIONS
 from .results import MODEL_NAMES, ExperimentResult
 from .runs import RunFileError, check_run_target, save_run
-from .sweep.backends import BACKENDS, BLOCK_THREADS, KEEP, MAX_THREADS, MAX_WORKERS, default_workers
-from .sweep.runner import SweepProgress, calibrate, estimate_seconds, run_sweep, sweep_threads
+from .sweep.options import BACKENDS, BLOCK_THREADS, KEEP, SweepOptions
+from .sweep.runner import SweepProgress, calibrate, estimate_seconds, run_sweep
 from .sweep.spec import SweepSpec, mean_spread, pairs_among, round_lr
 from .sweep.width_lab import LAB_MEASURES, THEORY_MEASURE, slope_text, width_lines
 from .text import duration as duration_text
@@ -266,35 +266,22 @@ class TrialLog:
 
 def _sweep(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
-    if args.workers is not None:
-        check_int("workers", args.workers, 1, MAX_WORKERS)
-    threads = sweep_threads(spec, args.out, args.workers, args.threads_per_trial)
-    check_int("threads_per_trial", threads, 1, MAX_THREADS)
-    workers = default_workers(spec, threads) if args.workers is None else args.workers
+    options = SweepOptions(
+        args.backend, args.workers, args.threads_per_trial, args.address, None, args.gpus_per_trial, args.keep
+    ).settled(spec, args.out)
     total = len(spec.trials())
-    cost = calibrate(spec, threads, args.keep or "lean")
-    pending, seconds = estimate_seconds(spec, workers, threads, args.out, cost)
+    cost = calibrate(spec, options.threads_per_trial, options.keep)
+    pending, seconds = estimate_seconds(spec, options, args.out, cost)
     print(f"{total} trials ({spec.axes_text()}), {total - pending} already in {args.out}")
     if pending:
-        where = f"Ray at {args.address}" if args.address else f"{workers} {args.backend} worker(s)"
+        where = f"Ray at {args.address}" if args.address else f"{options.workers} {args.backend} worker(s)"
         print(
             f"running {pending} on {where}; estimated {duration_text(seconds)} of training on idle cores "
             "of this machine, plus worker start-up"
         )
     log = TrialLog(total, total - pending)
     try:
-        outcome = run_sweep(
-            spec,
-            args.out,
-            args.backend,
-            workers,
-            threads,
-            args.address,
-            on_progress=log,
-            cost=cost,
-            gpus_per_trial=args.gpus_per_trial,
-            keep=args.keep,
-        )
+        outcome = run_sweep(spec, args.out, options, on_progress=log, cost=cost)
     finally:
         log.close()
     print(f"{len(outcome.ran)} trials run in {duration_text(outcome.seconds)}; summary: {args.out}/summary.csv")

@@ -10,7 +10,7 @@ from kalign_app import environment, figures, navigation, params, sweep_runs, ui
 from kalign_core import runs
 from kalign_core.config import MAX_EPOCHS, ConfigError
 from kalign_core.devices import cpu_count
-from kalign_core.sweep.backends import BLOCK_THREADS
+from kalign_core.sweep.options import BLOCK_THREADS
 from kalign_core.sweep.spec import SweepSpec, pairs_among, summary_csv
 
 navigation.require_app()
@@ -27,7 +27,7 @@ DEFAULTS = {
     "ratios": [0.1],
     "seeds": 1,
     "epochs": 10,
-    "workers": max(1, cpu_count() // BLOCK_THREADS),  # as the command line's sweep: see sweep_backends
+    "workers": max(1, cpu_count() // BLOCK_THREADS),  # as the command line's sweep: see sweep/options.py
     "name": "",
     "keep_all": False,
 }

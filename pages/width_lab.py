@@ -10,7 +10,7 @@ from kalign_app import environment, figures, navigation, params, sweep_runs, ui
 from kalign_core.config import MAX_EPOCHS, ConfigError
 from kalign_core.devices import cpu_count
 from kalign_core.parametrization import MUP_BASE_WIDTH, PARAMETRIZATIONS
-from kalign_core.sweep.backends import BLOCK_THREADS
+from kalign_core.sweep.options import BLOCK_THREADS
 from kalign_core.sweep.spec import ALL_PAIRS, SweepSpec, round_lr
 from kalign_core.sweep.width_lab import COORDINATE_MEASURES, LAB_MEASURES, THEORY_MEASURE, slope_text, width_lines
 

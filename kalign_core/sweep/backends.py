@@ -3,15 +3,15 @@ each, in blocks trained as one batched computation (engine/batched.py).
 
 Pending trials are grouped into blocks (`trial_blocks`), about one per worker so that each has work.
 Each backend trains a block with `iter_trials` and hands back, per trial, the files its folder is to
-hold (`trial_files`): lean by default (lean_runs.py, under 1 MB), or everything `runs.save_run`
+hold (`trial_files`): lean by default (runs/lean.py, under 1 MB), or everything `runs.save_run`
 writes with keep "all". Files, not results, travel back from workers: they are what the sweep
 saves, and the lean ones a fraction of a result with every epoch's kernels.
 
 Every backend trains with the same number of torch threads per block (`threads_per_trial`; run_sweep
-records it, see `default_threads`): torch's CPU matrix products give slightly different floats with
+records it, see options.py): torch's CPU matrix products give slightly different floats with
 different thread counts. A batched product computes each trial's slice on its own, so a trial gives
-the same bits in whichever block it trains at a fixed thread count (tests/test_sweep.py checks backends that block it
-differently against each other exactly).
+the same bits in whichever block it trains at a fixed thread count (tests/core/test_sweep.py checks
+backends that block it differently against each other exactly).
 """
 
 from __future__ import annotations
@@ -26,53 +26,21 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 
-from ..config import ExperimentConfig, check_int
-from ..devices import cpu_count, resolve_device, torch_threads
+from ..config import ExperimentConfig
+from ..devices import torch_threads
 from ..engine.batched import group_blocks, iter_trials, load_trial_data
 from ..engine.coordinate_check import coordinate_sizes
 from ..processes import bare_main_module, shippable
 from ..results import ExperimentResult
 from ..runs import run_files
 from ..runs.lean import lean_trial_files
-from .spec import SweepSpec, Trial
+from .options import SweepOptions
+from .spec import Trial
 
-BACKENDS = ("local", "ray")
-# What a trial's folder keeps: "lean" (lean_runs.py) or "all" (every epoch's kernels and the weights).
-KEEP = ("lean", "all")
 # A trial that came back and the files its folder is to hold.
 FinishedTrial = tuple[Trial, dict[str, bytes]]
-MAX_WORKERS = 1024
-MAX_THREADS = 256
-MAX_GPUS_PER_TRIAL = 8
-# A block's batched products keep two threads busy: on 2 cores, one block on 2 threads trained the
-# 45-pair matrix 1.2 times faster than two worker processes of 1 thread (benchmarks/sweep.py), which
-# also pay their start-up; machines with more cores run more such workers.
-BLOCK_THREADS = 2
 # How often a pool's sweep checks should_stop while its blocks train.
 STOP_POLL_S = 0.2
-
-
-def default_threads(spec: SweepSpec, workers: int | None = None) -> int:
-    """Torch threads per block of trials: BLOCK_THREADS on CPU, up to the cores there are (each of
-    `workers`' share of them, where given), 1 on an accelerator (the host threads only launch its
-    work)."""
-    if not _trains_on_cpu(spec):
-        return 1
-    return min(BLOCK_THREADS, max(1, cpu_count() // (workers or 1)))
-
-
-def default_workers(spec: SweepSpec, threads_per_trial: int = 1) -> int:
-    """One worker per `threads_per_trial` cores on CPU; one on an accelerator (they share it)."""
-    if not _trains_on_cpu(spec):
-        return 1
-    return max(1, cpu_count() // threads_per_trial)
-
-
-def _trains_on_cpu(spec: SweepSpec) -> bool:
-    """Whether the sweep's trials train on a CPU. Only "auto" is resolved here: a named accelerator
-    may be on the workers (Ray) and not on this machine."""
-    device = spec.base.device
-    return device == "cpu" or (device == "auto" and resolve_device(device).type == "cpu")
 
 
 def trial_blocks(pending: list[Trial], workers: int, data=None) -> list[list[Trial]]:
@@ -85,32 +53,16 @@ def trial_blocks(pending: list[Trial], workers: int, data=None) -> list[list[Tri
 
 
 def trial_results(
-    pending: list[Trial],
-    backend: str = "local",
-    workers: int = 1,
-    threads_per_trial: int = 1,
-    address: str | None = None,
-    in_process: bool | None = None,
-    gpus_per_trial: float = 0.0,
-    should_stop: Callable[[], bool] = lambda: False,
-    keep: str = "lean",
+    pending: list[Trial], options: SweepOptions, should_stop: Callable[[], bool] = lambda: False
 ) -> Iterator[list[FinishedTrial]]:
-    """The trials of each block as it finishes, with the files each trial's folder is to hold (see
-    `run_sweep` for the options); the options are checked now, before any trial starts. Close the
-    iterator to cancel what is left."""
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)} (got {backend!r})")
-    if keep not in KEEP:
-        raise ValueError(f"keep must be one of {', '.join(KEEP)} (got {keep!r})")
-    check_int("workers", workers, 1, MAX_WORKERS)
-    check_int("threads_per_trial", threads_per_trial, 1, MAX_THREADS)
-    if not (isinstance(gpus_per_trial, (int, float)) and 0 <= gpus_per_trial <= MAX_GPUS_PER_TRIAL):
-        raise ValueError(f"gpus_per_trial must be a number from 0 to {MAX_GPUS_PER_TRIAL} (got {gpus_per_trial!r})")
-    if backend == "ray":
-        return _ray_results(pending, workers, threads_per_trial, address, gpus_per_trial, keep)
-    if not (workers == 1 if in_process is None else in_process):
-        return _pool_results(pending, workers, threads_per_trial, should_stop, keep)
-    return _sequential_results(pending, workers, threads_per_trial, should_stop, keep)
+    """The trials of each block as it finishes, with the files each trial's folder is to hold, run
+    as `options` (settled: threads and keep decided) say. Close the iterator to cancel what is left."""
+    threads, keep, workers = options.threads_per_trial, options.keep, options.workers
+    if options.backend == "ray":
+        return _ray_results(pending, workers, threads, options.address, options.gpus_per_trial, keep)
+    if not (workers == 1 if options.in_process is None else options.in_process):
+        return _pool_results(pending, workers, threads, should_stop, keep)
+    return _sequential_results(pending, workers, threads, should_stop, keep)
 
 
 def trial_files(result: ExperimentResult, keep: str) -> dict[str, bytes]:

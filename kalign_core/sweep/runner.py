@@ -3,9 +3,8 @@
 long that takes here and paces the time left.
 
 The sweep folder is the state: a trial whose subfolder exists has finished, so rerunning a sweep
-skips it. Its sweep.json records the spec, what each trial's folder keeps ("lean" or "all", see
-backends.py) and the torch threads per block of trials (CPU products round differently with
-another count), so that a resumed sweep keeps the same (asking for another is refused).
+skips it. Its sweep.json records the spec, what each trial's folder keeps ("lean" or "all") and the torch
+threads per block of trials, so that a resumed sweep keeps the same (options.py).
 """
 
 from __future__ import annotations
@@ -18,13 +17,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from ..config import check_int
 from ..data import load_digits
 from ..devices import torch_threads
 from ..engine.batched import iter_trials
 from ..files import write_atomically
 from ..runs import RUN_JSON, result_from_json, write_run_folder
-from .backends import KEEP, MAX_THREADS, MAX_WORKERS, default_threads, trial_files, trial_results
+from .backends import trial_files, trial_results
+from .options import SweepOptions
 from .spec import SUMMARY_CSV, SWEEP_JSON, SweepSpec, Trial, TrialSummary, finished_trials, summarize, summary_csv
 
 # Widths the cost model times a one-epoch trial at; costs in between and beyond are linear in width.
@@ -73,22 +72,17 @@ def calibrate(spec: SweepSpec, threads_per_trial: int | None = 1, keep: str = "l
 
 
 def estimate_seconds(
-    spec: SweepSpec, workers: int = 1, threads_per_trial: int | None = None, folder=None, cost: CostModel | None = None
+    spec: SweepSpec, options: SweepOptions | None = None, folder=None, cost: CostModel | None = None
 ) -> tuple[int, float]:
-    """(trials still to run, about how many seconds they take on `workers` workers here), at the
-    threads per block `run_sweep` would train at. Raises ValueError, as run_sweep would, for a
-    folder whose record is damaged or says otherwise."""
-    record = None
-    if folder is not None:
-        folder = pathlib.Path(folder)
-        record = _recorded(folder)
-        _kept_by(folder, None, record)
-    threads_per_trial = sweep_threads(spec, folder, workers, threads_per_trial, record)
-    cost = cost or calibrate(spec, threads_per_trial)
+    """(trials still to run, about how many seconds they take here) with `options`, as `run_sweep`
+    would run them. Raises ValueError, as run_sweep would, for a folder whose record is damaged or
+    says otherwise."""
+    options = (options or SweepOptions()).settled(spec, folder)
+    cost = cost or calibrate(spec, options.threads_per_trial)
     done = finished_trials(spec, folder) if folder is not None else {}
     pending = [t for t in spec.trials() if t.id not in done]
     total = sum(cost.trial_seconds(t) for t in pending)
-    return len(pending), total / max(1, min(workers, len(pending)))
+    return len(pending), total / max(1, min(options.workers, len(pending)))
 
 
 # -- running ---------------------------------------------------------------------------------------
@@ -116,58 +110,41 @@ class SweepOutcome:
 def run_sweep(
     spec: SweepSpec,
     folder,
-    backend: str = "local",
-    workers: int = 1,
-    threads_per_trial: int | None = None,
-    address: str | None = None,
+    options: SweepOptions | None = None,
     on_progress: Callable[[SweepProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     cost: CostModel | None = None,
-    in_process: bool | None = None,
-    gpus_per_trial: float = 0.0,
-    keep: str | None = None,
 ) -> SweepOutcome:
     """Run the trials not yet in `folder`, saving each as `folder/<trial id>` and rewriting
-    `folder/summary.csv` after each block of trials.
+    `folder/summary.csv` after each block of trials, where and how `options` say (SweepOptions).
 
-    backend "local": in this process when `in_process` (default: when workers=1; should_stop can then
-    end a trial midway, which is not saved), else in a pool of `workers` processes (a server passes
-    in_process=False to keep its own torch thread setting untouched). backend "ray": tasks on the
-    cluster at `address`, or on a local Ray instance with workers × threads_per_trial CPUs (an already
-    initialised Ray is used as is). Ray hides GPUs from tasks that do not ask for them:
-    `gpus_per_trial` (asked per block of trials, one task: e.g. 0.25 lets four blocks share a GPU)
-    asks, and device "auto" then finds one. `cost` (default: calibrated now) paces the time left.
-    With a pool or Ray, should_stop and a raising on_progress cancel the queued blocks of trials and
-    end the running ones (a pool's between batches; Ray cancels its tasks), whose trials are not
-    saved; the trials of a block that has come back are all saved first.
-    `keep`: what each trial's folder holds, "lean" (run.json and the first and last epoch's
-    kernels, under 1 MB) or "all" (what `save_run` writes); default: what the folder's sweep
-    recorded, else "lean". `threads_per_trial`: see `sweep_threads`.
+    In this process, should_stop can end a trial midway, which is not saved. With a pool or Ray,
+    should_stop and a raising on_progress cancel the queued blocks of trials and end the running
+    ones (a pool's between batches; Ray cancels its tasks), whose trials are not saved; the trials
+    of a block that has come back are all saved first. A server passes in_process=False to keep its
+    own torch thread setting untouched. Ray hides GPUs from tasks that do not ask for them:
+    gpus_per_trial asks, and device "auto" then finds one. `cost` (default: calibrated now) paces
+    the time left.
     """
     should_stop = should_stop or (lambda: False)
     started = time.perf_counter()
     folder = pathlib.Path(folder)
     trials = spec.trials()
-    check_int("workers", workers, 1, MAX_WORKERS)  # before the default threads divide by it
-    record = _recorded(folder)
-    keep = _kept_by(folder, keep, record)
-    threads_per_trial = sweep_threads(spec, folder, workers, threads_per_trial, record)
+    options = (options or SweepOptions()).settled(spec, folder)
     done = finished_trials(spec, folder)
     skipped = len(done)
     # Heaviest first, so that a pool does not end waiting on one wide trial.
     pending = sorted((t for t in trials if t.id not in done), key=lambda t: -t.width * t.config.epochs)
     # Checks the options now; no trial starts before the loop below asks for results.
-    results = trial_results(
-        pending, backend, workers, threads_per_trial, address, in_process, gpus_per_trial, should_stop, keep
-    )
+    results = trial_results(pending, options, should_stop)
     folder.mkdir(parents=True, exist_ok=True)
     write_atomically(
         folder / SWEEP_JSON,
-        json.dumps({**spec.to_dict(), "keep": keep, "threads_per_trial": threads_per_trial}, indent=1),
+        json.dumps({**spec.to_dict(), "keep": options.keep, "threads_per_trial": options.threads_per_trial}, indent=1),
     )
     _write_summary(folder, trials, done)
     if pending and cost is None:
-        cost = calibrate(spec, threads_per_trial, keep)
+        cost = calibrate(spec, options.threads_per_trial, options.keep)
     left = {t.id: cost.trial_seconds(t) for t in pending}
     finished_cost, ran, stopped = 0.0, [], False
     summarized = 0  # trials of `ran` in summary.csv
@@ -200,78 +177,6 @@ def run_sweep(
             _write_summary(folder, trials, done)
     summaries = [done[t.id] for t in trials if t.id in done]
     return SweepOutcome(summaries, ran, skipped, stopped, time.perf_counter() - started)
-
-
-def _kept_by(folder: pathlib.Path, keep: str | None, record: dict | None) -> str:
-    """`keep`, checked against what the sweep in `folder` recorded (`record`, its sweep.json); None:
-    that record. Sweeps written before kalign kept lean trials kept everything."""
-    recorded = None if record is None else record.get("keep", "all")
-    if recorded is not None and recorded not in KEEP:
-        raise ValueError(f"{folder / SWEEP_JSON} records keep={recorded!r}; kalign knows {', '.join(KEEP)}")
-    if keep is None:
-        return recorded or "lean"
-    if recorded not in (None, keep):
-        raise ValueError(f"the sweep in {folder} keeps {recorded!r}; resume it with the same (got {keep!r})")
-    return keep
-
-
-def sweep_threads(
-    spec: SweepSpec, folder, workers: int | None = 1, threads_per_trial: int | None = None, record: dict | None = None
-) -> int:
-    """The torch threads per block a sweep of `spec` into `folder` trains at: `threads_per_trial`,
-    else what the sweep in `folder` trained at, else `default_threads`. Refuses a count other than
-    the one the folder's trials trained at: another rounds differently. `record`: the folder's
-    sweep.json where already read."""
-    recorded = recorded_threads(folder, record) if folder is not None else None
-    if threads_per_trial is None:
-        return recorded or default_threads(spec, workers)
-    if recorded not in (None, threads_per_trial):
-        raise ValueError(
-            f"the sweep in {folder} trains at {recorded} torch thread(s) per block; resume it with the same "
-            f"(got {threads_per_trial}), or start a new sweep"
-        )
-    return threads_per_trial
-
-
-def recorded_threads(folder, record: dict | None = None) -> int | None:
-    """The torch threads per block the sweep in `folder` trains at: its sweep.json's record (`record`
-    where already read), else (a sweep recorded before kalign kept the count) what its first
-    finished trial's run.json says it trained at; None for a new sweep."""
-    folder = pathlib.Path(folder)
-    record = _recorded(folder) if record is None else record
-    if record is None:  # not a sweep's folder (yet): nothing recorded
-        return None
-    threads, where = record.get("threads_per_trial"), folder / SWEEP_JSON
-    if threads is None:
-        threads, where = _trial_threads(folder)
-    if threads is None:
-        return None
-    if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= MAX_THREADS:
-        raise ValueError(f"{where} records {threads!r} torch threads: not a whole number from 1 to {MAX_THREADS}")
-    return threads
-
-
-def _trial_threads(folder: pathlib.Path) -> tuple[object, pathlib.Path | None]:
-    """The torch threads the first finished trial in `folder` trained at, and its run.json."""
-    for run_json in sorted(folder.glob(f"*/{RUN_JSON}")):
-        with contextlib.suppress(OSError, ValueError, AttributeError):  # a damaged trial is resume's to report
-            threads = json.loads(run_json.read_text()).get("provenance", {}).get("torch_threads")
-            if threads is not None:
-                return threads, run_json
-    return None, None
-
-
-def _recorded(folder: pathlib.Path) -> dict | None:
-    """What the sweep in `folder` recorded in its sweep.json; None when there is none."""
-    if not (folder / SWEEP_JSON).is_file():
-        return None
-    try:
-        recorded = json.loads((folder / SWEEP_JSON).read_text())
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{folder / SWEEP_JSON} is unreadable ({error}): not a kalign sweep folder?") from None
-    if not isinstance(recorded, dict):
-        raise ValueError(f"{folder / SWEEP_JSON} is unreadable (not an object): not a kalign sweep folder?")
-    return recorded
 
 
 def _write_summary(folder: pathlib.Path, trials: list[Trial], done: dict) -> None:

@@ -17,7 +17,8 @@ import pytest
 from kalign_core import ExperimentConfig
 from kalign_core.cli import main
 from kalign_core.runs import load_run
-from kalign_core.sweep.runner import estimate_seconds, recorded_threads, run_sweep, sweep_threads
+from kalign_core.sweep.options import SweepOptions, recorded_threads
+from kalign_core.sweep.runner import estimate_seconds, run_sweep
 from kalign_core.sweep.spec import (
     SUMMARY_CSV,
     SUMMARY_FIELDS,
@@ -49,7 +50,7 @@ def without_seconds(summaries):
 def reference(tmp_path_factory):
     """The sweep run sequentially in this process: what every other way of running it must match,
     all at one torch thread per block (products round differently with another count)."""
-    return run_sweep(SPEC, tmp_path_factory.mktemp("reference"), threads_per_trial=1).summaries
+    return run_sweep(SPEC, tmp_path_factory.mktemp("reference"), SweepOptions(threads_per_trial=1)).summaries
 
 
 def test_axes_expand_into_every_combination_with_stable_ids():
@@ -156,7 +157,7 @@ def test_interrupted_sweep_resumes_with_only_the_missing_trials(tmp_path, refere
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        run_sweep(SPEC, tmp_path, threads_per_trial=1, on_progress=crash_after_five)
+        run_sweep(SPEC, tmp_path, SweepOptions(threads_per_trial=1), on_progress=crash_after_five)
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == sorted(finished_first)
     # The runs below resume at the thread count it recorded, whatever this machine's default.
     assert json.loads((tmp_path / SWEEP_JSON).read_text())["threads_per_trial"] == 1
@@ -188,7 +189,7 @@ def test_blocks_of_other_sizes_give_the_same_bits(tmp_path, reference):
     process. A batched product computes each trial's slice on its own, so at one thread a trial's
     bits do not depend on which trials share its block: exact, as the pool and Ray tests are (and
     the resumed sweep above, whose blocks hold the 7 trials left)."""
-    outcome = run_sweep(SPEC, tmp_path, workers=5, threads_per_trial=1, in_process=True)
+    outcome = run_sweep(SPEC, tmp_path, SweepOptions(workers=5, threads_per_trial=1, in_process=True))
     assert without_seconds(outcome.summaries) == without_seconds(reference)
 
 
@@ -199,7 +200,7 @@ def interrupted_after_one_trial(spec: SweepSpec, folder: pathlib.Path, **options
         raise Interrupted
 
     with pytest.raises(Interrupted):
-        run_sweep(spec, folder, on_progress=crash, **options)
+        run_sweep(spec, folder, SweepOptions(**options), on_progress=crash)
 
 
 @pytest.mark.slow
@@ -209,7 +210,7 @@ def test_trials_are_lean_by_default_and_a_resumed_sweep_keeps_what_it_kept(tmp_p
 
     interrupted_after_one_trial(spec, tmp_path / "lean")
     with pytest.raises(ValueError, match="keeps 'lean'; resume it with the same"):
-        run_sweep(spec, tmp_path / "lean", keep="all")
+        run_sweep(spec, tmp_path / "lean", SweepOptions(keep="all"))
     assert run_sweep(spec, tmp_path / "lean").ran == [second]
     for trial in (first, second):
         folder = tmp_path / "lean" / trial
@@ -218,7 +219,7 @@ def test_trials_are_lean_by_default_and_a_resumed_sweep_keeps_what_it_kept(tmp_p
         run = load_run(folder)
         assert run.kernel_epochs == {"slow": [0, 3], "regular": [0, 3]} and run.epochs_done == 3
 
-    run_sweep(spec, tmp_path / "all", keep="all")
+    run_sweep(spec, tmp_path / "all", SweepOptions(keep="all"))
     run = load_run(tmp_path / "all" / first)
     assert set(run.models) == {"slow", "regular"} and run.kernel_epochs == {}
     assert [len(run.kernels[name]) for name in ("slow", "regular")] == [4, 4]
@@ -245,14 +246,14 @@ def test_a_resumed_sweep_keeps_its_thread_count_and_refuses_another(tmp_path):
 
     interrupted_after_one_trial(spec, tmp_path, threads_per_trial=1)
     with pytest.raises(ValueError, match="trains at 1 torch thread.*resume it with the same \\(got 2\\)"):
-        run_sweep(spec, tmp_path, threads_per_trial=2)
+        run_sweep(spec, tmp_path, SweepOptions(threads_per_trial=2))
     with pytest.raises(ValueError, match="resume it with the same"):
-        estimate_seconds(spec, threads_per_trial=2, folder=tmp_path)
+        estimate_seconds(spec, SweepOptions(threads_per_trial=2), tmp_path)
     # A sweep recorded before kalign kept the count: its trials' run.json say what they trained at.
     record = json.loads((tmp_path / SWEEP_JSON).read_text())
     del record["threads_per_trial"]
     (tmp_path / SWEEP_JSON).write_text(json.dumps(record))
-    assert recorded_threads(tmp_path) == 1 == sweep_threads(spec, tmp_path, workers=1)
+    assert recorded_threads(tmp_path) == 1 == SweepOptions().settled(spec, tmp_path).threads_per_trial
     assert run_sweep(spec, tmp_path).ran == [second]
     assert load_run(tmp_path / second).provenance["torch_threads"] == 1
     assert json.loads((tmp_path / SWEEP_JSON).read_text())["threads_per_trial"] == 1
@@ -291,7 +292,8 @@ def test_process_pool_gives_the_sequential_results_and_never_reruns_the_main_fil
         'print("main file ran")\n'
         "from kalign_core import ExperimentConfig\n"
         "from kalign_core.sweep.runner import run_sweep\nfrom kalign_core.sweep.spec import SweepSpec\n"
-        f"run_sweep({SPEC!r}, {str(tmp_path / 'sweep')!r}, workers=2, threads_per_trial=1)\n"
+        "from kalign_core.sweep.options import SweepOptions\n"
+        f"run_sweep({SPEC!r}, {str(tmp_path / 'sweep')!r}, SweepOptions(workers=2, threads_per_trial=1))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     ran = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
@@ -306,7 +308,7 @@ def test_a_stop_reaches_the_blocks_training_in_a_pool(tmp_path):
     """Each worker's block is its share of the whole sweep, so a stop must end the running blocks
     (between batches), not wait for them: nothing is saved, none comes back finished."""
     spec = SweepSpec(dataclasses.replace(BASE, epochs=20), ((3, 5), (5, 8)), widths=(64,))
-    outcome = run_sweep(spec, tmp_path, workers=2, in_process=False, should_stop=lambda: True)
+    outcome = run_sweep(spec, tmp_path, SweepOptions(workers=2, in_process=False), should_stop=lambda: True)
     assert outcome.stopped and outcome.ran == []
     assert not [p for p in tmp_path.iterdir() if p.is_dir()]
 
@@ -319,7 +321,7 @@ def test_ray_gives_the_sequential_results(tmp_path, reference):
         ray = pytest.importorskip("ray", reason="ray is not installed (pip install ray)")
     ray.init(num_cpus=2, include_dashboard=False)
     try:
-        outcome = run_sweep(SPEC, tmp_path, backend="ray", workers=2, threads_per_trial=1)
+        outcome = run_sweep(SPEC, tmp_path, SweepOptions(backend="ray", workers=2, threads_per_trial=1))
     finally:
         ray.shutdown()
     assert without_seconds(outcome.summaries) == without_seconds(reference)
@@ -399,5 +401,5 @@ def test_cli_sweep_bad_ratio_names_the_field(tmp_path, capsys):
 )
 def test_bad_run_options_are_refused_before_anything_runs(tmp_path, options, message):
     with pytest.raises(ValueError, match=message):
-        run_sweep(SPEC, tmp_path / "sweep", **options)
+        run_sweep(SPEC, tmp_path / "sweep", SweepOptions(**options))
     assert not (tmp_path / "sweep").exists()

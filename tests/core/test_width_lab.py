@@ -15,6 +15,7 @@ from kalign_core.cli import main
 from kalign_core.engine.coordinate_check import coordinate_sizes
 from kalign_core.engine.trial import PairTrial
 from kalign_core.runs import load_run
+from kalign_core.sweep.options import SweepOptions
 from kalign_core.sweep.runner import run_sweep
 from kalign_core.sweep.spec import SUMMARY_CSV, SUMMARY_FIELDS, SweepSpec, read_summary_csv, summary_csv
 from kalign_core.sweep.width_lab import (
@@ -36,7 +37,7 @@ SPEC = SweepSpec(BASE, ((3, 5),), widths=(16, 64), seeds=(0, 1), parametrization
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     folder = tmp_path_factory.mktemp("lab")
-    return folder, run_sweep(SPEC, folder, threads_per_trial=1).summaries
+    return folder, run_sweep(SPEC, folder, SweepOptions(threads_per_trial=1)).summaries
 
 
 def test_the_parametrization_axis_names_only_what_is_not_standard():
