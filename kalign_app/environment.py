@@ -15,11 +15,12 @@ def default_source(environ: Mapping[str, str] = os.environ) -> str | None:
     return environ.get("KALIGN_DEFAULT_SOURCE")
 
 
-def job_limit(environ: Mapping[str, str] = os.environ) -> int:
-    """KALIGN_MAX_JOBS, or half the cores (at least 1): each job then gets two threads."""
+def job_limit(environ: Mapping[str, str] = os.environ, cores: int | None = None) -> int:
+    """KALIGN_MAX_JOBS, or half the cores (this machine's, or `cores` of a cluster; at least 1):
+    each job then gets two threads."""
     text = environ.get("KALIGN_MAX_JOBS", "").strip()
     if not text:
-        return max(1, cpu_count() // 2)
+        return max(1, (cores or cpu_count()) // 2)
     if not text.isdigit() or int(text) < 1:
         raise ValueError(f"KALIGN_MAX_JOBS must be a whole number of 1 or more (got {text!r})")
     return int(text)
@@ -33,3 +34,9 @@ def runs_base(environ: Mapping[str, str] = os.environ) -> pathlib.Path:
 def sweeps_base(environ: Mapping[str, str] = os.environ) -> pathlib.Path:
     """The server's sweeps folder: KALIGN_SWEEPS_DIR, or ./sweeps; each sweep is a folder in it."""
     return pathlib.Path(environ.get("KALIGN_SWEEPS_DIR", "sweeps")).resolve()
+
+
+def ray_address(environ: Mapping[str, str] = os.environ) -> str | None:
+    """KALIGN_RAY_ADDRESS: the Ray cluster the dashboard's runs train on ("local": one started on
+    this machine); None when unset: runs train in this machine's worker processes."""
+    return environ.get("KALIGN_RAY_ADDRESS", "").strip() or None

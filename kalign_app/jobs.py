@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from kalign_app import environment
 from kalign_app.workers import SERVER_ERROR, TrainingFailed, WorkerDied, WorkerInfo, shared_pool
 from kalign_core.config import ConfigError, ExperimentConfig
 from kalign_core.data import DataUnavailable
@@ -43,24 +44,38 @@ WORKER_DIED = "the training process stopped unexpectedly (killed, or out of memo
 log = logging.getLogger(__name__)
 
 
-def threads_per_job(limit: int) -> int:
-    """Torch threads for each of `limit` jobs training at once: together about all cores, no more."""
-    return max(1, cpu_count() // limit)
+def threads_per_job(limit: int, cores: int | None = None) -> int:
+    """Torch threads for each of `limit` jobs training at once: together about all cores (this
+    machine's, or `cores` of a cluster), no more."""
+    return max(1, (cores or cpu_count()) // limit)
+
+
+def server_slots() -> JobSlots:
+    """The server's job slots, as its environment says: on this machine's worker processes, or on
+    the Ray cluster at KALIGN_RAY_ADDRESS, as many at once as its CPUs allow."""
+    address = environment.ray_address()
+    if address is None:
+        return JobSlots(environment.job_limit())
+    from kalign_app.ray_pool import RayPool, connect
+
+    cores, gpus = connect(address)
+    limit = environment.job_limit(cores=cores)
+    return JobSlots(limit, RayPool(limit, threads_per_job(limit, cores), gpus / limit))
 
 
 class JobSlots:
     """At most `limit` jobs train at once, server-wide; the others wait in arrival order.
 
     Each slot has a worker process (`workers`, started here and kept for the life of the server)
-    that trains on `threads_per_job` torch threads.
+    that trains on `threads_per_job` torch threads, or a Ray actor (`pool`: ray_pool.RayPool).
     """
 
-    def __init__(self, limit: int):
+    def __init__(self, limit: int, pool=None):
         if limit < 1:
             raise ValueError(f"the job limit must be 1 or more (got {limit})")
         self.limit = limit
-        self.threads_per_job = threads_per_job(limit)
-        self.workers = shared_pool(limit, self.threads_per_job)
+        self.workers = pool or shared_pool(limit, threads_per_job(limit))
+        self.threads_per_job = self.workers.threads
         self.workers.warm()
         self._changed = threading.Condition()
         self._queue: list[object] = []

@@ -10,7 +10,7 @@ import uuid
 
 import streamlit as st
 
-from kalign_app import environment, jobs, navigation, params
+from kalign_app import jobs, navigation, params
 from kalign_app.mnist_fetch import MnistFetch
 from kalign_core import data
 from kalign_core.config import SETTINGS
@@ -26,7 +26,7 @@ HEARTBEAT_S = 5.0
 
 @st.cache_resource
 def job_slots() -> jobs.JobSlots:
-    return jobs.JobSlots(environment.job_limit())
+    return jobs.server_slots()
 
 
 @st.cache_resource

@@ -116,6 +116,23 @@ def _train(connection, stop, request: tuple[dict, str]) -> None:
     send_tail("done", result)
 
 
+def follow(messages, on_start: Callable[[WorkerInfo], None], on_epoch: Callable[[ExperimentResult], None]):
+    """The result a run's messages (as `_train` sends them) build up, calling on_start and on_epoch
+    as they come; raises TrainingFailed for a run that failed."""
+    result = None
+    for kind, *payload in messages:
+        if kind == "started":
+            on_start(payload[0])
+        elif kind == "failed":
+            raise TrainingFailed(*payload)
+        else:
+            result = extend(result, payload[0])
+            if kind == "done":
+                return result
+            on_epoch(result)
+    raise RuntimeError("the run's messages ended before its result")
+
+
 # -- results in pieces -----------------------------------------------------------------------------
 
 
@@ -195,24 +212,20 @@ class Worker:
         self._stop.clear()  # a stop meant for the previous run may have come after it ended
         # The data folder as the server sees it now (KALIGN_DATA_DIR), not as it was when the worker started.
         self._send((config.to_dict(), str(default_data_dir())))
-        result = None
+        return follow(self._messages(should_stop), on_start, on_epoch)
+
+    def _messages(self, should_stop: Callable[[], bool]):
+        """The run's messages as they come, passing on should_stop to the worker meanwhile."""
         while True:
             if should_stop():
                 self._stop.set()
             if not self._connection.poll(POLL_S):
                 continue
-            kind, *payload = message = self._receive()
-            if kind == "ready":
+            message = self._receive()
+            if message[0] == "ready":
                 self._take(message)
-            elif kind == "started":
-                on_start(payload[0])
-            elif kind == "failed":
-                raise TrainingFailed(*payload)
             else:
-                result = extend(result, payload[0])
-                if kind == "done":
-                    return result
-                on_epoch(result)
+                yield message
 
     def close(self) -> None:
         """End the process (at once: a worker that misbehaved may be mid-run)."""

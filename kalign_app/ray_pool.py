@@ -1,0 +1,181 @@
+"""The dashboard's runs trained on a Ray cluster (KALIGN_RAY_ADDRESS) instead of this machine's
+worker processes: the same pool interface as `workers.WorkerPool`, so the job slots, live epochs,
+Stop and the results cache work as they do locally.
+
+Each slot is a Ray actor with its own torch threads that trains one run at a time with the worker's
+own `_train`, so a run sends the same messages (started, one per epoch, done or failed) and its
+numbers equal the library's at the same thread count. The actor keeps them in a queue the server
+drains every POLL_S; Stop sets the actor's flag, which the run checks between batches. An actor whose
+node is lost ends its run as a worker that died does (`WorkerDied`): the job says so and frees its
+slot, and a new actor takes the slot where the cluster has room.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pathlib
+import pickle
+import queue
+import threading
+
+from kalign_app import workers
+from kalign_core.data import default_data_dir
+from kalign_core.results import ExperimentResult
+
+log = logging.getLogger(__name__)
+
+# How long a new actor may wait for a node with room before its run says so.
+PLACEMENT_TIMEOUT_S = 120.0
+
+
+class _Trainer:
+    """A Ray actor (threaded: `messages` and `stop` are answered while `train`'s thread runs)."""
+
+    def __init__(self, threads: int):
+        import torch
+
+        from kalign_core.engine import training  # noqa: F401  (loaded now, not at the first run)
+
+        torch.set_num_threads(threads)
+        self._outbox: queue.Queue[bytes] = queue.Queue()
+        self._stop = threading.Event()
+
+    def ready(self) -> tuple[list[str], int]:
+        from kalign_core.devices import available_devices
+
+        return available_devices(), os.getpid()
+
+    def train(self, config: dict, data_dir: str) -> None:
+        """Start a run in a thread of this actor; its messages queue up for `messages`."""
+        self._stop.clear()
+        threading.Thread(target=workers._train, args=(self, self._stop, (config, data_dir)), daemon=True).start()
+
+    def send_bytes(self, message: bytes) -> None:  # what `_train` sends to: the queue
+        self._outbox.put(message)
+
+    def messages(self, wait_s: float) -> list[bytes]:
+        """The messages queued so far, waiting up to `wait_s` for the first."""
+        try:
+            first = self._outbox.get(timeout=wait_s)
+        except queue.Empty:
+            return []
+        batch = [first]
+        while not self._outbox.empty():
+            batch.append(self._outbox.get_nowait())
+        return batch
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class RayPool:
+    """Up to `size` actors of `threads` CPUs (and `gpus` GPUs) each on the Ray cluster `connect`
+    joined. Same methods as `workers.WorkerPool`."""
+
+    def __init__(self, size: int, threads: int, gpus: float = 0.0):
+        import ray
+
+        self._ray = ray
+        # Ray hides GPUs from actors that do not ask: each slot asks its share, and "auto" finds it.
+        self._actor_class = ray.remote(num_cpus=threads, num_gpus=gpus, max_concurrency=4, max_restarts=0)(_Trainer)
+        self.size, self.threads = size, threads
+        self._idle: list = []
+        self._devices: list[str] | None = None
+        self._lock = threading.Lock()
+
+    def warm(self) -> None:
+        with self._lock:
+            while len(self._idle) < self.size:
+                self._idle.append(self._actor_class.remote(self.threads))
+
+    def train(self, config, on_start, on_epoch, should_stop) -> ExperimentResult:
+        """`workers.Worker.train` on an actor of the cluster: the result as `run_experiment` returns it.
+        Raises TrainingFailed for an error in the run, WorkerDied when its actor (or node) is lost."""
+        actor = self._checkout()
+        try:
+            self._call(actor.train.remote(config.to_dict(), str(default_data_dir())), PLACEMENT_TIMEOUT_S)
+            result = workers.follow(self._messages(actor, should_stop), on_start, on_epoch)
+        except workers.TrainingFailed:
+            self._checkin(actor)
+            raise
+        except BaseException:
+            self._replace(actor)
+            raise
+        self._checkin(actor)
+        return result
+
+    def _messages(self, actor, should_stop):
+        while True:
+            if should_stop():
+                actor.stop.remote()
+            for message in self._call(actor.messages.remote(workers.POLL_S), None):
+                yield pickle.loads(message)
+
+    def _call(self, ref, timeout_s: float | None):
+        """ray.get, with a lost actor or node (or no room for it in time) raised as WorkerDied."""
+        from ray.exceptions import GetTimeoutError, RayActorError
+
+        try:
+            return self._ray.get(ref, timeout=timeout_s)
+        except (RayActorError, GetTimeoutError) as error:
+            log.error("a Ray training actor was lost: %s", error)
+            raise workers.WorkerDied(None, None) from None
+
+    def devices(self) -> list[str] | None:
+        """The devices the actors can train on, best first, once one has answered."""
+        with self._lock:
+            if self._devices is None and self._idle:
+                ready, _ = self._ray.wait([self._idle[0].ready.remote()], timeout=0.5)
+                if ready:
+                    self._devices = self._ray.get(ready[0])[0]
+            return self._devices
+
+    @property
+    def pids(self) -> list[int]:
+        """The idle actors' process ids (on their nodes)."""
+        with self._lock:
+            idle = list(self._idle)
+        return [pid for _, pid in self._ray.get([actor.ready.remote() for actor in idle])]
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for actor in idle:
+            self._ray.kill(actor)
+
+    def _checkout(self):
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return self._actor_class.remote(self.threads)
+
+    def _checkin(self, actor) -> None:
+        with self._lock:
+            if len(self._idle) < self.size:
+                self._idle.append(actor)
+                return
+        self._ray.kill(actor)
+
+    def _replace(self, actor) -> None:
+        self._ray.kill(actor)
+        self._checkin(self._actor_class.remote(self.threads))
+
+
+def connect(address: str) -> tuple[int, float]:
+    """Join the Ray cluster at `address` ("local": start one on this machine) unless this process
+    already has; the cluster's CPUs and GPUs."""
+    import ray
+
+    if not ray.is_initialized():
+        # kalign travels with the job: cluster nodes need torch and numpy, not a checkout.
+        root = pathlib.Path(__file__).resolve().parent.parent
+        ray.init(
+            address=None if address == "local" else address,
+            runtime_env={"py_modules": [str(root / "kalign_core"), str(root / "kalign_app")]},
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+        )
+    resources = ray.cluster_resources()
+    return int(resources.get("CPU", 1)), float(resources.get("GPU", 0))
