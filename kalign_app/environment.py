@@ -15,12 +15,12 @@ def default_source(environ: Mapping[str, str] = os.environ) -> str | None:
     return environ.get("KALIGN_DEFAULT_SOURCE")
 
 
-def job_limit(environ: Mapping[str, str] = os.environ, cores: int | None = None) -> int:
-    """KALIGN_MAX_JOBS, or half the cores (this machine's, or `cores` of a cluster; at least 1):
-    each job then gets two threads."""
+def job_limit(environ: Mapping[str, str] = os.environ, cores: int | None = None, threads: int = 2) -> int:
+    """KALIGN_MAX_JOBS, or the cores (this machine's, or `cores` of a cluster) over `threads` per
+    job, at least 1."""
     text = environ.get("KALIGN_MAX_JOBS", "").strip()
     if not text:
-        return max(1, (cores or cpu_count()) // 2)
+        return max(1, (cores or cpu_count()) // threads)
     if not text.isdigit() or int(text) < 1:
         raise ValueError(f"KALIGN_MAX_JOBS must be a whole number of 1 or more (got {text!r})")
     return int(text)

@@ -44,10 +44,9 @@ WORKER_DIED = "the training process stopped unexpectedly (killed, or out of memo
 log = logging.getLogger(__name__)
 
 
-def threads_per_job(limit: int, cores: int | None = None) -> int:
-    """Torch threads for each of `limit` jobs training at once: together about all cores (this
-    machine's, or `cores` of a cluster), no more."""
-    return max(1, (cores or cpu_count()) // limit)
+def threads_per_job(limit: int) -> int:
+    """Torch threads for each of `limit` jobs training at once: together about all cores, no more."""
+    return max(1, cpu_count() // limit)
 
 
 def server_slots() -> JobSlots:
@@ -58,9 +57,10 @@ def server_slots() -> JobSlots:
         return JobSlots(environment.job_limit())
     from kalign_app.ray_pool import RayPool, connect
 
-    cores, gpus = connect(address)
-    limit = environment.job_limit(cores=cores)
-    return JobSlots(limit, RayPool(limit, threads_per_job(limit, cores), gpus / limit))
+    cluster = connect(address)
+    threads = cluster.threads_per_job()
+    limit = environment.job_limit(cores=cluster.cpus, threads=threads)
+    return JobSlots(limit, RayPool(limit, threads, cluster.gpus / limit))
 
 
 class JobSlots:

@@ -18,6 +18,7 @@ import pathlib
 import pickle
 import queue
 import threading
+from dataclasses import dataclass
 
 from kalign_app import workers
 from kalign_core.data import default_data_dir
@@ -25,6 +26,8 @@ from kalign_core.results import ExperimentResult
 
 log = logging.getLogger(__name__)
 
+# Torch threads per run, as on a local server; fewer where a node has fewer CPUs.
+THREADS_PER_JOB = 2
 # How long a new actor may wait for a node with room before its run says so.
 PLACEMENT_TIMEOUT_S = 120.0
 
@@ -145,10 +148,19 @@ class RayPool:
             self._ray.kill(actor)
 
     def _checkout(self):
-        with self._lock:
-            if self._idle:
-                return self._idle.pop()
-        return self._actor_class.remote(self.threads)
+        """An idle actor that still answers (its node may have gone while it waited), else a new one."""
+        from ray.exceptions import GetTimeoutError, RayActorError
+
+        while True:
+            with self._lock:
+                if not self._idle:
+                    return self._actor_class.remote(self.threads)
+                actor = self._idle.pop()
+            try:
+                self._ray.get(actor.ready.remote(), timeout=PLACEMENT_TIMEOUT_S)
+                return actor
+            except (RayActorError, GetTimeoutError):
+                self._ray.kill(actor)
 
     def _checkin(self, actor) -> None:
         with self._lock:
@@ -162,9 +174,9 @@ class RayPool:
         self._checkin(self._actor_class.remote(self.threads))
 
 
-def connect(address: str) -> tuple[int, float]:
+def connect(address: str) -> Cluster:
     """Join the Ray cluster at `address` ("local": start one on this machine) unless this process
-    already has; the cluster's CPUs and GPUs."""
+    already has; what it has."""
     import ray
 
     if not ray.is_initialized():
@@ -178,4 +190,15 @@ def connect(address: str) -> tuple[int, float]:
             logging_level=logging.WARNING,
         )
     resources = ray.cluster_resources()
-    return int(resources.get("CPU", 1)), float(resources.get("GPU", 0))
+    nodes = [node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"]]
+    return Cluster(int(resources.get("CPU", 1)), float(resources.get("GPU", 0)), int(min(nodes, default=1)))
+
+
+@dataclass(frozen=True)
+class Cluster:
+    cpus: int
+    gpus: float
+    smallest_node_cpus: int  # an actor's threads must fit on one node
+
+    def threads_per_job(self) -> int:
+        return max(1, min(THREADS_PER_JOB, self.smallest_node_cpus))

@@ -46,7 +46,8 @@ def test_the_ray_address_comes_from_the_environment():
 def test_a_run_on_ray_gives_the_library_s_numbers_with_its_epochs_streamed(ray_slots, small_config):
     config = small_config(epochs=3)
     assert type(ray_slots.workers).__name__ == "RayPool"
-    assert ray_slots.limit == environment.job_limit(cores=int(ray.cluster_resources()["CPU"]))
+    cpus = int(ray.cluster_resources()["CPU"])
+    assert ray_slots.limit == environment.job_limit(cores=cpus, threads=ray_slots.threads_per_job)
     seen = []
     job = jobs.TrainingJob(config, ray_slots).start()
     while job.status().active:
