@@ -87,7 +87,7 @@ class JobSlots:
             self._queue.append(job)
             try:
                 while not cancelled():
-                    if self._running < self.limit and self._queue[0] is job:
+                    if self._running < min(self.limit, self.workers.capacity()) and self._queue[0] is job:
                         self._running += 1
                         return True
                     self._changed.wait(poll_s)

@@ -13,11 +13,13 @@ slot, and a new actor takes the slot where the cluster has room.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import pathlib
 import pickle
 import queue
 import threading
+import time
 from dataclasses import dataclass
 
 from kalign_app import workers
@@ -28,8 +30,9 @@ log = logging.getLogger(__name__)
 
 # Torch threads per run, as on a local server; fewer where a node has fewer CPUs.
 THREADS_PER_JOB = 2
-# How long a new actor may wait for a node with room before its run says so.
+# How long a new actor may wait for a node with room before its run says so, and an idle one to answer.
 PLACEMENT_TIMEOUT_S = 120.0
+IDLE_ANSWER_S = 10.0
 
 
 class _Trainer:
@@ -86,6 +89,7 @@ class RayPool:
         self._idle: list = []
         self._devices: list[str] | None = None
         self._lock = threading.Lock()
+        self._capacity, self._capacity_read_at = size, -math.inf
 
     def warm(self) -> None:
         with self._lock:
@@ -95,9 +99,9 @@ class RayPool:
     def train(self, config, on_start, on_epoch, should_stop) -> ExperimentResult:
         """`workers.Worker.train` on an actor of the cluster: the result as `run_experiment` returns it.
         Raises TrainingFailed for an error in the run, WorkerDied when its actor (or node) is lost."""
-        actor = self._checkout()
+        actor = self._checkout(should_stop)
         try:
-            self._call(actor.train.remote(config.to_dict(), str(default_data_dir())), PLACEMENT_TIMEOUT_S)
+            self._call(actor.train.remote(config.to_dict(), str(default_data_dir())), None)
             result = workers.follow(self._messages(actor, should_stop), on_start, on_epoch)
         except workers.TrainingFailed:
             self._checkin(actor)
@@ -147,20 +151,48 @@ class RayPool:
         for actor in idle:
             self._ray.kill(actor)
 
-    def _checkout(self):
-        """An idle actor that still answers (its node may have gone while it waited), else a new one."""
-        from ray.exceptions import GetTimeoutError, RayActorError
+    def _checkout(self, should_stop):
+        """An idle actor that still answers (its node may have gone while it waited), else a new one
+        once the cluster has placed it (a lost node leaves fewer places than slots until the slots
+        see it). Raises WorkerDied when none is placed in time."""
+        pending, deadline = None, time.monotonic() + PLACEMENT_TIMEOUT_S
+        try:
+            while True:
+                with self._lock:
+                    idle = self._idle.pop() if self._idle else None
+                if idle is not None:
+                    if self._answers(idle, IDLE_ANSWER_S):
+                        return idle
+                    self._ray.kill(idle)
+                    continue
+                pending = pending or self._actor_class.remote(self.threads)
+                answered = self._answers(pending, workers.POLL_S)
+                if answered:
+                    actor, pending = pending, None
+                    return actor
+                if answered is None:  # died before it answered
+                    pending = None
+                if should_stop():
+                    raise workers.TrainingFailed("stopped before it started", None)
+                if time.monotonic() > deadline:
+                    log.error("no node of the Ray cluster had room for a run in %.0f s", PLACEMENT_TIMEOUT_S)
+                    raise workers.WorkerDied(None, None)
+        finally:
+            if pending is not None:
+                self._ray.kill(pending)
 
-        while True:
-            with self._lock:
-                if not self._idle:
-                    return self._actor_class.remote(self.threads)
-                actor = self._idle.pop()
-            try:
-                self._ray.get(actor.ready.remote(), timeout=PLACEMENT_TIMEOUT_S)
-                return actor
-            except (RayActorError, GetTimeoutError):
-                self._ray.kill(actor)
+    def _answers(self, actor, timeout_s: float) -> bool | None:
+        """True when `actor` answers within `timeout_s`, False when it has not yet, None when dead."""
+        from ray.exceptions import RayActorError
+
+        ready, _ = self._ray.wait([actor.ready.remote()], timeout=timeout_s)
+        if not ready:
+            return False
+        try:
+            self._ray.get(ready[0])
+            return True
+        except RayActorError:
+            return None
 
     def _checkin(self, actor) -> None:
         with self._lock:
@@ -170,8 +202,17 @@ class RayPool:
         self._ray.kill(actor)
 
     def _replace(self, actor) -> None:
-        self._ray.kill(actor)
-        self._checkin(self._actor_class.remote(self.threads))
+        self._ray.kill(actor)  # the next run starts a new one where the cluster has room
+
+    def capacity(self) -> int:
+        """Runs the cluster can train at once now: each live node's CPUs over a run's threads (fewer
+        once a node is lost, more when one joins); read at most once a second."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._capacity_read_at > 1.0:
+                self._capacity = sum(int(cpus // self.threads) for cpus in _node_cpus(self._ray))
+                self._capacity_read_at = now
+            return self._capacity
 
 
 def connect(address: str) -> Cluster:
@@ -189,9 +230,13 @@ def connect(address: str) -> Cluster:
             log_to_driver=False,
             logging_level=logging.WARNING,
         )
-    resources = ray.cluster_resources()
-    nodes = [node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"]]
-    return Cluster(int(resources.get("CPU", 1)), float(resources.get("GPU", 0)), int(min(nodes, default=1)))
+    nodes = _node_cpus(ray)
+    return Cluster(int(sum(nodes)), float(ray.cluster_resources().get("GPU", 0)), int(min(nodes, default=1)))
+
+
+def _node_cpus(ray) -> list[float]:
+    """The CPUs of each live node that has any (a head may keep none for runs)."""
+    return [cpus for node in ray.nodes() if node["Alive"] and (cpus := node["Resources"].get("CPU", 0)) > 0]
 
 
 @dataclass(frozen=True)

@@ -292,6 +292,10 @@ class WorkerPool:
         self._checkin(worker)
         return result
 
+    def capacity(self) -> int:
+        """Runs this pool can train at once: its size (the machine does not change under it)."""
+        return self.size
+
     def devices(self) -> list[str] | None:
         """The devices the workers can train on, best first; None until one has started (it
         imports torch: a second or more). Kept once known: the workers run on this machine, and
