@@ -143,6 +143,12 @@ def kernel_change_pair(
         f"The {model} model's feature kernel change K − K₀ at each {noun}'s last epoch, on one colour scale "
         "(symmetric around 0, saturating at the 99th percentile of |K − K₀| over both): a pale map moved little."
     )
+    widths = {result.config.width for result in loaded.values()}
+    if len(widths) > 1:
+        st.caption(
+            "These differ in width: the feature kernel ΦΦᵀ sums over the hidden units, so it and its change "
+            "grow with the width. The scale-free distance 1 − ρ(K, K₀) (a measure above) compares across widths."
+        )
     for side, column, figure in zip(
         ("left", "right"), st.columns(2), figures.kernel_change_pair(loaded, model).values()
     ):

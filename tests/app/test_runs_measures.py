@@ -195,6 +195,7 @@ def test_two_runs_kernel_changes_share_one_symmetric_colour_scale(saved, tmp_pat
         heatmap = spec["data"][0]
         np.testing.assert_allclose(heatmap_values(heatmap["z"]), change, rtol=1e-6, atol=1e-7)
         changes.append(np.abs(change).ravel())
+    assert "These differ in width" in texts(at.caption)
     limit = np.percentile(np.concatenate(changes), 99)
     for spec in (left, right):
         heatmap = spec["data"][0]
