@@ -585,3 +585,62 @@ def width_figure(lines: list[WidthLine], title: str, y_title: str) -> go.Figure:
         margin=dict(l=60, r=20, t=50, b=40),
     )
     return fig
+
+
+def setting_figure(
+    rows: list[dict], setting: str, measure: str, x_title: str, y_title: str, x_axis: str, log: bool = False
+) -> go.Figure:
+    """`measure` at each run's last epoch against `setting`, one point per run and model (the
+    models' colours; rows are measure_table.final_rows), hovering with the run's name. `x_axis`:
+    "log", "linear" or "category" (measure_table.setting_axis). Undefined values are left out; with
+    `log` the value axis is logarithmic where every value left is positive."""
+    fig = go.Figure()
+    for name in MODEL_NAMES:
+        shown = [row for row in rows if row["model"] == name and row[measure] is not None]
+        fig.add_scatter(
+            x=[row[setting] for row in shown],
+            y=[row[measure] for row in shown],
+            name=name,
+            mode="markers",
+            marker=dict(color=MODEL_COLORS[name], size=9, symbol="circle-open" if name == "slow" else "circle"),
+            customdata=[[row["run"], row["epoch"]] for row in shown],
+            hovertemplate=f"%{{customdata[0]}} · {name}<br>{x_title} %{{x}}: %{{y:.4g}} "
+            "(epoch %{customdata[1]})<extra></extra>",
+        )
+    values = [row[measure] for row in rows if row[measure] is not None]
+    x_values = sorted({row[setting] for row in rows}, key=str if x_axis == "category" else None)
+    fig.update_layout(
+        title=f"{y_title} at the last epoch, against {x_title.lower()}",
+        height=380,
+        xaxis=dict(
+            title=x_title,
+            type=x_axis,
+            **({"categoryorder": "array", "categoryarray": x_values} if x_axis == "category" else {}),
+            **({"tickvals": x_values} if x_axis == "log" else {}),
+        ),
+        yaxis=dict(
+            title=y_title, type="log" if log and values and min(values) > 0 else "linear", exponentformat="power"
+        ),
+        legend=dict(orientation="h", y=-0.25),
+        margin=dict(l=50, r=20, t=50, b=40),
+        hovermode="closest",
+    )
+    return fig
+
+
+def kernel_change_pair(results: Mapping[str, ExperimentResult], model: str) -> dict[str, go.Figure]:
+    """`model`'s feature kernel change K − K₀ at the last epoch of each run (the last it kept), side by
+    side on ONE colour scale, symmetric around 0, so that a run whose kernel moved little is pale beside
+    one that moved much. Every result must hold its kernels."""
+    shown = {run: shown_kernels(result, result.epochs_done, change=True)[model] for run, result in results.items()}
+    limit = _saturation(*(block_average(matrix)[0] for matrix, _ in shown.values()))
+    return {
+        run: kernel_figure(
+            matrix,
+            result.probe_labels,
+            result.config.digits,
+            f"{run}: {model} K − K₀ (epoch {at})",
+            limit,
+        )
+        for (run, (matrix, at)), result in zip(shown.items(), results.values())
+    }

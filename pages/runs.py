@@ -4,7 +4,7 @@ import pathlib
 
 import streamlit as st
 
-from kalign_app import environment, figures, navigation, params, ui
+from kalign_app import environment, figures, measure_view, navigation, params, ui
 from kalign_core import runs
 from kalign_core.results import MODEL_NAMES
 
@@ -91,24 +91,15 @@ def folder_picker() -> pathlib.Path | None:
     return folder
 
 
-def compare(saved: dict, current) -> None:
-    choices = ([CURRENT] if current is not None else []) + list(saved)
+def compare(saved: dict, current, folder: pathlib.Path | None) -> None:
+    choices = ({CURRENT: current} if current is not None else {}) | saved
     if not choices:
         st.caption("Save a run or two to compare them here.")
         return
-    picked = st.multiselect("Runs to overlay", choices, default=choices[:2], key="overlay_runs")
-    chosen = {name: current if name == CURRENT else saved[name] for name in picked}
-    if not chosen:
-        return
-    left, right = st.columns(2)
-    left.plotly_chart(
-        figures.overlay_figure(chosen, "alignment", "Alignment ρ (slow dotted, regular solid)", "ρ"),
-        key="overlay_alignment",
-    )
-    right.plotly_chart(
-        figures.overlay_figure(chosen, "test_error", "Test error (slow dotted, regular solid)", "error %"),
-        key="overlay_error",
-    )
+    st.subheader("Any measure, across runs")
+    measure_view.any_measure(choices, "overlay", "run", 2, "kalign-runs-final-values.csv")
+    st.subheader("Kernel change K − K₀, side by side")
+    measure_view.kernel_change_pair(choices, "pair", "run", folder)
 
 
 def save_and_download(folder: pathlib.Path | None, result) -> None:
@@ -240,7 +231,7 @@ elif folder is not None:
     st.caption("No saved runs yet.")
 for name, problem in broken.items():
     st.warning(f"{name} cannot be read: {problem}")
-compare(saved, current)
+compare(saved, current, folder)
 
 st.header("Open a run")
 if OPENED in st.session_state:

@@ -6,7 +6,7 @@ import pathlib
 
 import streamlit as st
 
-from kalign_app import environment, figures, navigation, params, sweep_runs, ui
+from kalign_app import environment, figures, measure_view, navigation, params, sweep_runs, ui
 from kalign_core import runs
 from kalign_core.config import MAX_EPOCHS, ConfigError
 from kalign_core.devices import cpu_count
@@ -258,6 +258,21 @@ def results() -> None:
         icon=":material/download:",
         key="download_summary",
     )
+    any_measure(folder, summaries)
+
+
+def any_measure(folder: pathlib.Path, summaries) -> None:
+    """Any recorded measure over the sweep's finished trials, and two trials' kernel changes."""
+    st.subheader("Any measure, across trials")
+    finished = {s.trial_id for s in summaries}
+    trials, broken = runs.saved_runs(folder)
+    for trial in broken:
+        ui.log.warning("sweep %s: trial %s cannot be read: %s", folder, trial, broken[trial])
+        st.warning(f"Trial {trial} cannot be read; the details are in the server's log.")
+    trials = {trial: result for trial, result in trials.items() if trial in finished}
+    measure_view.any_measure(trials, key("measure"), "trial", None, f"{folder.name}-final-values.csv")
+    st.subheader("Kernel change K − K₀ of two trials")
+    measure_view.kernel_change_pair(trials, key("pair"), "trial", folder)
 
 
 st.title("Sweeps")

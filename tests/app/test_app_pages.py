@@ -307,7 +307,7 @@ def test_runs_page_saves_lists_and_overlays_runs(tmp_path):
     assert at.dataframe[0].value["run"].tolist() == ["escape-me"]
     assert at.multiselect(key="overlay_runs").options == ["current run", "escape-me"]
     at = at.multiselect(key="overlay_runs").set_value(["current run", "escape-me"]).run()
-    overlay = charts(at)["Alignment ρ (slow dotted, regular solid)"]
+    overlay = charts(at)["Alignment ρ(ΦΦᵀ, YYᵀ) (slow dotted, regular solid)"]
     assert points(overlay) == {f"{run} · {m}": 3 for run in ("current run", "escape-me") for m in ("slow", "regular")}
     at.selectbox(key="open_name").set_value("escape-me")
     at = at.button(key="open_saved").click().run()

@@ -77,7 +77,10 @@ def test_tiny_sweep_from_axes_to_results_and_a_trial_on_the_kernels_page(tmp_pat
     )
     assert "Sweep more than one lr ratio" in texts(at.caption)
     assert len(at.dataframe[0].value) == 4
-    assert [d.proto.label for d in at.get("download_button")] == ["Summary (.csv)"]
+    assert [d.proto.label for d in at.get("download_button")] == [
+        "Summary (.csv)",
+        "Final values of every measure (.csv)",
+    ]
 
     at.selectbox(key="sweep_trial").set_value("5v8-w32-r0.1-s0")
     at.button(key="open_trial").click().run()

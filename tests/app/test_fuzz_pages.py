@@ -7,6 +7,8 @@ failed and the guard caught it: a bug to fix, not a message to show). The combin
 are named cases below.
 """
 
+import dataclasses
+import json
 import math
 import os
 
@@ -16,8 +18,10 @@ from hypothesis import strategies as st
 from streamlit.testing.v1 import AppTest
 
 from apptest import TINY, open_app, session_job
-from kalign_app import params
+from kalign_app import measure_table, params
+from kalign_core import ExperimentConfig, run_experiment, runs
 from kalign_core.parametrization import PARAMETRIZATIONS
+from kalign_core.results import MEASURES, MODEL_NAMES
 from kalign_core.sweep.spec import ALL_PAIRS
 
 PAGES = (
@@ -208,3 +212,55 @@ def test_any_width_lab_settings_end_in_a_plan_or_words(values):
     event("Run offered" if runnable else "refused")
     assert runnable or at.error or at.success, "the lab neither plans a sweep nor says why not"
     visit_every_page(at)
+
+
+@pytest.fixture(scope="module")
+def odd_runs():
+    """Saved runs that test the Runs page's comparisons: a diverged one (non-finite values, its last
+    kernels too), one with a lazy scale (a setting that is off in the others) and one saved before
+    kalign measured lazy vs rich, without its kernels."""
+    tiny = dict(width=16, epochs=2, batch_size=100, probe_size=40, source="sample", device="cpu")
+    plain = run_experiment(ExperimentConfig(**tiny))
+    unmeasured = dict.fromkeys((*MEASURES, "measure_note"))
+    return {
+        "diverged": run_experiment(ExperimentConfig(**{**tiny, "regular_lr": 1e4, "slow_lr": 1e4})),
+        "lazy": run_experiment(ExperimentConfig(**{**tiny, "lazy_scale": 10.0, "seed": 3})),
+        "old": dataclasses.replace(
+            plain, history={m: [dataclasses.replace(r, **unmeasured) for r in plain.history[m]] for m in MODEL_NAMES}
+        ),
+    }
+
+
+RUN_NAMES = ["current run", "diverged", "lazy", "old"]
+runs_picks = st.fixed_dictionaries(
+    {
+        "overlay_runs": st.lists(st.sampled_from(RUN_NAMES), unique=True),
+        "overlay_measure": st.sampled_from(list(measure_table.MEASURE_LABELS)),
+        "overlay_setting": st.sampled_from(list(measure_table.SETTING_LABELS)),
+        "pair_left": st.sampled_from(RUN_NAMES),
+        "pair_right": st.sampled_from(RUN_NAMES),
+        "pair_model": st.sampled_from(MODEL_NAMES),
+    }
+)
+
+
+@FUZZ
+@given(picks=runs_picks)
+def test_any_runs_page_picks_end_in_charts_or_words(picks, odd_runs, earlier, tmp_path):
+    """Whatever runs, measure, setting and pair are picked on the Runs page (diverged, lazy, unmeasured,
+    without kernels), it draws or says why not."""
+    for name, result in odd_runs.items():
+        if not (tmp_path / "runs" / name).exists():
+            runs.save_run(result, tmp_path / "runs" / name)
+    (tmp_path / "runs" / "old" / runs.KERNELS_NPZ).unlink(missing_ok=True)
+    at = open_app(earlier).switch_page("pages/runs.py").run()
+    for key, value in picks.items():
+        control = {"overlay_runs": at.multiselect, "pair_model": at.radio}.get(key, at.selectbox)
+        control(key=key).set_value(value)
+    at.run()
+    assert_no_traceback(at, f"runs page {picks}")
+    drawn = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    event(f"{len(drawn)} charts")
+    assert (len([t for t in drawn if "(slow dotted" in t]) == 1) == bool(picks["overlay_runs"])
+    kernels_drawn = len([t for t in drawn if "K − K₀" in t])
+    assert kernels_drawn in (0, 2) and (kernels_drawn == 2 or at.info or at.caption)
