@@ -16,6 +16,7 @@ import streamlit as st
 
 from kalign_app import password
 
+APP_TITLE = "kalign · kernel alignment lab"
 TRAIN = "pages/train.py"
 LESSONS = "pages/lessons.py"
 KERNELS = "pages/kernels.py"
@@ -42,7 +43,7 @@ def menu(position: str = "sidebar"):
     pages = [st.Page(path, title=title, icon=icon, default=path == TRAIN) for path, title, icon in _MENU]
     if not password.admitted():
         st.navigation(pages, position="hidden")  # the linked page and its query string wait for the password
-        password.show_gate()
+        password.show_gate(APP_TITLE)
         st.stop()
     st.session_state[_APP_RAN] = True
     return st.navigation(pages, position=position)

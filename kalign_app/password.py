@@ -157,9 +157,10 @@ def _log_error_once(message: str) -> None:
     log.error(message)
 
 
-def show_gate() -> None:
-    """What a session that may not see the app sees instead: the prompt, or why there is none."""
-    st.title("kalign · kernel alignment lab")
+def show_gate(title: str) -> None:
+    """What a session that may not see the app sees instead, under `title`: the prompt, or why there
+    is none."""
+    st.title(title)
     try:
         wanted = configured()
     except SecretsUnreadable:

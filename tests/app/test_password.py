@@ -15,7 +15,7 @@ from streamlit import config
 from streamlit.testing.v1 import AppTest
 
 from apptest import APP, TINY, texts
-from kalign_app import password
+from kalign_app import navigation, password
 from kalign_core.lessons import LESSONS
 
 pytestmark = pytest.mark.usefixtures("fresh_server")
@@ -59,7 +59,7 @@ def give(at: AppTest, typed: str) -> AppTest:
 def assert_only_the_prompt(at: AppTest) -> None:
     assert not at.exception
     assert [field.label for field in at.text_input] == ["Password"]
-    assert [title.value for title in at.title] == ["kalign · kernel alignment lab"]
+    assert [title.value for title in at.title] == [navigation.APP_TITLE]
     assert not at.button and not at.number_input and not at.multiselect and not at.get("plotly_chart")
 
 

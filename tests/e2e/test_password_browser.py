@@ -6,12 +6,12 @@ import pytest
 from test_e2e_browser import require_browser
 
 from kalign_app.browser import IDLE, launch_chromium, streamlit_server
+from kalign_app.navigation import APP_TITLE
 from kalign_core.lessons import LESSONS
 
 pytestmark = pytest.mark.browser
 
 PASSWORD = "pässwörd for the class"
-TITLE = "kalign · kernel alignment lab"
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def open_page(page, url):
 def expect_only_the_prompt(page):
     from playwright.sync_api import expect
 
-    expect(page.locator("h1")).to_have_text([TITLE])
+    expect(page.locator("h1")).to_have_text([APP_TITLE])
     expect(page.locator("input[type='password']")).to_have_count(1)
     for nothing_else in (
         "[data-testid='stSidebarNavLink']",
