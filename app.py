@@ -5,10 +5,10 @@ import streamlit as st
 
 from kalign_app import navigation, ui
 
-st.set_page_config(page_title="kalign · kernel alignment lab", page_icon="🧠", layout="wide")
+st.set_page_config(page_title=navigation.APP_TITLE, page_icon="🧠", layout="wide")
+page = navigation.menu()  # a server with a password shows only its prompt until this session gives it
 with ui.apology():
     ui.init_session()
-page = navigation.menu()
 with ui.apology():  # a failure anywhere in a page ends in words, never a traceback
     ui.show_url_warnings()
     ui.keep_job_alive()

@@ -15,6 +15,12 @@ def default_source(environ: Mapping[str, str] = os.environ) -> str | None:
     return environ.get("KALIGN_DEFAULT_SOURCE")
 
 
+def password(environ: Mapping[str, str] = os.environ) -> str | None:
+    """KALIGN_PASSWORD: the password every browser session must give first, None when unset or empty
+    (`password` in .streamlit/secrets.toml is the other place for it: see kalign_app/password.py)."""
+    return environ.get("KALIGN_PASSWORD") or None
+
+
 def job_limit(environ: Mapping[str, str] = os.environ, cores: int | None = None, threads: int = 2) -> int:
     """KALIGN_MAX_JOBS, or the cores (this machine's, or `cores` of a cluster) over `threads` per
     job, at least 1."""

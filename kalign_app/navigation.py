@@ -5,12 +5,18 @@ The page files stay in the top-level pages/ folder. Streamlit documents that suc
 app's navigation until any session calls `st.navigation`, after which it is ignored for every
 session; so the one request that can arrive before that (a fresh server's first visitor following a
 link to, say, /kernels) runs that page file alone, as does each run of Streamlit's AppTest (it
-starts every run in that mode). `require_app` leaves that mode, with Streamlit's public API only."""
+starts every run in that mode). `require_app` leaves that mode, with Streamlit's public API only.
+
+Both ways in pass through `menu`, which keeps a session that has not given the server's password (see
+kalign_app/password.py) on the password prompt, whatever page its link names."""
 
 from __future__ import annotations
 
 import streamlit as st
 
+from kalign_app import password
+
+APP_TITLE = "kalign · kernel alignment lab"
 TRAIN = "pages/train.py"
 LESSONS = "pages/lessons.py"
 KERNELS = "pages/kernels.py"
@@ -32,9 +38,14 @@ _APP_RAN = "navigation_app_ran"
 
 
 def menu(position: str = "sidebar"):
-    """`st.navigation` of the app's pages (Train first); the page to run."""
-    st.session_state[_APP_RAN] = True
+    """`st.navigation` of the app's pages (Train first); the page to run. A session that may not see
+    the app gets the password prompt instead, and the script stops there."""
     pages = [st.Page(path, title=title, icon=icon, default=path == TRAIN) for path, title, icon in _MENU]
+    if not password.admitted():
+        st.navigation(pages, position="hidden")  # the linked page and its query string wait for the password
+        password.show_gate(APP_TITLE)
+        st.stop()
+    st.session_state[_APP_RAN] = True
     return st.navigation(pages, position=position)
 
 
