@@ -16,7 +16,6 @@ import logging
 import math
 import os
 import pathlib
-import pickle
 import queue
 import threading
 import time
@@ -117,7 +116,7 @@ class RayPool:
             if should_stop():
                 actor.stop.remote()
             for message in self._call(actor.messages.remote(workers.POLL_S), None):
-                yield pickle.loads(message)
+                yield workers.decoded(message)
 
     def _call(self, ref, timeout_s: float | None):
         """ray.get, with a lost actor or node (or no room for it in time) raised as WorkerDied."""

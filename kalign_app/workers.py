@@ -255,7 +255,12 @@ def _send(connection, message) -> None:
 
 
 def _receive(connection):
-    return pickle.loads(connection.recv_bytes())
+    return decoded(connection.recv_bytes())
+
+
+def decoded(message: bytes):
+    """A message `_send` made: only ever from kalign's own training code (a worker or a Ray actor)."""
+    return pickle.loads(message)
 
 
 class WorkerPool:
