@@ -83,11 +83,16 @@ def stratified_probe(labels: np.ndarray, size: int, n_classes: int, generator: t
 
 
 def initial_model(
-    config: ExperimentConfig, n_classes: int, in_features: int = INPUT_SIZE, generator: torch.Generator | None = None
+    config: ExperimentConfig,
+    n_classes: int | None = None,
+    in_features: int = INPUT_SIZE,
+    generator: torch.Generator | None = None,
 ) -> MLP:
-    """The weights both models of a run start from. Training draws them first from a generator
-    seeded with `config.seed` (pass it to continue drawing from it, as training does)."""
+    """The untrained model both models of a run start from, for every parametrization: one output per
+    digit of `config.digits` unless `n_classes` says otherwise. Training draws it first from a
+    generator seeded with `config.seed` (pass it to continue drawing from it, as training does)."""
     generator = generator if generator is not None else torch.Generator().manual_seed(config.seed)
+    n_classes = len(config.digits) if n_classes is None else n_classes
     model = MLP(config.width, n_classes, in_features, config.parametrization)
     init_weights(model, generator)
     return model
