@@ -41,10 +41,10 @@ MAX_POINTS = 5_000
 DEFAULT_OUTPUTS = len(ExperimentConfig().digits)
 # nn.Linear's U(±1/√fan-in) has variance 1/(3·fan-in).
 UNIFORM_VARIANCE = 1.0 / 3.0
-NO_FINITE_LIMIT = (
-    "{parametrization} 'standard' has no infinite-width tangent kernel: under PyTorch's init the tangent "
-    "kernel's readout block sums the hidden units' features with nothing dividing them, so it grows in "
-    "proportion to the width; choose 'ntk' or 'mup' (kind 'nngp', the output covariance, has a limit)"
+# Why the standard parametrization has no Θ∞, for a run's note and the ConfigError alike.
+NO_LIMIT = (
+    "under PyTorch's init the tangent kernel's readout block sums the hidden units' features with nothing "
+    "dividing them, so it grows in proportion to the width"
 )
 
 
@@ -61,8 +61,13 @@ def infinite_width_kernel(
         raise ConfigError(
             "parametrization", "{parametrization} must be one of " + ", ".join(PARAMETRIZATIONS) + got(parametrization)
         )
-    if parametrization == "standard" and kind == "ntk":
-        raise ConfigError("parametrization", NO_FINITE_LIMIT)
+    if not has_limit(parametrization, kind):
+        raise ConfigError(
+            "parametrization",
+            "{parametrization} 'standard' has no infinite-width tangent kernel: "
+            + NO_LIMIT
+            + "; choose 'ntk' or 'mup' (kind 'nngp', the output covariance, has a limit)",
+        )
     if isinstance(n_outputs, bool) or not isinstance(n_outputs, int) or n_outputs < 1:
         raise ConfigError("n_outputs", "{n_outputs} must be a whole number of at least 1" + got(n_outputs))
     points = _points(x, "x")
@@ -80,6 +85,11 @@ def infinite_width_kernel(
     features = scale / (2 * math.pi) * (np.sin(theta) + (math.pi - theta) * cosine)  # E[φφ′]
     per_output = features if kind == "nngp" else features + k1 * (math.pi - theta) / (2 * math.pi)
     return n_outputs * (v_a * per_output + v_c)
+
+
+def has_limit(parametrization: str, kind: str = "ntk") -> bool:
+    """Whether `kind` has a finite infinite-width limit under `parametrization` (see NO_LIMIT)."""
+    return not (parametrization == "standard" and kind == "ntk")
 
 
 def distance_to_limit(kernel, limit) -> float | None:

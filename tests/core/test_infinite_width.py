@@ -7,11 +7,22 @@ import numpy as np
 import pytest
 import torch
 from scipy import integrate
+from test_kernel_machines import naive_ridge_error
 
-from kalign_core import ConfigError, ExperimentConfig, infinite_width_kernel, initial_model, tangent_kernel
-from kalign_core.measures.alignment import centered_alignment
+from kalign_core import (
+    ConfigError,
+    ExperimentConfig,
+    infinite_width_kernel,
+    initial_model,
+    run_experiment,
+    tangent_kernel,
+)
+from kalign_core.engine.trial import stratified_probe
+from kalign_core.measures.alignment import centered_alignment, one_hot
 from kalign_core.measures.infinite_width import MAX_POINTS, distance_to_limit
+from kalign_core.measures.kernel_machines import MachinePoints, infinite_width_machine_error
 from kalign_core.parametrization import SIGMA_A, SIGMA_B, SIGMA_C, SIGMA_W
+from kalign_core.runs.record import result_from_json, result_to_json
 
 
 def gaussian_expectations(q: float, q_other: float, covariance: float) -> tuple[float, float]:
@@ -155,3 +166,42 @@ def test_more_points_than_the_limit_is_a_config_error_naming_it():
         infinite_width_kernel(np.zeros((MAX_POINTS + 1, 3)))
     assert error.value.fields == ("x",) and f"at most {MAX_POINTS:,}" in str(error.value)
     assert "the points" in error.value.describe({"x": "the points"})
+
+
+def probe_points(config, data) -> np.ndarray:
+    """The run's probe digits, drawn as the run draws them: after the initial weights, from one generator."""
+    generator = torch.Generator().manual_seed(config.seed)
+    initial_model(config, generator=generator)
+    return data.test_x[stratified_probe(data.test_y, config.probe_size, 2, generator)].astype(np.float64)
+
+
+@pytest.mark.parametrize("parametrization", ["ntk", "mup"])
+def test_a_run_measures_its_limit_on_the_probe(small_config, sample_89, parametrization):
+    config = small_config(width=256, parametrization=parametrization)
+    result = run_experiment(config, sample_89)
+    x = probe_points(config, sample_89)
+    limit = infinite_width_kernel(x, parametrization=parametrization)
+    target = one_hot(result.probe_labels).numpy()
+    measured = result.infinite_width
+    assert measured["note"] is None
+    assert measured["alignment"] == pytest.approx(centered_alignment(limit, target @ target.T), 1e-6)
+    initial = tangent_kernel(initial_model(config), x)
+    assert measured["distance"] == pytest.approx(distance_to_limit(initial, limit), rel=1e-3)
+    assert 0 <= measured["machine"] < 25
+    assert result_from_json(result_to_json(result)).infinite_width == measured
+
+
+def test_a_standard_run_says_why_it_has_no_limit(small_config, sample_89):
+    measured = run_experiment(small_config(), sample_89).infinite_width
+    assert measured["alignment"] is None and measured["distance"] is None and "machine" not in measured
+    assert "grows in proportion to the width" in measured["note"]
+
+
+def test_the_limits_machine_is_a_ridge_solve_with_the_limit(sample_89):
+    fit_x, test_x = torch.from_numpy(sample_89.train_x[::8]), torch.from_numpy(sample_89.test_x[::4])
+    fit_y, test_y = torch.from_numpy(sample_89.train_y[::8]), torch.from_numpy(sample_89.test_y[::4])
+    got = infinite_width_machine_error(MachinePoints(fit_x, fit_y, test_x, test_y, 2), "ntk")
+    limit = infinite_width_kernel(torch.cat([fit_x, test_x]))
+    n = len(fit_x)
+    expected = naive_ridge_error(limit[:n, :n], limit[n:, :n], fit_y.numpy(), test_y.numpy(), 2)
+    assert got == pytest.approx(expected, abs=100 / len(test_x) + 1e-9)  # one digit may fall either way
