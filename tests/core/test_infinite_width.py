@@ -22,7 +22,11 @@ from kalign_core.measures.alignment import centered_alignment, one_hot
 from kalign_core.measures.infinite_width import MAX_POINTS, distance_to_limit
 from kalign_core.measures.kernel_machines import MachinePoints, infinite_width_machine_error
 from kalign_core.parametrization import SIGMA_A, SIGMA_B, SIGMA_C, SIGMA_W
+from kalign_core.runs import load_run
 from kalign_core.runs.record import result_from_json, result_to_json
+from kalign_core.sweep.runner import run_sweep
+from kalign_core.sweep.spec import SweepSpec
+from kalign_core.sweep.width_lab import LAB_MEASURES, width_lines
 
 
 def gaussian_expectations(q: float, q_other: float, covariance: float) -> tuple[float, float]:
@@ -205,3 +209,16 @@ def test_the_limits_machine_is_a_ridge_solve_with_the_limit(sample_89):
     n = len(fit_x)
     expected = naive_ridge_error(limit[:n, :n], limit[n:, :n], fit_y.numpy(), test_y.numpy(), 2)
     assert got == pytest.approx(expected, abs=100 / len(test_x) + 1e-9)  # one digit may fall either way
+
+
+def test_the_width_lab_draws_the_distance_against_width_with_its_slope(tmp_path):
+    base = ExperimentConfig(epochs=1, batch_size=200, probe_size=40, source="sample", device="cpu")
+    spec = SweepSpec(base, ((3, 5),), widths=(128, 512, 2048), seeds=(0, 1), parametrizations=("standard", "ntk"))
+    summaries = run_sweep(spec, tmp_path, threads_per_trial=1).summaries
+    for summary in summaries:
+        measured = load_run(tmp_path / summary.trial_id).infinite_width["distance"]
+        assert summary.infinite_width_distance_init == measured
+        assert (measured is None) == (summary.parametrization == "standard")
+    (line,) = width_lines(summaries, LAB_MEASURES["infinite_width_distance"])  # standard has no Θ∞: no line
+    assert (line.parametrization, line.model, line.widths, line.seeds) == ("ntk", "init", [128, 512, 2048], [2, 2, 2])
+    assert -0.75 <= line.slope <= -0.3
