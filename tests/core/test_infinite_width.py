@@ -1,6 +1,7 @@
 """The infinite-width kernels against a numerical integration over Gaussian pre-activations (no
 network, no arc-cosine formula) and against wide networks at initialisation."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -18,6 +19,7 @@ from kalign_core import (
     tangent_kernel,
 )
 from kalign_core.engine.trial import stratified_probe
+from kalign_core.lessons import find_lesson
 from kalign_core.measures.alignment import centered_alignment, one_hot
 from kalign_core.measures.infinite_width import MAX_POINTS, distance_to_limit
 from kalign_core.measures.kernel_machines import MachinePoints, infinite_width_machine_error
@@ -222,3 +224,20 @@ def test_the_width_lab_draws_the_distance_against_width_with_its_slope(tmp_path)
     (line,) = width_lines(summaries, LAB_MEASURES["infinite_width_distance"])  # standard has no Θ∞: no line
     assert (line.parametrization, line.model, line.widths, line.seeds) == ("ntk", "init", [128, 512, 2048], [2, 2, 2])
     assert -0.75 <= line.slope <= -0.3
+
+
+def test_the_lessons_claims_hold_on_the_sample_and_follow_the_runs():
+    lesson = find_lesson("infinite-width")
+    results = [run_experiment(config) for config in lesson.configs_on("sample", "cpu")]
+    expectations = lesson.expectations(results)
+    assert [e.passed for e in expectations] == [True] * 3, [(e.text, e.value) for e in expectations]
+    distances = [r.infinite_width["distance"] for r in results]
+    assert f"width 4096 {distances[-1]:.3f}" in expectations[0].value
+    # The same runs in reverse order of distance: the narrow run now starts closest, and every claim
+    # about approaching Θ∞ fails.
+    reversed_ = [
+        dataclasses.replace(r, infinite_width=other.infinite_width) for r, other in zip(results, results[::-1])
+    ]
+    assert [e.passed for e in lesson.expectations(reversed_)][:2] == [False, False]
+    shifted = dataclasses.replace(results[-1], infinite_width={**results[-1].infinite_width, "alignment": 0.9})
+    assert not lesson.expectations([*results[:-1], shifted])[2].passed
