@@ -211,8 +211,8 @@ LESSONS: list[Lesson] = [
         "kernels of Cho & Saul 2009): it depends on the digits alone, not on any random weights. The distance "
         "√(2(1 − ρ(Θ₀, Θ∞))) is 0 when the two kernels agree up to scale. Only the start is compared: the one "
         "epoch each run trains plays no part, and a wide network's kernel staying near Θ∞ during training is "
-        "not what this lesson measures. The alignment chart draws ρ(Θ∞, YYᵀ) as a dash-dot line, and the "
-        "machines chart sets Θ∞'s ridge machine beside the networks' own.",
+        "not what this lesson measures. The machines charts set Θ∞'s ridge machine beside the networks' own; "
+        "open a run on Train to see ρ(Θ∞, YYᵀ) as a dash-dot line on its alignment chart.",
         next_steps="In the Width lab, pick 'Θ₀'s distance to Θ∞' and scan more widths and seeds; on the Train "
         "page, choose the ntk or μP parametrization to see Θ∞'s line beside any run.",
     ),
