@@ -143,6 +143,16 @@ def alignment_figure(result: ExperimentResult) -> go.Figure:
             name=f"chance, {kind} ρ (95 % of label shuffles)",
             hovertemplate=f"{kind} ρ with shuffled labels: 95 % fall in {low:.3f}–{high:.3f}<extra></extra>",
         )
+    limit = result.infinite_width.get("alignment")
+    if limit is not None:
+        fig.add_scatter(
+            x=[0, max(1, result.epochs_done)],
+            y=[limit, limit],
+            mode="lines",
+            line=dict(color="black", dash="dashdot", width=1),
+            name="Θ∞ (width → ∞, both models' start)",
+            hovertemplate=f"ρ(Θ∞, YYᵀ) = {limit:.3f}: the tangent kernel of infinite width<extra></extra>",
+        )
     for metric, (kind, dash) in ALIGNMENT_DASH.items():
         for name in MODEL_NAMES:
             fig.add_traces(_curve(result, name, metric, f"{name} {kind}", MODEL_COLORS[name], dash))
@@ -199,11 +209,14 @@ MACHINE_BARS = {
     ("init", "tangent"): "tangent Θ₀",
     ("final", "tangent"): "tangent Θ (end)",
 }
+# The bar of the machine of the infinite-width tangent kernel, the same for both models.
+INFINITE_WIDTH_BAR = "tangent Θ∞ (width → ∞)"
 
 
 def machines_figure(result: ExperimentResult, color: str | None = None) -> go.Figure:
     """Test error % of each network, at its last recorded epoch, beside the test error of the ridge
-    machines of its initial and final feature and tangent kernels (each solved exactly).
+    machines of its initial and final feature and tangent kernels and of the infinite-width tangent
+    kernel Θ∞ (each solved exactly).
     Bars lie along the error axis, each with its value at its end: grouped upright bars of two models
     printed their values into each other ("7.07.0"). `color`: both models in that colour, the slow one
     dotted, for a page whose colours mean runs; by default each model its own colour."""
@@ -218,6 +231,8 @@ def machines_figure(result: ExperimentResult, color: str | None = None) -> go.Fi
                 if when in errors and errors[when][kind] is not None
             }
         )
+        if errors and result.infinite_width.get("machine") is not None:
+            bars[INFINITE_WIDTH_BAR] = result.infinite_width["machine"]
         marker = dict(color=MODEL_COLORS[name]) if color is None else dict(color=color, pattern=BAR_PATTERN[name])
         fig.add_bar(
             y=list(bars),

@@ -64,7 +64,8 @@ def share(fraction: float) -> str:
 
 
 def distance(value: float) -> str:
-    """A distance 1 − ρ from initialisation, to two significant figures, "under 0.001" below that."""
+    """A kernel's distance (1 − ρ from initialisation, or from Θ∞) to two significant figures, "under
+    0.001" below that."""
     if value == 0:
         return "0"
     return f"under {SMALLEST_DISTANCE:g}" if 0 < value < SMALLEST_DISTANCE else f"{value:.2g}"
@@ -234,7 +235,13 @@ def movement_reading(result: ExperimentResult) -> str:
     """How far each model moved, whether ρ at the start beats chance, what the slow rate makes of the
     slow model and what the kernel machines say."""
     last = {name: result.history[name][-1] for name in MODEL_NAMES}
-    sentences = [moved_sentence(last), chance_sentence(result), regime_sentence(result), machines_sentence(result)]
+    sentences = [
+        moved_sentence(last),
+        chance_sentence(result),
+        regime_sentence(result),
+        machines_sentence(result),
+        infinite_width_sentence(result),
+    ]
     return " ".join(sentence for sentence in sentences if sentence)
 
 
@@ -327,6 +334,27 @@ def machines_sentence(result: ExperimentResult) -> str:
         f"{scored}. A machine is solved exactly, while a network trains for as many epochs as it is given ({epochs} "
         f"epoch{'s' if epochs != 1 else ''} here), not until it converges: the two are not a race."
     )
+
+
+def infinite_width_sentence(result: ExperimentResult) -> str:
+    """Where the run starts against its infinite-width limit Θ∞ (nothing for runs saved before kalign
+    measured it; why not, for a parametrization without one)."""
+    measured = result.infinite_width
+    if not measured:
+        return ""
+    if measured.get("note"):
+        return f"No infinite-width reference here: {measured['note']}."
+    said = []
+    if measured.get("distance") is not None:
+        said.append(
+            f"At initialisation the tangent kernel lies {distance(measured['distance'])} from its infinite-width "
+            "limit Θ∞ (√(2(1 − ρ(Θ₀, Θ∞))): 0 when they agree up to scale; it falls like width^−½)"
+        )
+    if measured.get("alignment") is not None:
+        said.append(f"Θ∞ aligns with the task at ρ = {rho_value(measured['alignment'])} (the dash-dot line)")
+    if measured.get("machine") is not None:
+        said.append(f"its ridge machine scores {error_percent(measured['machine'])} test error")
+    return "; ".join(said) + "." if said else ""
 
 
 def divergence_messages(result: ExperimentResult) -> list[str]:

@@ -27,6 +27,8 @@ _EXPORTS = {
     "load_run": "runs",
     "save_run": "runs",
     "tangent_kernel": "measures.tangent",
+    "infinite_width_kernel": "measures.infinite_width",
+    "initial_model": "engine.trial",
     "run_experiment": "engine.training",
 }
 

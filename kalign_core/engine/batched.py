@@ -230,6 +230,8 @@ class TrialBlock:
             trial.initial_loss = {model: loss for model, (_, loss) in errors.items()}  # divergence's yardstick
         self._record(0, dict(enumerate(initial)), started)
         self._measure_null_bands()
+        for trial in self.trials:
+            trial.measure_infinite_width()
         for trial, callback in zip(self.trials, callbacks):
             if callback:
                 callback(trial.result)

@@ -18,8 +18,9 @@ import torch
 
 from ..config import ExperimentConfig
 from ..data import DigitData
-from ..measures.alignment import centered_feature_kernel, one_hot
-from ..measures.kernel_machines import choose_points, machine_errors
+from ..measures.alignment import AlignmentUndefined, centered_alignment, centered_feature_kernel, one_hot
+from ..measures.infinite_width import NO_LIMIT, distance_to_limit, has_limit, infinite_width_kernel
+from ..measures.kernel_machines import choose_points, infinite_width_machine_error, machine_errors
 from ..measures.null_band import draw_permutations
 from ..measures.tracking import Measured
 from ..model import INPUT_SIZE, MLP, init_weights
@@ -83,11 +84,16 @@ def stratified_probe(labels: np.ndarray, size: int, n_classes: int, generator: t
 
 
 def initial_model(
-    config: ExperimentConfig, n_classes: int, in_features: int = INPUT_SIZE, generator: torch.Generator | None = None
+    config: ExperimentConfig,
+    n_classes: int | None = None,
+    in_features: int = INPUT_SIZE,
+    generator: torch.Generator | None = None,
 ) -> MLP:
-    """The weights both models of a run start from. Training draws them first from a generator
-    seeded with `config.seed` (pass it to continue drawing from it, as training does)."""
+    """The untrained model both models of a run start from, for every parametrization: one output per
+    digit of `config.digits` unless `n_classes` says otherwise. Training draws it first from a
+    generator seeded with `config.seed` (pass it to continue drawing from it, as training does)."""
     generator = generator if generator is not None else torch.Generator().manual_seed(config.seed)
+    n_classes = len(config.digits) if n_classes is None else n_classes
     model = MLP(config.width, n_classes, in_features, config.parametrization)
     init_weights(model, generator)
     return model
@@ -182,6 +188,25 @@ class PairTrial:
         """Once per run, at initialisation: the (low, high) band of each of NULL_BAND_KERNELS."""
         self.result.alignment_null = {kind: tuple(band) for kind, band in zip(NULL_BAND_KERNELS, bands)}
 
+    def measure_infinite_width(self) -> None:
+        """Once per run, after epoch 0's records: Θ∞ on the probe, its alignment with the task, and
+        the initial tangent kernel's distance to it."""
+        parametrization = self.config.parametrization
+        if not has_limit(parametrization):
+            self.result.infinite_width = {
+                "alignment": None,
+                "distance": None,
+                "note": f"the {parametrization} parametrization has no infinite-width tangent kernel Θ∞: {NO_LIMIT}",
+            }
+            return
+        limit = infinite_width_kernel(self.test_x[: len(self.probe_y)], "ntk", parametrization, self.k)
+        try:
+            alignment = float(centered_alignment(limit, self.result.target_kernel))
+        except AlignmentUndefined:  # identical probe digits: Θ∞ is constant once centered
+            alignment = None
+        distance = distance_to_limit(self.result.tangent_kernels[MODEL_NAMES[0]][0], limit)
+        self.result.infinite_width = {"alignment": alignment, "distance": distance, "note": None}
+
     def measure_machines(self, final: list[Weights]) -> None:
         """Once per run, after its last epoch: the kernel machines of the initial model (both models'
         start) and of each model's `final` weights."""
@@ -203,6 +228,9 @@ class PairTrial:
             name: {"init": initial, "final": machine_errors(points, w, b, a, grams)}
             for name, (w, b, a, _) in zip(MODEL_NAMES, final)
         }
+        if has_limit(self.config.parametrization):
+            machine = infinite_width_machine_error(points, self.config.parametrization)
+            self.result.infinite_width = {**self.result.infinite_width, "machine": machine}
 
     def export(self, weights: Weights) -> MLP:
         model = MLP(self.width, self.k, self.train_x.shape[1], self.config.parametrization)

@@ -193,6 +193,29 @@ LESSONS: list[Lesson] = [
         next_steps="Compare with 'Width makes it lazier', which uses PyTorch's standard scaling. The Width lab "
         "scans many widths and fits the slopes.",
     ),
+    Lesson(
+        id="infinite-width",
+        title="Infinite width",
+        question="As a network grows wider, does its tangent kernel at initialisation settle on one fixed kernel?",
+        configs=[
+            ExperimentConfig(
+                digits=(4, 9), width=width, slow_lr=0.001, regular_lr=0.01, epochs=1, parametrization="ntk", **_FAST
+            )
+            for width in (64, 512, 4096)
+        ],
+        labels=["width 64", "width 512", "width 4096"],
+        check=checks.check_infinite_width,
+        charts=("machines",),
+        notes="Three NTK-parametrized networks of widths 64, 512 and 4096 on 4 vs 9, compared at initialisation "
+        "with Θ∞, the tangent kernel of infinite width, which kalign computes in closed form (the ReLU arc-cosine "
+        "kernels of Cho & Saul 2009): it depends on the digits alone, not on any random weights. The distance "
+        "√(2(1 − ρ(Θ₀, Θ∞))) is 0 when the two kernels agree up to scale. Only the start is compared: the one "
+        "epoch each run trains plays no part, and a wide network's kernel staying near Θ∞ during training is "
+        "not what this lesson measures. The machines charts set Θ∞'s ridge machine beside the networks' own; "
+        "open a run on Train to see ρ(Θ∞, YYᵀ) as a dash-dot line on its alignment chart.",
+        next_steps="In the Width lab, pick 'Θ₀'s distance to Θ∞' and scan more widths and seeds; on the Train "
+        "page, choose the ntk or μP parametrization to see Θ∞'s line beside any run.",
+    ),
 ]
 
 

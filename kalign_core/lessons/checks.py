@@ -407,3 +407,48 @@ def check_more_than_kernel(results):
             f"final feature-kernel machine: rich {percent(share(rich_end))}, lazy {percent(share(lazy_end))}",
         ),
     ]
+
+
+# Infinite width: how much closer to Θ∞ the widest run must start than the narrowest (theory: the
+# square root of their width ratio), the band the fitted slope must fall in (theory −½), and how near
+# the widest run's ρ(Θ₀, YYᵀ) must lie to ρ(Θ∞, YYᵀ).
+INFINITE_CLOSER_FACTOR = 4.0
+INFINITE_SLOPE_BAND = (-0.75, -0.3)
+INFINITE_ALIGNMENT_GAP = 0.01
+
+
+def check_infinite_width(results):
+    """Runs in order of growing width, one parametrization with a Θ∞."""
+    widths = [r.config.width for r in results]
+    distances = [r.infinite_width.get("distance") for r in results]
+    narrow, wide = widths[0], widths[-1]
+    known = None not in distances and min(distances) > 0
+    slope = float(np.polyfit(np.log(widths), np.log(distances), 1)[0]) if known else None
+    low, high = INFINITE_SLOPE_BAND
+    each_closer = [times(d, d_wider, 1.0) for d, d_wider in zip(distances, distances[1:])]
+    limit = results[-1].infinite_width.get("alignment")
+    start = results[-1].history["regular"][0].tangent_alignment
+    gap = None if limit is None or start is None else abs(start - limit)
+    listed = ", ".join(f"width {w} {'undefined' if d is None else f'{d:.3f}'}" for w, d in zip(widths, distances))
+    return [
+        claim(
+            f"The tangent kernel at initialisation approaches Θ∞ as the width grows: each wider network starts "
+            f"closer to it, and width {wide} at least {INFINITE_CLOSER_FACTOR:g}× closer than width {narrow} "
+            f"(theory: √({wide}/{narrow}) = {math.sqrt(wide / narrow):g}×).",
+            weakest(times(distances[0], distances[-1], INFINITE_CLOSER_FACTOR), *each_closer),
+            f"distance √(2(1 − ρ(Θ₀, Θ∞))): {listed} ({ratio_text(distances[0], distances[-1])})",
+        ),
+        claim(
+            f"It closes in like width^−½, the size of a finite network's fluctuations around Θ∞: fitted as "
+            f"width^−s, the distance falls with s between {-high:g} and {-low:g}.",
+            None if slope is None else weakest(beyond(-slope, -high), beyond(-slope, -low, at_least=False)),
+            "no fit: a distance is undefined" if slope is None else f"fitted s = {-slope:.2f} (theory 0.5)",
+        ),
+        claim(
+            f"So the wide network sees the task as Θ∞ does: at width {wide} its initial tangent kernel's alignment "
+            f"ρ(Θ₀, YYᵀ) lies within {INFINITE_ALIGNMENT_GAP:g} of ρ(Θ∞, YYᵀ).",
+            None if gap is None else beyond(gap, INFINITE_ALIGNMENT_GAP, at_least=False),
+            f"ρ(Θ₀, YYᵀ) {plain(start)}, ρ(Θ∞, YYᵀ) {plain(limit)} at width {wide}; at width {narrow} "
+            f"{plain(results[0].history['regular'][0].tangent_alignment)}",
+        ),
+    ]

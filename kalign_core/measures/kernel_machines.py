@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .infinite_width import infinite_width_kernel
 from .tangent import hidden_block, input_gram
 
 # At most this many training digits fit a machine, and this many held-out digits score it: the three
@@ -74,6 +75,17 @@ def machine_errors(points: MachinePoints, hidden_weight, hidden_bias, readout_we
         ),
     }
     return {name: ridge_error(*pair, points.fit_y, points.test_y, k) for name, pair in kernels.items()}
+
+
+def infinite_width_machine_error(points: MachinePoints, parametrization: str) -> float | None:
+    """Test error % of the ridge machine of the infinite-width tangent kernel Θ∞ (which has no weights:
+    it depends on the points and the parametrization alone)."""
+    fit_x = points.fit_x.cpu()
+    kernels = (
+        infinite_width_kernel(fit_x, "ntk", parametrization, points.n_classes),
+        infinite_width_kernel(points.test_x.cpu(), "ntk", parametrization, points.n_classes, x_other=fit_x),
+    )
+    return ridge_error(*map(torch.from_numpy, kernels), points.fit_y.cpu(), points.test_y.cpu(), points.n_classes)
 
 
 def ridge_error(k_fit: torch.Tensor, k_test: torch.Tensor, fit_y, test_y, n_classes: int) -> float | None:

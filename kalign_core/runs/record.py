@@ -42,6 +42,7 @@ def result_to_json(result: ExperimentResult) -> str:
             "kernel_machine_errors": result.kernel_machine_errors,
             "alignment_null": result.alignment_null,
             "coordinate_sizes": result.coordinate_sizes,
+            "infinite_width": result.infinite_width,
             "history": {name: [_finite_record(record) for record in result.history[name]] for name in MODEL_NAMES},
         },
         indent=1,
@@ -89,6 +90,7 @@ def result_from_json(text: str | bytes) -> ExperimentResult:
             kernel_machine_errors=_machine_errors_from(doc.get("kernel_machine_errors", {})),
             alignment_null=_null_from(doc.get("alignment_null", {})),
             coordinate_sizes=_coordinate_sizes_from(doc.get("coordinate_sizes", {})),
+            infinite_width=_infinite_width_from(doc.get("infinite_width", {})),
         )
     except KeyError as missing:
         raise RunFileError(f"run file lacks the field {missing}") from None
@@ -167,6 +169,26 @@ def _coordinate_sizes_from(value) -> dict:
     ):
         raise ValueError(
             f"coordinate_sizes must map init/slow/regular to {' and '.join(COORDINATES)} sizes (got {value!r:.80})"
+        )
+    return value
+
+
+def _infinite_width_from(value) -> dict:
+    """infinite_width as saved: alignment/distance/machine → a number or null, note → text or null
+    (runs saved before kalign measured it have none)."""
+    numbers = {"alignment": (-1, 1), "distance": (0, 2), "machine": (0, 100)}
+    if (
+        not isinstance(value, dict)
+        or not set(value) <= {*numbers, "note"}
+        or not all(
+            value.get(name) is None or (_is_number(value[name]) and low <= value[name] <= high)
+            for name, (low, high) in numbers.items()
+        )
+        or not (value.get("note") is None or isinstance(value["note"], str))
+    ):
+        raise ValueError(
+            "infinite_width must map alignment, distance and machine to numbers or null and note to text "
+            f"(got {value!r:.80})"
         )
     return value
 

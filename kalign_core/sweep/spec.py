@@ -162,7 +162,8 @@ class TrialSummary:
     tangent_alignment_gain is the same for the tangent kernel's alignment; hidden_change_*,
     readout_change_*, feature_distance_*, tangent_distance_* and pattern_stability_* are each model's
     EpochRecord measures at its last epoch; mean_abs_hidden_* and mean_abs_output_* its coordinate
-    sizes (engine/coordinate_check.py) at the end, and *_init those of the start both models share.
+    sizes (engine/coordinate_check.py) at the end, and *_init those of the start both models share;
+    infinite_width_distance_init the start's tangent kernel's distance to Θ∞ (None under "standard").
     Summaries written before kalign measured these lack them: None (and parametrization "standard").
     None = undefined (alignment 0/0, or a diverged model); diverged_* = epoch of divergence."""
 
@@ -204,6 +205,7 @@ class TrialSummary:
     mean_abs_output_init: float | None = None
     mean_abs_output_slow: float | None = None
     mean_abs_output_regular: float | None = None
+    infinite_width_distance_init: float | None = None
 
     @property
     def pair(self) -> tuple[int, int]:
@@ -242,6 +244,7 @@ def summarize(trial: Trial, result: ExperimentResult) -> TrialSummary:
         trial.parametrization,
         *(getattr(history[-1], measure) for measure in _LAST_MEASURES for history in (slow, regular)),
         *(result.coordinate_sizes.get(when, {}).get(size) for size in COORDINATES for when in COORDINATE_MODELS),
+        result.infinite_width.get("distance"),
     )
 
 

@@ -46,6 +46,7 @@ LAB_MEASURES = {
         Measure("alignment_gain", "Alignment gain (regular − slow)", models=()),
         Measure("test_error", "Test error %"),
         Measure("pattern_stability", "ReLU pattern stability"),
+        Measure("infinite_width_distance", "Θ₀'s distance to Θ∞ at initialisation √(2(1 − ρ(Θ₀, Θ∞)))", ("init",)),
     )
 }
 # The coordinate check: sizes at initialisation (shared by both models) and after training.

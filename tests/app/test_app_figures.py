@@ -142,6 +142,16 @@ def test_alignment_figure_draws_tangent_curves_dashed_over_the_chance_bands():
     assert "chance, tangent ρ (95 % of label shuffles)" in by_name
 
 
+def test_alignment_figure_draws_the_infinite_width_kernel_as_a_reference_line():
+    result = make_result([0.4, 0.5, 0.6])
+    assert not any("Θ∞" in name for name in traces(figures.alignment_figure(result)))  # a run saved before
+    result.infinite_width = {"alignment": 0.37, "distance": 0.08, "note": None}
+    line = traces(figures.alignment_figure(result))["Θ∞ (width → ∞, both models' start)"]
+    assert list(line.x) == [0, 2] and list(line.y) == [0.37, 0.37] and line.line.dash == "dashdot"
+    result.infinite_width = {"alignment": None, "distance": None, "note": "no limit"}
+    assert not any("Θ∞" in name for name in traces(figures.alignment_figure(result)))
+
+
 def test_movement_figure_is_on_a_log_axis_and_leaves_out_zeros():
     result = make_result([0.4, 0.5, 0.6])
     measured(
@@ -220,6 +230,9 @@ def test_machines_figure_sets_each_network_beside_its_kernel_machines():
     # Horizontal bars, each value at its own bar's end: upright grouped bars printed "7.07.0".
     assert {t.orientation for t in by_name.values()} == {"h"} and by_name["slow"].textposition == "outside"
     assert by_name["slow"].marker.color != by_name["regular"].marker.color  # colour = model by default
+    result.infinite_width = {"alignment": 0.3, "distance": 0.1, "note": None, "machine": 3.0}
+    by_name = traces(figures.machines_figure(result))
+    assert list(by_name["slow"].y)[-1] == "tangent Θ∞ (width → ∞)" and list(by_name["slow"].x)[-1] == 3.0
     by_run = traces(figures.machines_figure(result, color="#123456"))
     assert by_run["slow"].marker.color == by_run["regular"].marker.color == "#123456"
     assert by_run["slow"].marker.pattern.shape == "." and by_run["regular"].marker.pattern.shape == ""

@@ -110,6 +110,13 @@ def test_the_lazy_lessons_show_how_far_each_run_moved_and_its_kernel_machines():
     assert "(3 of 3 expectations hold)" in texts(at.markdown)
 
 
+def test_the_infinite_width_lesson_shows_its_limit_beside_each_run():
+    at = run_lesson(open_lessons(**TINY), "infinite-width")
+    assert "(3 of 3 expectations hold)" in texts(at.markdown)
+    machines = charts(at)["width 4096: networks and kernel machines (slow dotted)"]
+    assert [trace["y"][-1] for trace in machines["data"]] == ["tangent Θ∞ (width → ∞)"] * 2
+
+
 @pytest.mark.slow
 def test_a_link_to_a_lesson_this_server_ran_shows_it_at_once_and_its_runs_open_like_any_other():
     run_lesson(open_lessons(**TINY), "random-features")

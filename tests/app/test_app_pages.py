@@ -379,3 +379,10 @@ def test_the_parametrization_is_chosen_on_the_form_says_what_it_scales_and_train
     assert at.session_state["result"].config.parametrization == "mup" and not at.exception
     linked = open_app(**TINY, parametrization="ntk")
     assert linked.selectbox(key="train_parametrization").value == "ntk" and not linked.warning
+    # Both have Θ∞: the reading says how far the run started from it (the standard run says why not).
+    said = texts(at.markdown)
+    assert "from its infinite-width limit Θ∞" in said and "its ridge machine scores" in said
+    figures = charts(at)
+    assert "Θ∞ (width → ∞, both models' start)" in {t["name"] for t in figures[ALIGNMENT_TITLE]["data"]}
+    bars = figures["Test error: networks and kernel machines"]["data"]
+    assert [t["y"][-1] for t in bars] == ["tangent Θ∞ (width → ∞)"] * 2

@@ -72,6 +72,11 @@ def test_a_tiny_lab_draws_each_measure_against_width_with_its_slopes(tmp_path):
     assert not at.exception
     gain = charts(at)[f"{LAB_MEASURES['alignment_gain'].label} vs width"]
     assert [t["name"].split(":")[0] for t in gain["data"]] == ["ntk", "mup"]
+    at.selectbox(key="lab_measure").set_value("infinite_width_distance").run()  # the start's, shared by both
+    assert not at.exception
+    limit = charts(at)[f"{LAB_MEASURES['infinite_width_distance'].label} vs width"]
+    assert [t["name"].split(":")[0] for t in limit["data"]] == ["ntk · init", "mup · init"]
+    assert limit["data"][0]["y"] == pytest.approx(limit["data"][1]["y"])  # the same draws: the same distance
 
     at.switch_page("pages/sweeps.py").run()  # the lab's sweep is a sweep like any other
     assert not at.exception and at.selectbox(key="sweep_open").value == LAB

@@ -78,6 +78,16 @@ def results(draw) -> ExperimentResult:
     band = draw(st.one_of(st.none(), st.tuples(st.floats(-0.1, 0.1), st.floats(0, 0.2))))
     initial = {kind: draw(MACHINE_ERROR) for kind in ("feature", "tangent")}
     machines = draw(st.booleans())
+    limit = draw(
+        st.one_of(
+            st.just({}),  # a run saved before kalign measured it
+            st.just({"alignment": None, "distance": None, "note": "the standard parametrization has none"}),
+            st.fixed_dictionaries(
+                {"alignment": st.one_of(st.none(), st.floats(-1, 1)), "distance": DISTANCE, "note": st.none()},
+                optional={"machine": MACHINE_ERROR},
+            ),
+        )
+    )
     return ExperimentResult(
         config=config,
         source="sample",
@@ -89,6 +99,7 @@ def results(draw) -> ExperimentResult:
         diverged_at={name: 2 if diverges[name] else None for name in MODEL_NAMES},
         alignment_null={} if band is None else {"feature": (band[0], band[0] + band[1])},
         kernel_machine_errors={name: {"init": initial} for name in MODEL_NAMES} if machines else {},
+        infinite_width=limit,
     )
 
 
@@ -309,6 +320,25 @@ def test_the_machines_are_stated_without_a_race_and_not_after_the_regular_model_
             )
     assert "solved exactly" in sentence and "not a race" in sentence
     assert "only as far as" not in sentence and "network " + "scores" not in sentence
+
+
+@settings(max_examples=300, deadline=None)
+@given(results())
+def test_the_infinite_width_sentence_states_the_measured_numbers_or_why_there_are_none(result):
+    sentence = wording.infinite_width_sentence(result)
+    measured = result.infinite_width
+    if not measured:
+        assert sentence == ""
+        return
+    if measured["note"]:
+        assert sentence == f"No infinite-width reference here: {measured['note']}."
+        return
+    for key, text in (
+        ("distance", f"lies {wording.distance(measured['distance'] or 0.0)} from its infinite-width limit Θ∞"),
+        ("alignment", f"Θ∞ aligns with the task at ρ = {wording.rho_value(measured['alignment'] or 0.0)}"),
+        ("machine", f"its ridge machine scores {wording.error_percent(measured.get('machine') or 0.0)}"),
+    ):
+        assert (text in sentence) == (measured.get(key) is not None), (key, sentence)
 
 
 @settings(max_examples=300, deadline=None)

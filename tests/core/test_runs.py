@@ -58,6 +58,7 @@ def assert_same_run(loaded, original, with_models=True):
     assert loaded.history == original.history
     assert loaded.kernel_machine_errors == original.kernel_machine_errors
     assert loaded.alignment_null == original.alignment_null
+    assert loaded.infinite_width == original.infinite_width
     np.testing.assert_array_equal(loaded.target_kernel, original.target_kernel)
     np.testing.assert_array_equal(loaded.probe_labels, original.probe_labels)
     for name in MODEL_NAMES:
@@ -149,9 +150,9 @@ def test_a_run_saved_before_the_lazy_vs_rich_measures_loads_them_as_none(result)
         for record in records:
             for field in (*MEASURES, "measure_note"):
                 del record[field]
-    del doc["config"]["lazy_scale"], doc["kernel_machine_errors"], doc["alignment_null"]
+    del doc["config"]["lazy_scale"], doc["kernel_machine_errors"], doc["alignment_null"], doc["infinite_width"]
     loaded = result_from_json(json.dumps(doc))
-    assert loaded.kernel_machine_errors == {} and loaded.alignment_null == {}
+    assert loaded.kernel_machine_errors == {} and loaded.alignment_null == {} and loaded.infinite_width == {}
     assert loaded.config == result.config and loaded.config.lazy_scale is None
     assert all(getattr(r, m) is None for records in loaded.history.values() for r in records for m in MEASURES)
     assert [r.alignment for r in loaded.history["slow"]] == [r.alignment for r in result.history["slow"]]
@@ -225,6 +226,11 @@ BAD_JSON = [
         "machine-error-text",
         lambda f: _edit_json(f, _set(["kernel_machine_errors", "slow", "init", "tangent"], "low")),
         "kernel_machine_errors must map",
+    ),
+    (
+        "infinite-width-distance-negative",
+        lambda f: _edit_json(f, _set(["infinite_width", "distance"], -0.5)),
+        "infinite_width must map",
     ),
     (
         "null-band-reversed",
