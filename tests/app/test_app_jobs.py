@@ -194,13 +194,13 @@ def test_shared_jobs_train_an_identical_config_once_until_the_last_watcher_leave
     other = shared.join(small_config(), "a")
     assert other is not job
     group = jobs.RunGroup([job, other])
-    assert group.active and group.results() is None
+    assert not group.done and group.results() is None
     shared.leave(job, "a")
     assert not job.done and job.status().state in jobs.ACTIVE_STATES  # "b" still wants it
     shared.leave(job, "b")
     assert job.wait(60) and job.status().state == "stopped"
     assert other.wait(60) and other.status().state == "finished"
-    assert not group.active and group.results() is None  # one run did not finish
+    assert group.done and group.results() is None  # one run did not finish
     again = shared.join(long_config(small_config), "a")
     assert again is not job  # a stopped job is never joined
     shared.leave(again, "a")
