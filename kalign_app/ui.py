@@ -161,16 +161,13 @@ def set_settings(settings: dict, from_form: bool = False) -> None:
 def mirror_settings_to_url() -> None:
     """Put the settings in the URL when they are valid, so the address is a shareable link, and the
     session's run while it trains, so that a reload finds it again."""
-    current = st.query_params.to_dict()
+    current_run_id()
     try:
         wanted = params.config_to_params(params.config_from_settings(settings()))
-    except params.SettingsError:  # the last valid settings stay
-        wanted = {name: value for name, value in current.items() if name not in params.PAGE_PARAMS}
+    except params.SettingsError:
+        return
+    current = st.query_params.to_dict()
     wanted.update({name: value for name, value in current.items() if name in params.PAGE_PARAMS})
-    wanted.pop(params.RUN_PARAM, None)
-    run_id = current_run_id()
-    if run_id is not None:
-        wanted[params.RUN_PARAM] = run_id
     if current != wanted:
         st.query_params.from_dict(wanted)
 
@@ -189,6 +186,7 @@ def current_job() -> jobs.TrainingJob | None:
         if status.result is not None and status.state in ("finished", "stopped"):
             st.session_state.result = status.result
         st.session_state.job = job = None
+    current_run_id()
     return job
 
 
@@ -231,6 +229,7 @@ def _start_run(start, lesson: str | None = None):
         return None
     st.session_state.pop("refused", None)
     st.session_state.run_id = run_id
+    current_run_id()  # into the address at once
     return run_registry().find(run_id).run
 
 
@@ -254,18 +253,24 @@ def attach(run_id: str) -> None:
 
 
 def current_run_id() -> str | None:
-    """The id of this session's run (its Train job or its lesson's runs) while it trains or waits."""
+    """The id of this session's run (its Train job or its lesson's runs) while it trains or waits.
+    It is in the address meanwhile (page switches drop it: it is put back), and leaves it at the end."""
     run_id = st.session_state.get("run_id")
+    if run_id is not None and _ended(run_id):
+        st.session_state.run_id = run_id = None
     if run_id is None:
-        return None
-    try:
-        ended = run_registry().find(run_id).run.done
-    except RunNotFound:
-        ended = True
-    if ended:
-        st.session_state.run_id = None
-        return None
+        if params.RUN_PARAM in st.query_params:
+            del st.query_params[params.RUN_PARAM]
+    elif st.query_params.get(params.RUN_PARAM) != run_id:
+        st.query_params[params.RUN_PARAM] = run_id
     return run_id
+
+
+def _ended(run_id: str) -> bool:
+    try:
+        return run_registry().find(run_id).run.done
+    except RunNotFound:
+        return True
 
 
 def run_link(run_id: str, entry: Entry) -> str:
