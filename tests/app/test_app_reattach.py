@@ -5,7 +5,8 @@ named in words; one run at a time per student, refused in words with a link to t
 import pytest
 
 from apptest import TINY, finish, open_app, press_train, session_job, texts, wait_until
-from kalign_app import ui
+from kalign_app import jobs, ui
+from kalign_core import ExperimentConfig
 
 pytestmark = pytest.mark.usefixtures("fresh_server")
 
@@ -41,7 +42,9 @@ def test_a_reload_during_a_run_shows_that_run_again_with_its_settings_epochs_and
     result = reloaded.session_state["result"]
     assert result.stopped and shown <= result.epochs_done < 500
     assert f"Stopped after {result.epochs_done} of 500 epochs" in texts(reloaded.info)
-    assert "run" not in reloaded.query_params and reloaded.query_params["width"] == "48"  # ended: the link is the settings'
+    assert (
+        "run" not in reloaded.query_params and reloaded.query_params["width"] == "48"
+    )  # ended: the link is the settings'
     assert finish(at).session_state["result"] is result  # the first tab, had it stayed, shows the same end
 
 
@@ -96,3 +99,18 @@ def test_a_reload_during_a_lesson_shows_its_runs_and_stops_them():
     for job in group.jobs():
         assert job.wait(60)
     assert "run" not in reloaded.run().query_params
+
+
+@pytest.mark.parametrize(
+    "ahead, free_in, words",
+    [
+        (0, 81.4, "yours is next, which starts in about 1 min 21 s"),
+        (2, 81.4, "2 runs ahead of yours; the first slot frees in about 1 min 21 s"),
+        (1, 4.25, "1 run ahead of yours; the first slot frees in about 4.2 s"),
+        (0, None, "yours is next; the wait is known once the runs training now have finished an epoch"),
+        (0, 0.0, "yours is next; a slot is free now"),
+    ],
+)
+def test_a_waiting_run_says_how_long_the_wait_is(ahead, free_in, words):
+    status = jobs.JobStatus("waiting", ExperimentConfig(), None, ahead, None, None, slot_free_in=free_in)
+    assert ui.slot_wait(status) == words
