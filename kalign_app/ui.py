@@ -291,9 +291,9 @@ def refusal() -> None:
         return
     what = "a run" if entry.lesson is None else "a lesson"
     st.warning(
-        f"You have {what} training or waiting for a slot already, in another tab or window of this browser: "
-        f"one at a time per student. [Open it]({run_link(run_id, entry)}) to watch or stop it, or wait "
-        "for it to end.",
+        f"You have {what} training or waiting for a slot already (in this tab or another of this browser), and "
+        f"each student trains one at a time: [Open it]({run_link(run_id, entry)}) to watch or stop it, or "
+        "wait for it to end.",
         icon=":material/block:",
     )
 
@@ -390,7 +390,7 @@ def slot_wait(status: jobs.JobStatus) -> str:
     if status.slot_free_in == 0:
         return f"{place}; a slot is free now"
     free = f"about {duration(status.slot_free_in)}"
-    return f"{place}, which starts in {free}" if ahead == 0 else f"{place}; the first slot frees in {free}"
+    return f"{place} and should start in {free}" if ahead == 0 else f"{place}; the first slot frees in {free}"
 
 
 def time_left(seconds: float | None) -> str:

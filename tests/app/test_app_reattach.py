@@ -104,7 +104,7 @@ def test_a_reload_during_a_lesson_shows_its_runs_and_stops_them():
 @pytest.mark.parametrize(
     "ahead, free_in, words",
     [
-        (0, 81.4, "yours is next, which starts in about 1 min 21 s"),
+        (0, 81.4, "yours is next and should start in about 1 min 21 s"),
         (2, 81.4, "2 runs ahead of yours; the first slot frees in about 1 min 21 s"),
         (1, 4.25, "1 run ahead of yours; the first slot frees in about 4.2 s"),
         (0, None, "yours is next; the wait is known once the runs training now have finished an epoch"),
