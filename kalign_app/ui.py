@@ -126,7 +126,9 @@ def init_session() -> None:
     st.session_state.url_warnings = warnings + url_warnings
     if query.get(params.RUN_PARAM):
         attach(query[params.RUN_PARAM])
-    elif query and not url_warnings:
+        return
+    st.session_state.run_elsewhere = run_registry().active(student())  # e.g. a new tab without the run's link
+    if query and not url_warnings:
         with contextlib.suppress(params.SettingsError):
             cached = results_cache().get(params.config_from_settings(settings))
             if cached is not None:
@@ -208,7 +210,7 @@ def show_run(result: ExperimentResult, note: str | None = None) -> None:
 
 def start_training(config) -> None:
     """A finished identical config comes from the cache at once; otherwise a job starts, unless the
-    student has a run training already (`refusal` then says so)."""
+    student has a run training already (`run_elsewhere` then says so)."""
     cached = results_cache().get(config)
     if cached is not None:
         show_run(cached, "Shown at once: an identical run had already finished on this server.")
@@ -220,14 +222,14 @@ def start_training(config) -> None:
 
 
 def _start_run(start, lesson: str | None = None):
-    """The student's new run, `start(its id)`, registered as this session's; None, with the refusal
-    kept for `refusal` to draw, when they have one training already."""
+    """The student's new run, `start(its id)`, registered as this session's; None, with theirs kept
+    for `run_elsewhere` to draw, when they have one training already."""
     try:
         run_id = run_registry().start(student(), start, lesson)
     except AlreadyRunning as busy:
-        st.session_state.refused = (busy.run_id, busy.entry)
+        st.session_state.run_elsewhere = (busy.run_id, busy.entry)
         return None
-    st.session_state.pop("refused", None)
+    st.session_state.run_elsewhere = None
     st.session_state.run_id = run_id
     current_run_id()  # into the address at once
     return run_registry().find(run_id).run
@@ -280,14 +282,15 @@ def run_link(run_id: str, entry: Entry) -> str:
     return f"lessons?lesson={entry.lesson}&{params.RUN_PARAM}={run_id}"
 
 
-def refusal() -> None:
-    """Why the last press did not start a run: the student's run that is training, with a link to it."""
-    refused = st.session_state.get("refused")
-    if refused is None:
+def run_elsewhere() -> None:
+    """The student's run that trains elsewhere (another tab), with a link to it: after a press that
+    it refused, or in a new tab opened while it trains."""
+    elsewhere = st.session_state.get("run_elsewhere")
+    if elsewhere is None:
         return
-    run_id, entry = refused
+    run_id, entry = elsewhere
     if entry.run.done:  # it has ended since: the next press will start
-        st.session_state.pop("refused")
+        st.session_state.run_elsewhere = None
         return
     what = "a run" if entry.lesson is None else "a lesson"
     st.warning(
@@ -322,7 +325,7 @@ def lesson_runs() -> dict[str, jobs.RunGroup]:
 def start_lesson(lesson_id: str, configs) -> None:
     """Each run comes from the cache when it finished already; otherwise the session joins the job
     training it (started now, or by another session pressing the same lesson), unless the student
-    has a run training already (`refusal` then says so)."""
+    has a run training already (`run_elsewhere` then says so)."""
     stop_lesson()
     if show_lesson_if_finished(lesson_id, configs):
         return

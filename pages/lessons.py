@@ -151,7 +151,7 @@ groups = ui.lesson_runs()
 if linked is not None and linked.id not in groups:
     ui.show_lesson_if_finished(linked.id, configs(linked))  # a link to a lesson this server already ran
 busy = not all(group.done for group in groups.values())
-ui.refusal()
+ui.run_elsewhere()
 numbered = list(enumerate(LESSONS, 1))
 if linked is not None:  # what the link's visitor came for comes first, the rest in their order after it
     numbered.sort(key=lambda item: item[1].id != linked.id)

@@ -127,7 +127,7 @@ def settings_form(running: bool) -> None:
     )
     for message in problems:
         st.error(message, icon=":material/error:")
-    ui.refusal()
+    ui.run_elsewhere()
 
 
 def lazy_scale_control(changed: dict) -> None:

@@ -71,7 +71,9 @@ def test_one_student_trains_one_run_at_a_time_and_is_told_where_it_is(monkeypatc
     first = press_train(open_app(**LONG))
     job = session_job(first)
     run_id = first.query_params["run"]
-    second = press_train(open_app(**{**TINY, "seed": "5"}))
+    second = open_app(**{**TINY, "seed": "5"})  # a new tab, without the run's link: told where the run is
+    assert f"[Open it](train?run={run_id})" in texts(second.warning)
+    second = press_train(second)
     assert not second.exception and session_job(second) is None
     refusal = texts(second.warning)
     assert "You have a run training or waiting for a slot already" in refusal
@@ -98,7 +100,8 @@ def test_a_reload_during_a_lesson_shows_its_runs_and_stops_them():
         reloaded = reloaded.button(key="stop_lesson").click().run()
     for job in group.jobs():
         assert job.wait(60)
-    assert "run" not in reloaded.run().query_params
+    ended = reloaded.switch_page("pages/train.py").run()  # (app.py does this on every page; AppTest runs pages alone)
+    assert "run" not in ended.query_params and ended.query_params["lesson"] == "too-fast"
 
 
 @pytest.mark.parametrize(

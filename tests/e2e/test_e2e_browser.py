@@ -113,8 +113,11 @@ def test_a_reload_during_a_run_shows_that_run_again_in_chromium(server, tmp_path
         second = page.context.new_page()  # another tab of the same browser
         second.goto(f"{server}/?width=64&epochs=3&seed=5")
         second.wait_for_selector(IDLE)
-        second.get_by_role("button", name="Train").click()
         expect(second.get_by_text("You have a run training or waiting for a slot already")).to_be_visible()
+        second.get_by_role("button", name="Train").click()
+        second.wait_for_selector(IDLE)
+        expect(second.get_by_text("You have a run training or waiting for a slot already")).to_be_visible()
+        expect(second.get_by_role("button", name="Stop")).to_have_count(0)  # nothing started here
         expect(second.get_by_role("link", name="Open it")).to_have_attribute("href", re.compile(r"train\?run="))
         second.close()
 
