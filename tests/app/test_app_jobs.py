@@ -84,8 +84,8 @@ def test_a_waiting_job_says_when_a_slot_frees_from_the_progress_of_the_job_in_it
         running, waiting = first.status(), second.status()
         if first.status().result is running.result:
             break
-    # The mean time of the last five epochs (the run's own clock), times the epochs left.
-    seconds = [record.seconds for record in running.result.history["regular"]]
+    # The mean time of the last five epochs (the slow model's clock, as the estimate reads it) × the epochs left.
+    seconds = [record.seconds for record in running.result.history["slow"]]
     per_epoch = (
         (seconds[-1] - seconds[-6]) / 5 if len(seconds) >= 6 else (seconds[-1] - seconds[0]) / (len(seconds) - 1)
     )
