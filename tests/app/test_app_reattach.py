@@ -86,22 +86,29 @@ def test_one_student_trains_one_run_at_a_time_and_is_told_where_it_is(monkeypatc
     assert second.session_state["result"].config.seed == 5
 
 
-def test_a_reload_during_a_lesson_shows_its_runs_and_stops_them():
+def test_a_reload_during_a_lesson_shows_its_runs_waiting_and_stops_them(monkeypatch):
+    monkeypatch.setenv("KALIGN_MAX_JOBS", "1")
+    busy = press_train(open_app(**LONG))  # another student's run holds the only slot: the lesson waits
     at = open_app(**TINY).switch_page(LESSONS_PAGE).run()
-    at = at.button(key="run_too-fast").click().run()
-    group = at.session_state["lesson_runs"]["too-fast"]
+    at = at.button(key="run_width").click().run()
+    group = at.session_state["lesson_runs"]["width"]
     run_id = at.query_params["run"]
-    assert at.query_params["lesson"] == "too-fast"
+    assert at.query_params["lesson"] == "width"
 
-    reloaded = open_app(lesson="too-fast", run=run_id).switch_page(LESSONS_PAGE).run()
+    wait_until(session_job(busy).status, lambda status: status.epochs_done >= 1)  # its pace says when it ends
+    reloaded = open_app(lesson="width", run=run_id).switch_page(LESSONS_PAGE).run()
     assert not reloaded.exception
-    assert reloaded.session_state["lesson_runs"]["too-fast"] is group
-    if not group.done:
-        reloaded = reloaded.button(key="stop_lesson").click().run()
+    assert reloaded.session_state["lesson_runs"]["width"] is group and not group.done
+    captions = texts(reloaded.caption)
+    assert "width 64: waiting for a free slot: yours is next and should start in about " in captions
+    assert "width 4096: waiting for a free slot: 1 run ahead of yours; the first slot frees in about " in captions
+    reloaded = reloaded.button(key="stop_lesson").click().run()
     for job in group.jobs():
-        assert job.wait(60)
+        assert job.wait(60) and job.status().state == "stopped"
     ended = reloaded.switch_page("pages/train.py").run()  # (app.py does this on every page; AppTest runs pages alone)
-    assert "run" not in ended.query_params and ended.query_params["lesson"] == "too-fast"
+    assert "run" not in ended.query_params and ended.query_params["lesson"] == "width"
+    session_job(busy).stop()
+    assert session_job(busy).wait(60)
 
 
 @pytest.mark.parametrize(
