@@ -94,11 +94,11 @@ def test_a_reload_during_a_run_shows_that_run_again_in_chromium(server, tmp_path
     epoch = re.compile(r"Epoch ([1-9]\d*)/500")
     with sync_playwright() as p:
         browser, page = wide_page(p)
-        page.goto(f"{server}/?width=512&epochs=500&probe_size=40&batch_size=100")  # minutes: the test stops it
+        page.goto(f"{server}/?width=2000&epochs=500&probe_size=40&batch_size=100")  # minutes: the test stops it
         page.wait_for_selector(IDLE)
         page.get_by_role("button", name="Train").click()
         expect(page.get_by_text(epoch)).to_be_visible()
-        assert "run=" in page.url and "width=512" in page.url
+        assert "run=" in page.url and "width=2000" in page.url
         before = int(epoch.search(page.get_by_text(epoch).inner_text()).group(1))
 
         page.reload()
@@ -106,8 +106,9 @@ def test_a_reload_during_a_run_shows_that_run_again_in_chromium(server, tmp_path
         expect(page.get_by_text(epoch)).to_be_visible()
         after = int(epoch.search(page.get_by_text(epoch).inner_text()).group(1))
         assert after >= before
-        expect(page.get_by_role("spinbutton", name="Hidden width")).to_have_value("512")
+        expect(page.get_by_role("spinbutton", name="Hidden width")).to_have_value("2000")
         expect(page.get_by_role("button", name="Train")).to_be_disabled()
+        expect(page.locator(CHART)).to_have_count(4)  # its live charts, epochs so far
         page.screenshot(path=tmp_path / "reloaded.png")
 
         second = page.context.new_page()  # another tab of the same browser
