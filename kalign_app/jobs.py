@@ -79,16 +79,16 @@ class JobSlots:
         self.workers.warm()
         self._changed = threading.Condition()
         self._queue: list[object] = []
-        self._running = 0
+        self._holders: list[TrainingJob] = []
 
-    def acquire(self, job: object, cancelled: Callable[[], bool], poll_s: float = 0.2) -> bool:
+    def acquire(self, job: TrainingJob, cancelled: Callable[[], bool], poll_s: float = 0.2) -> bool:
         """Wait for a slot; False when `cancelled()` turns true first."""
         with self._changed:
             self._queue.append(job)
             try:
                 while not cancelled():
-                    if self._running < min(self.limit, self.workers.capacity()) and self._queue[0] is job:
-                        self._running += 1
+                    if len(self._holders) < min(self.limit, self.workers.capacity()) and self._queue[0] is job:
+                        self._holders.append(job)
                         return True
                     self._changed.wait(poll_s)
                 return False
@@ -96,9 +96,9 @@ class JobSlots:
                 self._queue.remove(job)
                 self._changed.notify_all()
 
-    def release(self) -> None:
+    def release(self, job: TrainingJob) -> None:
         with self._changed:
-            self._running -= 1
+            self._holders.remove(job)
             self._changed.notify_all()
 
     def position(self, job: object) -> int | None:
@@ -106,9 +106,21 @@ class JobSlots:
         with self._changed:
             return self._queue.index(job) if job in self._queue else None
 
+    def first_free_in(self) -> float | None:
+        """Seconds until a slot is free, from the progress of the jobs training in them (their
+        recent epochs' times and the epochs left): 0 when one is free now; None while one of them
+        has not finished an epoch, so that nothing says how long it will take."""
+        with self._changed:
+            holders = list(self._holders)
+        if len(holders) < self.limit:
+            return 0.0
+        left = [job.status().seconds_left for job in holders]
+        return None if None in left else min(left)
+
     @property
     def running(self) -> int:
-        return self._running
+        with self._changed:
+            return len(self._holders)
 
 
 def result_nbytes(result: ExperimentResult) -> int:
@@ -170,6 +182,7 @@ class JobStatus:
     queue_position: int | None
     seconds_left: float | None
     error: str | None
+    slot_free_in: float | None = None  # while waiting: seconds until a slot frees (JobSlots.first_free_in)
 
     @property
     def active(self) -> bool:
@@ -253,13 +266,15 @@ class TrainingJob(BackgroundJob):
     def status(self) -> JobStatus:
         with self._lock:
             state, result, error = self._state, self._result, self._error
+        waiting = state == "waiting"
         return JobStatus(
             state=state,
             config=self.config,
             result=result,
-            queue_position=self._slots.position(self) if state == "waiting" else None,
+            queue_position=self._slots.position(self) if waiting else None,
             seconds_left=_seconds_left(result) if state == "running" else None,
             error=error,
+            slot_free_in=self._slots.first_free_in() if waiting else None,
         )
 
     def first_look(self, timeout: float, grace: float = 0.0, poll_s: float = 0.05) -> JobStatus:
@@ -311,7 +326,7 @@ class TrainingJob(BackgroundJob):
                     should_stop=self._cancelled,
                 )
             finally:
-                self._slots.release()
+                self._slots.release(self)
             if result.stopped:
                 self._set(state=self._ended_state(), result=result)
                 return
@@ -387,10 +402,11 @@ class SharedJobs:
 
 class RunGroup:
     """Several runs shown together (a lesson's): each a finished result or a job. A run that was
-    already finished counts as a job that has finished."""
+    already finished counts as a job that has finished. `watcher`: the name its jobs were joined
+    under in SharedJobs (None when none was)."""
 
-    def __init__(self, runs: list[ExperimentResult | TrainingJob]):
-        self.runs = runs
+    def __init__(self, runs: list[ExperimentResult | TrainingJob], watcher: str | None = None):
+        self.runs, self.watcher = runs, watcher
 
     def jobs(self) -> list[TrainingJob]:
         return [run for run in self.runs if isinstance(run, TrainingJob)]
@@ -402,11 +418,16 @@ class RunGroup:
         ]
 
     @property
-    def active(self) -> bool:
-        return any(not job.done for job in self.jobs())
+    def done(self) -> bool:
+        return all(job.done for job in self.jobs())
+
+    def touch(self) -> None:
+        """Someone is still looking at these runs."""
+        for job in self.jobs():
+            job.touch()
 
     def results(self) -> list[ExperimentResult] | None:
-        """Every run's result once all have finished; None while any is active or if any ended otherwise."""
+        """Every run's result once all have finished; None while any is training or if any ended otherwise."""
         statuses = self.statuses()
         if any(status.state != "finished" for status in statuses):
             return None

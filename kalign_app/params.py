@@ -20,8 +20,10 @@ from kalign_core.devices import check_device
 
 # The form's label for each ExperimentConfig field.
 FIELD_LABELS = {name: setting.label for name, setting in SETTINGS.items()}
+# The URL parameter naming the session's run while it trains (a reload finds it again by it).
+RUN_PARAM = "run"
 # Query parameters that a page reads for itself (not settings): kept in the URL, never warned about.
-PAGE_PARAMS = ("lesson",)
+PAGE_PARAMS = ("lesson", RUN_PARAM)
 # How a URL says an optional setting (the lazy scale) is off (None); config_to_params writes the first.
 _OFF_WORDS = ("off", "", "none")
 _SHOWN_CHARS = 40  # how much of a bad URL value a message repeats

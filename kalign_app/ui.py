@@ -1,5 +1,7 @@
 """What the pages share: this session's settings, training job and current run (in st.session_state,
-so they survive page switches), and the server's job slots and results cache (shared by all)."""
+so they survive page switches), and the server's job slots, results cache and runs by id (shared by
+all). While a run trains its id is in the page's address (`run=`): a session opened with it (a
+reload, a second tab, a dropped connection) shows that run again."""
 
 from __future__ import annotations
 
@@ -10,8 +12,9 @@ import uuid
 
 import streamlit as st
 
-from kalign_app import jobs, navigation, params
+from kalign_app import jobs, navigation, params, students
 from kalign_app.mnist_fetch import MnistFetch
+from kalign_app.run_registry import AlreadyRunning, Entry, RunNotFound, RunRegistry
 from kalign_core import data
 from kalign_core.config import SETTINGS
 from kalign_core.results import ExperimentResult
@@ -32,6 +35,11 @@ def job_slots() -> jobs.JobSlots:
 @st.cache_resource
 def results_cache() -> jobs.ResultCache:
     return jobs.ResultCache()
+
+
+@st.cache_resource
+def run_registry() -> RunRegistry:
+    return RunRegistry()
 
 
 @st.cache_resource
@@ -105,9 +113,10 @@ def apology():
 
 
 def init_session() -> None:
-    """On a session's first run: default settings, then whatever the URL asks for; a link whose
-    settings have already finished on this server shows that run at once. A link with parameters
-    that were dropped is not that link's run: it keeps its warnings and shows no cached run."""
+    """On a session's first run: default settings, then whatever the URL asks for; a link to a run
+    (`run=`) shows that run, live while it trains; a link whose settings have already finished on
+    this server shows that run at once. A link with parameters that were dropped is not that link's
+    run: it keeps its warnings and shows no cached run."""
     if "settings" in st.session_state:
         return
     settings, warnings = params.default_settings()
@@ -115,6 +124,10 @@ def init_session() -> None:
     settings, url_warnings = params.settings_from_params(query, settings)
     st.session_state.settings = settings
     st.session_state.url_warnings = warnings + url_warnings
+    if query.get(params.RUN_PARAM):
+        attach(query[params.RUN_PARAM])
+        return
+    st.session_state.run_elsewhere = run_registry().active(student())  # e.g. a new tab without the run's link
     if query and not url_warnings:
         with contextlib.suppress(params.SettingsError):
             cached = results_cache().get(params.config_from_settings(settings))
@@ -148,7 +161,9 @@ def set_settings(settings: dict, from_form: bool = False) -> None:
 
 
 def mirror_settings_to_url() -> None:
-    """Put the settings in the URL when they are valid, so the address is a shareable link."""
+    """Put the settings in the URL when they are valid, so the address is a shareable link, and the
+    session's run while it trains, so that a reload finds it again."""
+    current_run_id()
     try:
         wanted = params.config_to_params(params.config_from_settings(settings()))
     except params.SettingsError:
@@ -173,6 +188,7 @@ def current_job() -> jobs.TrainingJob | None:
         if status.result is not None and status.state in ("finished", "stopped"):
             st.session_state.result = status.result
         st.session_state.job = job = None
+    current_run_id()
     return job
 
 
@@ -193,18 +209,107 @@ def show_run(result: ExperimentResult, note: str | None = None) -> None:
 
 
 def start_training(config) -> None:
-    """A finished identical config comes from the cache at once; otherwise a job starts."""
+    """A finished identical config comes from the cache at once; otherwise a job starts, unless the
+    student has a run training already (`run_elsewhere` then says so)."""
     cached = results_cache().get(config)
     if cached is not None:
         show_run(cached, "Shown at once: an identical run had already finished on this server.")
         return
-    st.session_state.run_note = None
-    st.session_state.job = jobs.TrainingJob(config, job_slots(), results_cache()).start()
+    job = _start_run(lambda _: jobs.TrainingJob(config, job_slots(), results_cache()).start())
+    if job is not None:
+        st.session_state.run_note = None
+        st.session_state.job = job
+
+
+def _start_run(start, lesson: str | None = None):
+    """The student's new run, `start(its id)`, registered as this session's; None, with theirs kept
+    for `run_elsewhere` to draw, when they have one training already."""
+    try:
+        run_id = run_registry().start(student(), start, lesson)
+    except AlreadyRunning as busy:
+        st.session_state.run_elsewhere = (busy.run_id, busy.entry)
+        return None
+    st.session_state.run_elsewhere = None
+    st.session_state.run_id = run_id
+    current_run_id()  # into the address at once
+    return run_registry().find(run_id).run
+
+
+def attach(run_id: str) -> None:
+    """Show the run with this id in this session (a reload, a second tab, a dropped connection): its
+    settings, its epochs so far and, while it trains, its progress and Stop; an unknown or forgotten
+    id is named in a warning, and the link's settings stay."""
+    try:
+        entry = run_registry().find(run_id)
+    except RunNotFound as missing:
+        st.session_state.url_warnings.append(str(missing))
+        return
+    entry.run.touch()  # a reload within the abandonment time keeps the run
+    st.session_state.run_id = run_id
+    if entry.lesson is not None:
+        lesson_runs()[entry.lesson] = entry.run
+        return
+    set_settings(params.settings_from_config(entry.run.config))
+    st.session_state.job = entry.run
+    st.session_state.run_note = "This link's run had already finished: here it is." if entry.run.done else None
+
+
+def current_run_id() -> str | None:
+    """The id of this session's run (its Train job or its lesson's runs) while it trains or waits.
+    It is in the address meanwhile (page switches drop it: it is put back), and leaves it at the end."""
+    run_id = st.session_state.get("run_id")
+    if run_id is not None and _ended(run_id):
+        st.session_state.run_id = run_id = None
+    if run_id is None:
+        if params.RUN_PARAM in st.query_params:
+            del st.query_params[params.RUN_PARAM]
+    elif st.query_params.get(params.RUN_PARAM) != run_id:
+        st.query_params[params.RUN_PARAM] = run_id
+    return run_id
+
+
+def _ended(run_id: str) -> bool:
+    try:
+        return run_registry().find(run_id).run.done
+    except RunNotFound:
+        return True
+
+
+def run_link(run_id: str, entry: Entry) -> str:
+    """A relative link that opens a run: on the Train page, or a lesson's on the Lessons page."""
+    if entry.lesson is None:
+        return f"train?{params.RUN_PARAM}={run_id}"
+    return f"lessons?lesson={entry.lesson}&{params.RUN_PARAM}={run_id}"
+
+
+def run_elsewhere() -> None:
+    """The student's run that trains elsewhere (another tab), with a link to it: after a press that
+    it refused, or in a new tab opened while it trains."""
+    elsewhere = st.session_state.get("run_elsewhere")
+    if elsewhere is None:
+        return
+    run_id, entry = elsewhere
+    if entry.run.done:  # it has ended since: the next press will start
+        st.session_state.run_elsewhere = None
+        return
+    what = "a run" if entry.lesson is None else "a lesson"
+    st.warning(
+        f"You have {what} training or waiting for a slot already (in this tab or another of this browser), and "
+        f"each student trains one at a time: [Open it]({run_link(run_id, entry)}) to watch or stop it, or "
+        "wait for it to end.",
+        icon=":material/block:",
+    )
 
 
 def session_id() -> str:
-    """This browser session, as the shared jobs it joins know it."""
+    """This browser session (one tab)."""
     return st.session_state.setdefault("session_id", uuid.uuid4().hex)
+
+
+def student() -> str:
+    """Who "one run at a time" counts: the browser (all its tabs) when Streamlit's cookie names it,
+    otherwise this session."""
+    return students.browser_id(st.context.cookies) or session_id()
 
 
 @st.cache_resource
@@ -219,17 +324,28 @@ def lesson_runs() -> dict[str, jobs.RunGroup]:
 
 def start_lesson(lesson_id: str, configs) -> None:
     """Each run comes from the cache when it finished already; otherwise the session joins the job
-    training it (started now, or by another session pressing the same lesson)."""
+    training it (started now, or by another session pressing the same lesson), unless the student
+    has a run training already (`run_elsewhere` then says so)."""
     stop_lesson()
-    runs = [results_cache().get(config) or shared_jobs().join(config, session_id()) for config in configs]
-    lesson_runs()[lesson_id] = jobs.RunGroup(runs)
+    if show_lesson_if_finished(lesson_id, configs):
+        return
+
+    def start(run_id: str) -> jobs.RunGroup:
+        runs = [results_cache().get(config) or shared_jobs().join(config, run_id) for config in configs]
+        return jobs.RunGroup(runs, watcher=run_id)
+
+    group = _start_run(start, lesson_id)
+    if group is not None:
+        lesson_runs()[lesson_id] = group
 
 
-def show_lesson_if_finished(lesson_id: str, configs) -> None:
+def show_lesson_if_finished(lesson_id: str, configs) -> bool:
     """A lesson whose runs have all finished on this server becomes this session's at once."""
     cached = [results_cache().get(config) for config in configs]
-    if None not in cached:
-        lesson_runs()[lesson_id] = jobs.RunGroup(cached)
+    if None in cached:
+        return False
+    lesson_runs()[lesson_id] = jobs.RunGroup(cached)
+    return True
 
 
 def _lesson_jobs_running() -> list[jobs.TrainingJob]:
@@ -238,8 +354,10 @@ def _lesson_jobs_running() -> list[jobs.TrainingJob]:
 
 def stop_lesson() -> None:
     """Leave the running lesson's jobs (each stops unless another session still wants it)."""
-    for job in _lesson_jobs_running():
-        shared_jobs().leave(job, session_id())
+    for group in lesson_runs().values():
+        for job in group.jobs():
+            if not job.done:
+                shared_jobs().leave(job, group.watcher)
 
 
 def watched_jobs() -> list[jobs.TrainingJob]:
@@ -263,6 +381,19 @@ def keep_job_alive() -> None:
     current_job()
     if watched_jobs():
         _heartbeat()
+
+
+def slot_wait(status: jobs.JobStatus) -> str:
+    """A waiting run's place in the queue and when it should start, from the progress of the runs
+    training in the slots, in words."""
+    ahead = status.queue_position or 0
+    place = "yours is next" if ahead == 0 else f"{ahead} run{'s' if ahead > 1 else ''} ahead of yours"
+    if status.slot_free_in is None:
+        return f"{place}; the wait is known once the runs training now have finished an epoch"
+    if status.slot_free_in == 0:
+        return f"{place}; a slot is free now"
+    free = f"about {duration(status.slot_free_in)}"
+    return f"{place} and should start in {free}" if ahead == 0 else f"{place}; the first slot frees in {free}"
 
 
 def time_left(seconds: float | None) -> str:

@@ -44,7 +44,7 @@ def linked_lesson():
 
 @st.fragment(run_every=ui.PROGRESS_REFRESH_S)
 def live_progress(lesson, group) -> None:
-    if not group.active:
+    if group.done:
         st.rerun()  # draw the finished lesson with the whole page
     with ui.apology():
         draw_progress(lesson, group)
@@ -54,11 +54,7 @@ def draw_progress(lesson, group) -> None:
     for label, status in zip(lesson.labels, group.statuses()):
         total = status.config.epochs
         if status.state == "waiting":
-            ahead = status.queue_position
-            st.caption(
-                f"{label}: waiting for a free slot"
-                + (f" ({ahead} run{'s' if ahead > 1 else ''} ahead)" if ahead else " (next)")
-            )
+            st.caption(f"{label}: waiting for a free slot: {ui.slot_wait(status)}.")
         elif status.state == "running":
             st.progress(
                 status.epochs_done / total,
@@ -107,7 +103,7 @@ def checked(lesson, results) -> None:
 
 
 def lesson_outcome(lesson, group) -> None:
-    if group.active:
+    if not group.done:
         live_progress(lesson, group)
         return
     results = group.results()
@@ -154,7 +150,8 @@ linked = linked_lesson()
 groups = ui.lesson_runs()
 if linked is not None and linked.id not in groups:
     ui.show_lesson_if_finished(linked.id, configs(linked))  # a link to a lesson this server already ran
-busy = any(group.active for group in groups.values())
+busy = not all(group.done for group in groups.values())
+ui.run_elsewhere()
 numbered = list(enumerate(LESSONS, 1))
 if linked is not None:  # what the link's visitor came for comes first, the rest in their order after it
     numbered.sort(key=lambda item: item[1].id != linked.id)

@@ -127,6 +127,7 @@ def settings_form(running: bool) -> None:
     )
     for message in problems:
         st.error(message, icon=":material/error:")
+    ui.run_elsewhere()
 
 
 def lazy_scale_control(changed: dict) -> None:
@@ -178,15 +179,10 @@ def draw_progress(job, status) -> None:
     job.touch()
     total = status.config.epochs
     if status.state == "waiting":
-        slots = ui.job_slots()
-        ahead = (
-            "yours is next"
-            if status.queue_position == 0
-            else f"{status.queue_position} run{'s' if status.queue_position > 1 else ''} ahead of yours"
-        )
+        limit = ui.job_slots().limit
         st.info(
-            f"Waiting for a free slot: {ahead}. This server trains {slots.limit} "
-            f"run{'s' if slots.limit > 1 else ''} at a time so that each gets the CPU it needs.",
+            f"Waiting for a free slot: {ui.slot_wait(status)}. This server trains {limit} "
+            f"run{'s' if limit > 1 else ''} at a time so that each gets the CPU it needs.",
             icon=":material/hourglass_top:",
         )
     elif status.result is None:

@@ -73,6 +73,30 @@ def test_one_slot_queues_the_second_job_until_the_first_ends(small_config):
     assert slots.running == 0
 
 
+def test_a_waiting_job_says_when_a_slot_frees_from_the_progress_of_the_job_in_it(small_config):
+    slots = jobs.JobSlots(1)
+    assert slots.first_free_in() == 0.0  # nothing trains: a slot is free now
+    first = jobs.TrainingJob(long_config(small_config), slots).start()
+    wait_until(first.status, lambda status: status.state == "running")
+    second = jobs.TrainingJob(small_config(), slots).start()
+    wait_until(first.status, lambda status: status.epochs_done >= 3)
+    while True:  # a snapshot of the waiting job taken between two of the running one's epochs
+        running, waiting = first.status(), second.status()
+        if first.status().result is running.result:
+            break
+    # The mean time of the last five epochs (the slow model's clock, as the estimate reads it) × the epochs left.
+    seconds = [record.seconds for record in running.result.history["slow"]]
+    per_epoch = (
+        (seconds[-1] - seconds[-6]) / 5 if len(seconds) >= 6 else (seconds[-1] - seconds[0]) / (len(seconds) - 1)
+    )
+    assert waiting.state == "waiting" and waiting.queue_position == 0
+    assert waiting.slot_free_in == pytest.approx(per_epoch * (500 - running.epochs_done), rel=1e-9)
+    assert waiting.slot_free_in > 0 and running.slot_free_in is None  # only a waiting job is told
+    first.stop()
+    assert second.wait(60) and first.wait(60)
+    assert slots.first_free_in() == 0.0
+
+
 def test_the_first_look_waits_for_the_end_unless_the_job_must_queue_or_time_is_up(small_config):
     slots = jobs.JobSlots(1)
     short = jobs.TrainingJob(small_config(), slots).start()
@@ -194,13 +218,13 @@ def test_shared_jobs_train_an_identical_config_once_until_the_last_watcher_leave
     other = shared.join(small_config(), "a")
     assert other is not job
     group = jobs.RunGroup([job, other])
-    assert group.active and group.results() is None
+    assert not group.done and group.results() is None
     shared.leave(job, "a")
     assert not job.done and job.status().state in jobs.ACTIVE_STATES  # "b" still wants it
     shared.leave(job, "b")
     assert job.wait(60) and job.status().state == "stopped"
     assert other.wait(60) and other.status().state == "finished"
-    assert not group.active and group.results() is None  # one run did not finish
+    assert group.done and group.results() is None  # one run did not finish
     again = shared.join(long_config(small_config), "a")
     assert again is not job  # a stopped job is never joined
     shared.leave(again, "a")

@@ -53,7 +53,9 @@ query_values = st.one_of(
     st.lists(st.integers(-3, 12), max_size=11).map(lambda ds: ",".join(map(str, ds))),
     st.sampled_from(["auto", "sample", "mnist", "cpu", "cuda", "cuda:1", "mps", "tpu", "", " ", "1e3", "0x10"]),
 )
-queries = st.dictionaries(st.sampled_from([*params.FIELD_LABELS, "bogus", "page"]), query_values, max_size=12)
+queries = st.dictionaries(
+    st.sampled_from([*params.FIELD_LABELS, *params.PAGE_PARAMS, "bogus", "page"]), query_values, max_size=12
+)
 
 
 def assert_no_traceback(at: AppTest, where: str) -> None:

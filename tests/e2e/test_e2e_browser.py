@@ -4,6 +4,7 @@ Skips when Chromium or Playwright is missing, except under CI=true, where it mus
 """
 
 import os
+import re
 
 import pytest
 
@@ -36,7 +37,7 @@ def wide_page(p):
     from playwright.sync_api import expect
 
     browser = launch_chromium(p)
-    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    page = browser.new_context(viewport={"width": 1500, "height": 1000}).new_page()  # the context can open tabs
     page.set_default_timeout(90_000)
     expect.set_options(timeout=90_000)
     return browser, page
@@ -83,6 +84,49 @@ def test_train_live_then_kernels_in_chromium(server, tmp_path):
         expect(page.get_by_text("Upload: run file is not valid JSON")).to_be_visible()
         browser.close()
     assert all((tmp_path / f"{name}.png").stat().st_size > 10_000 for name in ("live", "train", "kernels"))
+
+
+def test_a_reload_during_a_run_shows_that_run_again_in_chromium(server, tmp_path):
+    """Train, reload mid-run: the same run is back with its Stop button and its epochs; a second tab
+    of the same browser cannot start another run and is told where this one is; Stop ends it."""
+    from playwright.sync_api import expect, sync_playwright
+
+    epoch = re.compile(r"Epoch ([1-9]\d*)/500")
+    with sync_playwright() as p:
+        browser, page = wide_page(p)
+        page.goto(f"{server}/?width=2000&epochs=500&probe_size=40&batch_size=100")  # minutes: the test stops it
+        page.wait_for_selector(IDLE)
+        page.get_by_role("button", name="Train").click()
+        expect(page.get_by_text(epoch)).to_be_visible()
+        assert "run=" in page.url and "width=2000" in page.url
+        before = int(epoch.search(page.get_by_text(epoch).inner_text()).group(1))
+
+        page.reload()
+        expect(page.get_by_role("button", name="Stop")).to_be_visible()
+        expect(page.get_by_text(epoch)).to_be_visible()
+        after = int(epoch.search(page.get_by_text(epoch).inner_text()).group(1))
+        assert after >= before
+        expect(page.get_by_role("spinbutton", name="Hidden width")).to_have_value("2000")
+        expect(page.get_by_role("button", name="Train")).to_be_disabled()
+        expect(page.locator(CHART)).to_have_count(4)  # its live charts, epochs so far
+        page.screenshot(path=tmp_path / "reloaded.png")
+
+        second = page.context.new_page()  # another tab of the same browser
+        second.goto(f"{server}/?width=64&epochs=3&seed=5")
+        second.wait_for_selector(IDLE)
+        expect(second.get_by_text("You have a run training or waiting for a slot already")).to_be_visible()
+        second.get_by_role("button", name="Train").click()
+        second.wait_for_selector(IDLE)
+        expect(second.get_by_text("You have a run training or waiting for a slot already")).to_be_visible()
+        expect(second.get_by_role("button", name="Stop")).to_have_count(0)  # nothing started here
+        expect(second.get_by_role("link", name="Open it")).to_have_attribute("href", re.compile(r"train\?run="))
+        second.close()
+
+        page.get_by_role("button", name="Stop").click()
+        expect(page.get_by_text("the epochs done are kept")).to_be_visible()
+        expect(page).not_to_have_url(re.compile("run="))
+        browser.close()
+    assert "Traceback" not in (tmp_path / "server.log").read_text()
 
 
 def test_a_link_straight_to_a_page_on_a_fresh_server_gets_the_whole_app(server):
