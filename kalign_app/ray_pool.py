@@ -223,7 +223,7 @@ def connect(address: str) -> Cluster:
         # kalign travels with the job: cluster nodes need torch and numpy, not a checkout.
         root = pathlib.Path(__file__).resolve().parent.parent
         ray.init(
-            address=None if address == "local" else address,
+            address=address,  # "local" starts a Ray of our own, even beside another on this machine
             runtime_env={"py_modules": [str(root / "kalign_core"), str(root / "kalign_app")]},
             include_dashboard=False,
             log_to_driver=False,

@@ -147,9 +147,9 @@ def _ray_results(pending, workers, threads, address, gpus, keep) -> Iterator[lis
     if started_here:
         # The package travels with the job, so cluster nodes need torch and numpy but not kalign.
         ray.init(
-            address=address,
+            address=address or "local",  # "local": a Ray of our own, even beside another on this machine
             num_cpus=None if address else workers * threads,
-            runtime_env={"py_modules": [str(pathlib.Path(__file__).parent)]},
+            runtime_env={"py_modules": [str(pathlib.Path(__file__).resolve().parent.parent)]},  # kalign_core
             include_dashboard=False,
             log_to_driver=False,
             logging_level=logging.WARNING,

@@ -319,7 +319,7 @@ def test_ray_gives_the_sequential_results(tmp_path, reference):
         import ray  # CI installs ray: this test must run there
     else:
         ray = pytest.importorskip("ray", reason="ray is not installed (pip install ray)")
-    ray.init(num_cpus=2, include_dashboard=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False)  # ours, not another on this machine
     try:
         outcome = run_sweep(SPEC, tmp_path, SweepOptions(backend="ray", workers=2, threads_per_trial=1))
     finally:

@@ -234,3 +234,57 @@ def test_the_width_lab_trains_its_sweep_and_draws_slopes_in_chromium(server, tmp
     assert "Traceback" not in (tmp_path / "server.log").read_text()
     (sweep,) = (tmp_path / "sweeps").iterdir()
     assert (sweep / "summary.csv").is_file() and sweep.name.startswith("lab-ntk-mup-")
+
+
+def test_with_a_ray_address_the_train_page_trains_on_ray_with_the_library_s_numbers(tmp_path):
+    """KALIGN_RAY_ADDRESS=local: the server starts Ray and its Train run trains in a Ray actor; the
+    run, saved from the Runs page, equals the library's run of its config at the actor's threads."""
+    import torch
+    from playwright.sync_api import expect, sync_playwright
+
+    from kalign_core import load_run, run_experiment
+    from kalign_core.devices import torch_threads
+
+    require_browser()
+    pytest.importorskip("ray", reason="ray is not installed (pip install ray)")
+    environ = {"KALIGN_DEFAULT_SOURCE": "sample", "KALIGN_RAY_ADDRESS": "local", "KALIGN_MAX_JOBS": "1"}
+    with streamlit_server(tmp_path, environ) as (url, pid), sync_playwright() as p:
+        browser, page = wide_page(p)
+        page.goto(f"{url}/?seed=5&width=64&epochs=3")
+        page.wait_for_selector(IDLE)
+        page.get_by_role("button", name="Train").click()
+        expect(page.locator("[data-testid='stMetric']")).to_have_count(4)
+        assert any("raylet" in command for command in descendant_commands(pid))  # Ray runs under this server
+        page.get_by_role("link", name="Runs").click()
+        page.get_by_role("button", name="Save").click()
+        expect(page.get_by_text("Saved", exact=False).first).to_be_visible()
+        browser.close()
+    [folder] = [f for f in (tmp_path / "runs").iterdir() if f.is_dir()]
+    saved = load_run(folder)
+    assert saved.config.width == 64 and saved.config.seed == 5 and saved.config.epochs == 3
+    with torch_threads(2):  # the actor's threads: min(2, this machine's CPUs per node)
+        alone = run_experiment(saved.config)
+    for name in ("slow", "regular"):
+        assert saved.curve(name, "alignment") == alone.curve(name, "alignment")
+        assert saved.curve(name, "test_error") == alone.curve(name, "test_error")
+        for ours, theirs in zip(saved.models[name].parameters(), alone.models[name].parameters()):
+            assert torch.equal(ours, theirs)
+
+
+def descendant_commands(pid: int) -> list[str]:
+    """The command lines of `pid`'s descendants, from /proc."""
+    commands, parents = [], {pid}
+    for _ in range(6):  # a few generations: Ray's processes start one another
+        children = set()
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    stat = open(f"/proc/{entry}/stat").read()
+                    command = open(f"/proc/{entry}/cmdline").read().replace("\0", " ")
+                except OSError:
+                    continue
+                if int(stat.rsplit(")", 1)[1].split()[1]) in parents:
+                    children.add(int(entry))
+                    commands.append(command)
+        parents = children
+    return commands
