@@ -6,6 +6,8 @@ form lives in the URL, whose bad values and unknown presets are named in words (
 `run_every` never fires in AppTest, so the test waits for the session's sweep job and reruns.
 """
 
+import re
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,6 +23,7 @@ from kalign_app.width_lab_settings import (
     settings_from_query,
     url_param,
 )
+from kalign_core.lessons import LESSONS
 from kalign_core.sweep.spec import SUMMARY_CSV, read_summary_csv
 from kalign_core.sweep.width_lab import COORDINATE_MEASURES, COORDINATE_TIMES, LAB_MEASURES, slope_text, width_lines
 
@@ -203,3 +206,8 @@ def test_any_link_opens_the_lab_without_a_traceback(query):
     assert not at.exception
     assert "Traceback" not in texts(at.error)
     assert at.button(key="run_lab") or at.error
+
+
+def test_the_presets_lessons_link_to_exist():
+    linked = [re.findall(r"preset=([\w-]+)", lesson.next_steps) for lesson in LESSONS]
+    assert {"ntk-vs-mup", "coordinate-check"} <= {name for names in linked for name in names} <= set(PRESETS)

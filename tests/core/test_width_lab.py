@@ -7,6 +7,7 @@ import csv
 import dataclasses
 import io
 import math
+import re
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ import torch
 
 from kalign_core import ExperimentConfig, load_digits
 from kalign_core.cli import main
+from kalign_core.config import ConfigError
 from kalign_core.engine.batched import run_trials
 from kalign_core.engine.trial import PairTrial
 from kalign_core.results import COORDINATE_KEYS, COORDINATE_STEPS, COORDINATES, coordinate_step
@@ -254,3 +256,32 @@ def test_cli_sweeps_parametrizations_and_prints_the_fitted_slopes(tmp_path, caps
     with pytest.raises(SystemExit):
         main([*args, "--parametrizations", "ntk", "lazy"])
     assert "--parametrizations must be one of standard, ntk, mup" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "axis, values, field, message",
+    [
+        ("widths", (64, 0), "width", "width must be a whole number from 1 to 32,768 (got 0)"),
+        ("widths", (64, 40_000), "width", "width must be a whole number from 1 to 32,768 (got 40000)"),
+        ("parametrizations", ("ntk", "lazy"), "parametrization", "must be one of standard, ntk, mup (got 'lazy')"),
+    ],
+)
+def test_a_bad_width_or_parametrization_name_is_refused_by_name_in_the_library(axis, values, field, message):
+    with pytest.raises(ConfigError, match=re.escape(message)) as refused:
+        SweepSpec(BASE, ((3, 5),), **{axis: values})
+    assert refused.value.fields == (field,)
+
+
+@pytest.mark.parametrize(
+    "option, values, message",
+    [
+        ("--widths", ["64", "0"], "--widths must be a whole number from 1 to 32,768 (got 0)"),
+        ("--parametrizations", ["ntk,lazy"], "--parametrizations must be one of standard, ntk, mup (got 'lazy')"),
+    ],
+)
+def test_a_bad_width_or_parametrization_name_exits_2_naming_the_option(option, values, message, tmp_path, capsys):
+    args = ["sweep", "--digits", "3", "5", "--source", "sample", "--out", str(tmp_path), option, *values]
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
