@@ -12,10 +12,11 @@ from collections.abc import Mapping
 import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import qualitative
+from plotly.subplots import make_subplots
 
 from kalign_core.results import MODEL_NAMES, ExperimentResult
 from kalign_core.sweep.spec import mean_spread, pair_matrix
-from kalign_core.sweep.width_lab import WidthLine, short_slope_text
+from kalign_core.sweep.width_lab import Measure, WidthLine, short_slope_text
 
 MODEL_COLORS = {"slow": "#1f77b4", "regular": "#d62728"}
 ERROR_DASH = {"test_error": "solid", "train_error": "dash"}
@@ -659,3 +660,40 @@ def kernel_change_pair(results: Mapping[str, ExperimentResult], model: str) -> d
         )
         for (run, (matrix, at)), result in zip(shown.items(), results.values())
     }
+
+
+def coordinate_figure(lines: list[WidthLine], measure: Measure) -> go.Figure:
+    """μP's coordinate check as mup draws it: one panel per parametrization, `measure` against width
+    on log-log axes, one line per time (t = 0 … 4 steps, then the end), the later the darker; every
+    panel on one value axis, so that sizes compare across parametrizations."""
+    parametrizations = list(dict.fromkeys(line.parametrization for line in lines))
+    times = list(dict.fromkeys(line.model for line in lines))
+    fig = make_subplots(rows=1, cols=len(parametrizations), subplot_titles=parametrizations, shared_yaxes=True)
+    for line in lines:
+        column = parametrizations.index(line.parametrization) + 1
+        shade = 0.25 + 0.75 * times.index(line.model) / max(1, len(times) - 1)
+        fig.add_scatter(
+            x=line.widths,
+            y=line.means,
+            name=f"{measure.model_label(line.model)}: {short_slope_text(line)}",
+            legendgroup=line.model,
+            mode="lines+markers",
+            line=dict(color=f"rgba(31, 119, 180, {shade:.2f})", dash="dash" if line.model == "init" else "solid"),
+            error_y=dict(type="data", array=line.spreads),
+            customdata=line.seeds,
+            hovertemplate=f"{line.parametrization}, {measure.model_label(line.model)}, "
+            + "width %{x}: %{y:.4g} ± %{error_y.array:.2g} (%{customdata} seeds)<extra></extra>",
+            row=1,
+            col=column,
+        )
+    widths = sorted({w for line in lines for w in line.widths})
+    fig.update_xaxes(title="hidden width", type="log", tickvals=widths)
+    fig.update_yaxes(type="log", title=measure.label, col=1)
+    fig.update_yaxes(type="log")
+    fig.update_layout(
+        title=f"{measure.label} vs width, after t SGD steps",
+        height=420,
+        legend=dict(orientation="h", y=-0.25),
+        margin=dict(l=60, r=20, t=70, b=40),
+    )
+    return fig

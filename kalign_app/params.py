@@ -13,7 +13,7 @@ import pathlib
 import re
 from collections.abc import Mapping
 
-from kalign_app import environment
+from kalign_app import environment, width_lab_settings
 from kalign_core.config import SETTINGS, ConfigError, ExperimentConfig, Setting
 from kalign_core.data import digit_counts
 from kalign_core.devices import check_device
@@ -23,7 +23,7 @@ FIELD_LABELS = {name: setting.label for name, setting in SETTINGS.items()}
 # The URL parameter naming the session's run while it trains (a reload finds it again by it).
 RUN_PARAM = "run"
 # Query parameters that a page reads for itself (not settings): kept in the URL, never warned about.
-PAGE_PARAMS = ("lesson", RUN_PARAM)
+PAGE_PARAMS = ("lesson", RUN_PARAM, *width_lab_settings.URL_PARAMS)
 # How a URL says an optional setting (the lazy scale) is off (None); config_to_params writes the first.
 _OFF_WORDS = ("off", "", "none")
 _SHOWN_CHARS = 40  # how much of a bad URL value a message repeats

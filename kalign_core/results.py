@@ -29,9 +29,21 @@ MEASURES = (
     "pattern_stability",
 )
 # The coordinate check's sizes (engine/coordinate_check.py), of the start both models share and of each
-# model at the end.
+# model at the end, and of each model after each of its first COORDINATE_STEPS SGD steps.
 COORDINATES = ("mean_abs_hidden", "mean_abs_output")
 COORDINATE_MODELS = ("init", *MODEL_NAMES)
+COORDINATE_STEPS = 4
+
+
+def coordinate_step(model: str, step: int) -> str:
+    """The coordinate check's name for `model` after SGD step `step`, e.g. "regular_step2"."""
+    return f"{model}_step{step}"
+
+
+COORDINATE_KEYS = (
+    *COORDINATE_MODELS,
+    *(coordinate_step(m, t) for m in MODEL_NAMES for t in range(1, COORDINATE_STEPS + 1)),
+)
 
 
 @dataclass(frozen=True)
@@ -104,8 +116,9 @@ class ExperimentResult:
     # The epochs `kernels[name]` holds when not every one: a lean sweep trial (lean_runs.py) keeps
     # the first and the last. Empty: kernels[name][epoch] for every epoch recorded.
     kernel_epochs: dict[str, list[int]] = field(default_factory=dict)
-    # The coordinate check of a sweep trial: coordinate_sizes["init" | name]["mean_abs_hidden" |
-    # "mean_abs_output"] (None where not finite). Empty for other runs, and trials saved before.
+    # The coordinate check of a sweep trial: coordinate_sizes[key]["mean_abs_hidden" | "mean_abs_output"]
+    # for each of COORDINATE_KEYS it reached (None where not finite). Empty for other runs, and
+    # trials saved before; trials saved before the per-step sizes have init/slow/regular only.
     coordinate_sizes: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     @property

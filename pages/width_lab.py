@@ -1,12 +1,24 @@
 """Width lab: how each lazy-vs-rich measure scales with the hidden width under each parametrization,
 on log-log axes with the fitted slope beside the theory's, and μP's coordinate check. Its runs are a
-sweep like any other (saved, resumable, a summary CSV), over widths and parametrizations."""
+sweep like any other (saved, resumable, a summary CSV), over widths and parametrizations. Named
+presets fill the form, and the form lives in the URL (kalign_app/width_lab_settings.py)."""
 
 import dataclasses
 
 import streamlit as st
 
 from kalign_app import environment, figures, navigation, params, sweep_runs, ui
+from kalign_app.width_lab_settings import (
+    DEFAULTS,
+    MAX_RATE,
+    MAX_SEEDS,
+    MIN_REGULAR_RATE,
+    PRESETS,
+    URL_PARAMS,
+    WIDTHS,
+    query_from_settings,
+    settings_from_query,
+)
 from kalign_core.config import MAX_EPOCHS, ConfigError
 from kalign_core.devices import cpu_count
 from kalign_core.parametrization import MUP_BASE_WIDTH, PARAMETRIZATIONS
@@ -16,19 +28,8 @@ from kalign_core.sweep.width_lab import COORDINATE_MEASURES, LAB_MEASURES, THEOR
 
 navigation.require_app()
 
-WIDTHS = [2**k for k in range(5, 15)]  # 32 … 16,384, log-spaced
-MAX_SEEDS = 10
-DEFAULTS = {
-    "parametrizations": ["ntk", "mup"],
-    "widths": [64, 256, 1024],
-    "pair": (8, 9),
-    # Rates at which ntk and μP learned 3 vs 5 of the sample within two epochs at batch 50.
-    "slow_lr": 0.5,
-    "regular_lr": 5.0,
-    "epochs": 2,
-    "seeds": 2,
-    "name": "",
-}
+FORM_DEFAULTS = {**DEFAULTS, "name": ""}
+# What a ConfigError's fields are called here.
 LABELS = {
     **{field: f"{label} (Train page)" for field, label in params.FIELD_LABELS.items()},
     "digits": "Digits",
@@ -54,19 +55,57 @@ def default_name(spec: SweepSpec) -> str:
     )
 
 
+def from_link() -> None:
+    """On the lab's first draw in a session, its settings come from the URL (a preset, lab_* values);
+    what the URL got wrong is said in words, and those settings keep their defaults."""
+    if "lab_settings" in st.session_state:
+        return
+    settings, _, warnings = settings_from_query(st.query_params.to_dict())
+    st.session_state["lab_settings"] = {**settings, "name": ""}
+    st.session_state["lab_url_warnings"] = warnings
+
+
+def apply_preset() -> None:
+    """Fill the form with the chosen preset (a callback: it runs before the widgets are drawn)."""
+    chosen = st.session_state[key("preset")]
+    if chosen is not None:
+        for field, value in PRESETS[chosen].settings.items():
+            st.session_state[key(field)] = value
+
+
+def mirror_to_url(settings) -> str | None:
+    """The form in the address bar, so that the address is a link to it; the preset it is, if any."""
+    wanted = {name: value for name, value in st.query_params.to_dict().items() if name not in URL_PARAMS}
+    lab = query_from_settings(settings)
+    wanted.update(lab)
+    if st.query_params.to_dict() != wanted:
+        st.query_params.from_dict(wanted)
+    return lab.get("preset")
+
+
 def lab_form():
     """The lab's settings and where its sweep goes; errors are drawn here and give (None, None)."""
+    for warning in st.session_state.pop("lab_url_warnings", []):
+        st.warning(warning, icon=":material/link_off:")
+    st.selectbox(
+        "Preset",
+        [None, *PRESETS],
+        key=key("preset"),
+        format_func=lambda name: "choose one to fill the form" if name is None else PRESETS[name].title,
+        on_change=apply_preset,
+        help="named settings to link a class to: the address bar holds the form, so copy it as the link",
+    )
     st.multiselect("Parametrizations", PARAMETRIZATIONS, key=key("parametrizations"))
     st.multiselect("Hidden widths", WIDTHS, key=key("widths"), help="log-spaced: each a power of two")
     st.selectbox("Digits", ALL_PAIRS, key=key("pair"), format_func=lambda p: f"{p[0]} vs {p[1]}")
     left, right = st.columns(2)
     left.number_input(
-        "Slow learning rate", 0.0, 100.0, key=key("slow_lr"), format="%g", help="the slow model's hidden layer"
+        "Slow learning rate", 0.0, MAX_RATE, key=key("slow_lr"), format="%g", help="the slow model's hidden layer"
     )
     right.number_input(
         "Regular learning rate",
-        1e-6,
-        100.0,
+        MIN_REGULAR_RATE,
+        MAX_RATE,
         key=key("regular_lr"),
         format="%g",
         help="the regular model, and both readouts",
@@ -79,7 +118,10 @@ def lab_form():
         placeholder="from the settings",
         help="a folder in the server's sweeps folder; the same name resumes a sweep",
     )
-    s = sweep_runs.remember_form("lab", DEFAULTS)
+    s = sweep_runs.remember_form("lab", FORM_DEFAULTS)
+    preset = mirror_to_url(s)
+    if preset is not None:
+        st.caption(f"**{PRESETS[preset].title}**: {PRESETS[preset].about}")
     errors = [
         f"{label}: choose at least one"
         for label, field in (("Parametrizations", "parametrizations"), ("Hidden widths", "widths"))
@@ -159,16 +201,19 @@ def draw_lab(summaries) -> None:
     )
     st.subheader("Coordinate check")
     st.caption(
-        "μP's check (Yang & Hu; mup's coord check): the mean size of the hidden pre-activations and of the "
-        "outputs on the probe digits, at initialisation (dashed) and after the run's training steps, all its "
-        "epochs (slow dotted, regular solid). The check reads the sizes after training: a parametrization whose "
-        "sizes there grow or vanish with width fails it. (At initialisation μP's readout multiplier, "
+        "μP's check (Yang & Hu; mup's coord check): the regular model's mean size of the hidden "
+        "pre-activations and of the outputs on the probe digits after t SGD steps, t = 0 (initialisation, "
+        "dashed) to 4, and at the end of the run, one panel per parametrization. A parametrization passes "
+        "when these lines stay flat in width (slope near 0) from step to step; sizes that grow with width "
+        "step after step fail it. (At initialisation μP's readout multiplier, "
         f"σ·√{MUP_BASE_WIDTH}/width, makes its outputs shrink like width^−½ by construction.)"
     )
-    columns = st.columns(len(COORDINATE_MEASURES))
-    for column, (name, measure) in zip(columns, COORDINATE_MEASURES.items()):
-        with column:
-            slope_notes(lines_chart(summaries, measure, f"lab_{name}"))
+    for name, measure in COORDINATE_MEASURES.items():
+        lines = width_lines(summaries, measure)
+        if not lines:
+            st.caption(f"{measure.label}: not recorded by this sweep's trials (saved before kalign measured it).")
+            continue
+        st.plotly_chart(figures.coordinate_figure(lines, measure), key=f"lab_{name}")
 
 
 def results() -> None:
@@ -193,7 +238,8 @@ st.caption(
     "move against width on log-log axes, with the slope theory expects. The runs are a sweep: saved, resumable, "
     "and on the Sweeps page too."
 )
-sweep_runs.restore_form("lab", DEFAULTS)
+from_link()
+sweep_runs.restore_form("lab", FORM_DEFAULTS)
 job = sweep_runs.current_job()
 form_column, run_column = st.columns([1.2, 3], gap="large")
 with form_column:

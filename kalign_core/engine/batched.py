@@ -30,6 +30,7 @@ from ..devices import resolve_device
 from ..measures.null_band import null_bands
 from ..measures.tracking import Tracker
 from ..results import MODEL_NAMES, ExperimentResult
+from .coordinate_check import CoordinateCheck
 from .trial import PairTrial, Weights, check_fits
 
 # Evaluation works through the data in chunks of about this many hidden activations per trial: 16 MB,
@@ -120,6 +121,7 @@ def iter_trials(
     should_stop: Callable[[], bool] | None = None,
     max_trials: int | None = None,
     kernel_machines: bool = True,
+    coordinate_check: bool = False,
 ) -> Iterator[tuple[int, ExperimentResult]]:
     """Train `configs` block by block (see `group_blocks`), yielding (index into configs, result)
     for each trial as its block finishes (blocks of at most `max_trials`).
@@ -128,12 +130,15 @@ def iter_trials(
     then ends with its trials marked `stopped` (the epochs they completed), and no later block
     starts. `kernel_machines=False` leaves out the kernel ridge
     machines (result.kernel_machine_errors stays empty): a sweep's summaries do not use them, and
-    their float64 solves take about a third of a width-256 trial on the sample."""
+    their float64 solves take about a third of a width-256 trial on the sample. `coordinate_check`
+    records μP's coordinate check in each result (coordinate_check.py), as a sweep's summaries use it."""
     data = load_trial_data(configs, data)
     should_stop = should_stop or (lambda: False)
     for block in group_blocks(configs, data, max_trials):
         callbacks = [None if on_epoch is None else _bound(on_epoch, index) for index in block]
-        trained = TrialBlock([configs[i] for i in block], data).run(callbacks, should_stop, kernel_machines)
+        trained = TrialBlock([configs[i] for i in block], data).run(
+            callbacks, should_stop, kernel_machines, coordinate_check
+        )
         yield from zip(block, trained)
         if trained[0].stopped:
             return
@@ -203,6 +208,7 @@ class TrialBlock:
         if self.lazy_scale is not None:
             self.train_offset = self._initial_outputs(self._train_sets()[0])
             self.test_offset = self._initial_outputs(self.test_x, first=self.probe_size)
+        self.coordinates: CoordinateCheck | None = None
 
     def _train_sets(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Every trial's training digits and labels (T × n × inputs, T × n)."""
@@ -220,10 +226,13 @@ class TrialBlock:
         )
 
     @torch.no_grad()
-    def run(self, callbacks, should_stop, machines: bool) -> list[ExperimentResult]:
+    def run(self, callbacks, should_stop, machines: bool, coordinates: bool = False) -> list[ExperimentResult]:
         """Train every trial; `callbacks[position](partial result)` after each of its epochs (epoch 0
-        included). Kernel machines (unless `machines` is False) come after the last callback."""
+        included). Kernel machines (unless `machines` is False) come after the last callback; the
+        coordinate check (if `coordinates`) is measured as training goes."""
         started = time.perf_counter()
+        if coordinates:
+            self.coordinates = CoordinateCheck(self)
         train_x, train_y = self._train_sets()
         initial, _ = self._evaluate(train_x, train_y, self.train_offset, models=1)
         for trial, errors in zip(self.trials, initial):
@@ -276,6 +285,8 @@ class TrialBlock:
             if should_stop():
                 return None
             self._step(order[:, start : start + self.batch], rows[:, start : start + self.batch], sums)
+            if self.coordinates is not None:
+                self.coordinates.after_step()
         return sums
 
     def _forward(self, x: torch.Tensor, models: int = 2) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
@@ -393,6 +404,8 @@ class TrialBlock:
         for (position, model), kept in self.retired.items():
             for now, then in zip(self.weights(position, model), kept):
                 now.copy_(then)
+        if self.coordinates is not None and not stopped:
+            self.coordinates.at_end()
         for position, trial in enumerate(self.trials):
             final = [self.weights(position, model) for model in (0, 1)]
             trial.result.stopped = stopped

@@ -191,7 +191,8 @@ LESSONS: list[Lesson] = [
         "shrinks like 1/width and whose hidden-layer and readout-weight learning rates grow like the width. All "
         "runs use learning rate 4 (0.4 for the slow model).",
         next_steps="Compare with 'Width makes it lazier', which uses PyTorch's standard scaling. The Width lab "
-        "scans many widths and fits the slopes.",
+        "scans many widths and fits the slopes: open it at /width_lab?preset=ntk-vs-mup for these two scalings "
+        "at widths 64 to 4096, or at /width_lab?preset=coordinate-check for μP's coordinate check.",
     ),
     Lesson(
         id="infinite-width",

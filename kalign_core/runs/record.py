@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from ..config import MAX_EPOCHS, ExperimentConfig
-from ..results import COORDINATE_MODELS, COORDINATES, MEASURES, MODEL_NAMES, EpochRecord, ExperimentResult
+from ..results import COORDINATE_KEYS, COORDINATES, MEASURES, MODEL_NAMES, EpochRecord, ExperimentResult
 
 FORMAT = "kalign-run"
 VERSION = 1
@@ -155,11 +155,11 @@ def _null_from(value) -> dict:
 
 
 def _coordinate_sizes_from(value) -> dict:
-    """coordinate_sizes as saved: init/slow/regular → mean_abs_hidden/mean_abs_output → a size or null
-    (runs other than sweep trials, and trials saved before kalign measured them, have none)."""
+    """coordinate_sizes as saved: init/slow/regular/<model>_step<t> → mean_abs_hidden/mean_abs_output →
+    a size or null (runs other than sweep trials, and trials saved before kalign measured them, have none)."""
     if (
         not isinstance(value, dict)
-        or not set(value) <= set(COORDINATE_MODELS)
+        or not set(value) <= set(COORDINATE_KEYS)
         or not all(
             isinstance(sizes, dict)
             and set(sizes) == set(COORDINATES)
@@ -168,7 +168,8 @@ def _coordinate_sizes_from(value) -> dict:
         )
     ):
         raise ValueError(
-            f"coordinate_sizes must map init/slow/regular to {' and '.join(COORDINATES)} sizes (got {value!r:.80})"
+            f"coordinate_sizes must map {', '.join(COORDINATE_KEYS)} to {' and '.join(COORDINATES)} sizes "
+            f"(got {value!r:.80})"
         )
     return value
 

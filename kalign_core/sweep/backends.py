@@ -29,7 +29,6 @@ from multiprocessing import get_context
 from ..config import ExperimentConfig
 from ..devices import torch_threads
 from ..engine.batched import group_blocks, iter_trials, load_trial_data
-from ..engine.coordinate_check import coordinate_sizes
 from ..processes import bare_main_module, shippable
 from ..results import ExperimentResult
 from ..runs import run_files
@@ -70,13 +69,12 @@ def trial_files(result: ExperimentResult, keep: str) -> dict[str, bytes]:
 
 
 def _train_block(configs: list[ExperimentConfig], should_stop=None, keep: str = "lean", data=None):
-    """(position in the block, files) per trial, with its coordinate check (the weights it needs are
-    not kept). Without the kernel ridge machines: a sweep's summaries do not use them, and their
-    float64 solves take about a third of a small trial."""
+    """(position in the block, files) per trial, with its coordinate check. Without the kernel ridge
+    machines: a sweep's summaries do not use them, and their float64 solves take about a third of a
+    small trial."""
     data = load_trial_data(configs, data)
-    for position, result in iter_trials(configs, data, should_stop=should_stop, kernel_machines=False):
-        if not result.stopped:
-            result.coordinate_sizes = coordinate_sizes(result.config, data[result.config.digits], result.models)
+    trained = iter_trials(configs, data, should_stop=should_stop, kernel_machines=False, coordinate_check=True)
+    for position, result in trained:
         yield position, trial_files(result, keep)
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..config import ExperimentConfig, check_digits
 from ..parametrization import PARAMETRIZATIONS
-from ..results import COORDINATE_MODELS, COORDINATES, ExperimentResult
+from ..results import COORDINATE_MODELS, COORDINATE_STEPS, COORDINATES, ExperimentResult, coordinate_step
 from ..runs import RUN_JSON, result_from_json
 
 SUMMARY_CSV, SWEEP_JSON = "summary.csv", "sweep.json"
@@ -162,7 +162,8 @@ class TrialSummary:
     tangent_alignment_gain is the same for the tangent kernel's alignment; hidden_change_*,
     readout_change_*, feature_distance_*, tangent_distance_* and pattern_stability_* are each model's
     EpochRecord measures at its last epoch; mean_abs_hidden_* and mean_abs_output_* its coordinate
-    sizes (engine/coordinate_check.py) at the end, and *_init those of the start both models share;
+    sizes (engine/coordinate_check.py) at the end, *_init those of the start both models share,
+    *_regular_step1 … *_regular_step4 the regular model's after each of its first SGD steps;
     infinite_width_distance_init the start's tangent kernel's distance to Θ∞ (None under "standard").
     Summaries written before kalign measured these lack them: None (and parametrization "standard").
     None = undefined (alignment 0/0, or a diverged model); diverged_* = epoch of divergence."""
@@ -206,6 +207,14 @@ class TrialSummary:
     mean_abs_output_slow: float | None = None
     mean_abs_output_regular: float | None = None
     infinite_width_distance_init: float | None = None
+    mean_abs_hidden_regular_step1: float | None = None
+    mean_abs_hidden_regular_step2: float | None = None
+    mean_abs_hidden_regular_step3: float | None = None
+    mean_abs_hidden_regular_step4: float | None = None
+    mean_abs_output_regular_step1: float | None = None
+    mean_abs_output_regular_step2: float | None = None
+    mean_abs_output_regular_step3: float | None = None
+    mean_abs_output_regular_step4: float | None = None
 
     @property
     def pair(self) -> tuple[int, int]:
@@ -215,6 +224,11 @@ class TrialSummary:
 SUMMARY_FIELDS = [f.name for f in dataclasses.fields(TrialSummary)]
 # Columns that summaries written by earlier versions lack: those after seconds.
 _LATER_FIELDS = set(SUMMARY_FIELDS[SUMMARY_FIELDS.index("seconds") + 1 :])
+# The coordinate check's sizes after each of the first steps that a summary keeps: the regular model's
+# (the slow model's hidden layer learns slowly on purpose), in the order of its last columns.
+STEP_COORDINATES = tuple(
+    (size, coordinate_step("regular", t)) for size in COORDINATES for t in range(1, COORDINATE_STEPS + 1)
+)
 # The last epoch's measures a summary keeps of each model.
 _LAST_MEASURES = ("readout_change", "feature_distance", "tangent_distance", "pattern_stability")
 
@@ -245,6 +259,7 @@ def summarize(trial: Trial, result: ExperimentResult) -> TrialSummary:
         *(getattr(history[-1], measure) for measure in _LAST_MEASURES for history in (slow, regular)),
         *(result.coordinate_sizes.get(when, {}).get(size) for size in COORDINATES for when in COORDINATE_MODELS),
         result.infinite_width.get("distance"),
+        *(result.coordinate_sizes.get(when, {}).get(size) for size, when in STEP_COORDINATES),
     )
 
 

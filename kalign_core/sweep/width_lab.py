@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..results import COORDINATE_MODELS, MODEL_NAMES
+from ..results import COORDINATE_STEPS, MODEL_NAMES, coordinate_step
 from .spec import TrialSummary, mean_spread
 
 # The slope of log(relative hidden-weight change) against log(width) that theory expects.
@@ -25,14 +25,19 @@ THEORY_MEASURE = "hidden_change"
 @dataclass(frozen=True)
 class Measure:
     """A column family of TrialSummary: `name` + "_" + each of `models`, or `name` itself when
-    `models` is empty (one value per trial, e.g. the alignment gain)."""
+    `models` is empty (one value per trial, e.g. the alignment gain). `model_labels` names each of
+    `models` for people where its own name would not do."""
 
     name: str
     label: str
     models: tuple[str, ...] = MODEL_NAMES
+    model_labels: tuple[str, ...] = ()
 
     def column(self, model: str | None) -> str:
         return self.name if model is None else f"{self.name}_{model}"
+
+    def model_label(self, model: str | None) -> str | None:
+        return dict(zip(self.models, self.model_labels)).get(model, model)
 
 
 # What the lab plots against width, at each trial's last epoch.
@@ -49,12 +54,21 @@ LAB_MEASURES = {
         Measure("infinite_width_distance", "Θ₀'s distance to Θ∞ at initialisation √(2(1 − ρ(Θ₀, Θ∞)))", ("init",)),
     )
 }
-# The coordinate check: sizes at initialisation (shared by both models) and after training.
+# The coordinate check, as mup draws it: the regular model's sizes after t SGD steps, t = 0 (the
+# initialisation both models share) to COORDINATE_STEPS, and after the whole run.
+COORDINATE_TIMES = {
+    "init": "t = 0",
+    **{coordinate_step("regular", t): f"t = {t}" for t in range(1, COORDINATE_STEPS + 1)},
+    "regular": "end",
+}
 COORDINATE_MEASURES = {
     m.name: m
     for m in (
-        Measure("mean_abs_hidden", "Mean |hidden pre-activation|", COORDINATE_MODELS),
-        Measure("mean_abs_output", "Mean |output|", COORDINATE_MODELS),
+        Measure(name, label, tuple(COORDINATE_TIMES), tuple(COORDINATE_TIMES.values()))
+        for name, label in (
+            ("mean_abs_hidden", "Mean |hidden pre-activation|"),
+            ("mean_abs_output", "Mean |output|"),
+        )
     )
 }
 

@@ -288,3 +288,21 @@ def descendant_commands(pid: int) -> list[str]:
                     commands.append(command)
         parents = children
     return commands
+
+
+def test_a_width_lab_preset_link_fills_the_form_and_stays_in_the_address_in_chromium(server, tmp_path):
+    """A teacher's link opens the lab with its preset filled in and keeps it in the address; a link
+    to a preset that does not exist says so in words."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser, page = wide_page(p)
+        page.goto(f"{server}/width_lab?preset=coordinate-check")
+        page.wait_for_selector(IDLE)
+        expect(page.get_by_text("flat lines pass the check").first).to_be_visible()
+        assert "preset=coordinate-check" in page.url and "width=2000" in page.url
+        page.goto(f"{server}/width_lab?preset=nope")
+        page.wait_for_selector(IDLE)
+        expect(page.get_by_text("Unknown preset 'nope' in the link").first).to_be_visible()
+        browser.close()
+    assert "Traceback" not in (tmp_path / "server.log").read_text()
