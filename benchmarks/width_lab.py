@@ -45,7 +45,7 @@ from kalign_core import ExperimentConfig  # noqa: E402
 from kalign_core.devices import cpu_count  # noqa: E402
 from kalign_core.engine.batched import run_trials  # noqa: E402
 from kalign_core.engine.trial import cpu_model  # noqa: E402
-from kalign_core.sweep.backends import BLOCK_THREADS  # noqa: E402
+from kalign_core.sweep.options import BLOCK_THREADS, SweepOptions  # noqa: E402
 from kalign_core.sweep.runner import run_sweep  # noqa: E402
 from kalign_core.sweep.spec import SweepSpec  # noqa: E402
 from kalign_core.sweep.width_lab import fitted_slope  # noqa: E402
@@ -135,7 +135,8 @@ def lab_scan() -> tuple[float, float, dict[int, float], SweepSpec]:
     with tempfile.TemporaryDirectory() as folder:
         cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
-        outcome = run_sweep(spec, folder, workers=workers, threads_per_trial=BLOCK_THREADS, in_process=False)
+        options = SweepOptions(workers=workers, threads_per_trial=BLOCK_THREADS, in_process=False)
+        outcome = run_sweep(spec, folder, options)
         seconds = time.perf_counter() - started
         cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)

@@ -26,6 +26,7 @@ from kalign_core.measures.kernel_machines import MachinePoints, infinite_width_m
 from kalign_core.parametrization import SIGMA_A, SIGMA_B, SIGMA_C, SIGMA_W
 from kalign_core.runs import load_run
 from kalign_core.runs.record import result_from_json, result_to_json
+from kalign_core.sweep.options import SweepOptions
 from kalign_core.sweep.runner import run_sweep
 from kalign_core.sweep.spec import SweepSpec
 from kalign_core.sweep.width_lab import LAB_MEASURES, width_lines
@@ -216,7 +217,7 @@ def test_the_limits_machine_is_a_ridge_solve_with_the_limit(sample_89):
 def test_the_width_lab_draws_the_distance_against_width_with_its_slope(tmp_path):
     base = ExperimentConfig(epochs=1, batch_size=200, probe_size=40, source="sample", device="cpu")
     spec = SweepSpec(base, ((3, 5),), widths=(128, 512, 2048), seeds=(0, 1), parametrizations=("standard", "ntk"))
-    summaries = run_sweep(spec, tmp_path, threads_per_trial=1).summaries
+    summaries = run_sweep(spec, tmp_path, SweepOptions(threads_per_trial=1)).summaries
     for summary in summaries:
         measured = load_run(tmp_path / summary.trial_id).infinite_width["distance"]
         assert summary.infinite_width_distance_init == measured
