@@ -222,15 +222,38 @@ def connect(address: str) -> Cluster:
     if not ray.is_initialized():
         # kalign travels with the job: cluster nodes need torch and numpy, not a checkout.
         root = pathlib.Path(__file__).resolve().parent.parent
-        ray.init(
-            address=address,  # "local" starts a Ray of our own, even beside another on this machine
-            runtime_env={"py_modules": [str(root / "kalign_core"), str(root / "kalign_app")]},
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level=logging.WARNING,
+        _in_lasting_thread(
+            lambda: ray.init(
+                address=address,  # "local" starts a Ray of our own, even beside another on this machine
+                runtime_env={"py_modules": [str(root / "kalign_core"), str(root / "kalign_app")]},
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+            )
         )
     nodes = _node_cpus(ray)
     return Cluster(int(sum(nodes)), float(ray.cluster_resources().get("GPU", 0)), int(min(nodes, default=1)))
+
+
+def _in_lasting_thread(start) -> None:
+    """Call `start` in a thread that lives as long as this process. A Ray started here dies with the
+    thread that started it (its processes ask the kernel to end them when their parent thread ends),
+    and Streamlit runs each page in a thread that ends with the page."""
+    done, failures = threading.Event(), []
+
+    def run():
+        try:
+            start()
+        except BaseException as error:  # raised again in the caller's thread
+            failures.append(error)
+        done.set()
+        if not failures:
+            threading.Event().wait()
+
+    threading.Thread(target=run, name="kalign-ray", daemon=True).start()
+    done.wait()
+    if failures:
+        raise failures[0]
 
 
 def _node_cpus(ray) -> list[float]:

@@ -257,7 +257,7 @@ def test_with_a_ray_address_the_train_page_trains_on_ray_with_the_library_s_numb
         assert any("raylet" in command for command in descendant_commands(pid))  # Ray runs under this server
         page.get_by_role("link", name="Runs").click()
         page.get_by_role("button", name="Save").click()
-        expect(page.get_by_text("Saved", exact=False).first).to_be_visible()
+        expect(page.get_by_text("Saved as", exact=False).first).to_be_visible()
         browser.close()
     [folder] = [f for f in (tmp_path / "runs").iterdir() if f.is_dir()]
     saved = load_run(folder)
