@@ -73,6 +73,10 @@ def add_config_options(parser: argparse.ArgumentParser, sweep: bool = False) -> 
         if sweep and setting.name in SWEEP_AXES:
             continue
         shown = "" if setting.default is None else " (default: %(default)s)"
+        if setting.kind is bool:  # a switch: --name turns it on, --no-name off
+            switch = argparse.BooleanOptionalAction
+            parser.add_argument(setting.option, action=switch, default=setting.default, help=setting.help + shown)
+            continue
         parser.add_argument(
             setting.option,
             type=setting.kind,
