@@ -22,7 +22,7 @@ import numpy as np
 
 from ..config import ExperimentConfig, check_digits
 from ..parametrization import PARAMETRIZATIONS
-from ..results import COORDINATE_MODELS, COORDINATES, ExperimentResult
+from ..results import COORDINATE_MODELS, COORDINATES, MODEL_NAMES, ExperimentResult
 from ..runs import RUN_JSON, result_from_json
 
 SUMMARY_CSV, SWEEP_JSON = "summary.csv", "sweep.json"
@@ -162,7 +162,9 @@ class TrialSummary:
     tangent_alignment_gain is the same for the tangent kernel's alignment; hidden_change_*,
     readout_change_*, feature_distance_*, tangent_distance_* and pattern_stability_* are each model's
     EpochRecord measures at its last epoch; mean_abs_hidden_* and mean_abs_output_* its coordinate
-    sizes (engine/coordinate_check.py) at the end, and *_init those of the start both models share.
+    sizes (engine/coordinate_check.py) at the end, and *_init those of the start both models share;
+    linear_gap_* and linear_test_error_* each model's gap from its linearized twin and the twin's
+    test error at its last epoch (None for trials trained without the twin).
     Summaries written before kalign measured these lack them: None (and parametrization "standard").
     None = undefined (alignment 0/0, or a diverged model); diverged_* = epoch of divergence."""
 
@@ -204,6 +206,10 @@ class TrialSummary:
     mean_abs_output_init: float | None = None
     mean_abs_output_slow: float | None = None
     mean_abs_output_regular: float | None = None
+    linear_gap_slow: float | None = None
+    linear_gap_regular: float | None = None
+    linear_test_error_slow: float | None = None
+    linear_test_error_regular: float | None = None
 
     @property
     def pair(self) -> tuple[int, int]:
@@ -215,6 +221,8 @@ SUMMARY_FIELDS = [f.name for f in dataclasses.fields(TrialSummary)]
 _LATER_FIELDS = set(SUMMARY_FIELDS[SUMMARY_FIELDS.index("seconds") + 1 :])
 # The last epoch's measures a summary keeps of each model.
 _LAST_MEASURES = ("readout_change", "feature_distance", "tangent_distance", "pattern_stability")
+# The linearized twin's, kept by keyword (columns of their own, after the others).
+_TWIN_MEASURES = ("linear_gap", "linear_test_error")
 
 
 def summarize(trial: Trial, result: ExperimentResult) -> TrialSummary:
@@ -242,6 +250,11 @@ def summarize(trial: Trial, result: ExperimentResult) -> TrialSummary:
         trial.parametrization,
         *(getattr(history[-1], measure) for measure in _LAST_MEASURES for history in (slow, regular)),
         *(result.coordinate_sizes.get(when, {}).get(size) for size in COORDINATES for when in COORDINATE_MODELS),
+        **{
+            f"{measure}_{name}": getattr(result.history[name][-1], measure)
+            for measure in _TWIN_MEASURES
+            for name in MODEL_NAMES
+        },
     )
 
 

@@ -46,6 +46,7 @@ LAB_MEASURES = {
         Measure("alignment_gain", "Alignment gain (regular − slow)", models=()),
         Measure("test_error", "Test error %"),
         Measure("pattern_stability", "ReLU pattern stability"),
+        Measure("linear_gap", "Gap from the linearized twin ‖g − g_lin‖ / ‖g_lin − g₀‖"),
     )
 }
 # The coordinate check: sizes at initialisation (shared by both models) and after training.
