@@ -468,7 +468,8 @@ def lesson_figures(results: list[ExperimentResult], labels: list[str], charts=()
     """A lesson's charts, row by row: one run's error and alignment curves, or several runs overlaid;
     then those `charts` names (lessons.CHARTS): "movement", how far the models moved (hidden weights
     and tangent kernel, log axes); "machines", each run's networks beside its kernel machines;
-    "kernel change", the target and each model's K − K₀ (at the last epoch) of the first run on one colour scale."""
+    "kernel change", the target and each model's K − K₀ (at the last epoch) of the first run on one colour scale;
+    "twin", each run's networks beside their linearized twins."""
     runs = dict(zip(labels, results))
     if len(results) == 1:
         rows = [[error_figure(results[0]), alignment_figure(results[0])]]
@@ -499,6 +500,13 @@ def lesson_figures(results: list[ExperimentResult], labels: list[str], charts=()
                     title=f"{label}: networks and kernel machines" + (" (slow dotted)" if several else "")
                 )
                 for i, (label, result) in enumerate(runs.items())
+            ]
+        )
+    if "twin" in charts:
+        rows.append(
+            [
+                twin_figure(result).update_layout(title=f"{label}: networks and their twins")
+                for label, result in runs.items()
             ]
         )
     if "kernel change" in charts:
