@@ -15,7 +15,7 @@ from .data import DataUnavailable
 from .engine.training import run_experiment
 from .lessons import LESSONS, find_lesson
 from .parametrization import PARAMETRIZATIONS
-from .results import MODEL_NAMES, ExperimentResult
+from .results import MODEL_NAMES, EpochRecord, ExperimentResult
 from .runs import RunFileError, check_run_target, save_run
 from .sweep.backends import BACKENDS, BLOCK_THREADS, KEEP, MAX_THREADS, MAX_WORKERS, default_workers
 from .sweep.runner import SweepProgress, calibrate, estimate_seconds, run_sweep, sweep_threads
@@ -218,6 +218,14 @@ class EpochTable:
             self.bar.close()
 
 
+def twin_line(name: str, last: EpochRecord) -> str:
+    """A model against its linearized twin at its last epoch."""
+    gap = "undefined" if last.linear_gap is None else f"{last.linear_gap:.4f}"
+    twin = "undefined" if last.linear_test_error is None else f"{last.linear_test_error:.2f}%"
+    why = f" ({last.linear_note})" if last.linear_note else ""
+    return f"{name} vs its linearized twin: gap {gap}{why}, test error {last.test_error:.2f}% against the twin's {twin}"
+
+
 def _train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if args.out:
@@ -232,6 +240,9 @@ def _train(args: argparse.Namespace) -> int:
     finally:
         table.close()
     print(f"data: {result.source}, device: {result.device}, {time.perf_counter() - started:.1f} s")
+    if config.linearized_twin:
+        for name in MODEL_NAMES:
+            print(twin_line(name, result.history[name][-1]))
     for name, epoch in result.diverged_at.items():
         if epoch is not None:
             print(f"the {name} model diverged at epoch {epoch} (its loss exploded); try a smaller learning rate")
