@@ -40,8 +40,12 @@ def linear_change(phi0, x, a0, dw_t, db, da, dc) -> torch.Tensor:
 
 
 def on_pattern(values: torch.Tensor, phi0: torch.Tensor) -> torch.Tensor:
-    """`values` (T × rows × 2w, both models' units) zeroed, in place, where the initial unit was off."""
-    return torch.ops.aten.threshold_backward.grad_input(values, phi0.repeat(1, 1, 2), 0.0, grad_input=values)
+    """`values` (T × rows × 2w, both models' units) zeroed, in place, where the initial unit was off
+    (φ₀, T × rows × w, broadcast over the two models)."""
+    t, rows, w = phi0.shape
+    both = values.view(t, rows, 2, w)
+    torch.ops.aten.threshold_backward.grad_input(both, phi0[:, :, None], 0.0, grad_input=both)
+    return values
 
 
 class LinearTwin:
