@@ -25,7 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from unittest import mock
 
 import numpy as np
@@ -60,7 +60,7 @@ MNIST_TEST = (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)
 SHIFTS = sorted(((dx, dy) for dx in range(-2, 3) for dy in range(-2, 3)), key=lambda s: (max(map(abs, s)), s))
 DIGIT_ORDER = (8, 9, 7, 6, 5, 4, 3, 2, 1, 0)  # n digits = the first n of these, so 2 means 8 vs 9
 
-TARGETS = {"reference": 2.5, "bound": 0.80, "overhead": 0.10, "alignment": 1.5, "agreement": 1e-6}
+TARGETS = {"reference": 2.5, "bound": 0.80, "overhead": 0.10, "alignment": 1.5, "agreement": 1e-6, "twin": 1.0}
 
 
 @dataclass(frozen=True)
@@ -336,7 +336,7 @@ def measure_training(scale: Scale, device: torch.device) -> dict:
     )
     bound = MatmulBound(n, config.batch_size, config.width, data.n_classes, data.train_x.shape[1], device, 10)
     reference = ReferencePair(config, data, device)
-    engine, bound_times, reference_times, reference_training, once = [], [], [], [], []
+    engine, bound_times, reference_times, reference_training, once, twinned = [], [], [], [], [], []
     for _ in range(scale.rounds):
         # A bare-matmul epoch between every two engine epochs, so that both meet the same noise.
         engine += engine_epochs(
@@ -344,6 +344,7 @@ def measure_training(scale: Scale, device: torch.device) -> dict:
         )
         reference_training.append(timed(reference.epoch, device))
         reference_times.append(reference_training[-1] + timed(reference.evaluate, device))
+        twinned += engine_epochs(replace(config, linearized_twin=True), data)
     epoch_times = [e[0] for e in engine]
     return dict(
         n=n,
@@ -365,6 +366,12 @@ def measure_training(scale: Scale, device: torch.device) -> dict:
         probe_seconds=statistics.median(e[1] for e in engine),
         once_seconds=min(once),
         evaluation_share=sum(e[2] for e in engine) / sum(epoch_times),
+        twin_epoch=min(e[0] for e in twinned),
+        twin_epoch_median=statistics.median(e[0] for e in twinned),
+        # Training steps alone: an epoch less its evaluation (test errors, the probe's measures, and
+        # with twins their scores).
+        training=min(e[0] - e[2] for e in engine),
+        twin_training=min(e[0] - e[2] for e in twinned),
     )
 
 
@@ -602,6 +609,16 @@ def build_rows(train: dict | None, alignment: list | None, dashboard: list | Non
                 "",
             ),
             (
+                "1. The linearized twins' cost (both models' twins trained on the same batches and scored on the "
+                "test digits each epoch): an epoch with them minus one without, ÷ one without",
+                f"{twin_cost(train):.2f} ({train['twin_epoch']:.2f} s/epoch best with twins, "
+                f"{train['twin_epoch_median']:.2f} median, {train['engine']:.2f} s without; training steps alone "
+                f"{train['twin_training']:.2f} s against {train['training']:.2f} s: "
+                f"{train['twin_training'] / train['training'] - 1:.2f})",
+                f"≤ {TARGETS['twin']:.2f}",
+                verdict(twin_cost(train) <= TARGETS["twin"]),
+            ),
+            (
                 f"2. Tracking share of epoch time (probe {train['config'].probe_size}: "
                 "feature ρ and kernel, tangent kernel "
                 "Θ and its ρ, feature and tangent distance, weight changes, ReLU patterns)",
@@ -669,6 +686,11 @@ def build_rows(train: dict | None, alignment: list | None, dashboard: list | Non
                 )
     rows += dashboard or []
     return rows
+
+
+def twin_cost(train: dict) -> float:
+    """What the linearized twins add to an epoch, relative to the epoch of the networks alone."""
+    return train["twin_epoch"] / train["engine"] - 1
 
 
 def markdown_table(header: tuple[str, ...], rows) -> str:

@@ -41,6 +41,10 @@ KERNEL_COLORSCALE = "RdBu_r"
 SATURATE_PERCENTILE = 99
 
 
+# The note that says why a metric is undefined, where not measure_note.
+_NOTES = {"alignment": "alignment_note", "linear_test_error": "linear_note", "linear_gap": "linear_note"}
+
+
 def _finite(value) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
@@ -55,7 +59,7 @@ def _curve(
     values = [_finite(getattr(r, metric)) for r in records]
     if positive:
         values = [v if v is not None and v > 0 else None for v in values]
-    notes = [(r.alignment_note if metric == "alignment" else r.measure_note) or "" for r in records]
+    notes = [getattr(r, _NOTES.get(metric, "measure_note")) or "" for r in records]
     traces = [
         go.Scatter(
             x=epochs,
@@ -202,6 +206,25 @@ def movement_figure(result: ExperimentResult) -> go.Figure:
     _mark_divergence(fig, result)
     fig.update_yaxes(type="log", exponentformat="power")
     return _layout(fig, "How far each model moved from its start", "relative change (log)", result.epochs_done)
+
+
+def twin_figure(result: ExperimentResult) -> go.Figure:
+    """Each network's test error (solid) beside its linearized twin's (dashed), and the gap
+    ‖g − g_lin‖ / ‖g_lin − g₀‖ between them (dotted, right, log axis: its 0 at epoch 0 is not drawn)."""
+    fig = go.Figure()
+    for name in MODEL_NAMES:
+        color = MODEL_COLORS[name]
+        fig.add_traces(_curve(result, name, "test_error", f"{name} network", color, "solid"))
+        fig.add_traces(_curve(result, name, "linear_test_error", f"{name} twin", color, "dash"))
+        gap = _curve(result, name, "linear_gap", f"{name} gap (right)", color, "dot", positive=True)
+        fig.add_traces([trace.update(yaxis="y2") for trace in gap])
+    _mark_divergence(fig, result)
+    fig.update_yaxes(rangemode="tozero")
+    _layout(fig, "The network and its linearized twin (test error; gap, right)", "test error %", result.epochs_done)
+    return fig.update_layout(
+        yaxis2=dict(title="gap ‖g − g_lin‖ / ‖g_lin − g₀‖ (log)", overlaying="y", side="right", type="log"),
+        margin=dict(r=60),
+    )
 
 
 MACHINE_BARS = {
@@ -461,7 +484,8 @@ def lesson_figures(results: list[ExperimentResult], labels: list[str], charts=()
     """A lesson's charts, row by row: one run's error and alignment curves, or several runs overlaid;
     then those `charts` names (lessons.CHARTS): "movement", how far the models moved (hidden weights
     and tangent kernel, log axes); "machines", each run's networks beside its kernel machines;
-    "kernel change", the target and each model's K − K₀ (at the last epoch) of the first run on one colour scale."""
+    "kernel change", the target and each model's K − K₀ (at the last epoch) of the first run on one colour scale;
+    "twin", each run's networks beside their linearized twins."""
     runs = dict(zip(labels, results))
     if len(results) == 1:
         rows = [[error_figure(results[0]), alignment_figure(results[0])]]
@@ -494,6 +518,13 @@ def lesson_figures(results: list[ExperimentResult], labels: list[str], charts=()
                 for i, (label, result) in enumerate(runs.items())
             ]
         )
+    if "twin" in charts:
+        rows.append(
+            [
+                twin_figure(result).update_layout(title=f"{label}: networks and their twins")
+                for label, result in runs.items()
+            ]
+        )
     if "kernel change" in charts:
         rows.append(list(kernel_figures(results[0], results[0].epochs_done, change=True).values()))
     return rows
@@ -502,6 +533,8 @@ def lesson_figures(results: list[ExperimentResult], labels: list[str], charts=()
 def figures_html(result: ExperimentResult, title: str) -> str:
     """A standalone page (plotly.js embedded, works offline) with the curves and last kernels."""
     figs = [error_figure(result), alignment_figure(result), movement_figure(result)]
+    if result.config.linearized_twin:
+        figs.append(twin_figure(result))
     if result.kernels[MODEL_NAMES[0]]:
         figs += list(kernel_figures(result, result.epochs_done).values())
     parts = [f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figs)]

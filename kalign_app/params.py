@@ -26,6 +26,8 @@ RUN_PARAM = "run"
 PAGE_PARAMS = ("lesson", RUN_PARAM, *width_lab_settings.URL_PARAMS)
 # How a URL says an optional setting (the lazy scale) is off (None); config_to_params writes the first.
 _OFF_WORDS = ("off", "", "none")
+# How a URL says a switch (the linearized twin) is on or off; config_to_params writes the first.
+_SWITCH_WORDS = {True: ("on", "true", "yes", "1"), False: ("off", "false", "no", "0")}
 _SHOWN_CHARS = 40  # how much of a bad URL value a message repeats
 RUN_NAME_MAX = 64
 
@@ -97,6 +99,8 @@ def config_to_params(config: ExperimentConfig) -> dict[str, str]:
 
 
 def _text(setting: Setting, value) -> str:
+    if setting.kind is bool:
+        return _SWITCH_WORDS[value][0]
     if setting.many:
         return ",".join(map(str, value))
     return _OFF_WORDS[0] if value is None else str(value)
@@ -149,6 +153,8 @@ def _parse(name: str, text: str):
             return [setting.kind(part) for part in text.split(",")]
         if setting.optional and text.lower() in _OFF_WORDS:
             return None
+        if setting.kind is bool:
+            return next((value for value, words in _SWITCH_WORDS.items() if text.lower() in words), text)
         return setting.kind(text)
     except ValueError:
         return text

@@ -237,6 +237,7 @@ def movement_reading(result: ExperimentResult) -> str:
     last = {name: result.history[name][-1] for name in MODEL_NAMES}
     sentences = [
         moved_sentence(last),
+        twin_sentence(last),
         chance_sentence(result),
         regime_sentence(result),
         machines_sentence(result),
@@ -268,6 +269,29 @@ def moved_sentence(last: dict) -> str:
             {name: distance(value) for name, value in distances.items()}
         )
     return moved + "."
+
+
+def twin_sentence(last: dict) -> str:
+    """Each network against its linearized twin at its last epoch: the gap and both test errors;
+    nothing for a run without twins."""
+    parts = []
+    for name, record in last.items():
+        if record.linear_gap is None and record.linear_note is None:
+            continue  # no twin
+        if record.linear_gap is None:
+            parts.append(f"the {name} network's gap from its twin is undefined ({record.linear_note})")
+            continue
+        twin = "undefined" if record.linear_test_error is None else error_percent(record.linear_test_error)
+        parts.append(
+            f"the {name} network is {distance(record.linear_gap)} from its twin and tests at "
+            f"{error_percent(record.test_error)} against the twin's {twin}"
+        )
+    if not parts:
+        return ""
+    return (
+        "Measured against its linearized twin g(θ₀) + J₀(θ − θ₀) with the gap ‖g − g_lin‖ / ‖g_lin − g₀‖ on the "
+        f"test digits: {'; '.join(parts)}."
+    )
 
 
 def finite(*values: float | None) -> bool:

@@ -15,7 +15,7 @@ from .data import DataUnavailable
 from .engine.training import run_experiment
 from .lessons import LESSONS, find_lesson
 from .parametrization import PARAMETRIZATIONS
-from .results import MODEL_NAMES, ExperimentResult
+from .results import MODEL_NAMES, EpochRecord, ExperimentResult
 from .runs import RunFileError, check_run_target, save_run
 from .sweep.options import BACKENDS, BLOCK_THREADS, KEEP, SweepOptions
 from .sweep.runner import SweepProgress, calibrate, estimate_seconds, run_sweep
@@ -73,6 +73,10 @@ def add_config_options(parser: argparse.ArgumentParser, sweep: bool = False) -> 
         if sweep and setting.name in SWEEP_AXES:
             continue
         shown = "" if setting.default is None else " (default: %(default)s)"
+        if setting.kind is bool:  # a switch: --name turns it on, --no-name off
+            switch = argparse.BooleanOptionalAction
+            parser.add_argument(setting.option, action=switch, default=setting.default, help=setting.help + shown)
+            continue
         parser.add_argument(
             setting.option,
             type=setting.kind,
@@ -214,6 +218,14 @@ class EpochTable:
             self.bar.close()
 
 
+def twin_line(name: str, last: EpochRecord) -> str:
+    """A model against its linearized twin at its last epoch."""
+    gap = "undefined" if last.linear_gap is None else f"{last.linear_gap:.4f}"
+    twin = "undefined" if last.linear_test_error is None else f"{last.linear_test_error:.2f}%"
+    why = f" ({last.linear_note})" if last.linear_note else ""
+    return f"{name} vs its linearized twin: gap {gap}{why}, test error {last.test_error:.2f}% against the twin's {twin}"
+
+
 def _train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if args.out:
@@ -228,6 +240,9 @@ def _train(args: argparse.Namespace) -> int:
     finally:
         table.close()
     print(f"data: {result.source}, device: {result.device}, {time.perf_counter() - started:.1f} s")
+    if config.linearized_twin:
+        for name in MODEL_NAMES:
+            print(twin_line(name, result.history[name][-1]))
     for name, epoch in result.diverged_at.items():
         if epoch is not None:
             print(f"the {name} model diverged at epoch {epoch} (its loss exploded); try a smaller learning rate")

@@ -26,6 +26,9 @@ MAX_SEED = 2**53 - 1
 # Its tangent kernels, as many and as large, are kept beside them in memory (not in saved runs), so a
 # run's kernels take at most twice this; the limit itself predates them and saved runs rely on it.
 MAX_KERNEL_BYTES = 256 * 2**20
+# The linearized twin keeps the initial hidden features of every training and test digit
+# (float32, digits × width): this bounds them per run.
+MAX_TWIN_FEATURE_BYTES = 2**30
 
 
 class ConfigError(ValueError):
@@ -52,6 +55,11 @@ def kernel_snapshot_bytes(epochs: int, probe_size: int) -> int:
     """Memory of the feature kernels a run keeps (and saves): 2 models × (epochs + 1) × probe_size²
     float32; its tangent kernels take as much again in memory."""
     return 2 * (epochs + 1) * probe_size**2 * 4
+
+
+def twin_feature_bytes(n_digits: int, width: int) -> int:
+    """Memory of the initial features the linearized twin keeps: n_digits × width float32."""
+    return 4 * n_digits * width
 
 
 def _setting(default, label: str, help: str, **more):
@@ -109,6 +117,13 @@ class ExperimentConfig:
         f"hidden layer's and readout weights' learning rates are × width/{MUP_BASE_WIDTH})",
         choices=PARAMETRIZATIONS,
     )
+    linearized_twin: bool = _setting(
+        False,
+        "Linearized twin",
+        "each model also trains its linearization at the start, g(θ₀) + J(θ₀)(θ − θ₀), on the same batches, "
+        "loss and learning rates; every epoch records the twin's test error and how far the network is from it "
+        f"(keeps the initial features of every digit: digits × width at most {MAX_TWIN_FEATURE_BYTES / 2**20:,.0f} MB)",
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "digits", check_digits(self.digits))
@@ -133,6 +148,8 @@ class ExperimentConfig:
                 raise ConfigError(choice.name, f"{{{choice.name}}} must be one of {', '.join(allowed)}" + got(value))
         if not isinstance(self.device, str) or not _is_device_name(self.device):
             raise ConfigError("device", "{device} must be 'auto', 'cpu', 'mps', 'cuda' or 'cuda:N'" + got(self.device))
+        if not isinstance(self.linearized_twin, bool):
+            raise ConfigError("linearized_twin", "{linearized_twin} must be on or off" + got(self.linearized_twin))
         if self.lazy_scale is not None:
             _check_lazy_scale(self.lazy_scale)
             object.__setattr__(self, "lazy_scale", float(self.lazy_scale))
@@ -143,7 +160,8 @@ class ExperimentConfig:
 
     def check_fits(self, n_train: int, n_test: int) -> None:
         """ConfigError unless the batch fits in `n_train` training digits and the probe in `n_test`
-        held-out ones (those of the chosen digits in the data source)."""
+        held-out ones (those of the chosen digits in the data source), and the linearized twin's
+        initial features of them all fit its memory limit."""
         if self.batch_size > n_train:
             raise ConfigError(
                 "batch_size",
@@ -155,6 +173,14 @@ class ExperimentConfig:
                 "probe_size",
                 f"{{probe_size}} must be from {smallest} to {n_test:,}, the held-out digits available"
                 + got(self.probe_size),
+            )
+        twin = twin_feature_bytes(n_train + n_test, self.width)
+        if self.linearized_twin and twin > MAX_TWIN_FEATURE_BYTES:
+            raise ConfigError(
+                ("linearized_twin", "width"),
+                f"{{linearized_twin}} keeps the initial features of all {n_train + n_test:,} digits at {{width}} "
+                f"{self.width:,}: {twin / 2**20:,.0f} MB, above its limit of {MAX_TWIN_FEATURE_BYTES / 2**20:,.0f} MB; "
+                "lower the width, choose fewer digits or turn the twin off",
             )
 
     def to_dict(self) -> dict:
@@ -236,7 +262,7 @@ class Setting:
     label: str  # the form's
     help: str
     default: object
-    kind: type  # int, float or str: of the value, or of each of its values when `many`
+    kind: type  # int, float, str or bool (a switch): of the value, or of each of its values when `many`
     many: bool  # a list of values (the digits)
     optional: bool  # may be off (None), e.g. the lazy scale
     choices: tuple[str, ...] | None = None

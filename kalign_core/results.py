@@ -45,6 +45,9 @@ COORDINATE_KEYS = (
     *(coordinate_step(m, t) for m in MODEL_NAMES for t in range(1, COORDINATE_STEPS + 1)),
 )
 
+# EpochRecord's linearized-twin fields (engine/twin.py), None in runs without a twin.
+LINEAR_MEASURES = ("linear_test_error", "linear_gap")
+
 
 @dataclass(frozen=True)
 class EpochRecord:
@@ -60,6 +63,12 @@ class EpochRecord:
     1 − ρ(ΦΦᵀ, Φ₀Φ₀ᵀ); `tangent_distance` 1 − ρ(Θ, Θ₀); `hidden_change` and `readout_change`
     ‖W − W₀‖_F / ‖W₀‖_F of the hidden and readout weight matrices; `pattern_stability` the share of
     (probe digit, hidden unit) ReLU on/off states unchanged.
+
+    With a linearized twin (config.linearized_twin; None otherwise, and in runs saved before kalign
+    trained it): `linear_test_error` the twin's test error % and `linear_gap`
+    ‖g − g_lin‖_F / ‖g_lin − g₀‖_F over the test digits, how far the network is from its twin
+    relative to how far the twin moved (0 at epoch 0; None, with `linear_note` saying why, where
+    undefined).
     """
 
     epoch: int
@@ -76,6 +85,9 @@ class EpochRecord:
     readout_change: float | None = None
     pattern_stability: float | None = None
     measure_note: str | None = None
+    linear_test_error: float | None = None
+    linear_gap: float | None = None
+    linear_note: str | None = None
 
 
 @dataclass

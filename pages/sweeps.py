@@ -156,7 +156,8 @@ def axes_form() -> tuple[SweepSpec | None, pathlib.Path | None, int]:
         return None, None, workers
     st.caption(
         f"Each trial also uses the Train page's settings: regular learning rate {base.regular_lr:g}, batch "
-        f"{base.batch_size}, probe {base.probe_size} digits, data {base.source}, device {base.device}."
+        f"{base.batch_size}, probe {base.probe_size} digits, data {base.source}, device {base.device}, linearized "
+        f"twin {'on' if base.linearized_twin else 'off'}."
     )
     try:
         folder = params.run_path(environment.sweeps_base(), s["name"] or default_name(spec))

@@ -102,6 +102,7 @@ def settings_form(running: bool) -> None:
         # A caption, not the option's label: a label that changes between runs changes the value.
         st.caption(f"'auto' trains on {auto_uses} here.")
     lazy_scale_control(changed)
+    st.toggle(**described("linearized_twin"), key=key("linearized_twin"), **changed)
     st.selectbox(
         **described("parametrization"),
         options=list(PARAMETRIZATIONS),
@@ -147,6 +148,8 @@ def charts(result, prefix: str) -> None:
     left.plotly_chart(figures.movement_figure(result), key=f"{prefix}_movement")
     if result.kernel_machine_errors:
         right.plotly_chart(figures.machines_figure(result), key=f"{prefix}_machines")
+    if result.config.linearized_twin:
+        st.plotly_chart(figures.twin_figure(result), key=f"{prefix}_twin")
 
 
 # Live charts are redrawn at most this often: each redraw is work for the server and more for the

@@ -152,7 +152,8 @@ def lab_form():
         return None, None
     st.caption(
         f"Each trial also uses the Train page's settings: batch {base.batch_size}, probe {base.probe_size} "
-        f"digits, data {base.source}, device {base.device}."
+        f"digits, data {base.source}, device {base.device}, linearized twin {'on' if base.linearized_twin else 'off'} "
+        "(the gap from the twin is measured only with it on)."
     )
     try:
         return spec, params.run_path(environment.sweeps_base(), s["name"] or default_name(spec))

@@ -20,6 +20,7 @@ ROWS = [
     "1. Engine ÷ reference",
     "1. Engine ÷ matmul bound",
     "1. Reference ÷ matmul bound",
+    "1. The linearized twins' cost",
     "2. Tracking share of epoch time",
     "2. Once per run: ρ's null bands",
     "2. All per-epoch evaluation",

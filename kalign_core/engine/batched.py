@@ -32,6 +32,7 @@ from ..measures.tracking import Tracker
 from ..results import MODEL_NAMES, ExperimentResult
 from .coordinate_check import CoordinateCheck
 from .trial import PairTrial, Weights, check_fits
+from .twin import LinearTwin, TwinScores
 
 # Evaluation works through the data in chunks of about this many hidden activations per trial: 16 MB,
 # small enough for a CPU's last-level cache, where its elementwise passes run about 20 % faster than
@@ -64,6 +65,7 @@ class BlockKey:
     probe_size: int
     n_inputs: int
     parametrization: str
+    linearized_twin: bool
 
 
 def block_key(config: ExperimentConfig, data: DigitData) -> BlockKey:
@@ -79,6 +81,7 @@ def block_key(config: ExperimentConfig, data: DigitData) -> BlockKey:
         config.probe_size,
         data.train_x.shape[1],
         config.parametrization,
+        config.linearized_twin,
     )
 
 
@@ -94,7 +97,8 @@ def group_blocks(
     blocks = []
     for key, indices in groups.items():
         limit = CPU_BLOCK_WEIGHTS if key.device == "cpu" else MAX_BLOCK_WEIGHTS
-        size = min(max_trials or len(indices), max(1, limit // (2 * key.width * key.n_inputs)))
+        stacks = 4 if key.linearized_twin else 2  # the twins' hidden changes are as large as the weights
+        size = min(max_trials or len(indices), max(1, limit // (stacks * key.width * key.n_inputs)))
         count = math.ceil(len(indices) / size)
         bounds = [round(i * len(indices) / count) for i in range(count + 1)]
         blocks += [indices[start:stop] for start, stop in zip(bounds, bounds[1:])]
@@ -172,7 +176,8 @@ class TrialBlock:
         # with W as nn.Linear holds it (units × inputs).
         self.w_hidden_t = torch.stack([layer.weight.detach().T.repeat(1, 2) for layer in hidden])
         self.b_hidden = torch.stack([layer.bias.detach().repeat(2) for layer in hidden])  # T × 2w
-        self.w_out = torch.stack([layer.weight.detach().repeat(2, 1, 1) for layer in readout])  # T × 2 × k × w
+        readout_start = torch.stack([layer.weight.detach() for layer in readout])  # T × k × w
+        self.w_out = readout_start[:, None].repeat(1, 2, 1, 1)  # T × 2 × k × w
         self.b_out = torch.stack([layer.bias.detach().repeat(2, 1) for layer in readout])  # T × 2 × k
         # Per-model learning rates of the effective weights (T × 2 × 1 × 1), multipliers of the
         # logits' gradient: the configured rate times the parametrization's factor for the tensor; a
@@ -204,10 +209,18 @@ class TrialBlock:
         self.minus_one = torch.tensor(-1.0, device=self.device)  # the one-hot's −1, expanded per batch
         # Chizat's lazy scale: the models output α(f − f₀). f₀ (T × n × k) is taken by the same
         # products and chunks as the evaluation, so that α(f − f₀) is exactly 0 there before training.
-        self.train_offset = self.test_offset = None
-        if self.lazy_scale is not None:
-            self.train_offset = self._initial_outputs(self._train_sets()[0])
-            self.test_offset = self._initial_outputs(self.test_x, first=self.probe_size)
+        # The linearized twins need f₀ too, and the initial features φ₀ of every digit.
+        self.train_start = self.test_start = self.twin = None
+        if self.lazy_scale is not None or first.config.linearized_twin:
+            self.train_start, train_features = self._initial_pass(self._train_sets()[0], first.config.linearized_twin)
+            self.test_start, test_features = self._initial_pass(
+                self.test_x, first.config.linearized_twin, self.probe_size
+            )
+        if first.config.linearized_twin:
+            self.twin = LinearTwin(readout_start, self.test_x.shape[2], train_features, test_features)
+        self.train_offset, self.test_offset = (
+            (self.train_start, self.test_start) if self.lazy_scale is not None else (None, None)
+        )
         self.coordinates: CoordinateCheck | None = None
 
     def _train_sets(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -319,21 +332,41 @@ class TrialBlock:
         starts = ([0] if first else []) + list(range(first, n, size))
         return list(zip(starts, starts[1:] + [n]))
 
-    def _initial_outputs(self, x: torch.Tensor, first: int = 0) -> torch.Tensor:
-        """f₀ on x (T × n × k), from each trial's first model (both are still identical)."""
-        chunks = self._chunks(x.shape[1], first)
-        return torch.cat([self._forward(x[:, a:b], models=1)[2][:, 0] for a, b in chunks], dim=1)
+    def _initial_pass(
+        self, x: torch.Tensor, keep_features: bool, first: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """f₀ on x (T × n × k), from each trial's first model (both are still identical), and with
+        `keep_features` its hidden features φ₀ (T × n × w)."""
+        outputs, features = [], []
+        for a, b in self._chunks(x.shape[1], first):
+            h, _, logits = self._forward(x[:, a:b], models=1)
+            outputs.append(logits[:, 0])
+            if keep_features:
+                features.append(h)
+        return torch.cat(outputs, dim=1), torch.cat(features, dim=1) if keep_features else None
 
-    def _evaluate(self, x, y, offset, keep: int = 0, models: int = 2) -> tuple[list[dict], torch.Tensor | None]:
+    def _twin_outputs(self, change: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+        """The twins' g_lin = g(θ₀) + J₀Δθ from their change J₀Δθ (T × 2 × rows × k) and f₀ on the
+        same rows (T × rows × k): α·J₀Δθ under a lazy scale (g(θ₀) = 0), else f₀ + J₀Δθ."""
+        return change * self.lazy_scale if self.lazy_scale is not None else change + start[:, None]
+
+    def _evaluate(
+        self, x, y, offset, keep: int = 0, models: int = 2, twin: TwinScores | None = None
+    ) -> tuple[list[dict], torch.Tensor | None]:
         """Per trial, {model: (error %, mean loss)} on its rows x (T × n × inputs) with labels y,
         and the hidden activations of the first `keep` rows (T × keep × 2w). `models` 1: before
-        training, the first model's figures and activations stand for both."""
+        training, the first model's figures and activations stand for both. `twin` (the test set
+        only) gathers the linearized twins' scores."""
         t, n = x.shape[:2]
         errors = torch.zeros(t, models, dtype=torch.float64, device=self.device)
         losses = torch.zeros(t, models, dtype=torch.float64, device=self.device)
         kept = None
         for start, stop in self._chunks(n, keep):
             h, _, logits = self._forward(x[:, start:stop], models)
+            if twin is not None:
+                f0 = self.test_start[:, start:stop]
+                change = self.twin.change(x[:, start:stop], self.twin.test_features[:, start:stop])
+                twin.add(change, logits - f0[:, None], self._twin_outputs(change, f0), y[:, start:stop])
             logits = self._lazy(logits, None if offset is None else offset[:, start:stop])
             if start == 0 and keep:
                 kept = h if models == 2 else h.repeat(1, 1, 2)
@@ -347,7 +380,14 @@ class TrialBlock:
         """Epoch `epoch`'s records of the trials in `train` (position → its training errors), from
         one evaluation of every trial's test set and one measure of every trial's probe."""
         models = 1 if epoch == 0 else 2
-        test, probe = self._evaluate(self.test_x, self.test_y, self.test_offset, self.probe_size, models)
+        scores = None if self.twin is None or epoch == 0 else TwinScores(len(self.trials), self.device)
+        test, probe = self._evaluate(self.test_x, self.test_y, self.test_offset, self.probe_size, models, scores)
+        if scores is not None:
+            linear = scores.results()
+        elif self.twin is not None:  # at the start each twin is its network: no gap, the same test error
+            linear = [{m: (errors[m][0], 0.0, None) for m in (0, 1)} for errors in test]
+        else:
+            linear = [None] * len(self.trials)
         t, n_inputs, w = len(self.trials), self.w_hidden_t.shape[1], self.width
         measured = self.tracker.measure(
             probe.view(t, -1, 2, w).transpose(1, 2),  # T × 2 × m × w
@@ -356,7 +396,9 @@ class TrialBlock:
         )
         for position, errors in train.items():
             trial = self.trials[position]
-            trial.add_records(epoch, errors, test[position], measured[position], started, trial.active)
+            trial.add_records(
+                epoch, errors, test[position], measured[position], started, trial.active, linear[position]
+            )
 
     def _step(self, order, rows, sums) -> None:
         """One SGD step of every trial's models, each trial on its own batch: `rows` of all_x, which
@@ -365,21 +407,22 @@ class TrialBlock:
         t, batch, k = len(self.trials), rows.shape[1], self.k
         x, y = self.all_x[rows], self.all_y[rows]  # T × batch × inputs, T × batch
         h, per_model, logits = self._forward(x)  # T × batch × 2w, 2 × (T × batch × w), T × 2 × batch × k
-        offset = (
-            None if self.train_offset is None else self.train_offset.gather(1, order[:, :, None].expand(t, batch, k))
-        )
-        logits = self._lazy(logits, offset)
+        start = None if self.train_start is None else self.train_start.gather(1, order[:, :, None].expand(t, batch, k))
+        logits = self._lazy(logits, None if self.lazy_scale is None else start)
         log_p = logits.log_softmax(dim=3)
         target = y[:, None, :, None].expand(t, 2, batch, 1)
         nll = -log_p.gather(3, target).squeeze(3)  # T × 2 × batch
         sums[0] += nll.sum(dim=2)
         torch.maximum(sums[1], nll.mean(dim=2), out=sums[1])
         sums[2] += (logits.argmax(dim=3) != y[:, None]).sum(dim=2)
-        # Cross-entropy gradient w.r.t. the logits: (softmax - one_hot) / batch.
-        d_logits = log_p.exp_().scatter_add_(3, target, self.minus_one.expand(target.shape))
-        d_logits /= batch
-        if offset is not None:
-            d_logits /= self.lazy_scale  # ∂(CE(α(f − f₀))/α²)/∂f = (softmax − y)/α
+        d_logits = self._output_gradient(log_p, target)
+        if self.twin is not None:  # the twins step on the same batch, with the same loss and rates
+            features = self.twin.batch_features(order)
+            change = self.twin.change(x, features)
+            d_twin = self._output_gradient(self._twin_outputs(change, start).log_softmax(dim=3), target)
+            self.twin.step(
+                x, features, d_twin, self.hidden_lr, self.readout_lr, self.hidden_bias_ratio, self.readout_bias_ratio
+            )
         # Hidden-layer gradient (before the readout moves), already scaled by each model's rate.
         scaled = d_logits * self.hidden_lr
         grad = torch.cat([torch.bmm(scaled[:, m], self.w_out[:, m]) for m in (0, 1)], dim=2)  # T × batch × 2w
@@ -391,6 +434,16 @@ class TrialBlock:
         torch.ops.aten.threshold_backward.grad_input(grad, h, 0.0, grad_input=grad)
         self.w_hidden_t.baddbmm_(x.transpose(1, 2), grad, alpha=-1.0)
         self.b_hidden.sub_(grad.sum(dim=1), alpha=self.hidden_bias_ratio)
+
+    def _output_gradient(self, log_p: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The batch's cross-entropy gradient w.r.t. the outputs f, from their log-softmax (consumed)
+        and the labels: (softmax − one_hot) / batch, and / α under a lazy scale, since
+        ∂(CE(α(f − f₀))/α²)/∂f = (softmax − y)/α."""
+        d_outputs = log_p.exp_().scatter_add_(3, target, self.minus_one.expand(target.shape))
+        d_outputs /= target.shape[2]
+        if self.lazy_scale is not None:
+            d_outputs /= self.lazy_scale
+        return d_outputs
 
     def _retire(self, position: int, model: int) -> None:
         """A retired model stops learning; its weights as they were are kept aside, since stepping

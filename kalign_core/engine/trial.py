@@ -142,13 +142,22 @@ class PairTrial:
         )
 
     def add_records(
-        self, epoch: int, train: dict, test: dict, measured: list[Measured], started: float, models: list[int]
+        self,
+        epoch: int,
+        train: dict,
+        test: dict,
+        measured: list[Measured],
+        started: float,
+        models: list[int],
+        linear: dict | None = None,
     ) -> None:
         """The epoch's record and kernels of each of `models`, from its (error %, mean loss) on the
-        training and test sets and its `measured` probe (by model index)."""
+        training and test sets, its `measured` probe and, with a linearized twin, `linear` (twin's
+        test error %, gap, why either is None), all by model index."""
         for model_index in models:
             probe = measured[model_index]
             name = MODEL_NAMES[model_index]
+            twin_error, gap, twin_note = (None, None, None) if linear is None else linear[model_index]
             self.result.history[name].append(
                 EpochRecord(
                     epoch=epoch,
@@ -160,6 +169,9 @@ class PairTrial:
                     seconds=time.perf_counter() - started,
                     **probe.measures,
                     measure_note=probe.measure_note,
+                    linear_test_error=twin_error,
+                    linear_gap=gap,
+                    linear_note=twin_note,
                 )
             )
             self.result.kernels[name].append(probe.feature_kernel)

@@ -13,6 +13,11 @@ from .lesson import Lesson
 _FAST = dict(batch_size=50, probe_size=100)
 
 
+def _lazy_scales(scales, **settings) -> list[ExperimentConfig]:
+    """One run per lazy scale α (None: the plain network), the other settings shared, at _FAST's."""
+    return [ExperimentConfig(lazy_scale=scale, **_FAST, **settings) for scale in scales]
+
+
 LESSONS: list[Lesson] = [
     Lesson(
         id="slow-vs-regular",
@@ -216,6 +221,26 @@ LESSONS: list[Lesson] = [
         "open a run on Train to see ρ(Θ∞, YYᵀ) as a dash-dot line on its alignment chart.",
         next_steps="In the Width lab, pick 'Θ₀'s distance to Θ∞' and scan more widths and seeds; on the Train "
         "page, choose the ntk or μP parametrization to see Θ∞'s line beside any run.",
+    ),
+    Lesson(
+        id="linearization",
+        title="The network and its linearization",
+        question="Does a network train like its linearization around the start, and what happens when it does not?",
+        configs=_lazy_scales(
+            (None, 100.0), digits=(8, 9), width=256, slow_lr=0.01, regular_lr=0.1, epochs=5, linearized_twin=True
+        ),
+        labels=["rich (α off)", "lazy (α 100)"],
+        check=checks.check_linearization,
+        charts=("twin",),
+        notes="Two runs of 8 vs 9 from the same start, each model with its linearized twin g(θ₀) + J₀(θ − θ₀): the "
+        "first-order Taylor expansion of what it trains around its initial weights, trained on the same batches "
+        "with the same loss and learning rates. The gap ‖g − g_lin‖ / ‖g_lin − g₀‖ on the test digits says how far "
+        "the network is from its twin, relative to how far the twin moved: 0 means the network trained exactly "
+        "like its linearization (the lazy/NTK regime). One run is the ordinary (rich) network, the other the "
+        "same network made lazy with α = 100.",
+        next_steps="Turn on the linearized twin on the Train page and try other widths and learning rates: a narrow "
+        "network at a large rate leaves its twin, a wide one at a small rate stays close. The Width lab draws the "
+        "gap against width.",
     ),
 ]
 

@@ -452,3 +452,71 @@ def check_infinite_width(results):
             f"{plain(results[0].history['regular'][0].tangent_alignment)}",
         ),
     ]
+
+
+TWIN_GAP = 0.05  # "stays with its twin": the gap below this at every epoch
+TWIN_ERROR_POINTS = 1.0  # test errors "the same": within this many percentage points
+TWIN_LEFT_GAP = 5 * TWIN_GAP  # "leaves its twin": the rich gap at least this at the end
+TWIN_LEFT_FACTOR = 10.0  # and at least this many times the lazy run's
+TWIN_RICH_ERROR_POINTS = 2.0  # the rich network and its twin test "about as well"
+
+
+def gaps_text(result: ExperimentResult) -> str:
+    """The regular model's gap from its twin after the first and the last epoch, and its largest."""
+    gaps = [r.linear_gap for r in result.history["regular"][1:]]
+    if None in gaps or not gaps:
+        return "gap undefined: " + (result.history["regular"][-1].linear_note or "no epoch trained")
+    return f"gap after epoch 1 {gaps[0]:.3f}, at the end {gaps[-1]:.3f}, largest {max(gaps):.3f}"
+
+
+def twin_errors(result: ExperimentResult) -> tuple[float, float | None]:
+    last = result.history["regular"][-1]
+    return last.test_error, last.linear_test_error
+
+
+def errors_text(result: ExperimentResult) -> str:
+    network, twin = twin_errors(result)
+    return f"test error network {network:.1f}%, twin {'undefined' if twin is None else f'{twin:.1f}%'}"
+
+
+def better_text(network: float, twin: float | None) -> str:
+    if twin is None or network == twin:
+        return "neither tests better" if twin is not None else "the twin's error is undefined"
+    return "the network tests better" if network < twin else "the twin tests better"
+
+
+def check_linearization(results):
+    rich, lazy = results
+    lazy_gaps = [r.linear_gap for r in lazy.history["regular"][1:]]
+    largest = None if None in lazy_gaps or not lazy_gaps else max(lazy_gaps)
+    network, twin = twin_errors(lazy)
+    rich_network, rich_twin = twin_errors(rich)
+    rich_gap, lazy_gap = rich.history["regular"][-1].linear_gap, lazy.history["regular"][-1].linear_gap
+    scale = lazy.config.lazy_scale
+    return [
+        claim(
+            f"Under α = {scale:g} the network stays with its linearized twin: the gap ‖g − g_lin‖ / ‖g_lin − g₀‖ "
+            f"stays below {TWIN_GAP:g} at every epoch, and their test errors end within {TWIN_ERROR_POINTS:g} "
+            "percentage point.",
+            weakest(
+                beyond(largest, TWIN_GAP, at_least=False),
+                None if twin is None else beyond(abs(network - twin), TWIN_ERROR_POINTS, at_least=False),
+            ),
+            f"regular model, α {scale:g}: {gaps_text(lazy)}; {errors_text(lazy)}",
+        ),
+        claim(
+            f"Without α the same network leaves its twin: its gap ends at least {TWIN_LEFT_GAP:g} and at least "
+            f"{TWIN_LEFT_FACTOR:g}× the lazy run's.",
+            weakest(beyond(rich_gap, TWIN_LEFT_GAP), times(rich_gap, lazy_gap, TWIN_LEFT_FACTOR)),
+            f"regular model, α off: {gaps_text(rich)} ({ratio_text(rich_gap, lazy_gap)} the lazy run's)",
+        ),
+        claim(
+            f"Far from its twin, the rich network still tests about as well: their test errors end within "
+            f"{TWIN_RICH_ERROR_POINTS:g} percentage points (which of the two tests better changes with the seed and "
+            "the epochs).",
+            None
+            if rich_twin is None
+            else beyond(abs(rich_network - rich_twin), TWIN_RICH_ERROR_POINTS, at_least=False),
+            f"regular model, α off: {errors_text(rich)} ({better_text(rich_network, rich_twin)})",
+        ),
+    ]

@@ -11,8 +11,9 @@ from ..config import ExperimentConfig
 from ..results import ExperimentResult
 
 # Charts a lesson may add to its runs' error and alignment curves: K − K₀ heatmaps of its first run,
-# how far the models moved (hidden weights, tangent kernel), and each run's kernel machines.
-CHARTS = ("kernel change", "movement", "machines")
+# how far the models moved (hidden weights, tangent kernel), each run's kernel machines, and each
+# run's networks beside their linearized twins.
+CHARTS = ("kernel change", "movement", "machines", "twin")
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,23 @@ import math
 import numpy as np
 
 from ..config import MAX_EPOCHS, ExperimentConfig
-from ..results import COORDINATE_KEYS, COORDINATES, MEASURES, MODEL_NAMES, EpochRecord, ExperimentResult
+from ..results import (
+    COORDINATE_KEYS,
+    COORDINATES,
+    LINEAR_MEASURES,
+    MEASURES,
+    MODEL_NAMES,
+    EpochRecord,
+    ExperimentResult,
+)
 
 FORMAT = "kalign-run"
 VERSION = 1
 RUN_JSON = "run.json"
 _RECORD_FIELDS = list(EpochRecord.__dataclass_fields__)
-# Fields that runs saved before kalign measured lazy vs rich lack (they load as None).
-_LATER_RECORD_FIELDS = {*MEASURES, "measure_note"}
+# Fields that runs saved before kalign measured lazy vs rich, or trained a linearized twin, lack
+# (they load as None).
+_LATER_RECORD_FIELDS = {*MEASURES, "measure_note", *LINEAR_MEASURES, "linear_note"}
 
 
 class RunFileError(ValueError):
@@ -213,11 +222,11 @@ def _record_from_dict(d) -> EpochRecord:
     for field in ("train_error", "test_error", "seconds"):
         if not _is_number(getattr(record, field)):
             raise ValueError(f"{field} must be a finite number (got {getattr(record, field)!r})")
-    for field in ("loss", "alignment", *MEASURES):  # null: a non-finite loss, or a measure undefined
+    for field in ("loss", "alignment", *MEASURES, *LINEAR_MEASURES):  # null: a non-finite loss, or a measure undefined
         value = getattr(record, field)
         if value is not None and not _is_number(value):
             raise ValueError(f"{field} must be a finite number or null (got {value!r})")
-    for field in ("alignment_note", "measure_note"):
+    for field in ("alignment_note", "measure_note", "linear_note"):
         value = getattr(record, field)
         if value is not None and not isinstance(value, str):
             raise ValueError(f"{field} must be text or null (got {value!r:.80})")

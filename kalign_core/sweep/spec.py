@@ -22,7 +22,7 @@ import numpy as np
 
 from ..config import ExperimentConfig, check_digits
 from ..parametrization import PARAMETRIZATIONS
-from ..results import COORDINATE_MODELS, COORDINATE_STEPS, COORDINATES, ExperimentResult, coordinate_step
+from ..results import COORDINATE_MODELS, COORDINATE_STEPS, COORDINATES, MODEL_NAMES, ExperimentResult, coordinate_step
 from ..runs import RUN_JSON, result_from_json
 
 SUMMARY_CSV, SWEEP_JSON = "summary.csv", "sweep.json"
@@ -164,7 +164,9 @@ class TrialSummary:
     EpochRecord measures at its last epoch; mean_abs_hidden_* and mean_abs_output_* its coordinate
     sizes (engine/coordinate_check.py) at the end, *_init those of the start both models share,
     *_regular_step1 … *_regular_step4 the regular model's after each of its first SGD steps;
-    infinite_width_distance_init the start's tangent kernel's distance to Θ∞ (None under "standard").
+    infinite_width_distance_init the start's tangent kernel's distance to Θ∞ (None under "standard");
+    linear_gap_* and linear_test_error_* each model's gap from its linearized twin and the twin's
+    test error at its last epoch (None for trials trained without the twin).
     Summaries written before kalign measured these lack them: None (and parametrization "standard").
     None = undefined (alignment 0/0, or a diverged model); diverged_* = epoch of divergence."""
 
@@ -215,6 +217,10 @@ class TrialSummary:
     mean_abs_output_regular_step2: float | None = None
     mean_abs_output_regular_step3: float | None = None
     mean_abs_output_regular_step4: float | None = None
+    linear_gap_slow: float | None = None
+    linear_gap_regular: float | None = None
+    linear_test_error_slow: float | None = None
+    linear_test_error_regular: float | None = None
 
     @property
     def pair(self) -> tuple[int, int]:
@@ -231,6 +237,8 @@ STEP_COORDINATES = tuple(
 )
 # The last epoch's measures a summary keeps of each model.
 _LAST_MEASURES = ("readout_change", "feature_distance", "tangent_distance", "pattern_stability")
+# The linearized twin's, kept by keyword (columns of their own, after the others).
+_TWIN_MEASURES = ("linear_gap", "linear_test_error")
 
 
 def summarize(trial: Trial, result: ExperimentResult) -> TrialSummary:
@@ -260,6 +268,11 @@ def summarize(trial: Trial, result: ExperimentResult) -> TrialSummary:
         *(result.coordinate_sizes.get(when, {}).get(size) for size in COORDINATES for when in COORDINATE_MODELS),
         result.infinite_width.get("distance"),
         *(result.coordinate_sizes.get(when, {}).get(size) for size, when in STEP_COORDINATES),
+        **{
+            f"{measure}_{name}": getattr(result.history[name][-1], measure)
+            for measure in _TWIN_MEASURES
+            for name in MODEL_NAMES
+        },
     )
 
 

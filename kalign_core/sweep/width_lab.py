@@ -52,6 +52,7 @@ LAB_MEASURES = {
         Measure("test_error", "Test error %"),
         Measure("pattern_stability", "ReLU pattern stability"),
         Measure("infinite_width_distance", "Θ₀'s distance to Θ∞ at initialisation √(2(1 − ρ(Θ₀, Θ∞)))", ("init",)),
+        Measure("linear_gap", "Gap from the linearized twin ‖g − g_lin‖ / ‖g_lin − g₀‖"),
     )
 }
 # The coordinate check, as mup draws it: the regular model's sizes after t SGD steps, t = 0 (the

@@ -294,3 +294,32 @@ def test_runs_are_never_coloured_blue_or_red_the_models_colours_on_the_same_page
     fig = figures.overlay_figure(runs, "alignment", "t", "ρ")
     assert {t.line.color for t in fig.data} == set(figures.RUN_COLORS)
     assert not {t.line.color for t in fig.data} & set(figures.MODEL_COLORS.values())
+
+
+def twinned(result: ExperimentResult, gaps) -> ExperimentResult:
+    """`result` with the regular model's twin measured: its test error 1 point above the network's
+    and the gap as given (None: undefined, with a note)."""
+    regular = [
+        dataclasses.replace(
+            r, linear_test_error=r.test_error + 1, linear_gap=g, linear_note=None if g is not None else "no move"
+        )
+        for r, g in zip(result.history["regular"], gaps)
+    ]
+    config = dataclasses.replace(result.config, linearized_twin=True)
+    return dataclasses.replace(result, config=config, history={**result.history, "regular": regular})
+
+
+def test_the_twin_figure_sets_each_network_beside_its_twin_and_the_gap_on_a_log_axis():
+    result = twinned(make_result([0.4, 0.5, 0.6, 0.7]), [0.0, 0.2, None, 0.9])
+    fig = figures.twin_figure(result)
+    drawn = traces(fig)
+    assert list(drawn["regular twin"].y) == [22.0, 20.0, 18.0, 16.0]
+    assert list(drawn["regular network"].y) == [21.0, 19.0, 17.0, 15.0]
+    gap = drawn["regular gap (right)"]
+    assert gap.yaxis == "y2" and list(gap.y) == [None, 0.2, None, 0.9]  # 0 and undefined are gaps
+    assert gap.customdata[2] == "no move"
+    assert fig.layout.yaxis2.type == "log" and fig.layout.yaxis2.overlaying == "y"
+    assert all(v is None for v in drawn["slow twin"].y)  # no twin measured: nothing drawn
+    [row] = figures.lesson_figures([result, result], ["a", "b"], charts=("twin",))[1:]
+    assert [f.layout.title.text for f in row] == ["a: networks and their twins", "b: networks and their twins"]
+    assert "The network and its linearized twin" in figures.figures_html(result, "t")

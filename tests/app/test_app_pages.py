@@ -113,6 +113,22 @@ def test_the_lazy_scale_switch_and_slider_train_both_models_lazily():
     assert at.session_state["settings"]["lazy_scale"] is None and not at.select_slider
 
 
+def test_the_linearized_twin_switch_trains_twins_and_charts_them_beside_the_networks():
+    at = open_app(**TINY)
+    assert not at.toggle(key="train_linearized_twin").value  # off by default
+    at = press_train(at.toggle(key="train_linearized_twin").set_value(True).run(), wait=True)
+    result = at.session_state["result"]
+    assert result.config.linearized_twin
+    twin = charts(at)["The network and its linearized twin (test error; gap, right)"]
+    by_name = {trace["name"]: trace for trace in twin["data"]}
+    regular = result.history["regular"]
+    assert by_name["regular twin"]["y"] == [r.linear_test_error for r in regular]
+    assert by_name["regular gap (right)"]["yaxis"] == "y2" and by_name["regular gap (right)"]["y"][0] is None  # 0
+    assert by_name["regular gap (right)"]["y"][1:] == [r.linear_gap for r in regular[1:]]
+    assert len(at.get("plotly_chart")) == TRAIN_CHARTS + 1
+    assert "Measured against its linearized twin" in texts(at.markdown)
+
+
 def test_a_link_with_a_lazy_scale_between_the_steps_keeps_it_selectable():
     at = open_app(**TINY, lazy_scale="37.5")
     assert at.toggle(key="train_lazy_scale_on").value

@@ -176,3 +176,22 @@ def test_run_path_refuses_a_link(tmp_path):
     assert params.run_path(tmp_path, "fresh run") == tmp_path / "fresh-run"
     with pytest.raises(ValueError, match="is a link"):
         params.run_path(tmp_path, "linked")
+
+
+@pytest.mark.parametrize("linearized_twin", [False, True])
+def test_the_linearized_twin_round_trips_through_query_parameters_as_on_or_off(linearized_twin):
+    config = ExperimentConfig(linearized_twin=linearized_twin, source="sample")
+    query = params.config_to_params(config)
+    assert query["linearized_twin"] == ("on" if linearized_twin else "off")
+    settings, warnings = params.settings_from_params(query, {**DEFAULTS, "linearized_twin": not linearized_twin})
+    assert warnings == [] and params.config_from_settings(settings) == config
+
+
+def test_a_url_twin_beyond_its_memory_is_ignored_with_its_width_and_the_rest_kept():
+    settings, warnings = params.settings_from_params(
+        {"linearized_twin": "on", "width": "32768", "epochs": "3"}, {**DEFAULTS, "source": "mnist"}
+    )
+    assert settings == {**DEFAULTS, "source": "mnist", "epochs": 3}
+    [warning] = warnings
+    assert warning.startswith("Ignored URL parameter(s) width='32768', linearized_twin='on': linearized_twin keeps")
+    assert "above its limit of 1,024 MB" in warning

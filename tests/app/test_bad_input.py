@@ -140,6 +140,21 @@ def test_settings_that_do_not_fit_are_named_before_training_and_keep_the_earlier
     assert_untouched(at, earlier)
 
 
+def test_a_linearized_twin_beyond_its_memory_is_named_before_training_and_keeps_the_earlier_run(earlier):
+    """Full MNIST's 8 vs 9 (13,783 digits, counted without loading them) at the widest width."""
+    at = open_app(earlier, **TINY)
+    at.selectbox(key="train_source").set_value("mnist")
+    at.number_input(key="train_width").set_value(32768.0)
+    at = at.toggle(key="train_linearized_twin").set_value(True).run()
+    assert (
+        "Linearized twin keeps the initial features of all 13,783 digits at Hidden width 32,768: 1,723 MB, above its "
+        "limit of 1,024 MB; lower the width, choose fewer digits or turn the twin off" in texts(at.error)
+    )
+    assert at.button(key="train").disabled
+    assert session_job(at) is None
+    assert_untouched(at, earlier)
+
+
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf], ids=["nan", "inf", "-inf"])
 def test_a_non_finite_rate_never_reaches_training(value):
     """A browser's number box cannot hold NaN or ±inf; should one arrive, the control keeps a finite value."""
@@ -204,6 +219,11 @@ URL = [
     case("probe huge", {"probe_size": "99999"}, "probe_size must be a whole number from 4 to 1,000 (got 99999)"),
     case("seed negative", {"seed": "-3"}, "seed must be a whole number from 0"),
     case("unknown source", {"source": "floppy"}, "source must be one of auto, mnist, sample (got 'floppy')"),
+    case(
+        "twin neither on nor off",
+        {"linearized_twin": "maybe"},
+        "Ignored URL parameter linearized_twin='maybe': linearized_twin must be on or off (got 'maybe')",
+    ),
     case("unknown device", {"device": "tpu"}, "device must be 'auto', 'cpu', 'mps', 'cuda' or 'cuda:N' (got 'tpu')"),
     case("absent device", {"device": "cuda:7"}, "device 'cuda:7' is not available here; choose one of auto"),
     case("markup", {"device": "<script>alert(1)</script>"}, "Ignored URL parameter device='<script>alert(1)</script>'"),
@@ -216,6 +236,7 @@ def controls(at: AppTest) -> dict:
     shown["digits"] = at.multiselect(key="train_digits").value
     shown["source"] = at.selectbox(key="train_source").value
     shown["device"] = at.selectbox(key="train_device").value
+    shown["linearized_twin"] = at.toggle(key="train_linearized_twin").value
     return shown
 
 
@@ -320,6 +341,17 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
         code = leaving.code
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def test_a_linearized_twin_beyond_its_memory_exits_2_naming_the_options(capsys, monkeypatch):
+    """The limit lowered to 1 MB: 8 vs 9 of the sample (1,000 digits) at width 512 keep 2 MB."""
+    monkeypatch.setattr("kalign_core.config.MAX_TWIN_FEATURE_BYTES", 2**20)
+    code, out, err = run_cli(TINY_ARGS + ["--linearized-twin", "--width", "512"], capsys)
+    assert code == 2 and "Traceback" not in err and "data: " not in out
+    assert (
+        "--linearized-twin keeps the initial features of all 1,000 digits at --width 512: 2 MB, above its limit "
+        "of 1 MB" in err
+    )
 
 
 @pytest.mark.parametrize("options, message", CLI)

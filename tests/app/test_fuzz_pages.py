@@ -101,6 +101,7 @@ VALID = {
     "seed": st.integers(0, 2**53 - 1),
     "source": st.just("sample"),
     "lazy_scale": st.one_of(st.none(), st.sampled_from([1.0, 10.0, 1000.0])),
+    "linearized_twin": st.booleans(),
 }
 ANY = {
     "digits": st.lists(st.integers(0, 9), unique=True, max_size=10),
@@ -110,6 +111,7 @@ ANY = {
     "seed": st.integers(-10, 2**53 - 1),
     "source": st.sampled_from(["auto", "mnist", "sample"]),
     "lazy_scale": st.one_of(st.none(), st.sampled_from([1.0, 2.0, 5.0, 20.0, 50.0, 100.0, 200.0, 500.0])),
+    "linearized_twin": st.booleans(),
 }
 
 
@@ -129,7 +131,9 @@ def fill_form(at: AppTest, values: dict) -> AppTest:
         if alpha is not None:
             at.select_slider(key="train_lazy_scale").set_value(alpha)
     for field, value in values.items():
-        control = {"digits": at.multiselect, "source": at.selectbox}.get(field, at.number_input)
+        control = {"digits": at.multiselect, "source": at.selectbox, "linearized_twin": at.toggle}.get(
+            field, at.number_input
+        )
         if isinstance(value, float) and not math.isfinite(value):
             value = 0.0  # a browser's number box cannot hold NaN or ±inf
         control(key=f"train_{field}").set_value(value)
@@ -164,6 +168,10 @@ KNOWN = [
     pytest.param({"probe_size": "500", "source": "sample"}, id="probe larger than the sample's test digits"),
     pytest.param({"seed": str(2**60)}, id="seed beyond what a browser holds"),
     pytest.param({"regular_lr": "3.402823466385289e+38"}, id="rate overflowing float32 (found by the fuzzer)"),
+    pytest.param(
+        {"linearized_twin": "on", "width": "32768", "digits": "0,1,2,3,4,5,6,7,8,9", "source": "mnist"},
+        id="linearized twin beyond its memory",
+    ),
 ]
 
 

@@ -4,6 +4,7 @@ changes of any sign or undefined, each sentence checked against the numbers it w
 
 import math
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -375,3 +376,31 @@ def test_a_number_prints_close_to_its_value_and_a_change_with_its_sign(value, di
         number = change["delta"].removesuffix(" pp since init")
         assert number[0] == ("+" if value > 0 else "-") and float(number) != 0
         assert math.isclose(float(number), value, rel_tol=0.05, abs_tol=half_unit)
+
+
+def test_each_network_is_read_against_its_twin_with_the_numbers_measured():
+    config = ExperimentConfig(epochs=1, probe_size=4, linearized_twin=True)
+    start = EpochRecord(0, 50.0, 50.0, 0.7, 0.4, linear_test_error=50.0, linear_gap=0.0)
+    history = {
+        "slow": [start, EpochRecord(1, 9.0, 8.0, 0.3, 0.4, linear_test_error=8.5, linear_gap=0.0123)],
+        "regular": [start, EpochRecord(1, 5.0, 3.0, 0.2, 0.4, linear_note="gone", linear_test_error=None)],
+    }
+    result = ExperimentResult(
+        config,
+        "sample",
+        "cpu",
+        history,
+        {n: [] for n in MODEL_NAMES},
+        np.eye(4),
+        np.zeros(4),
+        dict.fromkeys(MODEL_NAMES),
+    )
+    said = wording.movement_reading(result)
+    assert "the slow network is 0.012 from its twin and tests at 8.0 % against the twin's 8.5 %" in said
+    assert "the regular network's gap from its twin is undefined (gone)" in said
+    plain = replace(result, config=ExperimentConfig(epochs=1, probe_size=4))
+    plain.history = {
+        n: [replace(r, linear_test_error=None, linear_gap=None, linear_note=None) for r in h]
+        for n, h in history.items()
+    }
+    assert "twin" not in wording.movement_reading(plain)

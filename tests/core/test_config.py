@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from kalign_core import ExperimentConfig, available_devices, run_experiment
+from kalign_core.config import ConfigError
 
 # (field, bad value, words of the allowed range the message must show)
 INVALID = [
@@ -69,6 +70,9 @@ INVALID = [
     ("lazy_scale", float("inf"), "off or a number from 1 to 1,000"),
     ("lazy_scale", True, "off or a number from 1 to 1,000"),
     ("lazy_scale", "10", "off or a number from 1 to 1,000"),
+    ("linearized_twin", "yes", "must be on or off (got 'yes')"),
+    ("linearized_twin", 1, "must be on or off (got 1)"),
+    ("linearized_twin", None, "must be on or off (got None)"),
 ]
 
 
@@ -187,3 +191,17 @@ def test_public_api_is_importable_from_the_package():
         "load_run",
     ]
     assert all(callable(getattr(kalign_core, name)) for name in public)
+
+
+def test_a_linearized_twin_beyond_its_memory_names_the_settings_and_the_limit():
+    """All of full MNIST (70,000 digits) at width 4,096 keeps 1,094 MB of initial features; 3,834 fits."""
+    config = ExperimentConfig(digits=tuple(range(10)), width=4096, linearized_twin=True)
+    with pytest.raises(ConfigError) as raised:
+        config.check_fits(60_000, 10_000)
+    assert raised.value.fields == ("linearized_twin", "width")
+    assert str(raised.value) == (
+        "linearized_twin keeps the initial features of all 70,000 digits at width 4,096: 1,094 MB, above its limit "
+        "of 1,024 MB; lower the width, choose fewer digits or turn the twin off"
+    )
+    dataclasses.replace(config, width=3834).check_fits(60_000, 10_000)
+    dataclasses.replace(config, linearized_twin=False).check_fits(60_000, 10_000)

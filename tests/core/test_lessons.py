@@ -133,3 +133,13 @@ def test_lesson_margins_keeps_only_digits_outside_the_sample(tmp_path):
     assert set(pair.train_y) | set(pair.test_y) == {0, 1}
     seen = {bytes(np.rint(row * 255).astype(np.uint8)) for row in np.concatenate([pair.train_x, pair.test_x])}
     assert seen == {bytes(row) for row in fresh[np.isin(labels, (3, 7))]}
+
+
+def test_the_linearization_lesson_reads_its_verdict_from_the_twins_records():
+    lesson = find_lesson("linearization")
+    rich, lazy = [run_experiment(config) for config in lesson.configs_on("sample", "cpu")]
+    assert [e.passed for e in lesson.expectations([rich, lazy])] == [True, True, True]
+    swapped = [dataclasses.replace(rich, history=lazy.history), dataclasses.replace(lazy, history=rich.history)]
+    assert [e.passed for e in lesson.expectations(swapped)][:2] == [False, False]
+    gap = lazy.history["regular"][-1].linear_gap
+    assert f"at the end {gap:.3f}" in lesson.expectations([rich, lazy])[0].value

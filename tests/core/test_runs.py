@@ -6,6 +6,7 @@ import io
 import json
 import math
 import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import torch
 
 from kalign_core import DigitData, ExperimentConfig, run_experiment
 from kalign_core.model import MLP
-from kalign_core.results import MEASURES, MODEL_NAMES
+from kalign_core.results import LINEAR_MEASURES, MEASURES, MODEL_NAMES
 from kalign_core.runs import (
     RunFileError,
     attach_kernels,
@@ -156,6 +157,22 @@ def test_a_run_saved_before_the_lazy_vs_rich_measures_loads_them_as_none(result)
     assert loaded.config == result.config and loaded.config.lazy_scale is None
     assert all(getattr(r, m) is None for records in loaded.history.values() for r in records for m in MEASURES)
     assert [r.alignment for r in loaded.history["slow"]] == [r.alignment for r in result.history["slow"]]
+
+
+def test_a_run_with_the_linearized_twin_round_trips_and_one_saved_before_it_loads_without(result):
+    twinned = run_experiment(replace(result.config, linearized_twin=True))
+    loaded = result_from_json(result_to_json(twinned))
+    assert loaded.config.linearized_twin and loaded.history == twinned.history
+    assert all(r.linear_gap is not None for r in loaded.history["regular"])
+    doc = json.loads(result_to_json(twinned))
+    for records in doc["history"].values():
+        for record in records:
+            for field in (*LINEAR_MEASURES, "linear_note"):
+                del record[field]
+    del doc["config"]["linearized_twin"]
+    older = result_from_json(json.dumps(doc))
+    assert not older.config.linearized_twin
+    assert all(r.linear_gap is None and r.linear_test_error is None for h in older.history.values() for r in h)
 
 
 def test_history_csv_has_one_row_per_model_and_epoch(result):

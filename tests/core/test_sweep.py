@@ -403,3 +403,15 @@ def test_bad_run_options_are_refused_before_anything_runs(tmp_path, options, mes
     with pytest.raises(ValueError, match=message):
         run_sweep(SPEC, tmp_path / "sweep", SweepOptions(**options))
     assert not (tmp_path / "sweep").exists()
+
+
+def test_a_sweep_with_the_linearized_twin_summarises_each_models_gap_and_twin(tmp_path):
+    spec = SweepSpec(dataclasses.replace(BASE, linearized_twin=True), ((3, 5),), widths=(16, 32))
+    outcome = run_sweep(spec, tmp_path, threads_per_trial=1)
+    for summary in outcome.summaries:
+        trial = load_run(tmp_path / summary.trial_id)
+        for name in ("slow", "regular"):
+            last = trial.history[name][-1]
+            assert getattr(summary, f"linear_gap_{name}") == last.linear_gap > 0
+            assert getattr(summary, f"linear_test_error_{name}") == last.linear_test_error
+    assert read_summary_csv((tmp_path / SUMMARY_CSV).read_text()) == outcome.summaries
