@@ -407,7 +407,7 @@ def test_bad_run_options_are_refused_before_anything_runs(tmp_path, options, mes
 
 def test_a_sweep_with_the_linearized_twin_summarises_each_models_gap_and_twin(tmp_path):
     spec = SweepSpec(dataclasses.replace(BASE, linearized_twin=True), ((3, 5),), widths=(16, 32))
-    outcome = run_sweep(spec, tmp_path, threads_per_trial=1)
+    outcome = run_sweep(spec, tmp_path, SweepOptions(threads_per_trial=1))
     for summary in outcome.summaries:
         trial = load_run(tmp_path / summary.trial_id)
         for name in ("slow", "regular"):
