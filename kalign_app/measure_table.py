@@ -25,6 +25,7 @@ _OWN_LABELS = {
     "loss": "Loss (mean cross-entropy)",
     "alignment": "Alignment ρ(ΦΦᵀ, YYᵀ)",
     "tangent_alignment": "Tangent alignment ρ(Θ, YYᵀ)",
+    "linear_test_error": "Linearized twin's test error %",
 }
 MEASURE_LABELS = {
     name: LAB_MEASURES[name].label if name in LAB_MEASURES else _OWN_LABELS[name] for name in EPOCH_MEASURES
