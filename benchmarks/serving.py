@@ -1,6 +1,6 @@
 """A class pressing Train at once: time to result per browser, and the server's own CPU.
 
-    python benchmarks/serving.py                  # 1 session five times, then 8, at the app's defaults
+    python benchmarks/serving.py                  # 1 session five times, then 8, then 16, at the app's defaults
     python benchmarks/serving.py --sessions 4 16 --no-write
     python benchmarks/serving.py --sessions 1 1 1 --browsers nice --no-write
 
@@ -299,7 +299,7 @@ def report(
         "",
         f"Warm-up: the server's first run took {warm_up.latest:.1f} s to its result, starting the worker process(es).",
         "",
-        "| sessions | time to result p50 / max | the last within 2 × N × alone + 5 s | app run time "
+        "| sessions | time to result p50 / max | the last within 2 × N × alone + 10 s | app run time "
         "(caption) median / vs alone (goal ≤ 1.2×) | correct | server CPU (share of one core, goal ≤ 10 %) "
         "| workers CPU | browsers CPU | load average before → after |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -309,7 +309,7 @@ def report(
         times = [s.to_result for s in r.sessions]
         app = [s.app_seconds for s in r.sessions if s.app_seconds is not None]
         app_median = statistics.median(app) if app else float("nan")
-        goal = 2 * n * wall_s + 5
+        goal = 2 * n * wall_s + 10
         server_share = r.server_cpu / r.wall
         lines.append(
             f"| {n} | {statistics.median(times):.1f} s / {r.latest:.1f} s | "
@@ -336,7 +336,7 @@ def report(
 
 def main(argv=None) -> list[Round]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sessions", type=int, nargs="+", default=[1, 1, 1, 1, 1, 8], help="one round per number")
+    parser.add_argument("--sessions", type=int, nargs="+", default=[1, 1, 1, 1, 1, 8, 16], help="one round per number")
     parser.add_argument("--timeout", type=float, default=600, help="seconds a page may wait for its result")
     parser.add_argument(
         "--browsers", choices=BROWSER_PRIORITIES, default="idle", help="the browsers' CPU priority (see lower_browsers)"

@@ -306,3 +306,35 @@ def test_a_width_lab_preset_link_fills_the_form_and_stays_in_the_address_in_chro
         expect(page.get_by_text("Unknown preset 'nope' in the link").first).to_be_visible()
         browser.close()
     assert "Traceback" not in (tmp_path / "server.log").read_text()
+
+
+def test_the_infinite_width_reference_the_linearized_twin_and_their_lessons_in_chromium(server, tmp_path):
+    """An NTK run with its linearized twins shows Θ∞ on the alignment chart, the twins' chart and both
+    in its reading; the two lessons on them run from their links and hold; the About page explains them."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser, page = wide_page(p)
+        page.goto(f"{server}/?parametrization=ntk&linearized_twin=on&width=256&epochs=3")
+        page.wait_for_selector(IDLE)
+        page.get_by_role("button", name="Train").click()
+        expect(page.locator("[data-testid='stMetric']")).to_have_count(4)
+        expect(page.get_by_text("Θ∞ (width → ∞, both models' start)").first).to_be_visible()  # the reference line
+        expect(page.get_by_text("gap ‖g − g_lin‖ / ‖g_lin − g₀‖ (log)").first).to_be_visible()  # the twins' chart
+        expect(page.get_by_text("from its infinite-width limit Θ∞", exact=False).first).to_be_visible()
+        expect(page.get_by_text("from its twin and tests at", exact=False).first).to_be_visible()
+        page.screenshot(path=tmp_path / "twin.png", full_page=True)
+
+        for lesson_id in ("infinite-width", "linearization"):
+            page.goto(f"{server}/lessons?lesson={lesson_id}")
+            page.wait_for_selector(IDLE)
+            lesson = page.locator(f".st-key-lesson_{lesson_id}")
+            lesson.get_by_role("button", name="Run this lesson").click()
+            expect(lesson.get_by_text("(3 of 3 expectations hold)")).to_be_visible()
+
+        page.goto(f"{server}/about")
+        page.wait_for_selector(IDLE)
+        expect(page.get_by_role("heading", name="Infinite width: Θ∞")).to_be_visible()
+        expect(page.get_by_text("linearized twin", exact=False).first).to_be_visible()
+        browser.close()
+    assert "Traceback" not in (tmp_path / "server.log").read_text()
