@@ -39,7 +39,9 @@ if TYPE_CHECKING:
 ABANDON_AFTER_S = 90.0
 DEFAULT_CACHE_BYTES = 512 * 2**20
 ACTIVE_STATES = ("waiting", "running")
-WORKER_DIED = "the training process stopped unexpectedly (killed, or out of memory); press Train to try again"
+WORKER_DIED = (
+    "the training process stopped unexpectedly (killed, out of memory, or its machine lost); press Train to try again"
+)
 
 log = logging.getLogger(__name__)
 

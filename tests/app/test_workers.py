@@ -32,7 +32,7 @@ def test_a_killed_worker_fails_its_job_in_words_and_is_replaced(small_config, ca
     status = doomed.status()
     assert status.state == "failed" and not status.active
     assert status.error == jobs.WORKER_DIED
-    assert "stopped unexpectedly (killed, or out of memory); press Train to try again" in status.error
+    assert "stopped unexpectedly (killed, out of memory, or its machine lost); press Train to try again" in status.error
     assert f"training process {killed} ended with exit code -9" in caplog.text  # the details are in the log
 
     # The other session's job, training beside it, did not notice.
