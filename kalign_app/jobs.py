@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import pathlib
+import secrets
 import threading
 import time
 from collections import OrderedDict
@@ -456,6 +457,7 @@ class SweepJob(BackgroundJob):
     def __init__(self, spec: SweepSpec, folder, options: SweepOptions | None = None, cost=None):
         super().__init__()
         self.spec, self.folder = spec, pathlib.Path(folder)
+        self.id = secrets.token_urlsafe(16)  # in the page's address while it runs: a reload finds it again
         # The trials train in worker processes, leaving this server's torch threads as they are.
         self._options, self._cost = options or SweepOptions(in_process=False), cost
         self._status = SweepStatus("running", None, [], None)

@@ -23,7 +23,9 @@ FIELD_LABELS = {name: setting.label for name, setting in SETTINGS.items()}
 # The URL parameter naming the session's run while it trains (a reload finds it again by it).
 RUN_PARAM = "run"
 # Query parameters that a page reads for itself (not settings): kept in the URL, never warned about.
-PAGE_PARAMS = ("lesson", RUN_PARAM, *width_lab_settings.URL_PARAMS)
+# A running sweep's id (Sweeps page, Width lab), so that a reload finds it again.
+SWEEP_PARAM = "sweep_run"
+PAGE_PARAMS = ("lesson", RUN_PARAM, SWEEP_PARAM, *width_lab_settings.URL_PARAMS)
 # How a URL says an optional setting (the lazy scale) is off (None); config_to_params writes the first.
 _OFF_WORDS = ("off", "", "none")
 # How a URL says a switch (the linearized twin) is on or off; config_to_params writes the first.

@@ -118,22 +118,41 @@ def run_button(spec: SweepSpec, folder: pathlib.Path, workers: int, keep: str | 
     if elsewhere:
         st.info(f"Another session's sweep ({elsewhere}) is running on this server; one runs at a time.")
     if st.button("Run", type="primary", icon=":material/play_arrow:", key=button_key, disabled=bool(elsewhere)):
-        options = SweepOptions(workers=workers, in_process=False, keep=keep)
-        job = SweepJob(spec, folder, options, spec_cost(spec)).start()
+        job = SweepJob(spec, folder, sweep_options(workers, keep), spec_cost(spec)).start()
         server_sweeps()[folder] = job
         st.session_state.sweep_job = job
         st.session_state.sweep_outcome = None
+        st.query_params[params.SWEEP_PARAM] = job.id
         st.rerun()
 
 
+def sweep_options(workers: int, keep: str | None) -> SweepOptions:
+    """In the server's worker processes, also when its runs train on Ray (KALIGN_RAY_ADDRESS): its
+    actors hold the cluster's CPUs between runs, so a sweep's Ray tasks would wait for them."""
+    return SweepOptions(workers=workers, in_process=False, keep=keep)
+
+
 def current_job() -> SweepJob | None:
-    """This session's running sweep; one that has ended is collected, and its folder opened."""
+    """This session's running sweep, or the one the address names (a reload, a second tab); one that
+    has ended is collected, and its folder opened."""
     job = st.session_state.get("sweep_job")
+    wanted = st.query_params.get(params.SWEEP_PARAM)
+    if job is None and wanted:
+        job = next((j for j in server_sweeps().values() if j.id == wanted), None)
+        if job is None:
+            st.warning(
+                "The sweep in this link is no longer running here (it ended, or the server restarted); the trials "
+                "it finished are saved in its folder: choose it under Results.",
+                icon=":material/link_off:",
+            )
+        st.session_state.sweep_job = job
     if job is not None and job.done:
         st.session_state.sweep_outcome = job.status()
         for key in OPEN_KEYS:
             st.session_state[key] = job.folder.name
         st.session_state.sweep_job = job = None
+    if job is None and wanted:
+        del st.query_params[params.SWEEP_PARAM]
     return job
 
 

@@ -14,6 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from apptest import ROOT, charts, open_app, texts
+from kalign_app import params
 from kalign_core.runs import load_run
 from kalign_core.sweep.spec import SUMMARY_CSV, SWEEP_JSON, read_summary_csv
 
@@ -186,3 +187,31 @@ def test_a_lean_trial_opens_on_the_kernels_page_with_the_epochs_it_kept(tmp_path
     titles = [json.loads(chart.proto.spec)["layout"]["title"]["text"] for chart in at.get("plotly_chart")]
     kernels = [title for title in titles if "ΦΦᵀ" in title]
     assert len(kernels) == 2 and all("ρ =" in title and "diverged" not in title for title in kernels), titles
+
+
+@pytest.mark.slow
+def test_a_reload_during_a_sweep_finds_it_again_with_its_stop_button():
+    """The running sweep's id is in the address: a new session (a reload, a second tab) opened on it
+    shows that sweep's progress and Stop, and stopping it there keeps the trials done."""
+    at = choose_tiny_sweep(open_sweeps())
+    at.number_input(key="sweep_epochs").set_value(40)
+    at = at.run()
+    at.button(key="run_sweep").click().run()
+    job = at.session_state["sweep_job"]
+    assert at.query_params[params.SWEEP_PARAM] == [job.id] or at.query_params[params.SWEEP_PARAM] == job.id
+
+    again = open_app(**{params.SWEEP_PARAM: job.id}).switch_page(PAGE).run()
+    assert not again.exception
+    assert again.session_state["sweep_job"] is job
+    assert [b for b in again.button if b.key == "stop_sweep"]  # the sweep's Stop, in the new session
+    again.button(key="stop_sweep").click().run()
+    assert job.wait(120) and job.status().state == "stopped"
+    again.run()
+    assert "Stopped with" in texts(again.info)
+
+
+def test_a_link_to_a_sweep_that_is_no_longer_running_says_so_in_words():
+    at = open_app(**{params.SWEEP_PARAM: "no-such-sweep"}).switch_page(PAGE).run()
+    assert not at.exception
+    assert "The sweep in this link is no longer running here" in texts(at.warning)
+    assert at.session_state["sweep_job"] is None
