@@ -156,6 +156,34 @@ def current_job() -> SweepJob | None:
     return job
 
 
+def run_panel(
+    form: Callable[[], tuple[SweepSpec | None, pathlib.Path | None, int, str | None]],
+    draw_so_far: Callable[[list[TrialSummary]], None],
+    labels: Mapping[str, str],
+    button_key: str,
+    chart: str,
+) -> bool:
+    """A sweep page's top: its form beside the session's running sweep (progress, Stop, `draw_so_far`)
+    or the plan and Run button, then the Results header; True when no sweep runs and the page is to
+    draw its results (else a caption says when they come; `chart` names what fills in meanwhile).
+    `form` draws the form: (spec, folder, workers, keep), spec or folder None when they cannot run."""
+    job = current_job()
+    form_column, run_column = st.columns([1.2, 3], gap="large")
+    with form_column:
+        spec, folder, workers, keep = form()
+    with run_column:
+        if job is not None:
+            live_progress(job, draw_so_far)
+        else:
+            outcome_notice()
+            if spec is not None and folder is not None and plan(spec, folder, workers, labels):
+                run_button(spec, folder, workers, keep, button_key)
+    st.header("Results")
+    if job is not None:
+        st.caption(f"The results show here when the sweep ends; the {chart} above fills in as trials finish.")
+    return job is None
+
+
 @st.fragment(run_every=ui.PROGRESS_REFRESH_S)
 def live_progress(job: SweepJob, draw_so_far: Callable[[list[TrialSummary]], None]) -> None:
     """The sweep's progress and a Stop button; `draw_so_far` draws the trials finished so far."""

@@ -282,21 +282,14 @@ st.caption(
     "Each trial is saved, so a sweep stopped or interrupted resumes where it was."
 )
 sweep_runs.restore_form("sweep", DEFAULTS)
-job = sweep_runs.current_job()
-form_column, run_column = st.columns([1.2, 3], gap="large")
-with form_column:
+
+
+def form():
     spec, folder, workers = axes_form()
-with run_column:
-    if job is not None:
-        sweep_runs.live_progress(job, live_gain)
-    else:
-        sweep_runs.outcome_notice()
-        if spec is not None and folder is not None and sweep_runs.plan(spec, folder, workers, SWEEP_LABELS):
-            # Unticked: what the folder's sweep kept before (lean for a new one), so that resuming works.
-            keep = "all" if st.session_state.sweep_settings["keep_all"] else None
-            sweep_runs.run_button(spec, folder, workers, keep, "run_sweep")
-st.header("Results")
-if job is None:
+    # Unticked: what the folder's sweep kept before (lean for a new one), so that resuming works.
+    keep = "all" if st.session_state.sweep_settings["keep_all"] else None
+    return spec, folder, workers, keep
+
+
+if sweep_runs.run_panel(form, live_gain, SWEEP_LABELS, "run_sweep", "heatmap"):
     results()
-else:
-    st.caption("The results show here when the sweep ends; the heatmap above fills in as trials finish.")

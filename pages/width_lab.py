@@ -241,19 +241,5 @@ st.caption(
 )
 from_link()
 sweep_runs.restore_form("lab", FORM_DEFAULTS)
-job = sweep_runs.current_job()
-form_column, run_column = st.columns([1.2, 3], gap="large")
-with form_column:
-    spec, folder = lab_form()
-with run_column:
-    if job is not None:
-        sweep_runs.live_progress(job, live_lines)
-    else:
-        sweep_runs.outcome_notice()
-        if spec is not None and folder is not None and sweep_runs.plan(spec, folder, WORKERS, LABELS):
-            sweep_runs.run_button(spec, folder, WORKERS, None, "run_lab")
-st.header("Results")
-if job is None:
+if sweep_runs.run_panel(lambda: (*lab_form(), WORKERS, None), live_lines, LABELS, "run_lab", "chart"):
     results()
-else:
-    st.caption("The results show here when the sweep ends; the chart above fills in as trials finish.")
