@@ -9,6 +9,7 @@ Stacks of kernels (a block's trials × their feature and tangent kernels) take o
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .alignment import center_kernel
@@ -33,7 +34,8 @@ def shuffled_alignments(kernels, labels, n_classes: int, permutations: torch.Ten
     y = torch.nn.functional.one_hot(torch.as_tensor(labels).long().to(kc.device), n_classes).to(kc)
     y_c = y - y.mean(dim=-2, keepdim=True)  # ..., m, k
     permutations = permutations.to(kc.device)
-    batch = torch.broadcast_shapes(kc.shape[:-2], y_c.shape[:-2], permutations.shape[:-2])
+    # numpy's, not torch's: torch.broadcast_shapes imports sympy on first use (0.3 s in a fresh process).
+    batch = np.broadcast_shapes(kc.shape[:-2], y_c.shape[:-2], permutations.shape[:-2])
     shuffles, m = permutations.shape[-2:]
     rows = permutations.expand(*batch, shuffles, m).reshape(*batch, shuffles * m, 1)
     shuffled = y_c.expand(*batch, m, n_classes).gather(-2, rows.expand(*batch, shuffles * m, n_classes))

@@ -2,10 +2,16 @@
 target, and on the sample the initial ρ lies far above the band (random ReLU features already carry
 class structure)."""
 
+import pathlib
+import subprocess
+import sys
+
 import torch
 
 from kalign_core import centered_alignment, run_experiment
 from kalign_core.measures.null_band import draw_permutations, null_bands, shuffled_alignments
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def test_each_shuffle_is_the_alignment_with_the_permuted_target():
@@ -51,3 +57,14 @@ def test_on_the_sample_the_initial_alignment_is_far_above_chance(small_config, s
     for kind, rho in (("feature", first.alignment), ("tangent", first.tangent_alignment)):
         low, high = result.alignment_null[kind]
         assert 0 <= low < high < 0.2 < rho, (kind, low, high, rho)
+
+
+def test_a_first_run_in_a_fresh_process_does_not_load_sympy():
+    # torch.broadcast_shapes imports sympy on first use: 0.2–0.3 s before a worker's first chart.
+    check = (
+        "import sys; from kalign_core import ExperimentConfig, run_experiment; "
+        "run_experiment(ExperimentConfig(source='sample', width=16, epochs=1)); "
+        "assert 'sympy' not in sys.modules, 'sympy was imported'"
+    )
+    done = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
