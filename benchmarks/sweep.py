@@ -14,7 +14,9 @@ makes (batched.group_blocks), both with the data already loaded and the same tor
 trials, two threads per block, one worker per two cores), with its MB per trial on disk, and (e) the
 same command on one worker process of 1 thread per core (spawned: their start-up counts), and (f)
 the ceiling: the engine's SGD steps of every block and nothing else (no evaluation, measures,
-records or saving; blocks built beforehand, untimed), at the threads of (a) and (b). The
+records or saving; blocks built beforehand, untimed), at the threads of (a) and (b), and (g) the
+same with each epoch's records (the test evaluation and the probe's measures, epoch 0 included),
+the least a sweep that keeps its per-epoch curves can take. The
 commands are timed as their wall clock minus that of `python -m kalign_core sweep --help` (the
 interpreter's own start-up, importing torch). Each figure is given as best and worst over the
 rounds (a shared machine's other work only adds time). The table goes into BENCHMARKS.md's "sweep"
@@ -106,6 +108,21 @@ def steps_seconds(configs: list[ExperimentConfig], data) -> float:
     return time.perf_counter() - start
 
 
+def steps_and_records_seconds(configs: list[ExperimentConfig], data) -> float:
+    """Seconds of every block's SGD steps and each epoch's records (test evaluation and probe
+    measures, epoch 0 included) and nothing else: the least a sweep that keeps its per-epoch curves
+    can take."""
+    blocks = [TrialBlock([configs[i] for i in block], data) for block in group_blocks(configs, data)]
+    start = time.perf_counter()
+    with torch.no_grad():
+        for block in blocks:
+            block._record(0, {}, start)
+            for epoch in range(1, block.epochs + 1):
+                block.train_epoch()
+                block._record(epoch, {}, start)
+    return time.perf_counter() - start
+
+
 def whole_run(rounds: int) -> dict:
     """Seconds of a default run on the sample (until its result shows, and the whole call), of its
     SGD steps alone and of its training matmuls at the bare bound (best of `rounds` each, side by
@@ -146,7 +163,7 @@ def sweep_command(axes: list[str]) -> tuple[float, float]:
 def compare(configs: list[ExperimentConfig], axes: list[str], rounds: int, peak: float, workers: int) -> dict:
     data = load_trial_data(configs)
     gflop = sum(training_gflop(c, len(data[c.digits].train_y), data[c.digits].train_x.shape[1]) for c in configs)
-    times = {"loop": [], "engine": [], "no_machines": [], "command": [], "processes": [], "steps": []}
+    times = {"loop": [], "engine": [], "no_machines": [], "command": [], "processes": [], "steps": [], "records": []}
     startup, command_mb = [], 0.0
     processes = ["--workers", str(workers), "--threads-per-trial", "1"]
     for _ in range(rounds):
@@ -164,6 +181,7 @@ def compare(configs: list[ExperimentConfig], axes: list[str], rounds: int, peak:
         times["command"].append(seconds)
         times["processes"].append(sweep_command([*axes, *processes])[0])
         times["steps"].append(steps_seconds(configs, data))
+        times["records"].append(steps_and_records_seconds(configs, data))
     # The commands' times less the interpreter's start-up (the best seen, so none of its noise is
     # taken off the command).
     for way in ("command", "processes"):
@@ -204,6 +222,7 @@ def rows(name: str, figures: dict) -> list[str]:
         ),
         ("processes", f"(e) as (d) on {figures['workers']} worker processes × 1 thread, {less_startup}"),
         ("steps", "(f) ceiling: (b)'s SGD steps alone, nothing else"),
+        ("records", "(g) (f) and each epoch's records (test evaluation, probe measures), nothing else"),
     )
     for way, label in ways:
         best, worst = min(figures["times"][way]), max(figures["times"][way])
@@ -272,7 +291,9 @@ def main(argv=None) -> int:
         share = min(figures["times"]["steps"]) / min(figures["times"]["command"])
         lines.append(
             f"- {name}: the sweep command (d) runs at **{share:.2f}** of the steps-alone ceiling (f), "
-            f"best against best (goal ≥ 0.75: {verdict(share >= 0.75)})"
+            f"best against best (goal ≥ 0.75: {verdict(share >= 0.75)}); "
+            f"with nothing but the steps and each epoch's records (g) it would be at "
+            f"{min(figures['times']['steps']) / min(figures['times']['records']):.2f}"
         )
     ratio = run["result"] / run["bound"]
     lines += [
