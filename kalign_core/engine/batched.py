@@ -405,7 +405,9 @@ class TrialBlock:
         are `order` in the trial's own set; `sums` accumulates each model's loss sum, largest batch
         loss and errors."""
         t, batch, k = len(self.trials), rows.shape[1], self.k
-        x, y = self.all_x[rows], self.all_y[rows]  # T × batch × inputs, T × batch
+        # Whole rows by index_select: faster than indexing with a T × batch index.
+        x = self.all_x.index_select(0, rows.flatten()).view(t, batch, -1)  # T × batch × inputs
+        y = self.all_y[rows]  # T × batch
         h, per_model, logits = self._forward(x)  # T × batch × 2w, 2 × (T × batch × w), T × 2 × batch × k
         start = None if self.train_start is None else self.train_start.gather(1, order[:, :, None].expand(t, batch, k))
         logits = self._lazy(logits, None if self.lazy_scale is None else start)

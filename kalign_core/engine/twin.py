@@ -69,14 +69,20 @@ class LinearTwin:
 
     def batch_features(self, order: torch.Tensor) -> torch.Tensor:
         """φ₀ of each trial's batch, `order` its rows in the trial's own training set (T × batch)."""
-        return self.train_features.gather(1, order[:, :, None].expand(-1, -1, self.train_features.shape[2]))
+        t, n, w = self.train_features.shape
+        rows = (order + torch.arange(t, device=order.device)[:, None] * n).flatten()
+        # Whole rows by index_select: ten times faster than gather with an index per element.
+        return self.train_features.view(t * n, w).index_select(0, rows).view(t, -1, w)
 
     def step(self, x, features, d_outputs, hidden_lr, readout_lr, hidden_bias_ratio, readout_bias_ratio) -> None:
         """One SGD step of every twin on its batch x (T × batch × inputs, initial features
         `features`), from ∂L/∂f_lin (T × 2 × batch × k) and the block's rates, as the network steps:
         the gradient J₀ᵀ·∂L/∂f_lin in closed form."""
-        scaled = d_outputs * hidden_lr
-        grad = on_pattern(torch.cat([torch.bmm(scaled[:, m], self.a0) for m in (0, 1)], dim=2), features)
+        t, _, batch, k = d_outputs.shape
+        # Both models' twins share A₀, so one product gives their hidden gradients side by side: rows
+        # (digit, model) of ∂L/∂f times A₀ are T × batch × 2w as the weights hold them.
+        scaled = (d_outputs * hidden_lr).transpose(1, 2).reshape(t, batch * 2, k)
+        grad = on_pattern(torch.bmm(scaled, self.a0).view(t, batch, -1), features)
         step_out = d_outputs * readout_lr
         for m in (0, 1):
             self.da[:, m].baddbmm_(step_out[:, m].transpose(1, 2), features, alpha=-1.0)
