@@ -43,6 +43,10 @@ ACTIVE_STATES = ("waiting", "running")
 WORKER_DIED = (
     "the training process stopped unexpectedly (killed, out of memory, or its machine lost); press Train to try again"
 )
+SWEEP_WORKER_DIED = (
+    "a training process stopped unexpectedly (killed, out of memory, or its machine lost); the trials saved "
+    "so far are kept: press Run to go on"
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +88,7 @@ class JobSlots:
         self._queue: list[object] = []
         self._holders: list[TrainingJob] = []
 
-    def acquire(self, job: TrainingJob, cancelled: Callable[[], bool], poll_s: float = 0.2) -> bool:
+    def acquire(self, job: TrainingJob | SweepBlock, cancelled: Callable[[], bool], poll_s: float = 0.2) -> bool:
         """Wait for a slot; False when `cancelled()` turns true first."""
         with self._changed:
             self._queue.append(job)
@@ -117,13 +121,36 @@ class JobSlots:
             holders = list(self._holders)
         if len(holders) < self.limit:
             return 0.0
-        left = [job.status().seconds_left for job in holders]
+        left = [job.status().seconds_left if isinstance(job, TrainingJob) else job.seconds_left for job in holders]
         return None if None in left else min(left)
 
     @property
     def running(self) -> int:
         with self._changed:
             return len(self._holders)
+
+    def block_runner(self):
+        """How a sweep's blocks train in these slots (sweep.backends.BlockRunner), where the slots
+        are on a Ray cluster; None on this machine's worker processes, beside which a sweep runs
+        its own."""
+        return self.run_block if hasattr(self.workers, "run_block") else None
+
+    def run_block(self, configs: list[dict], threads: int, keep: str, should_stop) -> list:
+        """A sweep's block of trials in a slot, taken in arrival order like a run's; nothing when
+        should_stop turns true before a slot is free."""
+        holder = SweepBlock()
+        if not self.acquire(holder, should_stop):
+            return []
+        try:
+            return self.workers.run_block(configs, threads, keep, should_stop)
+        finally:
+            self.release(holder)
+
+
+class SweepBlock:
+    """A sweep's block of trials holding a slot; how long it takes is not told."""
+
+    seconds_left = None
 
 
 def result_nbytes(result: ExperimentResult) -> int:
@@ -450,16 +477,18 @@ class SweepStatus:
 class SweepJob(BackgroundJob):
     """`run_sweep` in a daemon thread, for a user interface that polls `status()` and may `stop()`
     (queue no more blocks of trials; the running ones end unsaved, the saved ones stay); safe from any
-    thread. The trials run in worker processes (never in this one)."""
+    thread. The trials run in worker processes (never in this one), or by `run_block` (the server's
+    job slots on a Ray cluster: JobSlots.block_runner)."""
 
     thread_name = "kalign-sweep"
 
-    def __init__(self, spec: SweepSpec, folder, options: SweepOptions | None = None, cost=None):
+    def __init__(self, spec: SweepSpec, folder, options: SweepOptions | None = None, cost=None, run_block=None):
         super().__init__()
         self.spec, self.folder = spec, pathlib.Path(folder)
         self.id = secrets.token_urlsafe(16)  # in the page's address while it runs: a reload finds it again
         # The trials train in worker processes, leaving this server's torch threads as they are.
         self._options, self._cost = options or SweepOptions(in_process=False), cost
+        self._run_block = run_block
         self._status = SweepStatus("running", None, [], None)
 
     def status(self) -> SweepStatus:
@@ -474,7 +503,9 @@ class SweepJob(BackgroundJob):
         from kalign_core.sweep.runner import run_sweep  # the engine loads torch: the server only when a sweep starts
 
         try:
-            outcome = run_sweep(self.spec, self.folder, self._options, self._on_progress, self._stop.is_set, self._cost)
+            outcome = run_sweep(
+                self.spec, self.folder, self._options, self._on_progress, self._stop.is_set, self._cost, self._run_block
+            )
             state = "stopped" if outcome.stopped else "finished"
             with self._lock:
                 self._status = replace(self._status, state=state, summaries=outcome.summaries)
@@ -483,6 +514,8 @@ class SweepJob(BackgroundJob):
                 message = str(error)
             elif isinstance(error, DataUnavailable):  # the reason in words; the paths go to the log
                 message = error.words
+            elif isinstance(error, WorkerDied):
+                message = SWEEP_WORKER_DIED
             else:
                 message = SERVER_ERROR
             log.exception("sweep into %s failed", self.folder)

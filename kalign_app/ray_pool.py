@@ -12,6 +12,7 @@ slot, and a new actor takes the slot where the cluster has room.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -56,6 +57,19 @@ class _Trainer:
         self._stop.clear()
         threading.Thread(target=workers._train, args=(self, self._stop, (config, data_dir)), daemon=True).start()
 
+    def run_block(self, configs: list[dict], threads: int, keep: str, data_dir: str) -> list:
+        """A sweep's block of trials (sweep.backends.train_block), ending between batches at `stop`."""
+        from kalign_core.config import ExperimentConfig
+        from kalign_core.data import load_digits
+        from kalign_core.sweep.backends import train_block
+
+        self._stop.clear()
+        data = {}  # each pair's digits once, from the server's data folder as a run's are
+        for config in map(ExperimentConfig.from_dict, configs):
+            if config.digits not in data:
+                data[config.digits] = load_digits(config.digits, config.source, root=data_dir)
+        return train_block(configs, threads, keep, self._stop.is_set, data)
+
     def send_bytes(self, message: bytes) -> None:  # what `_train` sends to: the queue
         self._outbox.put(message)
 
@@ -98,18 +112,41 @@ class RayPool:
     def train(self, config, on_start, on_epoch, should_stop) -> ExperimentResult:
         """`workers.Worker.train` on an actor of the cluster: the result as `run_experiment` returns it.
         Raises TrainingFailed for an error in the run, WorkerDied when its actor (or node) is lost."""
+        with self._actor(should_stop, workers.TrainingFailed) as actor:
+            self._call(actor.train.remote(config.to_dict(), str(default_data_dir())), None)
+            return workers.follow(self._messages(actor, should_stop), on_start, on_epoch)
+
+    def run_block(self, configs: list[dict], threads: int, keep: str, should_stop) -> list:
+        """A sweep's block of trials on an actor of the cluster (`_Trainer.run_block`); nothing when
+        should_stop turns true before an actor is found. Raises WorkerDied when the actor (or its
+        node) is lost: the trials of the sweep saved so far stay."""
+        from ray.exceptions import RayTaskError
+
+        try:
+            # An error raised in the block (a RayTaskError, also an instance of its cause) leaves the actor fine.
+            with self._actor(should_stop, RayTaskError) as actor:
+                ref = actor.run_block.remote(configs, threads, keep, str(default_data_dir()))
+                while not self._ray.wait([ref], timeout=workers.POLL_S)[0]:
+                    if should_stop():
+                        actor.stop.remote()
+                return self._call(ref, None)
+        except workers.TrainingFailed:  # stopped while it waited for an actor
+            return []
+
+    @contextlib.contextmanager
+    def _actor(self, should_stop, harmless: type[BaseException] | tuple):
+        """An actor checked out for the `with` block: back to the idle ones after it, or after an
+        error of the `harmless` kinds; any other error (a lost actor or node) replaces it."""
         actor = self._checkout(should_stop)
         try:
-            self._call(actor.train.remote(config.to_dict(), str(default_data_dir())), None)
-            result = workers.follow(self._messages(actor, should_stop), on_start, on_epoch)
-        except workers.TrainingFailed:
+            yield actor
+        except harmless:
             self._checkin(actor)
             raise
         except BaseException:
             self._replace(actor)
             raise
         self._checkin(actor)
-        return result
 
     def _messages(self, actor, should_stop):
         while True:

@@ -1,6 +1,7 @@
 """Running a sweep from a page, shared by the Sweeps page and the Width lab: the server's sweeps
 folder, one sweep at a time on the server, the estimate before it starts, the Run button, the live
-progress while it trains in the app's worker processes, and what became of it.
+progress while it trains in the app's worker processes (or its job slots on Ray), and what became
+of it.
 
 A session has one sweep at a time (`sweep_job`), whichever page started it; both pages show its
 progress, and open its folder when it ends.
@@ -86,6 +87,7 @@ def plan(spec: SweepSpec, folder: pathlib.Path, workers: int, labels: Mapping[st
     """Trials and estimated time; True when there is something to run. `labels`: what the page
     calls each setting, for errors that name one."""
     total = len(spec.trials())
+    workers = sweep_options(workers, None).workers
     try:
         pending, seconds = estimate_seconds(spec, SweepOptions(workers=workers), folder, spec_cost(spec))
     except (ValueError, OSError) as error:  # e.g. the folder holds trials with other settings
@@ -102,10 +104,15 @@ def plan(spec: SweepSpec, folder: pathlib.Path, workers: int, labels: Mapping[st
         st.success(f"{every} ({axes}) {'is' if total == 1 else 'are'} in **{folder.name}**: see the results below.")
         return False
     already = f", {total - pending} already done" if pending < total else ""
+    where = (
+        f"{counted(min(workers, pending), 'job slot')} of the Ray cluster, as they come free beside the class's runs"
+        if slots_runner() is not None
+        else f"{counted(min(workers, pending), 'worker')}, plus the workers' start-up "
+        "(each starts Python and imports torch: seconds)"
+    )
     st.info(
         f"**{counted(total, 'trial')}** ({axes}{already}) into **{folder.name}**: about **{duration(seconds)}** of "
-        f"training on {counted(min(workers, pending), 'worker')}, plus the workers' start-up "
-        "(each starts Python and imports torch: seconds).",
+        f"training on {where}.",
         icon=":material/schedule:",
     )
     return True
@@ -118,7 +125,8 @@ def run_button(spec: SweepSpec, folder: pathlib.Path, workers: int, keep: str | 
     if elsewhere:
         st.info(f"Another session's sweep ({elsewhere}) is running on this server; one runs at a time.")
     if st.button("Run", type="primary", icon=":material/play_arrow:", key=button_key, disabled=bool(elsewhere)):
-        job = SweepJob(spec, folder, sweep_options(workers, keep), spec_cost(spec)).start()
+        runner = slots_runner()
+        job = SweepJob(spec, folder, sweep_options(workers, keep), spec_cost(spec), runner).start()
         server_sweeps()[folder] = job
         st.session_state.sweep_job = job
         st.session_state.sweep_outcome = None
@@ -127,9 +135,18 @@ def run_button(spec: SweepSpec, folder: pathlib.Path, workers: int, keep: str | 
 
 
 def sweep_options(workers: int, keep: str | None) -> SweepOptions:
-    """In the server's worker processes, also when its runs train on Ray (KALIGN_RAY_ADDRESS): its
-    actors hold the cluster's CPUs between runs, so a sweep's Ray tasks would wait for them."""
+    """`workers` worker processes of the sweep's own; where the server's runs train on Ray (its
+    actors hold the cluster's CPUs), the job slots' block runner trains the blocks instead, in at
+    most half of the slots at once, so that the class's runs keep going beside it."""
+    if slots_runner() is not None:
+        return SweepOptions(workers=max(1, ui.job_slots().limit // 2), keep=keep)
     return SweepOptions(workers=workers, in_process=False, keep=keep)
+
+
+def slots_runner():
+    """The job slots' block runner where the server's runs train on Ray (KALIGN_RAY_ADDRESS), else
+    None (and the local slots are left unstarted)."""
+    return ui.job_slots().block_runner() if environment.ray_address() is not None else None
 
 
 def current_job() -> SweepJob | None:

@@ -1,5 +1,6 @@
-"""Where a sweep's trials run: in this process, in a pool of worker processes, or as Ray tasks; in
-each, in blocks trained as one batched computation (engine/batched.py).
+"""Where a sweep's trials run: in this process, in a pool of worker processes, as Ray tasks, or handed
+to a caller's block runner (a server's job slots); in each, in blocks trained as one batched
+computation (engine/batched.py).
 
 Pending trials are grouped into blocks (`trial_blocks`), about one per worker so that each has work.
 Each backend trains a block with `iter_trials` and hands back, per trial, the files its folder is to
@@ -22,8 +23,9 @@ import math
 import os
 import pathlib
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, as_completed, wait
 from multiprocessing import get_context
 
 from ..config import ExperimentConfig
@@ -38,6 +40,9 @@ from .spec import Trial
 
 # A trial that came back and the files its folder is to hold.
 FinishedTrial = tuple[Trial, dict[str, bytes]]
+# Trains a block somewhere else (e.g. in a server's job slots): (configs as `ExperimentConfig.to_dict()`,
+# torch threads, keep, should_stop) → (position in the block, files) per trial trained, as `train_block`.
+BlockRunner = Callable[[list[dict], int, str, Callable[[], bool]], list[tuple[int, dict[str, bytes]]]]
 # How often a pool's sweep checks should_stop while its blocks train.
 STOP_POLL_S = 0.2
 
@@ -52,11 +57,17 @@ def trial_blocks(pending: list[Trial], workers: int, data=None) -> list[list[Tri
 
 
 def trial_results(
-    pending: list[Trial], options: SweepOptions, should_stop: Callable[[], bool] = lambda: False
+    pending: list[Trial],
+    options: SweepOptions,
+    should_stop: Callable[[], bool] = lambda: False,
+    run_block: BlockRunner | None = None,
 ) -> Iterator[list[FinishedTrial]]:
     """The trials of each block as it finishes, with the files each trial's folder is to hold, run
-    as `options` (settled: threads and keep decided) say. Close the iterator to cancel what is left."""
+    as `options` (settled: threads and keep decided) say, or by `run_block`, up to `options.workers`
+    blocks at once. Close the iterator to cancel what is left."""
     threads, keep, workers = options.threads_per_trial, options.keep, options.workers
+    if run_block is not None:
+        return _runner_results(pending, workers, threads, should_stop, keep, run_block)
     if options.backend == "ray":
         return _ray_results(pending, workers, threads, options.address, options.gpus_per_trial, keep)
     if not (workers == 1 if options.in_process is None else options.in_process):
@@ -81,11 +92,18 @@ def _train_block(configs: list[ExperimentConfig], should_stop=None, keep: str = 
 def run_block(
     configs: list[dict], threads: int, keep: str, stop_file: str | None = None
 ) -> list[tuple[int, dict[str, bytes]]]:
-    """A block of trials (configs as `ExperimentConfig.to_dict()`) with a fixed thread count: what
-    worker processes and Ray tasks run. Once `stop_file` exists, the block ends between batches."""
-    should_stop = None if stop_file is None else lambda: os.path.exists(stop_file)
+    """`train_block` for worker processes and Ray tasks: once `stop_file` exists, the block ends
+    between batches."""
+    return train_block(configs, threads, keep, None if stop_file is None else lambda: os.path.exists(stop_file))
+
+
+def train_block(
+    configs: list[dict], threads: int, keep: str, should_stop: Callable[[], bool] | None = None, data=None
+) -> list[tuple[int, dict[str, bytes]]]:
+    """A block of trials (configs as `ExperimentConfig.to_dict()`) with a fixed thread count, ending
+    between batches once `should_stop()`; `data` as `_train_block` takes it."""
     with torch_threads(threads):
-        return list(_train_block([ExperimentConfig.from_dict(c) for c in configs], should_stop, keep))
+        return list(_train_block([ExperimentConfig.from_dict(c) for c in configs], should_stop, keep, data))
 
 
 def _sequential_results(pending, workers, threads, should_stop, keep) -> Iterator[list[FinishedTrial]]:
@@ -124,6 +142,25 @@ def _pool_results(pending, workers, threads, should_stop, keep) -> Iterator[list
         pathlib.Path(stop_file).touch()  # a closed iterator (a raising on_progress) stops them too
         pool.shutdown(wait=True, cancel_futures=True)
         flags.cleanup()
+
+
+def _runner_results(pending, workers, threads, should_stop, keep, run_block) -> Iterator[list[FinishedTrial]]:
+    """Blocks handed to `run_block`, up to `workers` at once from threads of this process, each
+    with a should_stop that also turns true once the iterator is closed (a raising on_progress)."""
+    blocks = trial_blocks(pending, workers)
+    closed = threading.Event()
+
+    def ending() -> bool:
+        return closed.is_set() or should_stop()
+
+    pool = ThreadPoolExecutor(max_workers=min(workers, len(blocks)) or 1, thread_name_prefix="kalign-sweep-block")
+    try:
+        futures = {pool.submit(run_block, _shipped(block), threads, keep, ending): block for block in blocks}
+        for future in as_completed(futures):
+            yield _paired(futures[future], future.result())
+    finally:
+        closed.set()
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _paired(block: list[Trial], trained) -> list[FinishedTrial]:

@@ -22,7 +22,7 @@ from ..devices import torch_threads
 from ..engine.batched import iter_trials
 from ..files import write_atomically
 from ..runs import RUN_JSON, result_from_json, write_run_folder
-from .backends import trial_files, trial_results
+from .backends import BlockRunner, trial_files, trial_results
 from .options import SweepOptions
 from .spec import SUMMARY_CSV, SWEEP_JSON, SweepSpec, Trial, TrialSummary, finished_trials, summarize, summary_csv
 
@@ -114,9 +114,12 @@ def run_sweep(
     on_progress: Callable[[SweepProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     cost: CostModel | None = None,
+    run_block: BlockRunner | None = None,
 ) -> SweepOutcome:
     """Run the trials not yet in `folder`, saving each as `folder/<trial id>` and rewriting
-    `folder/summary.csv` after each block of trials, where and how `options` say (SweepOptions).
+    `folder/summary.csv` after each block of trials, where and how `options` say (SweepOptions), or
+    by `run_block` (backends.BlockRunner: e.g. a server's job slots) with the options' threads, keep
+    and number of blocks at once.
 
     In this process, should_stop can end a trial midway, which is not saved. With a pool or Ray,
     should_stop and a raising on_progress cancel the queued blocks of trials and end the running
@@ -136,7 +139,7 @@ def run_sweep(
     # Heaviest first, so that a pool does not end waiting on one wide trial.
     pending = sorted((t for t in trials if t.id not in done), key=lambda t: -t.width * t.config.epochs)
     # Checks the options now; no trial starts before the loop below asks for results.
-    results = trial_results(pending, options, should_stop)
+    results = trial_results(pending, options, should_stop, run_block)
     folder.mkdir(parents=True, exist_ok=True)
     write_atomically(
         folder / SWEEP_JSON,

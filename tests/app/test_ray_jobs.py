@@ -1,16 +1,20 @@
-"""The dashboard's runs on a Ray cluster (KALIGN_RAY_ADDRESS): the library's numbers, Stop, and a
-lost actor ending only its run, with its slot freed."""
+"""The dashboard's runs and page sweeps on a Ray cluster (KALIGN_RAY_ADDRESS): the library's numbers,
+Stop, and a lost actor ending only its run, with its slot freed."""
 
 import os
 import signal
+from dataclasses import replace
 
 import pytest
 import torch
 
-from apptest import wait_until
+from apptest import open_app, texts, wait_until
 from kalign_app import environment, jobs
 from kalign_core import run_experiment
 from kalign_core.devices import torch_threads
+from kalign_core.sweep.options import SweepOptions
+from kalign_core.sweep.runner import run_sweep
+from kalign_core.sweep.spec import SweepSpec
 
 if os.environ.get("CI") == "true":
     import ray  # CI installs ray: these tests must run there
@@ -86,3 +90,65 @@ def test_a_lost_actor_ends_only_its_run_in_words_and_frees_its_slot(ray_slots, s
     assert ray_slots.running == 0
     again = jobs.TrainingJob(small_config(), ray_slots).start()  # a new actor takes the slot
     assert again.wait(120) and again.status().state == "finished"
+
+
+def test_a_page_sweep_trains_its_blocks_in_the_ray_slots_with_the_library_s_numbers(
+    ray_slots, small_config, tmp_path, monkeypatch, keep_torch_threads
+):
+    spec = SweepSpec(small_config(epochs=1), pairs=((0, 1), (2, 3), (4, 5)), seeds=(0, 1))
+    options = SweepOptions(workers=2, threads_per_trial=1)
+    blocks = []
+    trained_on_ray = ray_slots.workers.run_block
+    monkeypatch.setattr(ray_slots.workers, "run_block", lambda *args: blocks.append(args[0]) or trained_on_ray(*args))
+    job = jobs.SweepJob(spec, tmp_path / "ray", options, run_block=ray_slots.block_runner()).start()
+    assert job.wait(180) and job.status().state == "finished", job.status().error
+    assert len(blocks) == 2 and sum(map(len, blocks)) == 6 and ray_slots.running == 0
+    here = run_sweep(spec, tmp_path / "here", replace(options, in_process=True))
+
+    def numbers(summaries):
+        return sorted((replace(s, seconds=0.0) for s in summaries), key=lambda s: s.trial_id)
+
+    assert numbers(job.status().summaries) == numbers(here.summaries)
+
+
+def test_stop_reaches_a_page_sweep_in_the_ray_slots_and_keeps_its_folder(ray_slots, small_config, tmp_path):
+    spec = SweepSpec(small_config(epochs=500), pairs=((0, 1),))
+    job = jobs.SweepJob(spec, tmp_path, SweepOptions(workers=1), run_block=ray_slots.block_runner()).start()
+    wait_until(lambda: ray_slots.running, lambda running: running == 1, timeout=120)
+    job.stop()
+    assert job.wait(60) and job.status().state == "stopped"
+    assert ray_slots.running == 0 and (tmp_path / "sweep.json").exists()
+
+
+def test_the_width_lab_on_ray_trains_its_sweep_in_the_job_slots(ray_slots, fresh_server, monkeypatch, tmp_path):
+    monkeypatch.setenv("KALIGN_RAY_ADDRESS", "local")
+    monkeypatch.setattr(jobs, "server_slots", lambda: ray_slots)  # the cluster's slots, as the server has them
+    blocks = []
+    trained_on_ray = ray_slots.workers.run_block
+    monkeypatch.setattr(ray_slots.workers, "run_block", lambda *args: blocks.append(args[0]) or trained_on_ray(*args))
+    at = open_app()
+    at.session_state["settings"] = {**at.session_state["settings"], "probe_size": 40, "batch_size": 100}
+    at.switch_page("pages/width_lab.py").run()
+    at.multiselect(key="lab_widths").set_value([32, 64])
+    at.number_input(key="lab_epochs").set_value(1)
+    at.multiselect(key="lab_parametrizations").set_value(["mup"])
+    at.number_input(key="lab_seeds").set_value(1).run()
+    assert "job slot of the Ray cluster" in texts(at.info)
+    at.button(key="run_lab").click().run()
+    assert at.session_state["sweep_job"].wait(180)
+    at.run()
+    assert not at.exception and not at.error
+    assert "All 2 trials" in texts(at.success)
+    assert sum(map(len, blocks)) == 2 and ray_slots.running == 0
+
+
+def test_a_lost_actor_ends_a_page_sweep_in_words_and_keeps_what_it_saved(ray_slots, small_config, tmp_path):
+    ray_slots.workers.warm()
+    [pid] = ray_slots.workers.pids  # the one slot's actor, which the sweep's block takes
+    spec = SweepSpec(small_config(epochs=500), pairs=((0, 1),))
+    job = jobs.SweepJob(spec, tmp_path, SweepOptions(workers=1), run_block=ray_slots.block_runner()).start()
+    wait_until(lambda: ray_slots.running, lambda running: running == 1, timeout=120)
+    os.kill(pid, signal.SIGKILL)  # as a lost node would end it
+    assert job.wait(60)
+    assert job.status().state == "failed" and job.status().error == jobs.SWEEP_WORKER_DIED
+    assert ray_slots.running == 0 and (tmp_path / "sweep.json").exists()
