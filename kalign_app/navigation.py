@@ -45,6 +45,7 @@ def menu(position: str = "sidebar"):
         st.navigation(pages, position="hidden")  # the linked page and its query string wait for the password
         password.show_gate(APP_TITLE)
         st.stop()
+    password.hand_over_cookie()
     st.session_state[_APP_RAN] = True
     return st.navigation(pages, position=position)
 

@@ -1,8 +1,13 @@
 """The password gate, Streamlit's pattern for apps without single sign-on. With KALIGN_PASSWORD set (or
 `password` in .streamlit/secrets.toml), a browser session sees only a password prompt until it has
-given the password; a reload or a new tab is a new session and asks again. A server that other
+given the password. A server that other
 machines can reach (server.address not a loopback address) and that has no password shows nothing
 but how to set one: kalign refuses to serve a network without a password.
+
+A session that gives the password hands its browser a cookie for the browser's session (until it
+closes), so that a reload or another tab is let in without asking again. The cookie is an HMAC of the
+password's digest under a random key of this server process: it says nothing of the password, and
+opens only this server, with this password, until the server restarts.
 
 Guessing is slowed without locking anyone out. A session waits before each try after a wrong one,
 longer each time (1, 2, 4 … 30 s); and while the whole server has seen WRONG_PER_MINUTE wrong tries in
@@ -19,6 +24,7 @@ import hmac
 import ipaddress
 import logging
 import os
+import secrets
 import threading
 import time
 
@@ -35,6 +41,8 @@ WINDOW_S = 60.0
 _TYPED = "password_typed"  # the prompt's field, emptied by each try
 _GIVEN = "password_given"  # this session gave the right password
 _WRONG = "password_wrong_tries"  # this session's wrong tries since it last gave the right one
+_TYPED_RIGHT = "password_typed_right"  # this session typed it (so its browser is to get the cookie)
+COOKIE = "kalign_pass"
 HOW_TO_SET = "set KALIGN_PASSWORD (or `password` in .streamlit/secrets.toml) and restart the server"
 
 
@@ -120,15 +128,59 @@ def server_wrong_tries() -> WrongTries:
     return WrongTries()
 
 
+@st.cache_resource
+def _server_key() -> bytes:
+    return secrets.token_bytes(32)
+
+
+def pass_token(wanted: str, key: bytes) -> str:
+    """The cookie's value for the password `wanted` under a server's `key`."""
+    digest = hashlib.sha256(wanted.encode("utf-8", "surrogatepass")).digest()
+    return hmac.new(key, digest, hashlib.sha256).hexdigest()
+
+
+def browser_cookie() -> str | None:
+    """The pass cookie the browser sent when this session connected (none without a browser, as in
+    AppTest)."""
+    kept = st.context.cookies.get(COOKIE)
+    return kept if isinstance(kept, str) else None
+
+
 def admitted() -> bool:
-    """Whether this session may see the app."""
+    """Whether this session may see the app: it gave the password, or its browser did earlier in
+    its session (the cookie)."""
     if st.session_state.get(_GIVEN):
         return True
     try:
         wanted = configured()
     except SecretsUnreadable:
         return False
-    return wanted is None and not reachable_from_other_machines(st.get_option("server.address"))
+    if wanted is None:
+        return not reachable_from_other_machines(st.get_option("server.address"))
+    kept = browser_cookie()
+    if kept is not None and hmac.compare_digest(kept.encode(), pass_token(wanted, _server_key()).encode()):
+        st.session_state[_GIVEN] = True
+        log.info("a session came back with its browser's pass cookie")
+        return True
+    return False
+
+
+def hand_over_cookie() -> None:
+    """In a session that typed the password: the browser keeps the pass cookie for its own session
+    (no expiry date), until it has it. A script, since Streamlit sets no cookies of its own."""
+    if not st.session_state.get(_TYPED_RIGHT):
+        return
+    try:
+        wanted = configured()
+    except SecretsUnreadable:
+        return
+    if wanted is None or browser_cookie() == (token := pass_token(wanted, _server_key())):
+        return
+    st.html(
+        f"<script>document.cookie = '{COOKIE}={token}; path=/; SameSite=Strict'"
+        " + (location.protocol === 'https:' ? '; Secure' : '');</script>",
+        unsafe_allow_javascript=True,
+    )
 
 
 def _check() -> None:
@@ -143,7 +195,7 @@ def _check() -> None:
     except SecretsUnreadable:
         return
     if wanted is not None and matches(typed, wanted):
-        st.session_state[_GIVEN] = True
+        st.session_state[_GIVEN] = st.session_state[_TYPED_RIGHT] = True
         st.session_state.pop(_WRONG, None)
         log.info("a session gave the password")
     else:

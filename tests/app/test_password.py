@@ -93,6 +93,30 @@ def test_a_wrong_password_is_refused_then_the_right_one_opens_the_form_with_the_
 
 
 @pytest.mark.usefixtures("with_password")
+def test_the_browser_keeps_a_pass_cookie_that_lets_its_next_sessions_in_and_no_other(monkeypatch):
+    at = give(locked_app(**TINY), PASSWORD)
+    [script] = [element.proto.body for element in at.get("html")]
+    token = password.pass_token(PASSWORD, password._server_key())
+    assert f"document.cookie = '{password.COOKIE}={token}; path=/; SameSite=Strict'" in script
+    assert PASSWORD not in script
+    cookies = {}
+    monkeypatch.setattr(password, "browser_cookie", lambda: cookies.get(password.COOKIE))
+    cookies[password.COOKIE] = token  # a reload or another tab of that browser
+    again = locked_app("pages/kernels.py")
+    assert not again.exception and not again.text_input and not again.get("html")
+    assert [title.value for title in again.title] == ["Kernels"]
+    for other in (
+        token[:-1] + ("0" if token[-1] != "0" else "1"),
+        password.pass_token(PASSWORD, b"another server's key"),  # a restarted server: asks again
+        password.pass_token(PASSWORD + "!", password._server_key()),  # the password changed
+        "",
+        "é" * 64,
+    ):
+        cookies[password.COOKIE] = other
+        assert_only_the_prompt(locked_app(**TINY))
+
+
+@pytest.mark.usefixtures("with_password")
 def test_a_lesson_link_opens_its_lesson_after_the_password():
     lesson = LESSONS[-1]
     at = give(locked_app("pages/lessons.py", lesson=lesson.id), PASSWORD)

@@ -1,10 +1,12 @@
 """The password gate in a real browser: a server started with KALIGN_PASSWORD shows each browser
 session only the prompt, on any page and whatever the link, until it gives the password; a wrong
-one is refused; the right one opens the page the link named, with its query string."""
+one is refused; the right one opens the page the link named, with its query string, and the
+browser's later reloads and tabs; another browser, even with a forged cookie, sees the prompt."""
 
 import pytest
 from test_e2e_browser import require_browser
 
+from kalign_app import password
 from kalign_app.browser import IDLE, launch_chromium, streamlit_server
 from kalign_app.navigation import APP_TITLE
 from kalign_core.lessons import LESSONS
@@ -71,9 +73,19 @@ def test_each_browser_sees_only_the_prompt_until_it_gives_the_password(server):
         assert "/lessons" in first.url and f"lesson={lesson.id}" in first.url
         first.get_by_role("link", name="Kernels").click()  # the session stays open on every page
         expect(first.locator("h1").first).to_have_text("Kernels")
+        open_page(first, f"{server}/kernels")  # a reload: the browser's pass cookie lets it in
+        expect(first.locator("h1").first).to_have_text("Kernels")
+        expect(first.locator("input[type='password']")).to_have_count(0)
+        tab = first.context.new_page()  # another tab of that browser
+        open_page(tab, f"{server}/lessons?lesson={lesson.id}")
+        expect(tab.locator("h1").first).to_have_text("Lessons")
+        [kept] = [c for c in first.context.cookies() if c["name"] == password.COOKIE]
+        assert PASSWORD not in kept["value"] and kept["expires"] == -1  # for the browser's session only
 
         other = browser.new_context().new_page()  # another browser, without the password
         other.set_default_timeout(60_000)
+        forged = {**kept, "value": kept["value"][::-1]}
+        other.context.add_cookies([{k: forged[k] for k in ("name", "value", "domain", "path")}])
         for path in ("kernels", "runs?width=64", f"lessons?lesson={lesson.id}", "?width=64"):
             open_page(other, f"{server}/{path}")
             expect_only_the_prompt(other)
