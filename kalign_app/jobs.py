@@ -114,15 +114,21 @@ class JobSlots:
             return self._queue.index(job) if job in self._queue else None
 
     def first_free_in(self) -> float | None:
-        """Seconds until a slot is free, from the progress of the jobs training in them (their
+        """Seconds until a slot is free, from the progress of the runs training in them (their
         recent epochs' times and the epochs left): 0 when one is free now; None while one of them
-        has not finished an epoch, so that nothing says how long it will take."""
+        has not finished an epoch, or only a sweep's blocks (which tell no time) hold slots. With
+        a sweep's blocks among the holders, a slot frees at the latest then."""
         with self._changed:
             holders = list(self._holders)
         if len(holders) < self.limit:
             return 0.0
-        left = [job.status().seconds_left if isinstance(job, TrainingJob) else job.seconds_left for job in holders]
-        return None if None in left else min(left)
+        left = [job.status().seconds_left for job in holders if isinstance(job, TrainingJob)]
+        return None if None in left or not left else min(left)
+
+    def sweep_blocks(self) -> int:
+        """How many slots a sweep's blocks of trials hold now."""
+        with self._changed:
+            return sum(isinstance(holder, SweepBlock) for holder in self._holders)
 
     @property
     def running(self) -> int:
@@ -148,9 +154,7 @@ class JobSlots:
 
 
 class SweepBlock:
-    """A sweep's block of trials holding a slot; how long it takes is not told."""
-
-    seconds_left = None
+    """A sweep's block of trials in the slots' queue or holding a slot (it tells no time left)."""
 
 
 def result_nbytes(result: ExperimentResult) -> int:
@@ -213,6 +217,7 @@ class JobStatus:
     seconds_left: float | None
     error: str | None
     slot_free_in: float | None = None  # while waiting: seconds until a slot frees (JobSlots.first_free_in)
+    sweep_slots: int = 0  # while waiting: slots a sweep's blocks hold (JobSlots.sweep_blocks)
 
     @property
     def active(self) -> bool:
@@ -305,6 +310,7 @@ class TrainingJob(BackgroundJob):
             seconds_left=_seconds_left(result) if state == "running" else None,
             error=error,
             slot_free_in=self._slots.first_free_in() if waiting else None,
+            sweep_slots=self._slots.sweep_blocks() if waiting else 0,
         )
 
     def first_look(self, timeout: float, grace: float = 0.0, poll_s: float = 0.05) -> JobStatus:

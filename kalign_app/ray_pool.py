@@ -157,11 +157,12 @@ class RayPool:
 
     def _call(self, ref, timeout_s: float | None):
         """ray.get, with a lost actor or node (or no room for it in time) raised as WorkerDied."""
-        from ray.exceptions import GetTimeoutError, RayActorError
+        from ray.exceptions import GetTimeoutError, ObjectLostError, RayActorError
 
         try:
             return self._ray.get(ref, timeout=timeout_s)
-        except (RayActorError, GetTimeoutError) as error:
+        # ObjectLostError: a result lost with its node before it was fetched.
+        except (RayActorError, GetTimeoutError, ObjectLostError) as error:
             log.error("a Ray training actor was lost: %s", error)
             raise workers.WorkerDied(None, None) from None
 
@@ -251,9 +252,9 @@ class RayPool:
             return self._capacity
 
 
-def connect(address: str) -> Cluster:
-    """Join the Ray cluster at `address` ("local": start one on this machine) unless this process
-    already has; what it has."""
+def connect(address: str, local_cpus: int | None = None) -> Cluster:
+    """Join the Ray cluster at `address` ("local": start one on this machine, with `local_cpus` CPUs
+    where given, else this machine's) unless this process already has; what it has."""
     import ray
 
     if not ray.is_initialized():
@@ -262,6 +263,7 @@ def connect(address: str) -> Cluster:
         _in_lasting_thread(
             lambda: ray.init(
                 address=address,  # "local" starts a Ray of our own, even beside another on this machine
+                num_cpus=local_cpus if address == "local" else None,
                 runtime_env={"py_modules": [str(root / "kalign_core"), str(root / "kalign_app")]},
                 include_dashboard=False,
                 log_to_driver=False,

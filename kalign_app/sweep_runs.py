@@ -19,7 +19,7 @@ from kalign_app import environment, params, ui
 from kalign_app.jobs import SweepJob
 from kalign_core.config import ConfigError
 from kalign_core.data import DataUnavailable
-from kalign_core.sweep.options import SweepOptions
+from kalign_core.sweep.options import SweepOptions, recorded_threads
 from kalign_core.sweep.runner import calibrate, estimate_seconds
 from kalign_core.sweep.spec import SUMMARY_CSV, SweepSpec, TrialSummary, counted, read_summary_csv, saved_sweeps
 from kalign_core.text import duration
@@ -87,8 +87,8 @@ def plan(spec: SweepSpec, folder: pathlib.Path, workers: int, labels: Mapping[st
     """Trials and estimated time; True when there is something to run. `labels`: what the page
     calls each setting, for errors that name one."""
     total = len(spec.trials())
-    workers = sweep_options(workers, None).workers
     try:
+        workers = sweep_options(workers, None, folder).workers
         pending, seconds = estimate_seconds(spec, SweepOptions(workers=workers), folder, spec_cost(spec))
     except (ValueError, OSError) as error:  # e.g. the folder holds trials with other settings
         why = params.capitalised(error.describe(labels)) if isinstance(error, ConfigError) else error
@@ -126,7 +126,7 @@ def run_button(spec: SweepSpec, folder: pathlib.Path, workers: int, keep: str | 
         st.info(f"Another session's sweep ({elsewhere}) is running on this server; one runs at a time.")
     if st.button("Run", type="primary", icon=":material/play_arrow:", key=button_key, disabled=bool(elsewhere)):
         runner = slots_runner()
-        job = SweepJob(spec, folder, sweep_options(workers, keep), spec_cost(spec), runner).start()
+        job = SweepJob(spec, folder, sweep_options(workers, keep, folder), spec_cost(spec), runner).start()
         server_sweeps()[folder] = job
         st.session_state.sweep_job = job
         st.session_state.sweep_outcome = None
@@ -134,19 +134,31 @@ def run_button(spec: SweepSpec, folder: pathlib.Path, workers: int, keep: str | 
         st.rerun()
 
 
-def sweep_options(workers: int, keep: str | None) -> SweepOptions:
+def sweep_options(workers: int, keep: str | None, folder: pathlib.Path | None = None) -> SweepOptions:
     """`workers` worker processes of the sweep's own; where the server's runs train on Ray (its
     actors hold the cluster's CPUs), the job slots' block runner trains the blocks instead, in at
-    most half of the slots at once, so that the class's runs keep going beside it."""
+    most half of the slots at once (so that the class's runs keep going beside it), at the slots'
+    torch threads unless the sweep in `folder` trained at others."""
     if slots_runner() is not None:
-        return SweepOptions(workers=max(1, ui.job_slots().limit // 2), keep=keep)
+        slots = ui.job_slots()
+        threads = (recorded_threads(folder) if folder is not None else None) or slots.threads_per_job
+        return SweepOptions(workers=_slots_in_use(slots) // 2, threads_per_trial=threads, keep=keep)
     return SweepOptions(workers=workers, in_process=False, keep=keep)
 
 
 def slots_runner():
-    """The job slots' block runner where the server's runs train on Ray (KALIGN_RAY_ADDRESS), else
-    None (and the local slots are left unstarted)."""
-    return ui.job_slots().block_runner() if environment.ray_address() is not None else None
+    """The job slots' block runner where the server's runs train on Ray (KALIGN_RAY_ADDRESS) in two
+    slots or more, else None (and the local slots are left unstarted): a sweep in the only slot would
+    keep every run waiting until it ends."""
+    if environment.ray_address() is None:
+        return None
+    slots = ui.job_slots()
+    return slots.block_runner() if _slots_in_use(slots) >= 2 else None
+
+
+def _slots_in_use(slots) -> int:
+    """How many runs the slots train at once now (fewer while the cluster has lost a node)."""
+    return min(slots.limit, slots.workers.capacity())
 
 
 def current_job() -> SweepJob | None:

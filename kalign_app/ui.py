@@ -18,6 +18,7 @@ from kalign_app.run_registry import AlreadyRunning, Entry, RunNotFound, RunRegis
 from kalign_core import data
 from kalign_core.config import SETTINGS
 from kalign_core.results import ExperimentResult
+from kalign_core.sweep.spec import counted
 from kalign_core.text import duration
 
 log = logging.getLogger("kalign.app")
@@ -385,15 +386,19 @@ def keep_job_alive() -> None:
 
 def slot_wait(status: jobs.JobStatus) -> str:
     """A waiting run's place in the queue and when it should start, from the progress of the runs
-    training in the slots, in words."""
+    training in the slots, in words. A sweep's trials in the slots tell no time: the wait is then
+    at most what the runs say."""
     ahead = status.queue_position or 0
     place = "yours is next" if ahead == 0 else f"{ahead} run{'s' if ahead > 1 else ''} ahead of yours"
     if status.slot_free_in is None:
+        if status.sweep_slots:
+            held = counted(status.sweep_slots, "slot")
+            return f"{place}; a sweep's trials hold {held} and tell no time, so the wait is not known yet"
         return f"{place}; the wait is known once the runs training now have finished an epoch"
     if status.slot_free_in == 0:
         return f"{place}; a slot is free now"
-    free = f"about {duration(status.slot_free_in)}"
-    return f"{place} and should start in {free}" if ahead == 0 else f"{place}; the first slot frees in {free}"
+    free = f"{'within' if status.sweep_slots else 'in'} about {duration(status.slot_free_in)}"
+    return f"{place} and should start {free}" if ahead == 0 else f"{place}; the first slot frees {free}"
 
 
 def time_left(seconds: float | None) -> str:

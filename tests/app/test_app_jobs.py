@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from apptest import wait_until
-from kalign_app import environment, jobs
+from kalign_app import environment, jobs, ui
 from kalign_core import devices, run_experiment
 from kalign_core.devices import torch_threads
 
@@ -274,3 +274,52 @@ def test_a_failed_sweep_says_why_in_words_without_server_paths(tmp_path, monkeyp
     status = job.status()
     assert status.state == "failed" and status.error == shown and "/srv" not in status.error
     assert any(record.exc_info and record.exc_info[1] is error for record in caplog.records)
+
+
+class FakePool:
+    """A pool that trains nothing: the slots' bookkeeping alone. With `blocks`, it takes a sweep's
+    blocks of trials, which wait for `go`."""
+
+    threads = size = 1
+
+    def __init__(self, blocks: bool):
+        self.go = threading.Event()
+        if blocks:
+            self.run_block = self._run_block
+
+    def warm(self):
+        pass
+
+    def capacity(self):
+        return self.size
+
+    def _run_block(self, configs, threads, keep, should_stop):
+        self.go.wait(30)
+        return [(position, {}) for position in range(len(configs))]
+
+
+def test_a_sweep_block_takes_a_slot_in_turn_and_a_run_waiting_behind_it_says_so(small_config):
+    pool = FakePool(blocks=True)
+    slots = jobs.JobSlots(1, pool)
+    runner = slots.block_runner()
+    trained = []
+    block = threading.Thread(target=lambda: trained.append(runner([{}, {}], 1, "lean", lambda: False)))
+    block.start()
+    wait_until(slots.sweep_blocks, lambda held: held == 1)
+    assert runner([{}], 1, "lean", lambda: True) == []  # stopped while it waited: nothing trained
+    job = jobs.TrainingJob(small_config(), slots)  # not started: its place in the queue alone
+    waiting = threading.Thread(target=lambda: slots.acquire(job, lambda: False))
+    waiting.start()
+    wait_until(lambda: slots.position(job), lambda place: place == 0)
+    status = job.status()
+    assert (status.queue_position, status.slot_free_in, status.sweep_slots) == (0, None, 1)
+    assert "a sweep's trials hold 1 slot and tell no time" in ui.slot_wait(status)
+    pool.go.set()
+    block.join(30)
+    waiting.join(30)
+    assert trained == [[(0, {}), (1, {})]] and slots.sweep_blocks() == 0 and slots.running == 1
+    slots.release(job)
+
+
+def test_slots_on_this_machine_leave_a_sweep_its_own_worker_processes():
+    assert jobs.JobSlots(1, FakePool(blocks=False)).block_runner() is None

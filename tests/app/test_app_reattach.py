@@ -112,15 +112,24 @@ def test_a_reload_during_a_lesson_shows_its_runs_waiting_and_stops_them(monkeypa
 
 
 @pytest.mark.parametrize(
-    "ahead, free_in, words",
+    "ahead, free_in, sweep_slots, words",
     [
-        (0, 81.4, "yours is next and should start in about 1 min 21 s"),
-        (2, 81.4, "2 runs ahead of yours; the first slot frees in about 1 min 21 s"),
-        (1, 4.25, "1 run ahead of yours; the first slot frees in about 4.2 s"),
-        (0, None, "yours is next; the wait is known once the runs training now have finished an epoch"),
-        (0, 0.0, "yours is next; a slot is free now"),
+        (0, 81.4, 0, "yours is next and should start in about 1 min 21 s"),
+        (2, 81.4, 0, "2 runs ahead of yours; the first slot frees in about 1 min 21 s"),
+        (1, 4.25, 0, "1 run ahead of yours; the first slot frees in about 4.2 s"),
+        (0, None, 0, "yours is next; the wait is known once the runs training now have finished an epoch"),
+        (0, 0.0, 0, "yours is next; a slot is free now"),
+        (0, 81.4, 1, "yours is next and should start within about 1 min 21 s"),  # a sweep may free one sooner
+        (
+            1,
+            None,
+            2,
+            "1 run ahead of yours; a sweep's trials hold 2 slots and tell no time, so the wait is not known yet",
+        ),
     ],
 )
-def test_a_waiting_run_says_how_long_the_wait_is(ahead, free_in, words):
-    status = jobs.JobStatus("waiting", ExperimentConfig(), None, ahead, None, None, slot_free_in=free_in)
+def test_a_waiting_run_says_how_long_the_wait_is(ahead, free_in, sweep_slots, words):
+    status = jobs.JobStatus(
+        "waiting", ExperimentConfig(), None, ahead, None, None, slot_free_in=free_in, sweep_slots=sweep_slots
+    )
     assert ui.slot_wait(status) == words

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from apptest import open_app, texts, wait_until
-from kalign_app import environment, jobs
+from kalign_app import environment, jobs, ray_pool
 from kalign_core import run_experiment
 from kalign_core.devices import torch_threads
 from kalign_core.sweep.options import SweepOptions
@@ -26,9 +26,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def ray_slots():
-    """The server's slots with KALIGN_RAY_ADDRESS=local: a Ray started here, with this machine's CPUs."""
+    """The server's slots with KALIGN_RAY_ADDRESS=local: a Ray started here with 4 CPUs (two slots of
+    2 threads, whatever this machine has: the runs here are tiny)."""
     previous = os.environ.get("KALIGN_RAY_ADDRESS")
     os.environ["KALIGN_RAY_ADDRESS"] = "local"
+    ray_pool.connect("local", local_cpus=4)
     try:
         slots = jobs.server_slots()
     finally:
@@ -144,11 +146,12 @@ def test_the_width_lab_on_ray_trains_its_sweep_in_the_job_slots(ray_slots, fresh
 
 def test_a_lost_actor_ends_a_page_sweep_in_words_and_keeps_what_it_saved(ray_slots, small_config, tmp_path):
     ray_slots.workers.warm()
-    [pid] = ray_slots.workers.pids  # the one slot's actor, which the sweep's block takes
+    pids = ray_slots.workers.pids  # the slots' actors, one of which the sweep's block takes
     spec = SweepSpec(small_config(epochs=500), pairs=((0, 1),))
     job = jobs.SweepJob(spec, tmp_path, SweepOptions(workers=1), run_block=ray_slots.block_runner()).start()
     wait_until(lambda: ray_slots.running, lambda running: running == 1, timeout=120)
-    os.kill(pid, signal.SIGKILL)  # as a lost node would end it
+    for pid in pids:  # as a lost node would end them
+        os.kill(pid, signal.SIGKILL)
     assert job.wait(60)
     assert job.status().state == "failed" and job.status().error == jobs.SWEEP_WORKER_DIED
     assert ray_slots.running == 0 and (tmp_path / "sweep.json").exists()
