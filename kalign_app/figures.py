@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from kalign_core.results import MODEL_NAMES, ExperimentResult
+from kalign_core.results import MEASURE_LABELS, MODEL_NAMES, ExperimentResult
 from kalign_core.sweep.spec import mean_spread, pair_matrix
 from kalign_core.sweep.width_lab import Measure, WidthLine, short_slope_text
 
@@ -501,10 +501,8 @@ def lesson_figures(results: list[ExperimentResult], labels: list[str], charts=()
             [movement_figure(results[0])]
             if len(results) == 1
             else [
-                overlay_figure(
-                    runs, "hidden_change", "Hidden weights' change ‖W − W₀‖ / ‖W₀‖", "relative change", log=True
-                ),
-                overlay_figure(runs, "tangent_distance", "Tangent kernel's change 1 − ρ(Θ, Θ₀)", "distance", log=True),
+                overlay_figure(runs, "hidden_change", MEASURE_LABELS["hidden_change"], "relative change", log=True),
+                overlay_figure(runs, "tangent_distance", MEASURE_LABELS["tangent_distance"], "distance", log=True),
             ]
         )
     if "machines" in charts:

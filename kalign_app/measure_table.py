@@ -12,27 +12,10 @@ from collections.abc import Mapping
 from dataclasses import fields
 
 from kalign_core.config import ExperimentConfig
-from kalign_core.results import MODEL_NAMES, EpochRecord, ExperimentResult
-from kalign_core.sweep.width_lab import LAB_MEASURES
+from kalign_core.results import MEASURE_LABELS, MODEL_NAMES, ExperimentResult
 
-# Every number an EpochRecord holds per epoch, in its own order: the wall-clock seconds are not a measure.
-EPOCH_MEASURES = tuple(
-    f.name for f in fields(EpochRecord) if f.type in ("float", "float | None") and f.name != "seconds"
-)
-# The width lab names the movement measures and the test error already; these are the rest.
-_OWN_LABELS = {
-    "train_error": "Train error %",
-    "loss": "Loss (mean cross-entropy)",
-    "alignment": "Alignment ρ(ΦΦᵀ, YYᵀ)",
-    "tangent_alignment": "Tangent alignment ρ(Θ, YYᵀ)",
-    "linear_test_error": "Linearized twin's test error %",
-}
-MEASURE_LABELS = {
-    name: LAB_MEASURES[name].label if name in LAB_MEASURES else _OWN_LABELS[name] for name in EPOCH_MEASURES
-}
-# How far a model moved from its start: exactly 0 at epoch 0 and decades apart between a slow and a
-# regular model, so drawn on a log axis (where the 0 is a gap).
-LOG_MEASURES = ("hidden_change", "readout_change", "feature_distance", "tangent_distance")
+# Every number an EpochRecord holds per epoch, in its own order.
+EPOCH_MEASURES = tuple(MEASURE_LABELS)
 
 SETTING_LABELS = {f.name: f.metadata["label"] for f in fields(ExperimentConfig)}
 # Settings whose values span decades: a log axis where every value is positive.

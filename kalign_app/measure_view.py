@@ -11,8 +11,6 @@ import streamlit as st
 
 from kalign_app import figures, ui
 from kalign_app.measure_table import (
-    LOG_MEASURES,
-    MEASURE_LABELS,
     SETTING_LABELS,
     final_rows,
     lacking,
@@ -20,7 +18,7 @@ from kalign_app.measure_table import (
     setting_axis,
 )
 from kalign_core import runs
-from kalign_core.results import MODEL_NAMES, ExperimentResult
+from kalign_core.results import LOG_MEASURES, MEASURE_LABELS, MODEL_NAMES, ExperimentResult
 
 
 def labelled_choice(column, title: str, labels: Mapping[str, str], default: str, key: str, help: str | None = None):

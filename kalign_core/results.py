@@ -6,7 +6,7 @@ processes) can hold and show results without loading it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -49,6 +49,12 @@ COORDINATE_KEYS = (
 LINEAR_MEASURES = ("linear_test_error", "linear_gap")
 
 
+def _measure(label: str, log: bool = False, required: bool = False):
+    """An EpochRecord field that is a measure, with what it is called (`log`: drawn on a log axis)."""
+    metadata = {"label": label, "log": log}
+    return field(metadata=metadata) if required else field(default=None, metadata=metadata)
+
+
 @dataclass(frozen=True)
 class EpochRecord:
     """One model after `epoch` epochs (0 = at initialisation). Errors in percent.
@@ -72,22 +78,29 @@ class EpochRecord:
     """
 
     epoch: int
-    train_error: float
-    test_error: float
-    loss: float
-    alignment: float | None
+    train_error: float = _measure("Train error %", required=True)
+    test_error: float = _measure("Test error %", required=True)
+    loss: float = _measure("Loss (mean cross-entropy)", required=True)
+    alignment: float | None = _measure("Alignment ρ(ΦΦᵀ, YYᵀ)", required=True)
     alignment_note: str | None = None
     seconds: float = 0.0
-    tangent_alignment: float | None = None
-    feature_distance: float | None = None
-    tangent_distance: float | None = None
-    hidden_change: float | None = None
-    readout_change: float | None = None
-    pattern_stability: float | None = None
+    tangent_alignment: float | None = _measure("Tangent alignment ρ(Θ, YYᵀ)")
+    feature_distance: float | None = _measure("Feature kernel distance 1 − ρ(K, K₀)", log=True)
+    tangent_distance: float | None = _measure("Tangent kernel distance 1 − ρ(Θ, Θ₀)", log=True)
+    hidden_change: float | None = _measure("Hidden-weight change ‖W − W₀‖ / ‖W₀‖", log=True)
+    readout_change: float | None = _measure("Readout-weight change ‖A − A₀‖ / ‖A₀‖", log=True)
+    pattern_stability: float | None = _measure("ReLU pattern stability")
     measure_note: str | None = None
-    linear_test_error: float | None = None
-    linear_gap: float | None = None
+    linear_test_error: float | None = _measure("Linearized twin's test error %")
+    linear_gap: float | None = _measure("Gap from the linearized twin ‖g − g_lin‖ / ‖g_lin − g₀‖")
     linear_note: str | None = None
+
+
+# What each per-epoch measure of an EpochRecord is called, in its order, and those drawn on a log
+# axis: how far a model moved from its start is exactly 0 at epoch 0 and decades apart between a slow
+# and a regular model.
+MEASURE_LABELS = {f.name: f.metadata["label"] for f in fields(EpochRecord) if "label" in f.metadata}
+LOG_MEASURES = tuple(f.name for f in fields(EpochRecord) if f.metadata.get("log"))
 
 
 @dataclass

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..results import COORDINATE_STEPS, MODEL_NAMES, coordinate_step
+from ..results import COORDINATE_STEPS, MEASURE_LABELS, MODEL_NAMES, coordinate_step
 from .spec import TrialSummary, mean_spread
 
 # The slope of log(relative hidden-weight change) against log(width) that theory expects.
@@ -40,19 +40,24 @@ class Measure:
         return dict(zip(self.models, self.model_labels)).get(model, model)
 
 
+def _recorded(name: str) -> Measure:
+    """An EpochRecord measure (each model's at its last epoch), called as the record calls it."""
+    return Measure(name, MEASURE_LABELS[name])
+
+
 # What the lab plots against width, at each trial's last epoch.
 LAB_MEASURES = {
     m.name: m
     for m in (
-        Measure("hidden_change", "Hidden-weight change ‖W − W₀‖ / ‖W₀‖"),
-        Measure("readout_change", "Readout-weight change ‖A − A₀‖ / ‖A₀‖"),
-        Measure("feature_distance", "Feature kernel distance 1 − ρ(K, K₀)"),
-        Measure("tangent_distance", "Tangent kernel distance 1 − ρ(Θ, Θ₀)"),
+        _recorded("hidden_change"),
+        _recorded("readout_change"),
+        _recorded("feature_distance"),
+        _recorded("tangent_distance"),
         Measure("alignment_gain", "Alignment gain (regular − slow)", models=()),
-        Measure("test_error", "Test error %"),
-        Measure("pattern_stability", "ReLU pattern stability"),
+        _recorded("test_error"),
+        _recorded("pattern_stability"),
         Measure("infinite_width_distance", "Θ₀'s distance to Θ∞ at initialisation √(2(1 − ρ(Θ₀, Θ∞)))", ("init",)),
-        Measure("linear_gap", "Gap from the linearized twin ‖g − g_lin‖ / ‖g_lin − g₀‖"),
+        _recorded("linear_gap"),
     )
 }
 # The coordinate check, as mup draws it: the regular model's sizes after t SGD steps, t = 0 (the
