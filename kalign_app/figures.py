@@ -21,6 +21,9 @@ from kalign_core.sweep.width_lab import Measure, WidthLine, short_slope_text
 MODEL_COLORS = {"slow": "#1f77b4", "regular": "#d62728"}
 ERROR_DASH = {"test_error": "solid", "train_error": "dash"}
 # The alignment chart: each model's feature kernel solid, its tangent kernel dashed.
+# A log axis whose every tick reads as a plain number (0.002, 0.005, 0.01): plotly's own labels its
+# ticks between the decades by their first digit alone ("2", "5"), which reads as 2 and 5.
+LOG_AXIS = dict(type="log", tickformat="~g")
 ALIGNMENT_DASH = {"alignment": ("features", "solid"), "tangent_alignment": ("tangent", "dash")}
 # "How far each model moved", all relative to initialisation, on one log axis.
 MOVEMENT_DASH = {
@@ -90,6 +93,11 @@ def _curve(
     return traces
 
 
+def two_line_title(title: str, detail: str) -> str:
+    """A long chart title as two lines, the detail smaller, so that neither is cut off in half a page."""
+    return f"{title}<br><sup>{detail}</sup>"
+
+
 def _layout(fig: go.Figure, title: str, y_title: str, epochs: int) -> go.Figure:
     """Shared look; the x axis spans the epochs drawn so far, so a live chart grows with the run."""
     epochs = max(1, epochs)
@@ -97,7 +105,7 @@ def _layout(fig: go.Figure, title: str, y_title: str, epochs: int) -> go.Figure:
         title=title,
         xaxis=dict(title="epoch", range=[-0.3, epochs + 0.3], dtick=max(1, math.ceil(epochs / 10))),
         yaxis=dict(title=y_title),
-        legend=dict(orientation="h", y=-0.25),
+        legend=dict(orientation="h", yanchor="top", y=-0.25),
         margin=dict(l=50, r=20, t=50, b=40),
         height=380,
         hovermode="closest",
@@ -204,7 +212,7 @@ def movement_figure(result: ExperimentResult) -> go.Figure:
             font=dict(size=11),
         )
     _mark_divergence(fig, result)
-    fig.update_yaxes(type="log", exponentformat="power")
+    fig.update_yaxes(**LOG_AXIS)
     return _layout(fig, "How far each model moved from its start", "relative change (log)", result.epochs_done)
 
 
@@ -222,7 +230,7 @@ def twin_figure(result: ExperimentResult) -> go.Figure:
     fig.update_yaxes(rangemode="tozero")
     _layout(fig, "The network and its linearized twin (test error; gap, right)", "test error %", result.epochs_done)
     return fig.update_layout(
-        yaxis2=dict(title="gap ‖g − g_lin‖ / ‖g_lin − g₀‖ (log)", overlaying="y", side="right", type="log"),
+        yaxis2=dict(title="gap ‖g − g_lin‖ / ‖g_lin − g₀‖ (log)", overlaying="y", side="right", **LOG_AXIS),
         margin=dict(r=60),
     )
 
@@ -275,7 +283,7 @@ def machines_figure(result: ExperimentResult, color: str | None = None) -> go.Fi
         height=380,
         xaxis=dict(title="test error %", rangemode="tozero"),
         yaxis=dict(autorange="reversed"),  # the network first, at the top
-        legend=dict(orientation="h", y=-0.25),
+        legend=dict(orientation="h", yanchor="top", y=-0.25),
         margin=dict(l=50, r=40, t=50, b=40),
     )
     return fig
@@ -302,8 +310,9 @@ def overlay_figure(
             label = f"{run} · {name}"
             fig.add_traces(_curve(result, name, metric, label, run_color(i), OVERLAY_DASH[name], positive=log))
     if log:
-        fig.update_yaxes(type="log", exponentformat="power")
-    return _layout(fig, title, y_title, max((r.epochs_done for r in runs.values()), default=1))
+        fig.update_yaxes(**LOG_AXIS)
+    _layout(fig, title, y_title, max((r.epochs_done for r in runs.values()), default=1))
+    return fig.update_layout(margin=dict(t=70)) if "<br>" in title else fig
 
 
 def run_color(index: int) -> str:
@@ -593,7 +602,7 @@ def sweep_trend_figure(summaries, x: str, line: str, x_title: str, line_title: s
             title=x_title, type="log" if log_x else "linear", tickvals=sorted({getattr(s, x) for s in summaries})
         ),
         yaxis=dict(title="alignment gain"),
-        legend=dict(orientation="h", y=-0.25),
+        legend=dict(orientation="h", yanchor="top", y=-0.25),
         margin=dict(l=50, r=20, t=50, b=40),
     )
     return fig
@@ -627,8 +636,8 @@ def width_figure(lines: list[WidthLine], title: str, y_title: str) -> go.Figure:
         title=title,
         height=420,
         xaxis=dict(title="hidden width", type="log", tickvals=widths),
-        yaxis=dict(title=y_title, type="log" if positive else "linear"),
-        legend=dict(orientation="h", y=-0.2),
+        yaxis=dict(title=y_title, **(LOG_AXIS if positive else {"type": "linear"})),
+        legend=dict(orientation="h", yanchor="top", y=-0.2),
         margin=dict(l=60, r=20, t=50, b=40),
     )
     return fig
@@ -657,7 +666,7 @@ def setting_figure(
     values = [row[measure] for row in rows if row[measure] is not None]
     x_values = sorted({row[setting] for row in rows}, key=str if x_axis == "category" else None)
     fig.update_layout(
-        title=f"{y_title} at the last epoch, against {x_title.lower()}",
+        title=two_line_title(y_title, f"at the last epoch, against {x_title.lower()}"),
         height=380,
         xaxis=dict(
             title=x_title,
@@ -665,11 +674,9 @@ def setting_figure(
             **({"categoryorder": "array", "categoryarray": x_values} if x_axis == "category" else {}),
             **({"tickvals": x_values} if x_axis == "log" else {}),
         ),
-        yaxis=dict(
-            title=y_title, type="log" if log and values and min(values) > 0 else "linear", exponentformat="power"
-        ),
-        legend=dict(orientation="h", y=-0.25),
-        margin=dict(l=50, r=20, t=50, b=40),
+        yaxis=dict(**(LOG_AXIS if log and values and min(values) > 0 else {"type": "linear"})),
+        legend=dict(orientation="h", yanchor="top", y=-0.25),
+        margin=dict(l=50, r=20, t=70, b=40),
         hovermode="closest",
     )
     return fig
@@ -706,7 +713,7 @@ def coordinate_figure(lines: list[WidthLine], measure: Measure) -> go.Figure:
         fig.add_scatter(
             x=line.widths,
             y=line.means,
-            name=f"{measure.model_label(line.model)}: {short_slope_text(line)}",
+            name=f"{line.parametrization}, {measure.model_label(line.model)}: {short_slope_text(line)}",
             legendgroup=line.model,
             mode="lines+markers",
             line=dict(color=f"rgba(31, 119, 180, {shade:.2f})", dash="dash" if line.model == "init" else "solid"),
@@ -719,12 +726,12 @@ def coordinate_figure(lines: list[WidthLine], measure: Measure) -> go.Figure:
         )
     widths = sorted({w for line in lines for w in line.widths})
     fig.update_xaxes(title="hidden width", type="log", tickvals=widths)
-    fig.update_yaxes(type="log", title=measure.label, col=1)
-    fig.update_yaxes(type="log")
+    fig.update_yaxes(title=measure.label, col=1)
+    fig.update_yaxes(**LOG_AXIS)
     fig.update_layout(
         title=f"{measure.label} vs width, after t SGD steps",
         height=420,
-        legend=dict(orientation="h", y=-0.25),
+        legend=dict(orientation="h", yanchor="top", y=-0.25),
         margin=dict(l=60, r=20, t=70, b=40),
     )
     return fig

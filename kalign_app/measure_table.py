@@ -12,23 +12,27 @@ from collections.abc import Mapping
 from dataclasses import fields
 
 from kalign_core.config import ExperimentConfig
-from kalign_core.results import MEASURE_LABELS, MODEL_NAMES, ExperimentResult
+from kalign_core.results import LINEAR_MEASURES, MEASURE_LABELS, MODEL_NAMES, ExperimentResult
 
 # Every number an EpochRecord holds per epoch, in its own order.
 EPOCH_MEASURES = tuple(MEASURE_LABELS)
 
+NO_TWIN = "trained without the linearized twin"
 SETTING_LABELS = {f.name: f.metadata["label"] for f in fields(ExperimentConfig)}
 # Settings whose values span decades: a log axis where every value is positive.
 LOG_SETTINGS = ("width", "slow_lr", "regular_lr", "lazy_scale")
-LAZY_OFF = "off"
+OFF = "off"  # no lazy scale, or a switch that is off
 
 
 def setting_value(config: ExperimentConfig, setting: str):
-    """A run's `setting` as a table cell and a chart's x: a number, or words ("8, 9"; "off" for no lazy scale)."""
+    """A run's `setting` as a table cell and a chart's x: a number, or words ("8, 9"; "off" for no
+    lazy scale; "on" and "off" for a switch)."""
     value = getattr(config, setting)
     if setting == "digits":
         return ", ".join(map(str, value))
-    return LAZY_OFF if value is None else value
+    if isinstance(value, bool):
+        return "on" if value else OFF
+    return OFF if value is None else value
 
 
 def _finite(value) -> float | None:
@@ -76,12 +80,17 @@ def setting_axis(rows: list[dict], setting: str) -> str:
     return "log" if setting in LOG_SETTINGS and all(value > 0 for value in values) else "linear"
 
 
-def lacking(results: Mapping[str, ExperimentResult], measure: str) -> list[str]:
-    """ "run · model" for each model that has no value of `measure` at any epoch (not measured when it
-    was saved, or undefined throughout)."""
-    return [
-        f"{run} · {model}"
-        for run, result in results.items()
-        for model in MODEL_NAMES
-        if all(_finite(getattr(record, measure)) is None for record in result.history[model])
-    ]
+def lacking(results: Mapping[str, ExperimentResult], measure: str) -> dict[str, list[str]]:
+    """Why models have no value of `measure` at any epoch → "run · model" of each: trained without
+    the linearized twin (its measures), or saved before kalign measured it or undefined throughout."""
+    absent: dict[str, list[str]] = {}
+    for run, result in results.items():
+        for model in MODEL_NAMES:
+            if all(_finite(getattr(record, measure)) is None for record in result.history[model]):
+                why = (
+                    NO_TWIN
+                    if measure in LINEAR_MEASURES and not result.config.linearized_twin
+                    else "saved before kalign measured it, or undefined at every epoch"
+                )
+                absent.setdefault(why, []).append(f"{run} · {model}")
+    return absent

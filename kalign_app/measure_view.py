@@ -11,6 +11,7 @@ import streamlit as st
 
 from kalign_app import figures, ui
 from kalign_app.measure_table import (
+    NO_TWIN,
     SETTING_LABELS,
     final_rows,
     lacking,
@@ -51,17 +52,17 @@ def any_measure(
     setting = labelled_choice(setting_column, "Final value against", SETTING_LABELS, "width", f"{key}_setting")
     label, setting_label, log = MEASURE_LABELS[measure], SETTING_LABELS[setting], measure in LOG_MEASURES
     absent = lacking(chosen, measure)
-    if absent:
-        st.caption(
-            f"{label} is not recorded in {', '.join(absent)}: saved before kalign measured it, or undefined "
-            "at every epoch (hover a point for why where it says)."
-        )
+    for why, models in absent.items():
+        hint = "" if why == NO_TWIN else " (hover a point for why where it says)"
+        st.caption(f"{label} is not recorded in {', '.join(models)}: {why}{hint}.")
     if log:
         st.caption("A log axis: the start, where nothing has moved yet (exactly 0), is not drawn.")
     rows = final_rows(chosen)
     left, right = st.columns(2)
     left.plotly_chart(
-        figures.overlay_figure(chosen, measure, f"{label} (slow dotted, regular solid)", label, log=log),
+        figures.overlay_figure(
+            chosen, measure, figures.two_line_title(label, "(slow dotted, regular solid)"), "", log=log
+        ),
         key=f"{key}_overlay",
     )
     right.plotly_chart(
@@ -69,7 +70,7 @@ def any_measure(
         key=f"{key}_final",
     )
     undefined = [f"{row['run']} · {row['model']}" for row in rows if row[measure] is None]
-    if undefined and undefined != absent:
+    if undefined and set(undefined) != {model for models in absent.values() for model in models}:
         st.caption(f"Left out of the chart on the right (no value at the last epoch): {', '.join(undefined)}.")
     st.dataframe(
         [

@@ -185,7 +185,8 @@ def hand_over_cookie() -> None:
 
 def _check() -> None:
     """The prompt's callback: one try, after this session's wait."""
-    typed = st.session_state.pop(_TYPED, "")  # the typed text is not kept in the session
+    typed = st.session_state.get(_TYPED, "")
+    st.session_state[_TYPED] = ""  # the typed text is not kept, and the field is empty for the next try
     if not typed:
         return
     wrong = st.session_state.get(_WRONG, 0)

@@ -314,6 +314,16 @@ def chance_sentence(result: ExperimentResult) -> str:
     return sentence + (": random ReLU features of pixels already carry class structure." if start > high else ".")
 
 
+# How to reach the lazy regime under each parametrization: a lazy scale α always; width too where the
+# hidden weights move less as the network widens (measured in the Width lab and the width lesson).
+LAZY_HOW = {
+    "standard": "widen the network (at fixed learning rates a wider one's weights move less) or turn on the "
+    "lazy scale α",
+    "ntk": "widen the network (under ntk the hidden weights move like width^−½) or turn on the lazy scale α",
+    "mup": "turn on the lazy scale α (under μP the features keep moving at every width)",
+}
+
+
 def regime_sentence(result: ExperimentResult) -> str:
     config = result.config
     if config.lazy_scale is not None:
@@ -321,11 +331,12 @@ def regime_sentence(result: ExperimentResult) -> str:
             f"Both models trained Chizat's lazily scaled α(f − f₀) with α = {config.lazy_scale:g}: "
             "the larger α, the less every weight moves while the function learns."
         )
-    not_lazy = "that is not the lazy regime: for that, turn on the lazy scale α."
+    how = LAZY_HOW[config.parametrization]
+    not_lazy = f"that is not the lazy regime: for that, {how}."
     if config.slow_lr == 0:  # the reading has said it is a random-features model
         return (
             "A frozen hidden layer is not the lazy regime (there every weight learns, staying close to its start): "
-            "for that, turn on the lazy scale α."
+            f"for that, {how}."
         )
     if config.slow_lr < config.regular_lr:
         return (

@@ -19,9 +19,16 @@ OPENED = "runs_page_opened"  # the message of a run just opened, shown after the
 
 
 def default_name(result) -> str:
+    """The settings that tell runs apart at a glance, in a folder name; parametrization, lazy scale
+    and twin only where not at their defaults."""
     c = result.config
     digits = "v".join(map(str, c.digits))
-    return f"{digits}-w{c.width}-lr{c.slow_lr:g}-{c.regular_lr:g}-e{result.epochs_done}-seed{c.seed}"
+    name = f"{digits}-w{c.width}-lr{c.slow_lr:g}-{c.regular_lr:g}-e{result.epochs_done}-seed{c.seed}"
+    if c.parametrization != "standard":
+        name += f"-{c.parametrization}"
+    if c.lazy_scale is not None:
+        name += f"-alpha{c.lazy_scale:g}"
+    return name + ("-twin" if c.linearized_twin else "")
 
 
 # Shown rounded; the numbers themselves stay exact (downloads, sorting).
@@ -45,7 +52,9 @@ def summary(name: str, result) -> dict:
         "epochs": f"{result.epochs_done}/{c.epochs}",
         "batch": c.batch_size,
         "seed": c.seed,
+        "parametrization": c.parametrization,
         "lazy α": "off" if c.lazy_scale is None else f"{c.lazy_scale:g}",
+        "twin": "on" if c.linearized_twin else "off",
         "data": result.source,
     }
     for model in MODEL_NAMES:

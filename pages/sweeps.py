@@ -120,7 +120,7 @@ def axes_form() -> tuple[SweepSpec | None, pathlib.Path | None, int]:
         help="a folder in the server's sweeps folder; the same name resumes a sweep",
     )
     st.checkbox(
-        "Keep every epoch's kernels and the weights",
+        "Keep all kernels and weights",
         key=key("keep_all"),
         help="by default each trial keeps its histories and the kernels of its first and last epoch (under "
         "1 MB); all of them take about 4.5 MB a trial at width 256 and 10 epochs. A resumed sweep keeps "

@@ -24,7 +24,14 @@ from kalign_core.devices import cpu_count
 from kalign_core.parametrization import MUP_BASE_WIDTH, PARAMETRIZATIONS
 from kalign_core.sweep.options import BLOCK_THREADS
 from kalign_core.sweep.spec import ALL_PAIRS, SweepSpec, round_lr
-from kalign_core.sweep.width_lab import COORDINATE_MEASURES, LAB_MEASURES, THEORY_MEASURE, slope_text, width_lines
+from kalign_core.sweep.width_lab import (
+    COORDINATE_MEASURES,
+    INFINITE_WIDTH_MEASURE,
+    LAB_MEASURES,
+    THEORY_MEASURE,
+    slope_text,
+    width_lines,
+)
 
 navigation.require_app()
 
@@ -87,6 +94,9 @@ def lab_form():
     """The lab's settings and where its sweep goes; errors are drawn here and give (None, None)."""
     for warning in st.session_state.pop("lab_url_warnings", []):
         st.warning(warning, icon=":material/link_off:")
+    # The preset shown is the one the form is (none once a setting was changed from it).
+    form_now = {field: st.session_state[key(field)] for field in FORM_DEFAULTS}
+    st.session_state[key("preset")] = query_from_settings(form_now).get("preset")
     st.selectbox(
         "Preset",
         [None, *PRESETS],
@@ -165,11 +175,20 @@ def lab_form():
 # -- results ---------------------------------------------------------------------------------------
 
 
+def not_recorded(measure) -> str:
+    """Why no trial of a sweep has `measure`, in words."""
+    if measure.name == "linear_gap":
+        return "measured only in trials trained with the linearized twin"
+    if measure.name == INFINITE_WIDTH_MEASURE:
+        return "defined under ntk and μP only (under standard the tangent kernel grows without limit)"
+    return "saved before kalign measured it"
+
+
 def lines_chart(summaries, measure, chart_key: str) -> list:
     """`measure` against width, with each line's slope in words below; the lines drawn."""
     lines = width_lines(summaries, measure)
     if not lines:
-        st.caption(f"{measure.label}: not recorded by this sweep's trials (saved before kalign measured it).")
+        st.caption(f"{measure.label}: not recorded by this sweep's trials ({not_recorded(measure)}).")
         return lines
     st.plotly_chart(figures.width_figure(lines, f"{measure.label} vs width", measure.label), key=chart_key)
     return lines
@@ -195,10 +214,22 @@ def draw_lab(summaries) -> None:
     ]
     lines = lines_chart(summaries, measure, "lab_chart")
     slope_notes(lines)
+    start_only = measure.models == ("init",)
+    lines_are = (
+        "one line per parametrization, of the start both models share (dashed)"
+        if start_only
+        else "one line per parametrization and model (slow dotted, regular solid)"
+    )
+    same_start = (
+        " μP's Θ₀, weighted by its learning rates, is ntk's, so their lines lie on top of each other."
+        if start_only
+        else ""
+    )
     st.caption(
-        "One line per parametrization and model (slow dotted, regular solid), mean ± spread over seeds; the "
-        "slope is a straight line fitted to the means on log-log axes. Theory gives a slope for the relative "
-        f"hidden-weight change only ({LAB_MEASURES[THEORY_MEASURE].label}): −½ under ntk, 0 under μP."
+        f"{lines_are.capitalize()}, mean ± spread over seeds; the slope is a straight line fitted to the means on "
+        "log-log axes. Theory gives a slope for two measures only: the relative hidden-weight change "
+        f"({LAB_MEASURES[THEORY_MEASURE].label}), −½ under ntk and 0 under μP, and Θ₀'s distance to Θ∞, −½ "
+        f"(the finite kernel is a sum over units).{same_start}"
     )
     st.subheader("Coordinate check")
     st.caption(
@@ -212,7 +243,7 @@ def draw_lab(summaries) -> None:
     for name, measure in COORDINATE_MEASURES.items():
         lines = width_lines(summaries, measure)
         if not lines:
-            st.caption(f"{measure.label}: not recorded by this sweep's trials (saved before kalign measured it).")
+            st.caption(f"{measure.label}: not recorded by this sweep's trials ({not_recorded(measure)}).")
             continue
         st.plotly_chart(figures.coordinate_figure(lines, measure), key=f"lab_{name}")
 

@@ -9,6 +9,7 @@ draws a finished job's results on any ordinary rerun.
 import dataclasses
 import json
 import pathlib
+import re
 import threading
 
 import numpy as np
@@ -64,9 +65,10 @@ def texts(elements) -> str:
 
 
 def charts(at: AppTest, parse=json.loads) -> dict[str, dict]:
-    """The page's Plotly specs, read with `parse`, by chart title."""
+    """The page's Plotly specs, read with `parse`, by chart title (a two-line title's lines joined by a
+    space, its markup left out)."""
     specs = [parse(chart.proto.spec) for chart in at.get("plotly_chart")]
-    return {spec["layout"]["title"]["text"]: spec for spec in specs}
+    return {re.sub("</?sup>", "", spec["layout"]["title"]["text"].replace("<br>", " ")): spec for spec in specs}
 
 
 def wait_until(read, ready=bool, timeout=60.0):

@@ -20,6 +20,7 @@ from .spec import TrialSummary, mean_spread
 # The slope of log(relative hidden-weight change) against log(width) that theory expects.
 THEORY_SLOPES = {"ntk": -0.5, "mup": 0.0}
 THEORY_MEASURE = "hidden_change"
+INFINITE_WIDTH_MEASURE = "infinite_width_distance"
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ LAB_MEASURES = {
         Measure("alignment_gain", "Alignment gain (regular − slow)", models=()),
         _recorded("test_error"),
         _recorded("pattern_stability"),
-        Measure("infinite_width_distance", "Θ₀'s distance to Θ∞ at initialisation √(2(1 − ρ(Θ₀, Θ∞)))", ("init",)),
+        Measure(INFINITE_WIDTH_MEASURE, "Θ₀'s distance to Θ∞ at initialisation √(2(1 − ρ(Θ₀, Θ∞)))", ("init",)),
         _recorded("linear_gap"),
     )
 }
@@ -111,6 +112,10 @@ def fitted_slope(widths, values) -> float | None:
 
 
 def theory_slope(measure: str, parametrization: str) -> float | None:
+    """The slope theory gives `measure` against width: the hidden-weight change's under ntk and μP,
+    and Θ₀'s distance to Θ∞ (a sum over units whose sampling error falls like width^−½)."""
+    if measure == INFINITE_WIDTH_MEASURE:
+        return -0.5
     return THEORY_SLOPES.get(parametrization) if measure == THEORY_MEASURE else None
 
 

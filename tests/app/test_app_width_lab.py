@@ -87,7 +87,8 @@ def test_a_tiny_lab_draws_each_measure_against_width_with_its_slopes(tmp_path):
     assert "fitted slope" in texts(at.markdown) and "theory −½" in texts(at.markdown)
     for measure in COORDINATE_MEASURES.values():  # one line per t, in a panel per parametrization
         traces = shown[f"{measure.label} vs width, after t SGD steps"]["data"]
-        assert [t["name"].split(":")[0] for t in traces] == list(COORDINATE_TIMES.values()) * 2
+        names = [f"{p}, {t}" for p in ("ntk", "mup") for t in COORDINATE_TIMES.values()]  # the panel named too
+        assert [t["name"].split(":")[0] for t in traces] == names
         assert [t["xaxis"] for t in traces] == ["x"] * 6 + ["x2"] * 6
         for trace, line in zip(traces, width_lines(summaries, measure)):
             assert trace["x"] == [32, 64] and trace["y"] == pytest.approx(line.means)
@@ -163,6 +164,10 @@ def test_choosing_a_preset_fills_the_form():
     wanted = PRESETS["coordinate-check"].settings
     assert form(at) == {field: wanted[field] for field in DEFAULTS}
     assert at.query_params["preset"] == "coordinate-check"
+    at.number_input(key="lab_epochs").set_value(wanted["epochs"] + 1).run()  # no longer the preset
+    assert at.selectbox(key="lab_preset").value is None and "preset" not in at.query_params
+    at.number_input(key="lab_epochs").set_value(wanted["epochs"]).run()  # the preset again
+    assert at.selectbox(key="lab_preset").value == "coordinate-check"
 
 
 @pytest.mark.parametrize(

@@ -83,6 +83,7 @@ def test_a_wrong_password_is_refused_then_the_right_one_opens_the_form_with_the_
     at = give(locked_app(**TINY), "correct horse")
     assert_only_the_prompt(at)
     assert "Wrong password. Your next try is checked after 1 s." in texts(at.error)
+    assert at.text_input(key="password_typed").value == ""  # emptied for the next try
     at = give(at, PASSWORD)
     assert not at.exception and not at.text_input and not at.error
     assert at.button(key="train").label == "Train"

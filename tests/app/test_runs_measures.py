@@ -100,10 +100,14 @@ def test_the_axis_of_a_setting_follows_its_values(tiny_runs):
     assert measure_table.setting_axis(rows, "width") == "log"
     assert measure_table.setting_axis(rows, "slow_lr") == "linear"  # "wide" trains its slow layer at 0
     assert measure_table.setting_axis(rows, "seed") == "linear"
-    for words in ("parametrization", "digits", "lazy_scale"):
+    for words in ("parametrization", "digits", "lazy_scale", "linearized_twin"):
         assert measure_table.setting_axis(rows, words) == "category"
-    assert measure_table.lacking(tiny_runs, "tangent_distance") == ["old · slow", "old · regular"]
-    assert measure_table.lacking(tiny_runs, "alignment") == []
+    assert {row["linearized_twin"] for row in rows} == {"off"}  # a switch in words, not a number
+    unmeasured = "saved before kalign measured it, or undefined at every epoch"
+    assert measure_table.lacking(tiny_runs, "tangent_distance") == {unmeasured: ["old · slow", "old · regular"]}
+    assert measure_table.lacking(tiny_runs, "alignment") == {}
+    twinless = [f"{run} · {model}" for run in tiny_runs for model in MODEL_NAMES]
+    assert measure_table.lacking(tiny_runs, "linear_gap") == {measure_table.NO_TWIN: twinless}
 
 
 # -- the Runs page -----------------------------------------------------------------------------------

@@ -66,6 +66,7 @@ def test_each_browser_sees_only_the_prompt_until_it_gives_the_password(server):
         expect_only_the_prompt(first)
         give(first, PASSWORD.upper())
         expect(first.get_by_text("Wrong password.")).to_be_visible()
+        expect(first.get_by_label("Password", exact=True)).to_have_value("")  # emptied for the next try
         expect_only_the_prompt(first)
         give(first, PASSWORD)
         expect(first.locator("h1").first).to_have_text("Lessons")
