@@ -197,7 +197,7 @@ def run_panel(
     draw its results (else a caption says when they come; `chart` names what fills in meanwhile).
     `form` draws the form: (spec, folder, workers, keep), spec or folder None when they cannot run."""
     job = current_job()
-    form_column, run_column = st.columns([1.2, 3], gap="large")
+    form_column, run_column = st.columns([1.6, 3], gap="large")  # room for a multiselect of four chips
     with form_column:
         spec, folder, workers, keep = form()
     with run_column:
