@@ -21,9 +21,12 @@ from kalign_core.sweep.width_lab import Measure, WidthLine, short_slope_text
 MODEL_COLORS = {"slow": "#1f77b4", "regular": "#d62728"}
 ERROR_DASH = {"test_error": "solid", "train_error": "dash"}
 # The alignment chart: each model's feature kernel solid, its tangent kernel dashed.
-# A log axis whose every tick reads as a plain number (0.002, 0.005, 0.01): plotly's own labels its
-# ticks between the decades by their first digit alone ("2", "5"), which reads as 2 and 5.
-LOG_AXIS = dict(type="log", tickformat="~g")
+# A log axis whose every tick reads as a plain number of 3 digits at most (0.002, 0.005, 0.01, 1.24):
+# plotly's own labels its ticks between the decades by their first digit alone ("2", "5").
+LOG_AXIS = dict(type="log", tickformat=".3~g")
+# Legends under the chart, anchored to the figure's bottom edge: however many rows they take, they grow
+# upwards only to the x axis's title, not over it (anchored to the plot area, a long one covered it).
+LEGEND_BELOW = dict(orientation="h", yref="container", yanchor="bottom", y=0)
 ALIGNMENT_DASH = {"alignment": ("features", "solid"), "tangent_alignment": ("tangent", "dash")}
 # "How far each model moved", all relative to initialisation, on one log axis.
 MOVEMENT_DASH = {
@@ -105,7 +108,7 @@ def _layout(fig: go.Figure, title: str, y_title: str, epochs: int) -> go.Figure:
         title=title,
         xaxis=dict(title="epoch", range=[-0.3, epochs + 0.3], dtick=max(1, math.ceil(epochs / 10))),
         yaxis=dict(title=y_title),
-        legend=dict(orientation="h", yanchor="top", y=-0.25),
+        legend=LEGEND_BELOW,
         margin=dict(l=50, r=20, t=50, b=40),
         height=380,
         hovermode="closest",
@@ -283,7 +286,7 @@ def machines_figure(result: ExperimentResult, color: str | None = None) -> go.Fi
         height=380,
         xaxis=dict(title="test error %", rangemode="tozero"),
         yaxis=dict(autorange="reversed"),  # the network first, at the top
-        legend=dict(orientation="h", yanchor="top", y=-0.25),
+        legend=LEGEND_BELOW,
         margin=dict(l=50, r=40, t=50, b=40),
     )
     return fig
@@ -517,10 +520,11 @@ def lesson_figures(results: list[ExperimentResult], labels: list[str], charts=()
     if "machines" in charts:
         # Several runs' curves are coloured by run: so are their bars, the slow model dotted in both.
         several = len(results) > 1
+        what = "networks and kernel machines" + (" (slow dotted)" if several else "")
         rows.append(
             [
                 machines_figure(result, run_color(i) if several else None).update_layout(
-                    title=f"{label}: networks and kernel machines" + (" (slow dotted)" if several else "")
+                    title=two_line_title(f"{label}:", what), margin=dict(t=70)
                 )
                 for i, (label, result) in enumerate(runs.items())
             ]
@@ -602,7 +606,7 @@ def sweep_trend_figure(summaries, x: str, line: str, x_title: str, line_title: s
             title=x_title, type="log" if log_x else "linear", tickvals=sorted({getattr(s, x) for s in summaries})
         ),
         yaxis=dict(title="alignment gain"),
-        legend=dict(orientation="h", yanchor="top", y=-0.25),
+        legend=LEGEND_BELOW,
         margin=dict(l=50, r=20, t=50, b=40),
     )
     return fig
@@ -637,7 +641,7 @@ def width_figure(lines: list[WidthLine], title: str, y_title: str) -> go.Figure:
         height=420,
         xaxis=dict(title="hidden width", type="log", tickvals=widths),
         yaxis=dict(title=y_title, **(LOG_AXIS if positive else {"type": "linear"})),
-        legend=dict(orientation="h", yanchor="top", y=-0.2),
+        legend=LEGEND_BELOW,
         margin=dict(l=60, r=20, t=50, b=40),
     )
     return fig
@@ -675,7 +679,7 @@ def setting_figure(
             **({"tickvals": x_values} if x_axis == "log" else {}),
         ),
         yaxis=dict(**(LOG_AXIS if log and values and min(values) > 0 else {"type": "linear"})),
-        legend=dict(orientation="h", yanchor="top", y=-0.25),
+        legend=LEGEND_BELOW,
         margin=dict(l=50, r=20, t=70, b=40),
         hovermode="closest",
     )
@@ -731,7 +735,7 @@ def coordinate_figure(lines: list[WidthLine], measure: Measure) -> go.Figure:
     fig.update_layout(
         title=f"{measure.label} vs width, after t SGD steps",
         height=420,
-        legend=dict(orientation="h", yanchor="top", y=-0.25),
+        legend=LEGEND_BELOW,
         margin=dict(l=60, r=20, t=70, b=40),
     )
     return fig

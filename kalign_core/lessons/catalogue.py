@@ -68,7 +68,9 @@ LESSONS: list[Lesson] = [
         charts=("movement",),
         notes="Three runs with the lazy scale α = 1, 10 and 100 (Chizat, Oyallon & Bach 2019): each network trains "
         "α·(f − f₀) on the loss divided by α², so its output learns at the same speed while its weights need "
-        "to move α times less. α = 1 is the plain network; the larger α, the closer to the lazy (NTK) regime, "
+        "to move α times less. α = 1 trains f − f₀, the plain network's change from its start: its weights move "
+        "about as the plain network's do, but its outputs start at 0, so its errors are not the plain network's. "
+        "The larger α, the closer to the lazy (NTK) regime, "
         "where the whole network, hidden layer included, trains like its linearisation around the start, with "
         "a fixed tangent kernel Θ. It is not the slow model's random features, where the hidden layer stops "
         "learning and only the readout learns.",
