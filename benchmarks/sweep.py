@@ -97,9 +97,14 @@ def matrix(seeds: tuple[int, ...], pairs, epochs: int) -> list[ExperimentConfig]
     ]
 
 
+def built_blocks(configs: list[ExperimentConfig], data) -> list[TrialBlock]:
+    """The blocks a sweep of `configs` trains, built (untimed)."""
+    return [TrialBlock([configs[i] for i in block], data) for block in group_blocks(configs, data)]
+
+
 def steps_seconds(configs: list[ExperimentConfig], data) -> float:
     """Seconds of the SGD steps alone of every block of `configs`, every epoch."""
-    blocks = [TrialBlock([configs[i] for i in block], data) for block in group_blocks(configs, data)]
+    blocks = built_blocks(configs, data)
     start = time.perf_counter()
     with torch.no_grad():
         for block in blocks:
@@ -112,7 +117,7 @@ def steps_and_records_seconds(configs: list[ExperimentConfig], data) -> float:
     """Seconds of every block's SGD steps and each epoch's records (test evaluation and probe
     measures, epoch 0 included) and nothing else: the least a sweep that keeps its per-epoch curves
     can take."""
-    blocks = [TrialBlock([configs[i] for i in block], data) for block in group_blocks(configs, data)]
+    blocks = built_blocks(configs, data)
     start = time.perf_counter()
     with torch.no_grad():
         for block in blocks:

@@ -20,13 +20,13 @@ from kalign_core.sweep.width_lab import Measure, WidthLine, short_slope_text
 
 MODEL_COLORS = {"slow": "#1f77b4", "regular": "#d62728"}
 ERROR_DASH = {"test_error": "solid", "train_error": "dash"}
-# The alignment chart: each model's feature kernel solid, its tangent kernel dashed.
 # A log axis whose every tick reads as a plain number of 3 digits at most (0.002, 0.005, 0.01, 1.24):
 # plotly's own labels its ticks between the decades by their first digit alone ("2", "5").
 LOG_AXIS = dict(type="log", tickformat=".3~g")
 # Legends under the chart, anchored to the figure's bottom edge: however many rows they take, they grow
 # upwards only to the x axis's title, not over it (anchored to the plot area, a long one covered it).
 LEGEND_BELOW = dict(orientation="h", yref="container", yanchor="bottom", y=0)
+# The alignment chart: each model's feature kernel solid, its tangent kernel dashed.
 ALIGNMENT_DASH = {"alignment": ("features", "solid"), "tangent_alignment": ("tangent", "dash")}
 # "How far each model moved", all relative to initialisation, on one log axis.
 MOVEMENT_DASH = {
@@ -101,6 +101,11 @@ def two_line_title(title: str, detail: str) -> str:
     return f"{title}<br><sup>{detail}</sup>"
 
 
+def top_margin(title: str) -> int:
+    """Room above the plot for `title`, a line more for each line break (plotly does not make it)."""
+    return 50 + 20 * title.count("<br>")
+
+
 def _layout(fig: go.Figure, title: str, y_title: str, epochs: int) -> go.Figure:
     """Shared look; the x axis spans the epochs drawn so far, so a live chart grows with the run."""
     epochs = max(1, epochs)
@@ -109,7 +114,7 @@ def _layout(fig: go.Figure, title: str, y_title: str, epochs: int) -> go.Figure:
         xaxis=dict(title="epoch", range=[-0.3, epochs + 0.3], dtick=max(1, math.ceil(epochs / 10))),
         yaxis=dict(title=y_title),
         legend=LEGEND_BELOW,
-        margin=dict(l=50, r=20, t=50, b=40),
+        margin=dict(l=50, r=20, t=top_margin(title), b=40),
         height=380,
         hovermode="closest",
     )
@@ -314,8 +319,7 @@ def overlay_figure(
             fig.add_traces(_curve(result, name, metric, label, run_color(i), OVERLAY_DASH[name], positive=log))
     if log:
         fig.update_yaxes(**LOG_AXIS)
-    _layout(fig, title, y_title, max((r.epochs_done for r in runs.values()), default=1))
-    return fig.update_layout(margin=dict(t=70)) if "<br>" in title else fig
+    return _layout(fig, title, y_title, max((r.epochs_done for r in runs.values()), default=1))
 
 
 def run_color(index: int) -> str:
@@ -524,7 +528,7 @@ def lesson_figures(results: list[ExperimentResult], labels: list[str], charts=()
         rows.append(
             [
                 machines_figure(result, run_color(i) if several else None).update_layout(
-                    title=two_line_title(f"{label}:", what), margin=dict(t=70)
+                    title=(title := two_line_title(f"{label}:", what)), margin=dict(t=top_margin(title))
                 )
                 for i, (label, result) in enumerate(runs.items())
             ]
@@ -669,8 +673,9 @@ def setting_figure(
         )
     values = [row[measure] for row in rows if row[measure] is not None]
     x_values = sorted({row[setting] for row in rows}, key=str if x_axis == "category" else None)
+    title = two_line_title(y_title, f"at the last epoch, against {x_title.lower()}")
     fig.update_layout(
-        title=two_line_title(y_title, f"at the last epoch, against {x_title.lower()}"),
+        title=title,
         height=380,
         xaxis=dict(
             title=x_title,
@@ -680,7 +685,7 @@ def setting_figure(
         ),
         yaxis=dict(**(LOG_AXIS if log and values and min(values) > 0 else {"type": "linear"})),
         legend=LEGEND_BELOW,
-        margin=dict(l=50, r=20, t=70, b=40),
+        margin=dict(l=50, r=20, t=top_margin(title), b=40),
         hovermode="closest",
     )
     return fig

@@ -41,7 +41,7 @@ WINDOW_S = 60.0
 _TYPED = "password_typed"  # the prompt's field, emptied by each try
 _GIVEN = "password_given"  # this session gave the right password
 _WRONG = "password_wrong_tries"  # this session's wrong tries since it last gave the right one
-_TYPED_RIGHT = "password_typed_right"  # this session typed it (so its browser is to get the cookie)
+_TOKEN = "password_pass_token"  # the pass cookie this session's browser is to get (it typed the password)
 COOKIE = "kalign_pass"
 HOW_TO_SET = "set KALIGN_PASSWORD (or `password` in .streamlit/secrets.toml) and restart the server"
 
@@ -166,15 +166,11 @@ def admitted() -> bool:
 
 
 def hand_over_cookie() -> None:
-    """In a session that typed the password: the browser keeps the pass cookie for its own session
-    (no expiry date), until it has it. A script, since Streamlit sets no cookies of its own."""
-    if not st.session_state.get(_TYPED_RIGHT):
-        return
-    try:
-        wanted = configured()
-    except SecretsUnreadable:
-        return
-    if wanted is None or browser_cookie() == (token := pass_token(wanted, _server_key())):
+    """In a session that typed the password: its browser keeps the pass cookie for its own session
+    (no expiry date). A script, since Streamlit sets no cookies of its own; on every run of that
+    session, since a run cut short by a rerun may never reach the browser."""
+    token = st.session_state.get(_TOKEN)
+    if token is None:
         return
     st.html(
         f"<script>document.cookie = '{COOKIE}={token}; path=/; SameSite=Strict'"
@@ -196,7 +192,8 @@ def _check() -> None:
     except SecretsUnreadable:
         return
     if wanted is not None and matches(typed, wanted):
-        st.session_state[_GIVEN] = st.session_state[_TYPED_RIGHT] = True
+        st.session_state[_GIVEN] = True
+        st.session_state[_TOKEN] = pass_token(wanted, _server_key())
         st.session_state.pop(_WRONG, None)
         log.info("a session gave the password")
     else:

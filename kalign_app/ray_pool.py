@@ -60,14 +60,12 @@ class _Trainer:
     def run_block(self, configs: list[dict], threads: int, keep: str, data_dir: str) -> list:
         """A sweep's block of trials (sweep.backends.train_block), ending between batches at `stop`."""
         from kalign_core.config import ExperimentConfig
-        from kalign_core.data import load_digits
+        from kalign_core.engine.batched import load_trial_data
         from kalign_core.sweep.backends import train_block
 
         self._stop.clear()
-        data = {}  # each pair's digits once, from the server's data folder as a run's are
-        for config in map(ExperimentConfig.from_dict, configs):
-            if config.digits not in data:
-                data[config.digits] = load_digits(config.digits, config.source, root=data_dir)
+        # From the server's data folder, as a run's digits are.
+        data = load_trial_data([ExperimentConfig.from_dict(c) for c in configs], root=data_dir)
         return train_block(configs, threads, keep, self._stop.is_set, data)
 
     def send_bytes(self, message: bytes) -> None:  # what `_train` sends to: the queue

@@ -87,8 +87,9 @@ def plan(spec: SweepSpec, folder: pathlib.Path, workers: int, labels: Mapping[st
     """Trials and estimated time; True when there is something to run. `labels`: what the page
     calls each setting, for errors that name one."""
     total = len(spec.trials())
+    in_slots = slots_runner() is not None
+    workers = slot_workers() if in_slots else workers
     try:
-        workers = sweep_options(workers, None, folder).workers
         pending, seconds = estimate_seconds(spec, SweepOptions(workers=workers), folder, spec_cost(spec))
     except (ValueError, OSError) as error:  # e.g. the folder holds trials with other settings
         why = params.capitalised(error.describe(labels)) if isinstance(error, ConfigError) else error
@@ -106,7 +107,7 @@ def plan(spec: SweepSpec, folder: pathlib.Path, workers: int, labels: Mapping[st
     already = f", {total - pending} already done" if pending < total else ""
     where = (
         f"{counted(min(workers, pending), 'job slot')} of the Ray cluster, as they come free beside the class's runs"
-        if slots_runner() is not None
+        if in_slots
         else f"{counted(min(workers, pending), 'worker')}, plus the workers' start-up "
         "(each starts Python and imports torch: seconds)"
     )
@@ -126,7 +127,7 @@ def run_button(spec: SweepSpec, folder: pathlib.Path, workers: int, keep: str | 
         st.info(f"Another session's sweep ({elsewhere}) is running on this server; one runs at a time.")
     if st.button("Run", type="primary", icon=":material/play_arrow:", key=button_key, disabled=bool(elsewhere)):
         runner = slots_runner()
-        job = SweepJob(spec, folder, sweep_options(workers, keep, folder), spec_cost(spec), runner).start()
+        job = SweepJob(spec, folder, sweep_options(workers, keep, folder, runner), spec_cost(spec), runner).start()
         server_sweeps()[folder] = job
         st.session_state.sweep_job = job
         st.session_state.sweep_outcome = None
@@ -134,16 +135,21 @@ def run_button(spec: SweepSpec, folder: pathlib.Path, workers: int, keep: str | 
         st.rerun()
 
 
-def sweep_options(workers: int, keep: str | None, folder: pathlib.Path | None = None) -> SweepOptions:
-    """`workers` worker processes of the sweep's own; where the server's runs train on Ray (its
-    actors hold the cluster's CPUs), the job slots' block runner trains the blocks instead, in at
-    most half of the slots at once (so that the class's runs keep going beside it), at the slots'
-    torch threads unless the sweep in `folder` trained at others."""
-    if slots_runner() is not None:
-        slots = ui.job_slots()
-        threads = (recorded_threads(folder) if folder is not None else None) or slots.threads_per_job
-        return SweepOptions(workers=_slots_in_use(slots) // 2, threads_per_trial=threads, keep=keep)
+def sweep_options(workers: int, keep: str | None, folder: pathlib.Path, runner) -> SweepOptions:
+    """`workers` worker processes of the sweep's own; with the job slots' block `runner` (the
+    server's runs train on Ray, whose actors hold the cluster's CPUs), the blocks train in the slots
+    instead (`slot_workers` at once), at the slots' torch threads unless the sweep in `folder`
+    trained at others."""
+    if runner is not None:
+        threads = recorded_threads(folder) or ui.job_slots().threads_per_job
+        return SweepOptions(workers=slot_workers(), threads_per_trial=threads, keep=keep)
     return SweepOptions(workers=workers, in_process=False, keep=keep)
+
+
+def slot_workers() -> int:
+    """Blocks a sweep trains in the job slots at once: half of those live, so that the class's runs
+    keep going beside it."""
+    return max(1, _slots_in_use(ui.job_slots()) // 2)
 
 
 def slots_runner():

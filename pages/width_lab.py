@@ -22,6 +22,7 @@ from kalign_app.width_lab_settings import (
 from kalign_core.config import MAX_EPOCHS, ConfigError
 from kalign_core.devices import cpu_count
 from kalign_core.parametrization import MUP_BASE_WIDTH, PARAMETRIZATIONS
+from kalign_core.results import LINEAR_MEASURES
 from kalign_core.sweep.options import BLOCK_THREADS
 from kalign_core.sweep.spec import ALL_PAIRS, SweepSpec, round_lr
 from kalign_core.sweep.width_lab import (
@@ -177,7 +178,7 @@ def lab_form():
 
 def not_recorded(measure) -> str:
     """Why no trial of a sweep has `measure`, in words."""
-    if measure.name == "linear_gap":
+    if measure.name in LINEAR_MEASURES:
         return "measured only in trials trained with the linearized twin"
     if measure.name == INFINITE_WIDTH_MEASURE:
         return "defined under ntk and μP only (under standard the tangent kernel grows without limit)"
@@ -214,16 +215,13 @@ def draw_lab(summaries) -> None:
     ]
     lines = lines_chart(summaries, measure, "lab_chart")
     slope_notes(lines)
-    start_only = measure.models == ("init",)
-    lines_are = (
-        "one line per parametrization, of the start both models share (dashed)"
-        if start_only
-        else "one line per parametrization and model (slow dotted, regular solid)"
-    )
-    same_start = (
-        " μP's Θ₀, weighted by its learning rates, is ntk's, so their lines lie on top of each other."
-        if start_only
-        else ""
+    lines_are, same_start = (
+        (
+            "one line per parametrization, of the start both models share (dashed)",
+            " μP's Θ₀, weighted by its learning rates, is ntk's, so their lines lie on top of each other.",
+        )
+        if measure.models == ("init",)
+        else ("one line per parametrization and model (slow dotted, regular solid)", "")
     )
     st.caption(
         f"{lines_are.capitalize()}, mean ± spread over seeds; the slope is a straight line fitted to the means on "

@@ -106,14 +106,15 @@ def group_blocks(
 
 
 def load_trial_data(
-    configs: list[ExperimentConfig], data: Mapping[tuple[int, ...], DigitData] | None = None
+    configs: list[ExperimentConfig], data: Mapping[tuple[int, ...], DigitData] | None = None, root=None
 ) -> dict[tuple[int, ...], DigitData]:
-    """Each trial's digits: `data[config.digits]` where given, else loaded from `config.source` once
-    per distinct set of digits. Every trial is checked against its data, as run_experiment does."""
+    """Each trial's digits: `data[config.digits]` where given, else loaded from `config.source` (MNIST
+    under `root`, as load_digits takes it) once per distinct set of digits. Every trial is checked
+    against its data, as run_experiment does."""
     loaded = dict(data or {})
     for config in configs:
         if config.digits not in loaded:
-            loaded[config.digits] = load_digits(config.digits, config.source)
+            loaded[config.digits] = load_digits(config.digits, config.source, root=root)
         check_fits(config, loaded[config.digits])
     return loaded
 
