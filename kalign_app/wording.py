@@ -315,17 +315,22 @@ def chance_sentence(result: ExperimentResult) -> str:
 
 
 # How to reach the lazy regime under each parametrization: a lazy scale α always; width too where the
-# hidden weights move less as the network widens (measured in the Width lab and the width lesson).
+# hidden weights move less as the network widens (measured in the Width lab and the width lesson; under
+# standard only at a rate that still trains the widest, since its tangent kernel grows with width).
 LAZY_HOW = {
-    "standard": "widen the network (at fixed learning rates a wider one's weights move less) or turn on the "
-    "lazy scale α",
+    "standard": "widen the network (at a learning rate that still trains it, a wider one's hidden weights move "
+    "less) or turn on the lazy scale α",
     "ntk": "widen the network (under ntk the hidden weights move like width^−½) or turn on the lazy scale α",
     "mup": "turn on the lazy scale α (under μP the features keep moving at every width)",
 }
 
 
 def regime_sentence(result: ExperimentResult) -> str:
+    """Which regime the run is in, and how to reach the lazy one; nothing after a divergence, where
+    the reading's advice is to lower the learning rates."""
     config = result.config
+    if any(epoch is not None for epoch in result.diverged_at.values()):
+        return ""
     if config.lazy_scale is not None:
         return (
             f"Both models trained Chizat's lazily scaled α(f − f₀) with α = {config.lazy_scale:g}: "

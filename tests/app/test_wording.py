@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from kalign_app import wording
 from kalign_core import ExperimentConfig
 from kalign_core.config import MAX_LAZY_SCALE, MAX_LEARNING_RATE, MIN_LAZY_SCALE
+from kalign_core.parametrization import PARAMETRIZATIONS
 from kalign_core.results import MODEL_NAMES, EpochRecord, ExperimentResult
 from kalign_core.text import fixed, percent
 
@@ -69,6 +70,7 @@ def results(draw) -> ExperimentResult:
         lazy_scale=draw(st.one_of(st.none(), st.floats(MIN_LAZY_SCALE, MAX_LAZY_SCALE))),
         epochs=2,
         probe_size=4,
+        parametrization=draw(st.sampled_from(PARAMETRIZATIONS)),
     )
     # Equal rates are one training: the models diverge together or not at all.
     diverged = draw(st.booleans())
@@ -179,6 +181,11 @@ def test_the_reading_says_what_the_learning_rates_make_of_the_two_models(result)
     assert ("the faster one" in reading) == (slow_lr > regular_lr)
     if slow_lr > regular_lr:
         assert not re.search("random[- ]features", said)
+    advice = "that is not the lazy regime" in said or "A frozen hidden layer is not the lazy regime" in said
+    if any(epoch is not None for epoch in result.diverged_at.values()):  # the advice then is lower rates
+        assert not advice
+    if advice:  # widening makes it lazier under standard and ntk only (the Width lab measures it)
+        assert ("widen the network" in said) == (result.config.parametrization != "mup")
 
 
 @pytest.mark.slow
